@@ -1,0 +1,70 @@
+"""The ``peercall`` command: a GUI by default, and headless subcommands.
+
+Each subcommand lives in its own module exposing ``configure_parser(parser)`` and
+``run(args) -> int``. Those modules keep heavy imports (aiortc, Qt) inside ``run`` so that
+``peercall relay --help`` stays instant. User mistakes end as one line on stderr and exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from app import __version__
+from app.errors import PeerCallError
+from nat.errors import NatError
+from signaling.errors import SignalingError
+
+# command -> (module, one-line help). The GUI is the default when no command is given.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "gui": ("app.ui.main", "open the desktop window (the default)"),
+    "call": ("app.call_cli", "make or answer a call from the terminal"),
+    "devices": ("app.devices_cli", "list audio devices"),
+    "relay": ("nat.cli", "run the STUN/TURN relay server headless"),
+    "signal": ("signaling.cli", "run the WebSocket signaling server headless"),
+}
+
+USER_ERRORS = (PeerCallError, NatError, SignalingError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peercall",
+        description="Peer-to-peer audio/video calls, with embedded signaling and STUN/TURN relay.",
+    )
+    parser.add_argument("--version", action="version", version=f"peercall {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.configure_parser(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command is None:
+        args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
+    try:
+        result: int = args._module.run(args)
+        return result
+    except USER_ERRORS as exc:
+        print(f"peercall: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
