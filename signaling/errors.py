@@ -4,6 +4,10 @@ Hierarchy::
 
     SignalingError            base; str(e) is one line fit for the user
     ├── MessageError          a message failed validation (bad JSON, unknown type, missing field)
+    │   └── BlobError         a pasted copy-paste blob cannot be decoded (signaling.manual)
+    │       ├── BlobNotFound  the text holds no 'peercall1:' blob
+    │       ├── BlobTruncated the blob ends before its declared length
+    │       └── BlobCorrupted checksum, length or payload do not agree
     ├── ChannelClosed         the channel is closed; no more messages will arrive
     └── PeerRejected          the server refused us (wrong room secret, room full, ...)
 """
@@ -17,6 +21,22 @@ class SignalingError(Exception):
 
 class MessageError(SignalingError):
     """A signaling message is malformed or not allowed here."""
+
+
+class BlobError(MessageError):
+    """A copy-paste offer/answer blob could not be decoded (see :mod:`signaling.manual`)."""
+
+
+class BlobNotFound(BlobError):
+    """The pasted text contains no PeerCall blob."""
+
+
+class BlobTruncated(BlobError):
+    """The pasted blob is shorter than its header says: part of it was lost on the way."""
+
+
+class BlobCorrupted(BlobError):
+    """The pasted blob is complete but its checksum, length or payload is wrong."""
 
 
 class ChannelClosed(SignalingError):
