@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
+
+from tests.audio import VirtualAudio, virtual_audio_env
 
 # Qt must never try to open a display in tests.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -28,3 +31,18 @@ def udp_port() -> int:
 @pytest.fixture
 def tcp_port() -> int:
     return free_port(socket.SOCK_STREAM)
+
+
+# --- Virtual sound card (media) -------------------------------------------------------------
+@pytest.fixture(scope="session")
+def virtual_audio() -> Iterator[VirtualAudio]:
+    """A private PulseAudio server for the whole session; mark tests that use it ``audio``.
+
+    Offers the null sink ``vspeaker`` (default sink) whose monitor ``vspeaker.monitor`` is the
+    default source, so a ``MicrophoneTrack`` hears what a ``SpeakerSink`` plays; and the silent
+    null source ``vmic``. ``os.environ`` gets ``PULSE_SERVER``/``XDG_RUNTIME_DIR`` (subprocesses
+    inherit them) and PortAudio is restarted so sounddevice lists the ALSA ``pulse`` device.
+    ``virtual_audio.pactl(...)`` runs pactl against it. See tests/audio.py.
+    """
+    with virtual_audio_env() as server:
+        yield server

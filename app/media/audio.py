@@ -1,0 +1,378 @@
+"""Microphone capture and speaker playback through PortAudio (sounddevice).
+
+PortAudio calls our callbacks on its own thread every 20 ms (960 samples at 48 kHz). The
+callbacks do as little as possible: the microphone copies the block and hands it to the event
+loop with ``loop.call_soon_threadsafe`` into a bounded queue; the speaker copies samples out of
+a lock-protected ring buffer that the event loop fills. Both queues are small and drop the
+*oldest* audio when full, so a stalled consumer costs a glitch, never growing latency.
+
+For latency measurements both ends expose ``on_block(samples, t)``: the samples of each block
+and ``time.monotonic()`` taken inside the PortAudio callback, delivered on the event loop's
+thread. A benchmark detects a tone burst in those blocks at capture and at playout, which
+measures the real path instead of trusting RTP timestamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+from av import AudioFrame
+from av.frame import Frame
+from av.packet import Packet
+
+from app.errors import MediaError
+from app.media import devices
+from app.media.base import AUDIO_CHANNELS, AUDIO_FRAME_SAMPLES, AUDIO_RATE
+from app.media.consumer import TrackConsumer
+from app.media.convert import MonoConverter, Samples, samples_to_frame
+
+logger = logging.getLogger(__name__)
+
+BlockHook = Callable[[Samples, float], None]
+
+#: PortAudio latency hint: 'low' asks the host API for its smallest safe buffer
+#: (40 ms on PulseAudio).
+DEFAULT_LATENCY = "low"
+
+
+@dataclass
+class AudioStats:
+    """Counters a debug panel or a test can read; updated as blocks flow."""
+
+    blocks: int = 0  # blocks that went through the PortAudio callback
+    dropped: int = 0  # blocks (mic) or samples (speaker) discarded because a queue was full
+    underruns: int = 0  # speaker callbacks that had to pad with silence
+    trimmed: int = 0  # samples the speaker skipped to bring standing latency back down
+    xruns: int = 0  # callbacks where PortAudio reported an over/underflow itself
+    last_callback: float | None = None  # time.monotonic() of the latest callback
+
+
+def _stream_error(kind: str, index: int, exc: BaseException) -> MediaError:
+    name = devices.device_name(index)
+    return MediaError(f"cannot open {kind} device '{name}': {devices.portaudio_message(exc)}")
+
+
+class MicrophoneTrack(AudioStreamTrack):
+    """Live microphone audio as an aiortc track: 48 kHz mono s16 frames of 960 samples.
+
+    The device is looked up and its format checked in the constructor (so a bad ``--mic`` fails
+    before a call starts); the stream opens on :meth:`start` or on the first :meth:`recv`.
+    ``pts`` counts delivered samples, so it is continuous even when blocks are dropped.
+    """
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        *,
+        on_block: BlockHook | None = None,
+        queue_frames: int = 5,
+        latency: str | float = DEFAULT_LATENCY,
+    ) -> None:
+        super().__init__()
+        self.device_index = devices.open_device(device, "input")
+        self.on_block = on_block
+        self.stats = AudioStats()
+        self._latency = latency
+        self._queue: asyncio.Queue[Samples | None] = asyncio.Queue(maxsize=max(1, queue_frames))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stream: Any = None
+        self._opening: asyncio.Lock | None = None
+        self._pts = 0
+
+    @property
+    def device_name(self) -> str:
+        return devices.device_name(self.device_index)
+
+    def is_live(self) -> bool:
+        """Whether the track has not been stopped."""
+        return self.readyState == "live"
+
+    def is_open(self) -> bool:
+        """Whether the input stream is open (it opens on ``start`` or the first ``recv``)."""
+        return self._stream is not None
+
+    async def start(self) -> None:
+        """Open and start the input stream now (idempotent; ``recv`` does it when needed)."""
+        if self.is_open() or not self.is_live():
+            return
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self.is_open():  # opened by a concurrent start() while we waited for the lock
+                return
+            self._loop = asyncio.get_running_loop()
+            # Opening a stream talks to the sound server: keep that off the event loop.
+            stream = await asyncio.to_thread(self._open_stream)
+            if not self.is_live():  # stopped while we were opening
+                await asyncio.to_thread(_close_quietly, stream)
+                return
+            self._stream = stream
+
+    def _open_stream(self) -> Any:
+        sd = devices.sounddevice()
+        try:
+            stream = sd.InputStream(
+                device=self.device_index,
+                samplerate=AUDIO_RATE,
+                channels=AUDIO_CHANNELS,
+                dtype="int16",
+                blocksize=AUDIO_FRAME_SAMPLES,
+                latency=self._latency,
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+            stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise _stream_error("input", self.device_index, exc) from None
+        logger.info(
+            "microphone '%s' open (latency %.0f ms)", self.device_name, stream.latency * 1000
+        )
+        return stream
+
+    # --- PortAudio thread -------------------------------------------------------------------
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        now = time.monotonic()
+        block = indata[:, 0].copy()
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to deliver to
+            loop.call_soon_threadsafe(self._deliver, block, now, bool(status))
+
+    def _finished(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._deliver_end)
+
+    # --- event loop thread ------------------------------------------------------------------
+    def _deliver(self, block: Samples, at: float, xrun: bool) -> None:
+        stats = self.stats
+        stats.blocks += 1
+        stats.last_callback = at
+        if xrun:
+            stats.xruns += 1
+        if self._queue.full():
+            self._queue.get_nowait()
+            stats.dropped += 1
+        self._queue.put_nowait(block)
+        if self.on_block is not None:
+            self.on_block(block, at)
+
+    def _deliver_end(self) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+    async def recv(self) -> Frame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._stream is None:
+            await self.start()
+        block = await self._queue.get()
+        if block is None or self.readyState != "live":
+            raise MediaStreamError
+        frame = samples_to_frame(block, self._pts)
+        self._pts += len(block)
+        return frame
+
+    def stop(self) -> None:
+        """End the track and close the input stream."""
+        super().stop()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            _close_quietly(stream)
+        self._deliver_end()  # wake a pending recv()
+
+
+def _close_quietly(stream: Any) -> None:
+    """Abort (do not drain) and close a stream; errors here only mean it is already gone."""
+    try:
+        stream.abort()
+        stream.close()
+    except Exception as exc:
+        logger.debug("closing audio stream: %s", exc)
+
+
+class PlayoutBuffer:
+    """A bounded FIFO of int16 samples between the event loop (writer) and PortAudio (reader).
+
+    Overflow drops the oldest samples. Because a writer that runs a little fast (clock drift,
+    a burst after a network stall) would otherwise leave latency standing at the capacity, the
+    reader also watches the lowest fill level over each ``window`` reads and skips the excess
+    above ``target`` samples: latency converges back to about ``target`` within a second.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 5 * AUDIO_FRAME_SAMPLES,
+        target: int = AUDIO_FRAME_SAMPLES,
+        window: int = 50,
+    ) -> None:
+        self.capacity = capacity
+        self.target = target
+        self.window = window
+        self._buf = np.zeros(capacity, dtype=np.int16)
+        self._head = 0
+        self._size = 0
+        self._lock = threading.Lock()
+        self._reads = 0
+        self._min_level = capacity
+        self._written = False
+        self.dropped = 0
+        self.trimmed = 0
+        self.underruns = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def write(self, samples: Samples) -> None:
+        n = len(samples)
+        if n == 0:
+            return
+        with self._lock:
+            if n >= self.capacity:
+                self.dropped += self._size + n - self.capacity
+                samples = samples[n - self.capacity :]
+                n = self.capacity
+                self._head = 0
+                self._size = 0
+            elif self._size + n > self.capacity:
+                excess = self._size + n - self.capacity
+                self._skip(excess)
+                self.dropped += excess
+            start = (self._head + self._size) % self.capacity
+            first = min(n, self.capacity - start)
+            self._buf[start : start + first] = samples[:first]
+            if first < n:
+                self._buf[: n - first] = samples[first:]
+            self._size += n
+            self._written = True
+
+    def _skip(self, n: int) -> None:
+        self._head = (self._head + n) % self.capacity
+        self._size -= n
+
+    def read_into(self, out: Any) -> int:
+        """Fill ``out`` (1-D int16) with the oldest samples, silence after them; count served."""
+        wanted = len(out)
+        with self._lock:
+            level = self._size
+            self._reads += 1
+            self._min_level = min(self._min_level, level)
+            if self._reads >= self.window:
+                if self._min_level > self.target:
+                    excess = self._min_level - self.target
+                    self._skip(excess)
+                    self.trimmed += excess
+                self._reads = 0
+                self._min_level = self.capacity
+            n = min(wanted, self._size)
+            first = min(n, self.capacity - self._head)
+            out[:first] = self._buf[self._head : self._head + first]
+            if first < n:
+                out[first:n] = self._buf[: n - first]
+            self._skip(n)
+        if n < wanted:
+            out[n:] = 0
+            if self._written:  # silence before the first write is start-up, not an underrun
+                self.underruns += 1
+        return n
+
+
+class SpeakerSink(TrackConsumer):
+    """Plays a remote audio track on an output device (a :class:`~app.media.base.MediaSink`).
+
+    Frames of any format are remixed to 48 kHz mono s16 and queued in a :class:`PlayoutBuffer`
+    (``buffer_frames`` blocks at most); the output callback plays silence on underrun.
+    """
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        *,
+        on_block: BlockHook | None = None,
+        buffer_frames: int = 5,
+        latency: str | float = DEFAULT_LATENCY,
+    ) -> None:
+        super().__init__()
+        self.device_index = devices.open_device(device, "output")
+        self.on_block = on_block
+        self._stats = AudioStats()
+        self.buffer = PlayoutBuffer(capacity=max(2, buffer_frames) * AUDIO_FRAME_SAMPLES)
+        self._latency = latency
+        self._converter = MonoConverter()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stream: Any = None
+
+    @property
+    def device_name(self) -> str:
+        return devices.device_name(self.device_index)
+
+    @property
+    def stats(self) -> AudioStats:
+        """A snapshot of the callback counters and the playout buffer's drops/underruns/trims."""
+        s = self._stats
+        return AudioStats(
+            blocks=s.blocks,
+            dropped=self.buffer.dropped,
+            underruns=self.buffer.underruns,
+            trimmed=self.buffer.trimmed,
+            xruns=s.xruns,
+            last_callback=s.last_callback,
+        )
+
+    async def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stream = await asyncio.to_thread(self._open_stream)
+
+    def _open_stream(self) -> Any:
+        sd = devices.sounddevice()
+        try:
+            stream = sd.OutputStream(
+                device=self.device_index,
+                samplerate=AUDIO_RATE,
+                channels=AUDIO_CHANNELS,
+                dtype="int16",
+                blocksize=AUDIO_FRAME_SAMPLES,
+                latency=self._latency,
+                callback=self._callback,
+            )
+            stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise _stream_error("output", self.device_index, exc) from None
+        logger.info("speaker '%s' open (latency %.0f ms)", self.device_name, stream.latency * 1000)
+        return stream
+
+    async def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await asyncio.to_thread(_close_quietly, stream)
+
+    def handle(self, frame: Frame | Packet[Any]) -> None:
+        if not isinstance(frame, AudioFrame):
+            raise MediaError(f"SpeakerSink plays audio, got {type(frame).__name__}")
+        self.buffer.write(self._converter.convert(frame))
+
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        now = time.monotonic()
+        samples = outdata[:, 0]
+        self.buffer.read_into(samples)
+        stats = self._stats
+        stats.blocks += 1
+        stats.last_callback = now
+        if status:
+            stats.xruns += 1
+        hook, loop = self.on_block, self._loop
+        if hook is not None and loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(hook, samples.copy(), now)
