@@ -1,0 +1,897 @@
+"""The call engine: :class:`CallSession`, an explicit state machine over one RTCPeerConnection.
+
+A session owns one peer connection, its tracks and its chat data channel, and tells its views
+what happens through the events of :mod:`app.events`. It is driven either over a
+:class:`signaling.base.SignalingChannel` (:meth:`CallSession.dial`, :meth:`CallSession.answer`)
+or step by step for copy-paste signaling (:meth:`CallSession.create_offer` and friends).
+
+The allowed state moves are data (:data:`TRANSITIONS`); an illegal move raises
+:class:`app.errors.IllegalTransition` and leaves the state unchanged, like h11's state machine.
+Workarounds for aiortc live in :mod:`app.rtcfixes`, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import fractions
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+from aioice import Candidate as IceCandidate
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaBlackhole
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from app import rtcfixes
+from app.errors import CallError, ConnectionFailed, IllegalTransition
+from app.events import (
+    CallState,
+    CandidateGathered,
+    CandidateInfo,
+    CandidatePairInfo,
+    ChatReceived,
+    ErrorOccurred,
+    Event,
+    GatheringFinished,
+    Layer,
+    PairsUpdated,
+    RemoteCandidateAdded,
+    SasReady,
+    SdpExchanged,
+    SelectedPairChanged,
+    StateChanged,
+    StatsSample,
+    TransportStateChanged,
+)
+from app.iceservers import IceServer
+from app.media.base import MediaSink
+from signaling.base import SignalingChannel
+from signaling.errors import ChannelClosed, SignalingError
+from signaling.messages import Answer, Bye, Candidate, EndOfCandidates, Message, Offer
+
+logger = logging.getLogger(__name__)
+
+S = CallState
+#: Every allowed move of the call state machine. ENDED and FAILED are final.
+TRANSITIONS: dict[CallState, frozenset[CallState]] = {
+    S.IDLE: frozenset({S.GATHERING, S.ENDED, S.FAILED}),
+    S.GATHERING: frozenset({S.OFFERING, S.ANSWERING, S.ENDED, S.FAILED}),
+    S.OFFERING: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
+    S.ANSWERING: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
+    S.CONNECTING: frozenset({S.CONNECTED, S.ENDED, S.FAILED}),
+    S.CONNECTED: frozenset({S.ENDED, S.FAILED}),
+    S.ENDED: frozenset(),
+    S.FAILED: frozenset(),
+}
+FINAL_STATES = frozenset({S.ENDED, S.FAILED})
+
+MAX_CHAT_LENGTH = 16 * 1024  # one SCTP message, comfortably below aiortc's limits
+CONNECT_TIMEOUT = 30.0  # ICE + DTLS must finish within this after both descriptions are set
+BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """How a session connects. Defaults suit a call between two machines on one network."""
+
+    ice_servers: tuple[IceServer, ...] = ()  # explicit: empty means no STUN/TURN at all
+    relay_only: bool = False  # "Always relay": iceTransportPolicy relay (hides our addresses)
+    loopback_candidates: bool = False  # host candidates on 127.0.0.1 only (same-machine calls)
+    gather_timeout: float = 1.0  # the longest we wait on any STUN/TURN server
+    audio: bool = True
+    video: bool = False
+
+
+class CallStateMachine:
+    """The call's state, moved only along :data:`TRANSITIONS`."""
+
+    def __init__(self) -> None:
+        self.state = CallState.IDLE
+
+    def move(self, new: CallState) -> CallState:
+        """Move to ``new`` and return the old state; raises IllegalTransition otherwise."""
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"call cannot go from {self.state.value} to {new.value}")
+        old, self.state = self.state, new
+        return old
+
+
+def short_auth_string(fingerprint_a: str, fingerprint_b: str) -> str:
+    """Six digits both ends derive from the two DTLS fingerprints, in either order.
+
+    A man in the middle must present his own certificate to each side, so the fingerprints
+    (and the digits) differ between the two ends; reading them aloud exposes him (the idea of
+    ZRTP's SAS, RFC 6189 §7).
+    """
+    a, b = sorted(f.strip().upper() for f in (fingerprint_a, fingerprint_b))
+    digest = hashlib.sha256(f"peercall-sas|{a}|{b}".encode()).digest()
+    number = int.from_bytes(digest[:4], "big") % 1_000_000
+    return f"{number // 1000:03d} {number % 1000:03d}"
+
+
+def sdp_fingerprint(sdp: str) -> str | None:
+    """The first ``a=fingerprint`` value (RFC 8122 §5) of an SDP, as ``algorithm value``."""
+    for line in sdp.splitlines():
+        if line.startswith("a=fingerprint:"):
+            return line[len("a=fingerprint:") :].strip()
+    return None
+
+
+def sdp_candidates(sdp: str) -> list[str]:
+    """The ``a=candidate`` values of an SDP (without ``a=``), in order."""
+    return [line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+class _GatedTrack(MediaStreamTrack):
+    """Forwards a source track, replacing its frames by silence/black while gated (mute)."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source = source
+        self.enabled = True
+
+    async def recv(self) -> av.AudioFrame | av.VideoFrame:
+        frame = await self.source.recv()
+        assert isinstance(frame, av.AudioFrame | av.VideoFrame)
+        if self.enabled:
+            return frame
+        if isinstance(frame, av.AudioFrame):
+            silent = av.AudioFrame.from_ndarray(
+                np.zeros((1, frame.samples * len(frame.layout.channels)), dtype=np.int16),
+                format="s16",
+                layout=frame.layout.name,
+            )
+            silent.sample_rate = frame.sample_rate
+            out: av.AudioFrame | av.VideoFrame = silent
+        else:
+            out = av.VideoFrame(width=frame.width, height=frame.height, format="yuv420p")
+            for plane, value in zip(out.planes, (16, 128, 128), strict=True):
+                plane.update(bytes([value]) * plane.buffer_size)
+        out.pts = frame.pts
+        out.time_base = frame.time_base or fractions.Fraction(1, 48000)
+        return out
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
+def _candidate_info(
+    c: IceCandidate, side: str, at: float, server: str | None = None
+) -> CandidateInfo:
+    return CandidateInfo(
+        side=side,  # type: ignore[arg-type]
+        component=c.component,
+        type=c.type,  # type: ignore[arg-type]
+        foundation=c.foundation,
+        protocol=c.transport.lower(),
+        address=c.host,
+        port=c.port,
+        priority=c.priority,
+        related_address=c.related_address,
+        related_port=c.related_port,
+        tcp_type=c.tcptype,
+        at=at,
+        server=server,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out["event"] = type(value).__name__
+        return out
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class CallSession:
+    """One call: a state machine over an RTCPeerConnection, observable through events.
+
+    Sources are aiortc tracks the session takes ownership of (it stops them on hang-up);
+    ``None`` sends silence (audio) or nothing (video). Sinks receive the remote tracks; without
+    one, remote media is consumed and discarded so it never piles up in memory.
+    """
+
+    def __init__(
+        self,
+        options: CallOptions | None = None,
+        *,
+        audio_source: MediaStreamTrack | None = None,
+        video_source: MediaStreamTrack | None = None,
+        audio_sink: MediaSink | None = None,
+        video_sink: MediaSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options = options or CallOptions()
+        self._clock = clock
+        self._t0 = clock()
+        self._machine = CallStateMachine()
+        self.events: list[Event] = []
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._audio = (
+            _GatedTrack(audio_source or AudioStreamTrack()) if self.options.audio else None
+        )
+        self._video = _GatedTrack(video_source) if video_source is not None else None
+        self._audio_sink = audio_sink
+        self._video_sink = video_sink
+        self._blackholes: list[MediaBlackhole] = []
+        self._pc: RTCPeerConnection | None = None
+        self._chat: RTCDataChannel | None = None
+        self._gatherings: list[rtcfixes.Gathering] = []
+        self._gather_started: float | None = None
+        self._channel: SignalingChannel | None = None
+        self._trickle = False
+        self._description_sent = False
+        self._trickle_queue: list[Message] = []
+        self._pending_remote: list[Candidate] = []
+        self._remote_seen: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connected: asyncio.Future[None] | None = None
+        self._closing = False
+        self._pairs_snapshot: tuple[CandidatePairInfo, ...] = ()
+        self._selected_key: tuple[str, int, str, int] | None = None
+        self._local_infos: dict[tuple[str, int], CandidateInfo] = {}
+        self._remote_infos: dict[tuple[str, int], CandidateInfo] = {}
+        self.sas: str | None = None
+        self.muted = False
+        self.video_enabled = True
+        self.selected: SelectedPairChanged | None = None
+        self._last_counters: dict[str, float] = {}
+
+    # -- observation -------------------------------------------------------------------
+
+    @property
+    def state(self) -> CallState:
+        return self._machine.state
+
+    def now(self) -> float:
+        """Seconds since the session was created (the ``at`` of every event)."""
+        return self._clock() - self._t0
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with every future event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: Event) -> None:
+        self.events.append(event)
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # a broken view must not break the call
+                logger.exception("event subscriber %r failed on %r", callback, event)
+
+    def _move(self, new: CallState, reason: str | None = None) -> None:
+        old = self._machine.move(new)
+        logger.info("call %s -> %s%s", old.value, new.value, f" ({reason})" if reason else "")
+        self._emit(StateChanged(old, new, self.now(), reason))
+
+    @property
+    def local_candidates(self) -> list[CandidateInfo]:
+        return list(self._local_infos.values())
+
+    @property
+    def remote_candidates(self) -> list[CandidateInfo]:
+        return list(self._remote_infos.values())
+
+    @property
+    def pairs(self) -> tuple[CandidatePairInfo, ...]:
+        return self._pairs_snapshot
+
+    # -- peer connection set-up ----------------------------------------------------------
+
+    def _configuration(self) -> RTCConfiguration:
+        servers = [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in self.options.ice_servers
+        ]
+        policy = (
+            RTCIceTransportPolicy.RELAY if self.options.relay_only else RTCIceTransportPolicy.ALL
+        )
+        # An explicit list, even empty: aiortc's default is a public STUN server.
+        return RTCConfiguration(
+            iceServers=servers, iceTransportPolicy=policy, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
+
+    def _ensure_pc(self) -> RTCPeerConnection:
+        if self._pc is not None:
+            return self._pc
+        pc = RTCPeerConnection(self._configuration())
+        self._pc = pc
+        if self._audio is not None:
+            pc.addTrack(self._audio)
+        if self.options.video:
+            if self._video is not None:
+                pc.addTrack(self._video)
+            else:
+                pc.addTransceiver("video", direction="recvonly")
+        # Negotiated out of band (same id both ends), so neither side waits for a
+        # "datachannel" event and chat works the moment SCTP is up (RFC 8832 §6 not needed).
+        self._chat = pc.createDataChannel("chat", negotiated=True, id=0)
+        self._chat.on("message", self._on_chat)
+        self._chat.on("open", self._maybe_connected)
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_connection_state)
+        pc.on("iceconnectionstatechange", self._on_ice_connection_state)
+        pc.on("icegatheringstatechange", self._on_ice_gathering_state)
+        pc.on("signalingstatechange", self._on_signaling_state)
+        return pc
+
+    async def _gather(self, *, wait: bool) -> None:
+        """Start gathering (host candidates at once); with ``wait``, also await STUN/TURN."""
+        pc = self._ensure_pc()
+        self._gather_started = self.now()
+        self._gatherings = rtcfixes.install_gathering(
+            pc,
+            on_candidate=self._on_local_candidate,
+            timeout=self.options.gather_timeout,
+            loopback_only=self.options.loopback_candidates,
+        )
+        for gathering in self._gatherings:
+            gathering.done.add_done_callback(self._on_gathering_done)
+        await asyncio.gather(*(g.gather() for g in rtcfixes.ice_gatherers(pc)))
+        if wait:
+            await asyncio.gather(*(asyncio.shield(g.done) for g in self._gatherings))
+
+    def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
+        info = _candidate_info(candidate, "local", self.now(), server)
+        self._local_infos[(info.address, info.port)] = info
+        self._emit(CandidateGathered(info))
+        if self._trickle:
+            message = Candidate("candidate:" + candidate.to_sdp(), "0", 0)
+            self._queue_trickle(message)
+
+    def _on_gathering_done(self, future: asyncio.Future[tuple[str, ...]]) -> None:
+        if future.cancelled() or self._closing:
+            return
+        if not all(g.done.done() for g in self._gatherings):
+            return
+        failed = tuple(s for g in self._gatherings for s in g.done.result())
+        started = self._gather_started or 0.0
+        self._emit(GatheringFinished(self.now(), self.now() - started, failed))
+        if self._trickle:
+            self._queue_trickle(EndOfCandidates())
+
+    def _queue_trickle(self, message: Message) -> None:
+        if self._description_sent and self._channel is not None:
+            self._spawn(self._send(message))
+        else:
+            self._trickle_queue.append(message)
+
+    async def _flush_trickle(self) -> None:
+        self._description_sent = True
+        queued, self._trickle_queue = self._trickle_queue, []
+        for message in queued:
+            await self._send(message)
+
+    async def _send(self, message: Message) -> None:
+        if self._channel is None:
+            return
+        try:
+            await self._channel.send(message)
+        except SignalingError as exc:
+            logger.info("signaling send failed: %s", exc)
+
+    def _local_sdp(self, kind: str) -> str:
+        assert self._pc is not None
+        sdp: str = self._pc.localDescription.sdp
+        pending = any(not g.done.done() for g in self._gatherings)
+        if pending:
+            sdp = rtcfixes.strip_end_of_candidates(sdp)
+        self._emit(SdpExchanged("local", kind, sdp, self.now()))  # type: ignore[arg-type]
+        return sdp
+
+    async def _set_remote(self, kind: str, sdp: str) -> None:
+        assert self._pc is not None
+        self._emit(SdpExchanged("remote", kind, sdp, self.now()))  # type: ignore[arg-type]
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except Exception as exc:  # aiortc raises ValueError/OperationError on bad SDP
+            raise CallError(f"the peer's {kind} was not usable: {exc}") from None
+        for value in sdp_candidates(sdp):
+            self._note_remote_candidate(value)
+        rtcfixes.install_audio_jitter_buffers(self._pc)
+        pending, self._pending_remote = self._pending_remote, []
+        for candidate in pending:
+            await self.add_remote_candidate(candidate)
+
+    def _note_remote_candidate(self, value: str) -> IceCandidate | None:
+        if value in self._remote_seen:
+            return None
+        try:
+            parsed = IceCandidate.from_sdp(value.removeprefix("candidate:"))
+        except ValueError:
+            logger.info("ignoring malformed remote candidate %r", value)
+            return None
+        self._remote_seen.add(value)
+        info = _candidate_info(parsed, "remote", self.now())
+        self._remote_infos[(info.address, info.port)] = info
+        self._emit(RemoteCandidateAdded(info))
+        return parsed
+
+    # -- low-level API (copy-paste signaling) --------------------------------------------
+
+    async def create_offer(self, *, trickle: bool = False) -> Offer:
+        """Make the offer. Without ``trickle`` it carries every candidate (bounded wait)."""
+        self._move(S.GATHERING)
+        self._trickle = trickle
+        pc = self._ensure_pc()
+        try:
+            await self._gather(wait=not trickle)
+            await pc.setLocalDescription(await pc.createOffer())
+        except Exception as exc:
+            await self._fail(f"could not create the offer: {exc}")
+            raise CallError(f"could not create the offer: {exc}") from None
+        sdp = self._local_sdp("offer")
+        self._move(S.OFFERING)
+        return Offer(sdp)
+
+    async def accept_offer(self, offer: Offer, *, trickle: bool = False) -> Answer:
+        """Take the peer's offer and make our answer; the call then connects."""
+        self._move(S.GATHERING)
+        self._trickle = trickle
+        pc = self._ensure_pc()
+        try:
+            await self._set_remote("offer", offer.sdp)
+            await self._gather(wait=not trickle)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except CallError as exc:
+            await self._fail(str(exc))
+            raise
+        except Exception as exc:
+            await self._fail(f"could not answer the offer: {exc}")
+            raise CallError(f"could not answer the offer: {exc}") from None
+        sdp = self._local_sdp("answer")
+        self._move(S.ANSWERING)
+        self._move(S.CONNECTING)
+        self._start_connecting()
+        return Answer(sdp)
+
+    async def accept_answer(self, answer: Answer) -> None:
+        """Take the peer's answer to our offer; the call then connects."""
+        if self.state is not S.OFFERING:
+            raise IllegalTransition(
+                f"an answer is only accepted while offering, not {self.state.value}"
+            )
+        try:
+            await self._set_remote("answer", answer.sdp)
+        except CallError as exc:
+            await self._fail(str(exc))
+            raise
+        self._move(S.CONNECTING)
+        self._start_connecting()
+
+    async def add_remote_candidate(self, candidate: Candidate) -> None:
+        """Add a trickled remote candidate (held until the remote description is set)."""
+        pc = self._pc
+        if pc is None or pc.remoteDescription is None:
+            self._pending_remote.append(candidate)
+            return
+        parsed = self._note_remote_candidate(candidate.candidate)
+        if parsed is None:
+            return
+        rtc = candidate_from_sdp(candidate.candidate.removeprefix("candidate:"))
+        rtc.sdpMid = candidate.sdp_mid
+        rtc.sdpMLineIndex = candidate.sdp_mline_index
+        with contextlib.suppress(Exception):  # a bad candidate must not end the call
+            await pc.addIceCandidate(rtc)
+
+    async def _end_of_remote_candidates(self) -> None:
+        if self._pc is not None and self._pc.remoteDescription is not None:
+            with contextlib.suppress(Exception):
+                await self._pc.addIceCandidate(None)
+
+    # -- high-level API over a signaling channel -----------------------------------------
+
+    async def dial(self, channel: SignalingChannel) -> None:
+        """Call the peer at the other end of ``channel``; returns once connected."""
+        self._channel = channel
+        offer = await self.create_offer(trickle=channel.supports_trickle)
+        await self._send_or_fail(offer)
+        await self._flush_trickle()
+        self._spawn(self._receive_loop(channel))
+        await self._wait_connected()
+
+    async def wait_for_offer(self, channel: SignalingChannel) -> Offer:
+        """Wait for the peer's offer (ring when this returns); candidates are kept for later."""
+        self._channel = channel
+        while True:
+            try:
+                message = await channel.receive()
+            except ChannelClosed:
+                raise
+            match message:
+                case Offer():
+                    return message
+                case Candidate():
+                    self._pending_remote.append(message)
+                case Bye(reason=reason):
+                    raise ChannelClosed(f"the caller gave up ({reason})")
+                case _:
+                    logger.info("ignoring %r while waiting for an offer", message)
+
+    async def answer(self, channel: SignalingChannel, offer: Offer) -> None:
+        """Accept ``offer`` (from :meth:`wait_for_offer`); returns once connected."""
+        self._channel = channel
+        answer = await self.accept_offer(offer, trickle=channel.supports_trickle)
+        await self._send_or_fail(answer)
+        await self._flush_trickle()
+        self._spawn(self._receive_loop(channel))
+        await self._wait_connected()
+
+    async def decline(self, channel: SignalingChannel, reason: str = "declined") -> None:
+        """Refuse an incoming call."""
+        self._channel = channel
+        await self._send(Bye(reason))
+        await self._finish(S.ENDED, reason)
+
+    async def _send_or_fail(self, message: Message) -> None:
+        assert self._channel is not None
+        try:
+            await self._channel.send(message)
+        except SignalingError as exc:
+            await self._fail(f"signaling failed: {exc}")
+            raise ConnectionFailed(f"signaling failed: {exc}") from None
+
+    async def _receive_loop(self, channel: SignalingChannel) -> None:
+        while not self._closing:
+            try:
+                message = await channel.receive()
+            except ChannelClosed as exc:
+                if self.state is not S.CONNECTED and not self._closing:
+                    await self._fail(f"signaling closed before the call connected: {exc}")
+                return
+            except SignalingError as exc:
+                logger.info("bad signaling message: %s", exc)
+                continue
+            match message:
+                case Answer() if self.state is S.OFFERING:
+                    with contextlib.suppress(CallError):
+                        await self.accept_answer(message)
+                case Candidate():
+                    await self.add_remote_candidate(message)
+                case EndOfCandidates():
+                    await self._end_of_remote_candidates()
+                case Bye(reason=reason):
+                    await self._finish(S.ENDED, f"peer hung up ({reason})", notify=False)
+                    return
+                case _:
+                    logger.info("ignoring unexpected %r in state %s", message, self.state.value)
+
+    def _connected_future(self) -> asyncio.Future[None]:
+        if self._connected is None:
+            self._connected = asyncio.get_running_loop().create_future()
+            # Callers who never await it (copy-paste flow) must not get "never retrieved".
+            self._connected.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if self.state in FINAL_STATES:
+                self._connected.set_exception(
+                    ConnectionFailed("the call ended before it connected")
+                )
+        return self._connected
+
+    async def _wait_connected(self) -> None:
+        await asyncio.shield(self._connected_future())
+
+    # -- connection progress -------------------------------------------------------------
+
+    def _start_connecting(self) -> None:
+        self._connected_future()
+        self._spawn(self._watch_pairs())
+        self._spawn(self._connect_deadline())
+        assert self._pc is not None
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            if dtls is not None:
+                dtls.on("statechange", lambda d=dtls: self._layer("dtls", d.state))
+                break
+
+    async def _connect_deadline(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT)
+        if self.state is S.CONNECTING:
+            await self._fail(f"no connection after {CONNECT_TIMEOUT:.0f} s (ICE found no path)")
+
+    def _layer(self, layer: Layer, state: str) -> None:
+        self._emit(TransportStateChanged(layer, state, self.now()))
+
+    def _on_ice_gathering_state(self) -> None:
+        if self._pc is not None:
+            self._layer("ice-gathering", self._pc.iceGatheringState)
+
+    def _on_ice_connection_state(self) -> None:
+        if self._pc is not None:
+            self._layer("ice-connection", self._pc.iceConnectionState)
+
+    def _on_signaling_state(self) -> None:
+        if self._pc is not None:
+            self._layer("signaling", self._pc.signalingState)
+
+    def _on_connection_state(self) -> None:
+        pc = self._pc
+        if pc is None:
+            return
+        state = pc.connectionState
+        self._layer("peer-connection", state)
+        if state == "connected":
+            self._maybe_connected()
+        elif state == "failed" and self.state not in FINAL_STATES:
+            self._spawn(self._fail("the connection failed (ICE or DTLS)"))
+
+    def _maybe_connected(self) -> None:
+        """CONNECTED means media flows and chat works: DTLS is up and the chat channel open."""
+        pc = self._pc
+        if pc is None or self.state is not S.CONNECTING or pc.connectionState != "connected":
+            return
+        if self._chat is None or self._chat.readyState != "open":
+            return
+        self._update_pairs()
+        self._compute_sas()
+        self._move(S.CONNECTED)
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_result(None)
+        self._spawn(self._stats_loop())
+
+    def _compute_sas(self) -> None:
+        pc = self._pc
+        assert pc is not None
+        transports = [t.sender.transport for t in pc.getTransceivers()]
+        if pc.sctp is not None:
+            transports.append(pc.sctp.transport)
+        local = next(
+            (
+                f"{fp.algorithm} {fp.value}"
+                for t in transports
+                if t is not None
+                for fp in t.getLocalParameters().fingerprints
+                if fp.algorithm == "sha-256"
+            ),
+            None,
+        )
+        remote = sdp_fingerprint(pc.remoteDescription.sdp) if pc.remoteDescription else None
+        if local and remote:
+            self.sas = short_auth_string(local, remote)
+            self._emit(SasReady(self.sas, local, remote))
+
+    def _pair_info(self, pair: Any) -> CandidatePairInfo:
+        local = _candidate_info(pair.local_candidate, "local", 0.0)
+        remote = _candidate_info(pair.remote_candidate, "remote", 0.0)
+        local = self._local_infos.get((local.address, local.port), local)
+        remote = self._remote_infos.get((remote.address, remote.port), remote)
+        return CandidatePairInfo(
+            local=local,
+            remote=remote,
+            state=pair.state.name.lower().replace("_", "-"),
+            nominated=bool(getattr(pair, "nominated", False)),
+        )
+
+    def _update_pairs(self) -> None:
+        pc = self._pc
+        if pc is None:
+            return
+        chosen = rtcfixes.selected_pair(pc)
+        key = None
+        if chosen is not None:
+            key = (chosen.local_candidate.host, chosen.local_candidate.port, *chosen.remote_addr)
+        infos = []
+        for pair in rtcfixes.candidate_pairs(pc):
+            info = self._pair_info(pair)
+            if pair is chosen:
+                info = dataclasses.replace(info, selected=True, nominated=True)
+            infos.append(info)
+        snapshot = tuple(infos)
+        if snapshot != self._pairs_snapshot:
+            self._pairs_snapshot = snapshot
+            self._emit(PairsUpdated(snapshot, self.now()))
+        if chosen is not None and key != self._selected_key:
+            self._selected_key = key
+            info = next(i for i in snapshot if i.selected) if snapshot else self._pair_info(chosen)
+            relayed = "relay" in (info.local.type, info.remote.type)
+            self.selected = SelectedPairChanged(info, relayed, self.now())
+            self._emit(self.selected)
+
+    async def _watch_pairs(self) -> None:
+        while self.state in (S.CONNECTING, S.CONNECTED) and not self._closing:
+            self._update_pairs()
+            await asyncio.sleep(0.1 if self.state is S.CONNECTING else 1.0)
+
+    async def _stats_loop(self) -> None:
+        while self.state is S.CONNECTED and not self._closing:
+            await asyncio.sleep(1.0)
+            if self._pc is None or self.state is not S.CONNECTED:
+                return
+            try:
+                report = await self._pc.getStats()
+            except Exception as exc:  # stats are best effort; never end a call over them
+                logger.debug("getStats failed: %s", exc)
+                continue
+            self._emit(self._sample(report))
+
+    def _sample(self, report: Any) -> StatsSample:
+        now = self.now()
+        rtt = jitter = fraction = None
+        lost = 0
+        seen_lost = False
+        bytes_in = bytes_out = 0.0
+        for stat in report.values():
+            kind = getattr(stat, "type", "")
+            if kind == "remote-inbound-rtp":
+                if stat.roundTripTime is not None:
+                    rtt = stat.roundTripTime * 1000.0
+                if stat.fractionLost is not None:
+                    fraction = float(stat.fractionLost)
+            elif kind == "transport":  # every byte on the path: media, RTCP, chat
+                bytes_in += stat.bytesReceived or 0
+                bytes_out += stat.bytesSent or 0
+            elif kind == "inbound-rtp":
+                if stat.jitter is not None and stat.kind == "audio":
+                    jitter = float(stat.jitter) * 1000.0 / 48.0  # RTP units at 48 kHz -> ms
+                if stat.packetsLost is not None:
+                    lost += stat.packetsLost
+                    seen_lost = True
+        previous = self._last_counters
+        rate_in = rate_out = None
+        if previous:
+            dt = max(now - previous["at"], 1e-3)
+            rate_in = max(0.0, (bytes_in - previous["in"]) * 8 / 1000 / dt)
+            rate_out = max(0.0, (bytes_out - previous["out"]) * 8 / 1000 / dt)
+        self._last_counters = {"at": now, "in": bytes_in, "out": bytes_out}
+        extra: dict[str, float] = {}
+        if self._pc is not None:
+            for transceiver in self._pc.getTransceivers():
+                jb = getattr(transceiver.receiver, "_RTCRtpReceiver__jitter_buffer", None)
+                if isinstance(jb, rtcfixes.AudioJitterBuffer):
+                    extra["jitter_buffer_skipped"] = float(jb.skipped)
+                    extra["jitter_buffer_dropped"] = float(jb.dropped)
+        return StatsSample(
+            at=now,
+            rtt_ms=rtt,
+            jitter_ms=jitter,
+            packets_lost=lost if seen_lost else None,
+            fraction_lost=fraction,
+            bitrate_in_kbps=rate_in,
+            bitrate_out_kbps=rate_out,
+            extra=extra,
+        )
+
+    # -- media and chat ------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        sink = self._audio_sink if track.kind == "audio" else self._video_sink
+        if sink is not None:
+            self._spawn(sink.start(track))
+        else:
+            hole = MediaBlackhole()
+            hole.addTrack(track)
+            self._blackholes.append(hole)
+            self._spawn(hole.start())
+
+    def _on_chat(self, message: str | bytes) -> None:
+        text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+        self._emit(ChatReceived(text, self.now()))
+
+    async def send_chat(self, text: str) -> None:
+        """Send a chat message over the call's data channel."""
+        if not text:
+            raise CallError("chat message is empty")
+        if len(text) > MAX_CHAT_LENGTH:
+            raise CallError(f"chat message is longer than {MAX_CHAT_LENGTH} characters")
+        if self._chat is None or self._chat.readyState != "open":
+            raise CallError("chat is not available until the call is connected")
+        self._chat.send(text)
+
+    def set_muted(self, muted: bool) -> None:
+        """Send silence instead of the microphone (the stream keeps its timing)."""
+        self.muted = muted
+        if self._audio is not None:
+            self._audio.enabled = not muted
+
+    def set_video_enabled(self, on: bool) -> None:
+        """Send black frames instead of the camera."""
+        self.video_enabled = on
+        if self._video is not None:
+            self._video.enabled = on
+
+    # -- ending --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if isinstance(exc, MediaStreamError):
+                return
+            logger.error("session task failed: %r", exc, exc_info=exc)
+            self._emit(ErrorOccurred(f"internal error: {exc}", self.now()))
+
+    async def _fail(self, message: str) -> None:
+        if self.state in FINAL_STATES:
+            return
+        self._emit(ErrorOccurred(message, self.now(), fatal=True))
+        await self._finish(S.FAILED, message)
+
+    async def hangup(self, reason: str = "hangup") -> None:
+        """End the call (idempotent): tell the peer, close everything, state ENDED."""
+        await self._finish(S.ENDED, reason)
+
+    close = hangup
+
+    async def _finish(self, final: CallState, reason: str, *, notify: bool = True) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if notify and self._channel is not None and self.state not in FINAL_STATES:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._channel.send(Bye(reason)), BYE_TIMEOUT)
+        if self.state not in FINAL_STATES:
+            self._move(final, reason)
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_exception(ConnectionFailed(f"call ended: {reason}"))
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        for gathering in self._gatherings:
+            await gathering.close()
+        for sink in (self._audio_sink, self._video_sink):
+            if sink is not None:
+                with contextlib.suppress(Exception):
+                    await sink.stop()
+        for hole in self._blackholes:
+            with contextlib.suppress(Exception):
+                await hole.stop()
+        for track in (self._audio, self._video):
+            if track is not None:
+                track.stop()
+        if self._pc is not None:
+            await rtcfixes.close_quietly(self._pc)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- export --------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """Everything a bug report needs, JSON-ready: options, events, candidates, SDPs, SAS."""
+        return {
+            "format": "peercall-session/1",
+            "options": _jsonable(self.options),
+            "state": self.state.value,
+            "sas": self.sas,
+            "local_candidates": _jsonable(self.local_candidates),
+            "remote_candidates": _jsonable(self.remote_candidates),
+            "pairs": _jsonable(self._pairs_snapshot),
+            "selected": _jsonable(self.selected),
+            "events": _jsonable(self.events),
+        }
