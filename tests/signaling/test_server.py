@@ -1,0 +1,337 @@
+"""SignalingServer over real sockets on 127.0.0.1, driven by a raw protocol client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from nat.auth import rest_password, rest_username_expiry
+from signaling.errors import SignalingError
+from signaling.messages import Answer, Candidate, Offer
+from signaling.server import SignalingServer
+from signaling.ws_protocol import (
+    Ack,
+    Deliver,
+    Delivered,
+    ErrorCode,
+    ErrorFrame,
+    IceServers,
+    IceServersRequest,
+    Join,
+    Joined,
+    Leave,
+    PeerJoined,
+    PeerLeft,
+    Relay,
+)
+from tests.signaling.conftest import RawClient
+
+A, B, C = "alice-0000", "bob-11111", "carol-2222"
+SDP = "v=0\r\n"
+CAND = Candidate("candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host")
+
+
+async def joined(url: str, peer: str, room: str = "room", secret: str = "pw") -> RawClient:
+    client = await RawClient.open(url)
+    await client.send(Join(room, secret, peer, name=peer.split("-")[0]))
+    frame = await client.recv()
+    assert isinstance(frame, Joined), frame
+    client.joined = frame  # type: ignore[attr-defined]
+    return client
+
+
+async def pair(url: str) -> tuple[RawClient, RawClient]:
+    a = await joined(url, A)
+    b = await joined(url, B)
+    assert await a.recv() == PeerJoined(B, "bob", resumed=False)
+    return a, b
+
+
+async def expect_error(client: RawClient, code: str, message: str) -> ErrorFrame:
+    frame = await client.recv()
+    assert isinstance(frame, ErrorFrame), frame
+    assert frame.code == code
+    assert frame.message.startswith(message), frame.message
+    assert frame.fatal is False
+    return frame
+
+
+async def test_two_peers_relay_offer_answer_and_trickled_candidates(
+    server: SignalingServer,
+) -> None:
+    a, b = await pair(server.url)
+    assert b.joined.peers[0].peer == A  # type: ignore[attr-defined]
+    await a.send(Relay(1, Offer(SDP)))
+    assert await b.recv() == Deliver(A, 1, Offer(SDP))
+    await b.send(Relay(1, Answer(SDP)))
+    assert await a.recv() == Deliver(B, 1, Answer(SDP))
+    for seq in range(2, 5):
+        await a.send(Relay(seq, CAND))
+    assert [await b.recv() for _ in range(3)] == [Deliver(A, s, CAND) for s in range(2, 5)]
+    # End-to-end acks: b acks a's relays, a hears how far b got.
+    await b.send(Ack(A, 4))
+    assert await a.recv() == Delivered(4)
+    assert server.stats.relayed == 5
+
+
+async def test_messages_wait_for_a_peer_who_has_not_joined_yet(server: SignalingServer) -> None:
+    a = await joined(server.url, A)
+    await a.send(Relay(1, Offer(SDP)))
+    await a.send(Relay(2, CAND))
+    b = await joined(server.url, B)
+    assert [await b.recv(), await b.recv()] == [Deliver(A, 1, Offer(SDP)), Deliver(A, 2, CAND)]
+
+
+# --- every bad input gets an error frame and the connection survives ---------------------
+
+
+async def test_malformed_json_unknown_type_and_bad_fields(server: SignalingServer) -> None:
+    client = await RawClient.open(server.url)
+    await client.send("{not json")
+    await expect_error(client, ErrorCode.BAD_JSON, "malformed JSON")
+    await client.send(b"\xff\xfe\x00")
+    await expect_error(client, ErrorCode.BAD_JSON, "malformed JSON")
+    await client.send({"v": 1, "type": "teleport"})
+    await expect_error(client, ErrorCode.UNKNOWN_TYPE, "unknown frame type 'teleport'")
+    await client.send({"v": 9, "type": "join"})
+    await expect_error(client, ErrorCode.UNSUPPORTED_VERSION, "unsupported protocol version 9")
+    await client.send({"v": 1, "type": "join", "room": "r"})
+    await expect_error(client, ErrorCode.BAD_FRAME, "join: missing field 'secret'")
+    # Still the same connection, still usable.
+    await client.send(Join("room", "pw", A))
+    assert isinstance(await client.recv(), Joined)
+    await client.send({"v": 1, "type": "relay", "seq": 1, "data": {"v": 1, "type": "offer"}})
+    frame = await expect_error(client, ErrorCode.BAD_MESSAGE, "relay: offer: missing field 'sdp'")
+    assert frame.seq == 1
+    await client.send(Relay(1, Offer(SDP)))
+    assert await client.until_pong() == []
+
+
+async def test_oversize_frame_is_refused_and_the_link_survives(server: SignalingServer) -> None:
+    a, b = await pair(server.url)
+    huge = Offer("v=0\r\n" + "a=x\r\n" * 1000)  # ~6 KB of SDP; the fixture's cap is 4096
+    await a.send(Relay(1, huge))
+    await expect_error(a, ErrorCode.TOO_BIG, "frame of ")
+    await a.send(Relay(1, Offer(SDP)))
+    assert await b.recv() == Deliver(A, 1, Offer(SDP))
+
+
+async def test_frame_above_the_hard_limit_closes_only_that_link(server: SignalingServer) -> None:
+    a, b = await pair(server.url)
+    await a.send("x" * (server.max_message_bytes * 4 + 1))
+    with pytest.raises(ConnectionClosed) as info:
+        await a.recv()
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1009  # RFC 6455 §7.4.1: message too big
+    assert await b.recv() == PeerLeft(A, "alice", "disconnected")
+    other = await joined(server.url, C, room="elsewhere")
+    assert await other.until_pong() == []
+
+
+async def test_wrong_secret_then_right_secret(server: SignalingServer) -> None:
+    await joined(server.url, A)
+    intruder = await RawClient.open(server.url)
+    await intruder.send(Join("room", "guess", B))
+    await expect_error(intruder, ErrorCode.WRONG_SECRET, "wrong room secret")
+    await intruder.send(Join("room", "pw", B))
+    assert isinstance(await intruder.recv(), Joined)
+
+
+async def test_third_peer_gets_room_is_full(server: SignalingServer) -> None:
+    a, _b = await pair(server.url)
+    third = await RawClient.open(server.url)
+    await third.send(Join("room", "pw", C))
+    await expect_error(third, ErrorCode.ROOM_FULL, "room is full")
+    assert await a.until_pong() == []  # the two inside noticed nothing
+    await third.send(Join("another", "pw", C))
+    assert isinstance(await third.recv(), Joined)
+
+
+async def test_frames_out_of_order(server: SignalingServer) -> None:
+    client = await RawClient.open(server.url)
+    await client.send(Relay(1, Offer(SDP)))
+    await expect_error(client, ErrorCode.NOT_JOINED, "relay before join: join a room first")
+    await client.send(Ack(B, 1))
+    await expect_error(client, ErrorCode.NOT_JOINED, "ack before join")
+    await client.send(IceServersRequest())
+    await expect_error(client, ErrorCode.NOT_JOINED, "iceserversrequest before join")
+    await client.send(Join("room", "pw", A))
+    assert isinstance(await client.recv(), Joined)
+    await client.send(Join("room", "pw", A))
+    await expect_error(client, ErrorCode.ALREADY_JOINED, "already joined")
+    await client.send(Relay(1, Offer(SDP)))
+    await client.send(Relay(3, CAND))  # 2 is missing
+    frame = await expect_error(client, ErrorCode.OUT_OF_ORDER, "relay seq 3 out of order")
+    assert frame.seq == 3
+    await client.send(Relay(1, Offer(SDP)))  # a duplicate is dropped silently
+    assert await client.until_pong() == []
+
+
+async def test_queue_cap(server: SignalingServer) -> None:
+    server.max_queue = 3
+    a = await joined(server.url, A)
+    for seq in (1, 2, 3):
+        await a.send(Relay(seq, CAND))
+    await a.send(Relay(4, CAND))
+    await expect_error(a, ErrorCode.QUEUE_FULL, "peer has 3 unacknowledged messages")
+
+
+async def test_idle_and_join_timeouts_close_with_an_error_frame() -> None:
+    async with SignalingServer(idle_timeout=0.3, join_timeout=0.3, ping_interval=None) as srv:
+        lurker = await RawClient.open(srv.url)
+        frame = await lurker.recv()
+        assert frame == ErrorFrame(
+            ErrorCode.IDLE_TIMEOUT, "no join for 0.3 seconds; closing", fatal=True
+        )
+        with pytest.raises(ConnectionClosed):
+            await lurker.recv()
+        member = await joined(srv.url, A)
+        assert member.joined.heartbeat == pytest.approx(0.1)  # type: ignore[attr-defined]
+        frame = await member.recv()
+        assert isinstance(frame, ErrorFrame)
+        assert frame.code == ErrorCode.IDLE_TIMEOUT
+
+
+# --- presence, resume, nothing lost -------------------------------------------------------
+
+
+async def test_candidate_sent_while_peer_reconnects_is_delivered_when_it_returns(
+    server: SignalingServer,
+) -> None:
+    a, b = await pair(server.url)
+    session = b.joined.session  # type: ignore[attr-defined]
+    await a.send(Relay(1, Offer(SDP)))
+    assert await b.recv() == Deliver(A, 1, Offer(SDP))  # received but not acked
+    b.ws.transport.abort()  # the network drops, no closing handshake
+    assert await a.recv() == PeerLeft(B, "bob", "disconnected")
+    await a.send(Relay(2, CAND))
+    assert await a.until_pong() == []
+    b2 = await RawClient.open(server.url)
+    await b2.send(Join("room", "pw", B, name="bob", session=session))
+    back = await b2.recv()
+    assert isinstance(back, Joined)
+    assert back.resumed is True
+    assert await a.recv() == PeerJoined(B, "bob", resumed=True)
+    # Everything b has not acked comes again, in order (WebSocketChannel drops the seq it had).
+    assert [await b2.recv(), await b2.recv()] == [Deliver(A, 1, Offer(SDP)), Deliver(A, 2, CAND)]
+    await b2.send(Ack(A, 2))
+    assert await a.recv() == Delivered(2)
+    # And what b sent before the drop, re-sent after resume, is not duplicated.
+    await b2.send(Relay(1, Answer(SDP)))
+    assert await a.recv() == Deliver(B, 1, Answer(SDP))
+    await b2.send(Relay(1, Answer(SDP)))
+    assert await a.until_pong() == []
+
+
+async def test_resume_needs_the_right_session_token(server: SignalingServer) -> None:
+    a, b = await pair(server.url)
+    b.ws.transport.abort()
+    assert await a.recv() == PeerLeft(B, "bob", "disconnected")
+    imposter = await RawClient.open(server.url)
+    await imposter.send(Join("room", "pw", B, session="not-the-token"))
+    await expect_error(imposter, ErrorCode.ROOM_FULL, "room is full")
+
+
+async def test_a_new_link_replaces_a_half_dead_one(server: SignalingServer) -> None:
+    a, b = await pair(server.url)
+    b2 = await RawClient.open(server.url)
+    await b2.send(Join("room", "pw", B, session=b.joined.session))  # type: ignore[attr-defined]
+    assert isinstance(await b2.recv(), Joined)
+    frame = await b.recv()
+    assert isinstance(frame, ErrorFrame)
+    assert (frame.code, frame.fatal) == (ErrorCode.REPLACED, True)
+    await a.send(Relay(1, CAND))
+    assert await b2.recv() == Deliver(A, 1, CAND)
+
+
+async def test_grace_expiry_and_leave_announce_presence() -> None:
+    async with SignalingServer(resume_grace=0.2, ping_interval=None) as srv:
+        a, b = await pair(srv.url)
+        await b.close()
+        assert await a.recv() == PeerLeft(B, "bob", "disconnected")
+        assert await a.recv() == PeerLeft(B, "bob", "expired")
+        c = await joined(srv.url, C)  # the slot is free again
+        assert await a.recv() == PeerJoined(C, "carol", resumed=False)
+        await c.send(Leave())
+        assert await a.recv() == PeerLeft(C, "carol", "left")
+        await a.send(Leave())
+        with pytest.raises(ConnectionClosed):
+            await a.recv()
+        await asyncio.sleep(0)
+        assert srv.room_count() == 0
+
+
+async def test_turn_rest_credentials_on_join_and_on_request() -> None:
+    async with SignalingServer(
+        turn_secret="relay-secret",
+        turn_uris=["turn:127.0.0.1:3478?transport=udp", "stun:127.0.0.1:3478"],
+        turn_ttl=600,
+        clock=lambda: 1_700_000_000.0,
+        ping_interval=None,
+    ) as srv:
+        a = await joined(srv.url, A)
+        (ice,) = a.joined.ice_servers  # type: ignore[attr-defined]
+        assert ice.urls == ("turn:127.0.0.1:3478?transport=udp", "stun:127.0.0.1:3478")
+        assert ice.username == f"1700000600:{A}"
+        assert rest_username_expiry(ice.username) == 1_700_000_600
+        assert ice.credential == rest_password("relay-secret", ice.username)
+        await a.send(IceServersRequest())
+        assert await a.recv() == IceServers((ice,))
+
+
+def test_turn_uris_without_a_secret_are_refused() -> None:
+    with pytest.raises(SignalingError, match="needs a TURN shared secret"):
+        SignalingServer(turn_uris=["turn:127.0.0.1:3478"])
+    assert SignalingServer(turn_uris=["stun:127.0.0.1:3478"]).turn_uris
+
+
+async def test_port_in_use_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            SignalingError, match=f"^cannot listen on 127.0.0.1:{port}: address already in use$"
+        ):
+            await SignalingServer("127.0.0.1", port).start()
+
+
+async def test_health_check_and_plain_http(server: SignalingServer) -> None:
+    url = server.url.replace("ws://", "http://") + "/healthz"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    assert body == b"ok\n"
+
+
+async def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        srv = SignalingServer("::1", 0, ping_interval=None)
+        await srv.start()
+    except SignalingError as exc:
+        pytest.skip(f"no ::1 here: {exc}")
+    async with srv:
+        assert srv.url.startswith("ws://[::1]:")
+        a, b = await pair(srv.url)
+        await a.send(Relay(1, CAND))
+        assert await b.recv() == Deliver(A, 1, CAND)
+
+
+async def test_many_bad_clients_do_not_disturb_a_call(server: SignalingServer) -> None:
+    a, b = await pair(server.url)
+    garbage: list[str | bytes] = ["", "null", "{}", '{"v":1,"type":5}', b"\x00" * 100, "[]" * 900]
+    vandals = [await RawClient.open(server.url) for _ in range(10)]
+    for vandal in vandals:
+        for junk in garbage:
+            await vandal.send(junk)
+    for seq in range(1, 21):
+        await a.send(Relay(seq, CAND))
+    assert [await b.recv() for _ in range(20)] == [Deliver(A, s, CAND) for s in range(1, 21)]
+    for vandal in vandals:
+        vandal.ws.transport.abort()
+    assert await a.until_pong() == []
+    assert server.stats.errors >= 10 * len(garbage)
