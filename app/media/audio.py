@@ -208,14 +208,16 @@ class PlayoutBuffer:
 
     Overflow drops the oldest samples. Because a writer that runs a little fast (clock drift,
     a burst after a network stall) would otherwise leave latency standing at the capacity, the
-    reader also watches the lowest fill level over each ``window`` reads and skips the excess
-    above ``target`` samples: latency converges back to about ``target`` within a second.
+    reader also watches the lowest fill level it finds over each ``window`` reads and skips the
+    excess above ``target`` samples: within a second the fullest it gets just before a read
+    is back to ``target``. The default, 1.5 blocks, keeps a 10 ms cushion after the read for
+    writes that arrive late.
     """
 
     def __init__(
         self,
         capacity: int = 5 * AUDIO_FRAME_SAMPLES,
-        target: int = AUDIO_FRAME_SAMPLES,
+        target: int = AUDIO_FRAME_SAMPLES * 3 // 2,
         window: int = 50,
     ) -> None:
         self.capacity = capacity

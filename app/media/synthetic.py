@@ -13,9 +13,9 @@ import asyncio
 import logging
 import time
 import wave
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -46,6 +46,9 @@ class PacedAudioTrack(AudioStreamTrack):
         self.on_block = on_block
         self._t0: float | None = None
         self._pts = 0
+        # The pacing clock and sleep, replaceable so tests can check pacing on a fake clock.
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def next_block(self, n: int) -> Samples:
         """The next ``n`` samples (int16); raise :class:`MediaStreamError` when there are none."""
@@ -56,11 +59,11 @@ class PacedAudioTrack(AudioStreamTrack):
             raise MediaStreamError
         if self.realtime:
             if self._t0 is None:
-                self._t0 = time.monotonic()
+                self._t0 = self._clock()
             else:
-                wait = self._t0 + self._pts / AUDIO_RATE - time.monotonic()
+                wait = self._t0 + self._pts / AUDIO_RATE - self._clock()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await self._sleep(wait)
         try:
             samples = self.next_block(AUDIO_FRAME_SAMPLES)
         except MediaStreamError:
@@ -261,12 +264,15 @@ class WavFileSink(TrackConsumer):
         self.samples_written = 0
         self._converter = MonoConverter()
         self._wav: wave.Wave_write | None = None
+        self._file: BinaryIO | None = None
 
     async def _open(self) -> None:
         try:
-            wav = wave.open(str(self.path), "wb")  # noqa: SIM115 - closed in _close
+            # Opened here, not by wave.open: Python 3.11's wave leaks a broken object on failure.
+            self._file = self.path.open("wb")
         except OSError as exc:
             raise MediaError(f"cannot write WAV file '{self.path}': {exc.strerror}") from None
+        wav = wave.open(self._file, "wb")  # noqa: SIM115 - closed in _close
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(AUDIO_RATE)
@@ -286,7 +292,10 @@ class WavFileSink(TrackConsumer):
         self._write(self._converter.flush())
         wav, self._wav = self._wav, None
         if wav is not None:
-            wav.close()
+            wav.close()  # writes the final header sizes
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
 
 class NullSink(TrackConsumer):

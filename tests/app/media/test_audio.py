@@ -1,0 +1,251 @@
+"""Microphone and speaker: the playout buffer alone, then real PortAudio streams on the
+virtual sound card (a private PulseAudio server, see tests/audio.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+
+import av
+import numpy as np
+import pytest
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+
+from app.errors import DeviceNotFound
+from app.media.analysis import tone_power
+from app.media.audio import MicrophoneTrack, PlayoutBuffer, SpeakerSink
+from app.media.synthetic import SilenceTrack, ToneTrack
+from tests.audio import VirtualAudio
+
+# --- PlayoutBuffer (pure) -------------------------------------------------------------------
+
+
+def ramp(start: int, n: int) -> np.ndarray:
+    return np.arange(start, start + n, dtype=np.int16)
+
+
+def read(buf: PlayoutBuffer, n: int) -> tuple[np.ndarray, int]:
+    out = np.full(n, -1, dtype=np.int16)
+    served = buf.read_into(out)
+    return out, served
+
+
+def test_buffer_is_fifo_across_the_wrap() -> None:
+    buf = PlayoutBuffer(capacity=10, target=10, window=1000)
+    buf.write(ramp(0, 7))
+    out, served = read(buf, 5)
+    np.testing.assert_array_equal(out, ramp(0, 5))
+    buf.write(ramp(7, 6))  # wraps past the end of the storage
+    out, served = read(buf, 8)
+    assert served == 8
+    np.testing.assert_array_equal(out, ramp(5, 8))
+    assert len(buf) == 0
+    assert buf.dropped == buf.underruns == 0
+
+
+def test_overflow_drops_the_oldest_samples() -> None:
+    buf = PlayoutBuffer(capacity=10, target=10, window=1000)
+    buf.write(ramp(0, 8))
+    buf.write(ramp(8, 5))
+    assert buf.dropped == 3
+    out, _ = read(buf, 10)
+    np.testing.assert_array_equal(out, ramp(3, 10))
+    buf.write(ramp(100, 25))  # one write larger than the whole buffer keeps its newest part
+    out, _ = read(buf, 10)
+    np.testing.assert_array_equal(out, ramp(115, 10))
+    assert buf.dropped == 3 + 15
+
+
+def test_underrun_pads_with_silence_and_is_counted() -> None:
+    buf = PlayoutBuffer(capacity=10, target=10, window=1000)
+    _, served = read(buf, 4)
+    assert served == 0
+    assert buf.underruns == 0  # nothing was ever written: start-up, not an underrun
+    buf.write(ramp(1, 3))
+    out, served = read(buf, 5)
+    assert served == 3
+    np.testing.assert_array_equal(out, [1, 2, 3, 0, 0])
+    assert buf.underruns == 1
+
+
+def test_standing_latency_is_trimmed_back_to_the_target() -> None:
+    """A writer that got ahead by 3 blocks must not keep latency 3 blocks high for ever."""
+    block = 960
+    target = block + block // 2
+    buf = PlayoutBuffer(capacity=6 * block, target=target, window=10)
+    buf.write(np.zeros(4 * block, dtype=np.int16))  # a burst after a network stall
+    levels = []
+    for _ in range(30):  # steady state: one block in, one block out
+        buf.write(np.ones(block, dtype=np.int16))
+        read(buf, block)
+        levels.append(len(buf))
+    assert levels[0] == 4 * block
+    # Trimmed once, after the first window: just before each read there are now 1.5 blocks.
+    assert levels[-1] == target - block
+    assert buf.trimmed == 5 * block - target
+    assert buf.underruns == 0
+
+
+# --- real streams on the virtual sound card -------------------------------------------------
+
+
+class StereoToneTrack(AudioStreamTrack):
+    """What a remote Opus track looks like (stereo), at 44.1 kHz to exercise resampling."""
+
+    def __init__(self, freq: float, rate: int = 44_100) -> None:
+        super().__init__()
+        self.freq, self.rate, self.n = freq, rate, 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await asyncio.sleep(0.02)
+        per = self.rate // 50
+        t = np.arange(self.n, self.n + per)
+        mono = (0.5 * 32767 * np.sin(2 * np.pi * self.freq * t / self.rate)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(
+            np.stack([mono, mono], axis=1).reshape(1, -1), format="s16", layout="stereo"
+        )
+        frame.sample_rate = self.rate
+        frame.pts = self.n
+        frame.time_base = fractions.Fraction(1, self.rate)
+        self.n += per
+        return frame
+
+
+async def record(mic: MicrophoneTrack, blocks: int) -> np.ndarray:
+    """``blocks`` frames from the microphone, checking format and pts continuity on the way."""
+    out: list[tuple[int, np.ndarray]] = []
+    for _ in range(blocks):
+        frame = await asyncio.wait_for(mic.recv(), 5)
+        assert isinstance(frame, av.AudioFrame)
+        assert frame.pts is not None
+        assert (frame.format.name, frame.layout.name, frame.sample_rate) == ("s16", "mono", 48_000)
+        assert frame.samples == 960
+        if out:
+            assert frame.pts == out[-1][0] + 960
+        out.append((frame.pts, frame.to_ndarray().reshape(-1)))
+    return np.concatenate([s for _, s in out])
+
+
+@pytest.mark.audio
+async def test_tone_played_on_the_speaker_is_heard_by_the_microphone(
+    virtual_audio: VirtualAudio,
+) -> None:
+    mic = MicrophoneTrack("pulse")  # records the default source: vspeaker's monitor
+    speaker = SpeakerSink("pulse")
+    try:
+        before = await record(mic, 10)
+        await speaker.start(ToneTrack(1000, 0.5))
+        assert "protocol-native" in virtual_audio.pactl("list", "short", "sink-inputs")
+        await record(mic, 10)  # let the playout path fill
+        during = await record(mic, 25)
+    finally:
+        await speaker.stop()
+        mic.stop()
+    assert tone_power(before, 1000) < 1e-6  # the control: silence before playback
+    assert tone_power(during, 1000) > 0.1  # 0.5 amplitude -> 0.125, the null sink is unity gain
+    assert tone_power(during, 1500) < 1e-3
+    stats = speaker.stats
+    assert stats.blocks > 0
+    assert stats.last_callback is not None
+
+
+@pytest.mark.audio
+async def test_speaker_remixes_stereo_44k_frames(virtual_audio: VirtualAudio) -> None:
+    mic = MicrophoneTrack("pulse")
+    speaker = SpeakerSink("pulse")
+    try:
+        await speaker.start(StereoToneTrack(700))
+        await record(mic, 15)
+        during = await record(mic, 25)
+    finally:
+        await speaker.stop()
+        mic.stop()
+    assert tone_power(during, 700) > 0.05  # jitter of the test's own pacing may cost a glitch
+
+
+@pytest.mark.audio
+async def test_block_hooks_report_what_went_through_the_callbacks(
+    virtual_audio: VirtualAudio,
+) -> None:
+    played: list[tuple[np.ndarray, float]] = []
+    captured: list[tuple[np.ndarray, float]] = []
+    mic = MicrophoneTrack("pulse", on_block=lambda s, t: captured.append((s, t)))
+    speaker = SpeakerSink("pulse", on_block=lambda s, t: played.append((s, t)))
+    try:
+        await speaker.start(ToneTrack(1000, 0.5))
+        await record(mic, 30)
+    finally:
+        await speaker.stop()
+        mic.stop()
+    for blocks in (played, captured):
+        assert len(blocks) >= 20
+        assert all(s.shape == (960,) and s.dtype == np.int16 for s, _ in blocks)
+        times = [t for _, t in blocks]
+        assert times == sorted(times)
+    # The speaker hook sees the samples it handed to PortAudio: the tone, once it flows.
+    assert tone_power(np.concatenate([s for s, _ in played[-10:]]), 1000) > 0.1
+    assert tone_power(np.concatenate([s for s, _ in captured[-10:]]), 1000) > 0.1
+
+
+@pytest.mark.audio
+async def test_a_microphone_nobody_reads_drops_its_oldest_blocks(
+    virtual_audio: VirtualAudio,
+) -> None:
+    enough = asyncio.Event()
+
+    def hook(samples: np.ndarray, at: float) -> None:
+        if mic.stats.blocks >= 8:
+            enough.set()
+
+    mic = MicrophoneTrack("pulse", queue_frames=3, on_block=hook)
+    try:
+        await mic.start()
+        await asyncio.wait_for(enough.wait(), 10)
+        assert mic.stats.dropped == mic.stats.blocks - 3  # the queue never grows past 3
+        first = await mic.recv()
+        second = await mic.recv()
+        assert first.pts is not None
+        assert second.pts == first.pts + 960  # pts stay continuous across the drops
+    finally:
+        mic.stop()
+    with pytest.raises(MediaStreamError):
+        await mic.recv()
+    mic.stop()  # idempotent
+
+
+@pytest.mark.audio
+async def test_stop_wakes_a_pending_recv(virtual_audio: VirtualAudio) -> None:
+    mic = MicrophoneTrack("pulse")
+    await mic.start()
+    for _ in range(50):  # until a recv() is parked on an empty queue (blocks keep arriving)
+        waiter = asyncio.ensure_future(mic.recv())
+        await asyncio.sleep(0)
+        if not waiter.done():
+            break
+        await waiter
+    else:
+        pytest.fail("the microphone queue never ran empty")
+    mic.stop()
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(waiter, 5)
+
+
+@pytest.mark.audio
+async def test_speaker_stop_is_idempotent_and_releases_the_device(
+    virtual_audio: VirtualAudio,
+) -> None:
+    speaker = SpeakerSink("pulse")
+    await speaker.start(SilenceTrack())
+    assert virtual_audio.pactl("list", "short", "sink-inputs").strip()
+    await speaker.stop()
+    await speaker.stop()
+    assert not virtual_audio.pactl("list", "short", "sink-inputs").strip()
+
+
+@pytest.mark.audio
+def test_unknown_microphone_fails_before_any_stream_opens(virtual_audio: VirtualAudio) -> None:
+    with pytest.raises(DeviceNotFound) as exc:
+        MicrophoneTrack("no-such-mic")
+    assert str(exc.value) == "no input device matches 'no-such-mic' (have: pulse, default)"
