@@ -51,6 +51,8 @@ class TrackConsumer:
                     break
                 self.frames += 1
                 self.handle(frame)
+                # A source that never suspends (realtime=False, a file) must not starve the loop.
+                await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception:
