@@ -90,6 +90,9 @@ class Gathering:
         self._loopback_only = loopback_only
         loop = asyncio.get_running_loop()
         self.done: asyncio.Future[tuple[str, ...]] = loop.create_future()
+        # aiortc starts ICE only on a transport that has a local candidate when the descriptions
+        # are set; with no host candidate (relay policy) the session must wait for this first.
+        self.first: asyncio.Future[None] = loop.create_future()
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _host_addresses(self) -> list[str]:
@@ -186,6 +189,8 @@ class Gathering:
             await asyncio.gather(*pending, return_exceptions=True)
         if not self.done.done():
             self.done.set_result(tuple(failed))
+        if not self.first.done():
+            self.first.set_result(None)
 
     def _add(self, candidate: Candidate, protocol: StunProtocol | None, server: str | None) -> None:
         conn = self._conn
@@ -197,10 +202,17 @@ class Gathering:
         if protocol is not None and protocol not in conn._protocols:
             conn._protocols.append(protocol)
             if protocol.local_candidate.type == "relay" and conn._early_checks_done:
-                # connect() already formed its pairs: pair the late candidate (RFC 8838 §10).
+                # connect() already formed its pairs: pair the late candidate and check the new
+                # pairs at once (RFC 8838 §10), as aioice's pacing loop may have stopped.
+                known = {id(p) for p in conn._check_list}
                 for remote in conn._remote_candidates:
                     conn._pair_remote_candidate(remote)
                 conn.sort_check_list()
+                for pair in conn._check_list:
+                    if id(pair) not in known and pair.state == CandidatePair.State.FROZEN:
+                        conn.check_start_task(pair)
+        if not self.first.done():
+            self.first.set_result(None)
         self._on_candidate(candidate, server)
 
     async def close(self) -> None:
@@ -210,6 +222,8 @@ class Gathering:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if not self.done.done():
             self.done.set_result(())
+        if not self.first.done():
+            self.first.set_result(None)
 
 
 def install_gathering(
@@ -247,59 +261,84 @@ class AudioJitterBuffer(JitterBuffer):
     """A jitter buffer for single-packet audio frames (Opus) that never ratchets latency up.
 
     Each packet is one frame, so a frame is ready as soon as it is next in sequence. A missing
-    packet is given up on once ``skip_after`` later packets are waiting (it is lost or too late
-    to matter), and frames beyond ``max_depth`` are dropped oldest first: a 20 ms glitch is
-    better than carrying hundreds of milliseconds of extra delay for the rest of the call.
+    packet is given up on once ``skip_after`` packets are waiting behind it (it is lost, or too
+    late to matter). aiortc hands one frame to the decoder per packet received, so frames queued
+    behind a hole would otherwise stay queued for the rest of the call: when the backlog never fell
+    below ``slack + 1`` frames during the last ``shed_after`` packets, its oldest frame is
+    dropped, and more than ``max_depth`` waiting frames are never kept. ``slack`` frames are kept
+    on purpose, so steady reordering of neighbours costs nothing. A 20 ms glitch now and then is
+    far better than hundreds of milliseconds of extra delay for the rest of the call.
     """
 
-    def __init__(self, capacity: int = 16, skip_after: int = 3, max_depth: int = 4) -> None:
+    def __init__(
+        self,
+        capacity: int = 16,
+        skip_after: int = 3,
+        max_depth: int = 6,
+        shed_after: int = 25,
+        slack: int = 1,
+    ) -> None:
         super().__init__(capacity=capacity, prefetch=0)
         self._skip_after = skip_after
         self._max_depth = max_depth
-        self.skipped = 0
-        self.dropped = 0
+        self._shed_after = shed_after
+        self._slack = slack
+        self._window_len = 0
+        self._window_min = capacity
+        self.skipped = 0  # holes given up on
+        self.dropped = 0  # frames discarded to cut delay
 
     def _count(self) -> int:
         return sum(1 for p in self._packets if p is not None)
 
-    def _advance_to_next_present(self) -> None:
+    def _head(self) -> RtpPacket | None:
         assert self._origin is not None
+        return self._packets[self._origin % self._capacity]
+
+    def _advance_to_next_present(self) -> None:
         for _ in range(self._capacity):
-            if self._packets[self._origin % self._capacity] is not None:
+            if self._head() is not None:
                 return
-            self._origin = uint16_add(self._origin, 1)
+            self.remove(1)
+
+    def _drop_oldest(self) -> None:
+        self._advance_to_next_present()
+        self.remove(1)
+        self.dropped += 1
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         seq = packet.sequence_number
         if self._origin is None:
             self._origin = seq
         delta = uint16_add(seq, -self._origin)
-        if delta >= 0x8000:  # older than what we already played: too late
-            if uint16_add(self._origin, -seq) > 100:  # a sender restart, not a late packet
-                self.remove(self._capacity)
-                self._origin = seq
-            else:
-                return False, None
+        if delta >= 0x8000:  # behind what was already played
+            if uint16_add(self._origin, -seq) <= 100:
+                return False, None  # a late packet: its moment has passed
+            self.remove(self._capacity)  # far behind: the sender restarted its sequence
+            self._origin = seq
         elif delta >= self._capacity:
-            # Far ahead of the origin: everything buffered is stale.
-            self.remove(self._capacity)
+            self.remove(self._capacity)  # far ahead: everything buffered is stale
             self._origin = seq
         self._packets[seq % self._capacity] = packet
 
         count = self._count()
-        head = self._packets[self._origin % self._capacity]
-        if head is None and count >= self._skip_after:
+        if self._head() is None and (count >= self._skip_after or count > self._max_depth):
+            self._advance_to_next_present()
             self.skipped += 1
-            self._advance_to_next_present()
         while count > self._max_depth:
-            self.remove(1)
-            self._advance_to_next_present()
-            self.dropped += 1
+            self._drop_oldest()
             count -= 1
-        head = self._packets[self._origin % self._capacity]
+        head = self._head()
         if head is None:
             return False, None
         self.remove(1)
+        count -= 1
+        self._window_min = min(self._window_min, count)
+        self._window_len += 1
+        if self._window_len >= self._shed_after:
+            if self._window_min > self._slack:
+                self._drop_oldest()
+            self._window_len, self._window_min = 0, self._capacity
         return False, JitterFrame(data=head._data, timestamp=head.timestamp)  # type: ignore[attr-defined]
 
 

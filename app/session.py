@@ -362,6 +362,8 @@ class CallSession:
         await asyncio.gather(*(g.gather() for g in rtcfixes.ice_gatherers(pc)))
         if wait:
             await asyncio.gather(*(asyncio.shield(g.done) for g in self._gatherings))
+        else:
+            await asyncio.gather(*(asyncio.shield(g.first) for g in self._gatherings))
 
     def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
         info = _candidate_info(candidate, "local", self.now(), server)
@@ -414,6 +416,8 @@ class CallSession:
     async def _set_remote(self, kind: str, sdp: str) -> None:
         assert self._pc is not None
         self._emit(SdpExchanged("remote", kind, sdp, self.now()))  # type: ignore[arg-type]
+        if "\nm=" not in sdp:
+            raise CallError(f"the peer's {kind} was not usable: it describes no media")
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         except Exception as exc:  # aiortc raises ValueError/OperationError on bad SDP
@@ -507,6 +511,10 @@ class CallSession:
             await pc.addIceCandidate(rtc)
 
     async def _end_of_remote_candidates(self) -> None:
+        # aioice declares failure once the peer has no more candidates and every pair failed;
+        # our own relay candidate may still be on its way, so hold the news until it is.
+        if self._gatherings:
+            await asyncio.gather(*(asyncio.shield(g.done) for g in self._gatherings))
         if self._pc is not None and self._pc.remoteDescription is not None:
             with contextlib.suppress(Exception):
                 await self._pc.addIceCandidate(None)

@@ -1,0 +1,322 @@
+"""CallSession: the state machine as data, and real calls between two sessions on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import av
+import pytest
+
+from app.errors import CallError, ConnectionFailed, IllegalTransition
+from app.events import (
+    CallState,
+    CandidateGathered,
+    ChatReceived,
+    Event,
+    GatheringFinished,
+    PairsUpdated,
+    SasReady,
+    SelectedPairChanged,
+    StateChanged,
+    StatsSample,
+)
+from app.iceservers import IceServer
+from app.session import (
+    TRANSITIONS,
+    CallOptions,
+    CallSession,
+    CallStateMachine,
+    short_auth_string,
+)
+from signaling.errors import ChannelClosed
+from signaling.memory import memory_pair
+from signaling.messages import Answer, Offer
+from tests.conftest import free_port
+
+LOOPBACK = CallOptions(loopback_candidates=True)
+
+
+def test_every_state_can_reach_an_end() -> None:
+    for state, targets in TRANSITIONS.items():
+        if state in (CallState.ENDED, CallState.FAILED):
+            assert not targets
+        else:
+            assert CallState.ENDED in targets
+            assert CallState.FAILED in targets
+
+
+def test_illegal_transition_raises_and_keeps_state() -> None:
+    machine = CallStateMachine()
+    machine.move(CallState.GATHERING)
+    with pytest.raises(IllegalTransition, match="from gathering to connected"):
+        machine.move(CallState.CONNECTED)
+    assert machine.state is CallState.GATHERING
+
+
+def test_short_auth_string_is_symmetric_and_sensitive() -> None:
+    a, b = "sha-256 AA:BB", "sha-256 CC:DD"
+    assert short_auth_string(a, b) == short_auth_string(b, a)
+    assert short_auth_string(a, b) != short_auth_string(a, "sha-256 CC:DE")
+    assert len(short_auth_string(a, b)) == 7
+    assert short_auth_string(a, b)[3] == " "
+
+
+def state_of(session: CallSession) -> CallState:
+    """The state, read through a call so type narrowing does not outlive an await."""
+    return session.state
+
+
+class Recorder:
+    def __init__(self, session: CallSession) -> None:
+        self.events: list[Event] = []
+        session.subscribe(self.events.append)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+async def connect_pair(caller: CallSession, callee: CallSession) -> tuple[object, object]:
+    a_ch, b_ch = memory_pair()
+
+    async def callee_side() -> None:
+        offer = await callee.wait_for_offer(b_ch)
+        await callee.answer(b_ch, offer)
+
+    await asyncio.wait_for(asyncio.gather(caller.dial(a_ch), callee_side()), 20)
+    return a_ch, b_ch
+
+
+async def test_call_over_memory_signaling_connects_chats_and_hangs_up() -> None:
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    rec_a, rec_b = Recorder(caller), Recorder(callee)
+    await connect_pair(caller, callee)
+    assert caller.state is CallState.CONNECTED
+    assert callee.state is CallState.CONNECTED
+
+    states = [e.new for e in rec_a.of(StateChanged)]
+    assert states == [
+        CallState.GATHERING,
+        CallState.OFFERING,
+        CallState.CONNECTING,
+        CallState.CONNECTED,
+    ]
+    assert [e.new for e in rec_b.of(StateChanged)] == [
+        CallState.GATHERING,
+        CallState.ANSWERING,
+        CallState.CONNECTING,
+        CallState.CONNECTED,
+    ]
+    # Only loopback host candidates were offered, and the selected pair is direct.
+    local = [e.candidate for e in rec_a.of(CandidateGathered)]
+    assert local
+    assert all(c.address == "127.0.0.1" and c.type == "host" for c in local)
+    assert caller.remote_candidates
+    assert callee.remote_candidates
+    selected = rec_a.of(SelectedPairChanged)[-1]
+    assert not selected.relayed
+    assert selected.pair.selected
+    assert rec_a.of(PairsUpdated)
+    # Both ends derive the same SAS from the two DTLS fingerprints.
+    assert caller.sas is not None
+    assert caller.sas == callee.sas
+    assert rec_a.of(SasReady)[0].local_fingerprint == rec_b.of(SasReady)[0].remote_fingerprint
+
+    await caller.send_chat("hello ☎")
+    await callee.send_chat("hi back")
+    for rec, text in ((rec_b, "hello ☎"), (rec_a, "hi back")):
+        for _ in range(100):
+            if rec.of(ChatReceived):
+                break
+            await asyncio.sleep(0.02)
+        assert [e.text for e in rec.of(ChatReceived)] == [text]
+
+    # Stats arrive once a second once connected.
+    for _ in range(150):
+        if rec_a.of(StatsSample):
+            break
+        await asyncio.sleep(0.02)
+    sample = rec_a.of(StatsSample)[0]
+    assert sample.rtt_ms is None or sample.rtt_ms >= 0
+
+    await caller.hangup()
+    for _ in range(100):
+        if state_of(callee) is CallState.ENDED:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(caller) is CallState.ENDED
+    assert state_of(callee) is CallState.ENDED
+    assert "peer hung up (hangup)" in (rec_b.of(StateChanged)[-1].reason or "")
+    await callee.hangup()  # idempotent
+    json.dumps(caller.export())  # export is JSON-ready
+
+
+async def test_chat_before_connect_is_a_clear_error() -> None:
+    session = CallSession(LOOPBACK)
+    with pytest.raises(CallError, match="chat is not available until the call is connected"):
+        await session.send_chat("too early")
+    with pytest.raises(CallError, match="empty"):
+        await session.send_chat("")
+    await session.hangup()
+
+
+async def test_manual_flow_without_trickle_puts_candidates_in_the_sdp() -> None:
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    offer = await caller.create_offer()
+    assert "a=candidate:" in offer.sdp
+    assert "a=end-of-candidates" in offer.sdp
+    answer = await callee.accept_offer(offer)
+    assert "a=candidate:" in answer.sdp
+    await caller.accept_answer(answer)
+    for _ in range(250):
+        if caller.state is callee.state is CallState.CONNECTED:
+            break
+        await asyncio.sleep(0.02)
+    assert caller.state is CallState.CONNECTED
+    assert callee.state is CallState.CONNECTED
+    assert caller.sas == callee.sas
+    await caller.hangup()
+    await callee.hangup()
+
+
+async def test_answer_out_of_order_is_rejected() -> None:
+    session = CallSession(LOOPBACK)
+    with pytest.raises(IllegalTransition, match="only accepted while offering"):
+        await session.accept_answer(Answer("v=0\r\n"))
+    await session.hangup()
+
+
+async def test_unusable_offer_fails_the_session_with_one_line() -> None:
+    session = CallSession(LOOPBACK)
+    with pytest.raises(CallError, match="the peer's offer was not usable") as exc:
+        await session.accept_offer(Offer("v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"))
+    assert "\n" not in str(exc.value)
+    assert session.state is CallState.FAILED
+
+
+@pytest.fixture
+def dead_stun_server() -> Iterator[str]:
+    """A bound UDP port on loopback that never answers (like a STUN server behind a firewall)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield f"stun:127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+async def test_dead_stun_server_does_not_hold_up_the_call(dead_stun_server: str) -> None:
+    options = CallOptions(
+        loopback_candidates=True, ice_servers=(IceServer((dead_stun_server,)),), gather_timeout=3
+    )
+    caller, callee = CallSession(options), CallSession(options)
+    rec = Recorder(caller)
+    await connect_pair(caller, callee)
+    # The call connected on host candidates while the STUN query was still pending: gathering
+    # finishes (with the dead server named) only after the call is up.
+    connected_at = next(e.at for e in rec.of(StateChanged) if e.new is CallState.CONNECTED)
+    for _ in range(300):
+        if rec.of(GatheringFinished):
+            break
+        await asyncio.sleep(0.02)
+    finished = rec.of(GatheringFinished)[0]
+    assert finished.failed_servers == (dead_stun_server,)
+    assert finished.at > connected_at
+    await caller.hangup()
+    await callee.hangup()
+
+
+async def test_declined_call_ends_both_sides() -> None:
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    a_ch, b_ch = memory_pair()
+
+    async def decline() -> None:
+        await callee.wait_for_offer(b_ch)
+        await callee.decline(b_ch)
+
+    results = await asyncio.gather(caller.dial(a_ch), decline(), return_exceptions=True)
+    assert isinstance(results[0], ConnectionFailed)
+    assert "peer hung up (declined)" in str(results[0])
+    assert caller.state is CallState.ENDED
+    assert callee.state is CallState.ENDED
+
+
+async def test_caller_giving_up_is_seen_while_ringing() -> None:
+    callee = CallSession(LOOPBACK)
+    a_ch, b_ch = memory_pair()
+    await a_ch.close()
+    with pytest.raises(ChannelClosed):
+        await callee.wait_for_offer(b_ch)
+    await callee.hangup()
+
+
+async def test_mute_sends_silence() -> None:
+    from aiortc.mediastreams import AudioStreamTrack
+
+    class Loud(AudioStreamTrack):
+        async def recv(self):
+            frame = await super().recv()
+            assert isinstance(frame, av.AudioFrame)
+            for plane in frame.planes:
+                plane.update(b"\x10\x20" * (plane.buffer_size // 2))
+            return frame
+
+    session = CallSession(LOOPBACK, audio_source=Loud())
+    gate = session._audio
+    assert gate is not None
+    assert any((await gate.recv()).to_ndarray().ravel())
+    session.set_muted(True)
+    assert not any((await gate.recv()).to_ndarray().ravel())
+    session.set_muted(False)
+    assert any((await gate.recv()).to_ndarray().ravel())
+    await session.hangup()
+
+
+# -- through a real TURN server ---------------------------------------------------------
+
+
+@pytest.fixture
+async def coturn() -> AsyncIterator[tuple[str, str, str]]:
+    """coturn's own turnserver on loopback: the reference relay our engine must work with."""
+    binary = shutil.which("turnserver")
+    if binary is None:
+        pytest.fail("coturn's turnserver is missing: run scripts/install-system-deps.sh")
+    port = free_port(socket.SOCK_DGRAM)
+    low = free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen(  # noqa: ASYNC220 (a server start, not a wait)
+        [binary, "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
+         "--relay-ip=127.0.0.1", f"--min-port={low}", f"--max-port={low + 20}",
+         "--lt-cred-mech", "--user=alice:secret", "--realm=test", "--allow-loopback-peers",
+         "--no-cli", "--no-tls", "--no-dtls", "--log-file=stdout", "--simple-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            await asyncio.sleep(0.05)
+        yield f"turn:127.0.0.1:{port}?transport=udp", "alice", "secret"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+@pytest.mark.interop
+async def test_relay_only_call_through_coturn(coturn: tuple[str, str, str]) -> None:
+    uri, user, password = coturn
+    relay = CallOptions(relay_only=True, ice_servers=(IceServer((uri,), user, password),))
+    caller, callee = CallSession(relay), CallSession(relay)
+    rec = Recorder(caller)
+    await connect_pair(caller, callee)
+    gathered = [e.candidate for e in rec.of(CandidateGathered)]
+    assert gathered
+    assert all(c.type == "relay" for c in gathered)
+    assert gathered[0].server == uri
+    assert rec.of(SelectedPairChanged)[-1].relayed
+    await caller.send_chat("via relay")
+    await caller.hangup()
+    await callee.hangup()
