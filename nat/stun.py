@@ -639,8 +639,13 @@ def stream_frame_length(buffer: bytes | bytearray | memoryview) -> int | None:
 # --- fast paths for relayed traffic -------------------------------------------------------------
 
 
-def scan_send_indication(data: bytes) -> tuple[Address, bytes] | None:
+def scan_send_indication(
+    data: bytes, known_required: frozenset[int] | None = None
+) -> tuple[Address, bytes] | None:
     """``(peer, payload)`` of a Send indication, or None if either attribute is missing.
+
+    With ``known_required``, an indication carrying any other comprehension-required attribute
+    type also gives None: RFC 8489 §6.3.2 says to discard it.
 
     A lean walk over the attributes (no objects, no decoding of others) for the relay's hot path;
     ``data`` must already be known to be a STUN Send indication of consistent length. Raises
@@ -662,6 +667,8 @@ def scan_send_indication(data: bytes) -> tuple[Address, bytes] | None:
             peer_raw = data[start:end]
         elif attr_type == 0x0008:  # MESSAGE-INTEGRITY: nothing after it counts (§14.5)
             break
+        elif known_required is not None and attr_type < 0x8000 and attr_type not in known_required:
+            return None
         pos = end + (-attr_len & 3)
     if peer_raw is None or payload is None:
         return None

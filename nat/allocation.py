@@ -1,0 +1,94 @@
+"""One TURN allocation: a relayed transport address with its permissions and channels.
+
+RFC 8656 §2.2/§5: an allocation belongs to one client five-tuple and one username, lives for a
+lifetime refreshed by Refresh, and holds permissions (per peer IP, §9) and channel bindings
+(per peer address, §12). Plain data plus the few operations the server core needs on the relay
+fast path; the lookups are dicts keyed exactly as packets are matched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nat.channel import ChannelBinding
+from nat.five_tuple import Address, FiveTuple, Transport
+from nat.permission import Permission
+
+
+@dataclass(slots=True, eq=False)
+class Allocation:
+    """A live allocation. ``relay`` is the bound socket address, ``advertised`` what the client
+    is told (they differ behind ``external-ip``)."""
+
+    five_tuple: FiveTuple
+    username: str
+    quota_name: str
+    relay: Address
+    advertised: Address
+    family: int  # 4 or 6
+    expires: float
+    transaction_id: bytes  # of the Allocate request, to answer its retransmissions (§7.2)
+    success: bytes = b""  # the encoded success response, resent on retransmission
+    max_bps: int = 0
+    permissions: dict[str, Permission] = field(default_factory=dict)
+    channels: dict[int, ChannelBinding] = field(default_factory=dict)
+    channel_by_peer: dict[Address, ChannelBinding] = field(default_factory=dict)
+    closed: bool = False
+    _tokens: float = 0.0
+    _stamp: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._tokens = float(self.max_bps)
+
+    @property
+    def transport(self) -> Transport:
+        """The listener the client talks to us on."""
+        return self.five_tuple.transport
+
+    def permitted(self, ip: str, now: float) -> bool:
+        """Whether a valid permission exists for peer ``ip`` (any port, RFC 8656 §9)."""
+        perm = self.permissions.get(ip)
+        return perm is not None and now < perm.expires
+
+    def permit(self, ip: str, expires: float) -> Permission:
+        """Install or refresh the permission for ``ip`` (RFC 8656 §9: refresh, not add)."""
+        perm = self.permissions.get(ip)
+        if perm is None:
+            perm = self.permissions[ip] = Permission(ip, expires)
+        else:
+            perm.expires = max(perm.expires, expires)
+        return perm
+
+    def bind(self, number: int, peer: Address, expires: float) -> ChannelBinding:
+        """Create or refresh the binding ``number`` <-> ``peer`` (caller checked conflicts)."""
+        binding = self.channels.get(number)
+        if binding is None:
+            binding = ChannelBinding(number, peer, expires)
+            self.channels[number] = binding
+            self.channel_by_peer[peer] = binding
+        else:
+            binding.expires = expires
+        return binding
+
+    def unbind(self, binding: ChannelBinding) -> None:
+        """Forget ``binding`` (after its cooldown)."""
+        if self.channels.get(binding.number) is binding:
+            del self.channels[binding.number]
+        if self.channel_by_peer.get(binding.peer) is binding:
+            del self.channel_by_peer[binding.peer]
+
+    def within_bandwidth(self, size: int, now: float) -> bool:
+        """Token bucket for ``max-bps`` (bytes/s, one second of burst): may ``size`` bytes go?
+
+        Both directions draw from the same bucket, like coturn's per-session limit.
+        """
+        rate = self.max_bps
+        tokens = self._tokens + (now - self._stamp) * rate
+        self._stamp = now
+        if tokens > rate:
+            tokens = rate
+        if tokens < size:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - size
+        return True

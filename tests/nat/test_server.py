@@ -1,0 +1,597 @@
+"""nat.server: the sans-I/O TURN core driven with plain bytes, time passed in as ``now``."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import random
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from nat import stun
+from nat.auth import long_term_key, rest_credentials
+from nat.config import RelayConfig
+from nat.five_tuple import FiveTuple
+from nat.server import CloseRelay, OpenRelay, SendToClient, SendToPeer, TurnServer
+from tests.nat.turn_helpers import TCP, UDP, Client, closes, error_code, only_response
+
+REALM = "example.org"
+ALICE_KEY = long_term_key("alice", REALM, "secret")
+BOB_KEY = long_term_key("bob", REALM, "hunter2")
+PEER = ("203.0.113.9", 6000)
+T0 = 1_700_000_000.0
+
+
+def make_server(**overrides: object) -> TurnServer:
+    base: dict[str, object] = {"realm": REALM, "users": (("alice", ALICE_KEY), ("bob", BOB_KEY))}
+    base.update(overrides)
+    config = RelayConfig(**base)  # type: ignore[arg-type]
+    rng = random.Random(7)
+    return TurnServer(config, random_bytes=rng.randbytes)
+
+
+@pytest.fixture
+def server() -> TurnServer:
+    return make_server()
+
+
+@pytest.fixture
+def alice(server: TurnServer) -> Client:
+    client = Client(server)
+    assert error_code(client.allocate(T0)) is None
+    return client
+
+
+def sent_to_client(actions: Sequence[object]) -> list[SendToClient]:
+    return [a for a in actions if isinstance(a, SendToClient)]
+
+
+# --- Binding ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", [("198.51.100.1", 1234), ("2001:db8::5", 65000)])
+def test_binding_reports_the_source_address(server: TurnServer, source: tuple[str, int]) -> None:
+    request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, bytes(range(12))).encode()
+    response = only_response(server.handle(request, source, UDP, T0))
+    assert response.cls == stun.MsgClass.SUCCESS
+    assert response.transaction_id == bytes(range(12))
+    assert response.get(stun.XOR_MAPPED_ADDRESS) == source
+    assert response.get(stun.SOFTWARE) == "PeerCall"
+    assert response.get(stun.FINGERPRINT) is not None  # parse_message verified it
+    assert stun.MESSAGE_INTEGRITY not in response
+
+
+def test_binding_without_fingerprint_when_disabled() -> None:
+    server = make_server(fingerprint=False, server_name="relay-7")
+    request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, bytes(12)).encode()
+    response = only_response(server.handle(request, ("192.0.2.1", 9), UDP, T0))
+    assert response.get(stun.FINGERPRINT) is None
+    assert response.get(stun.SOFTWARE) == "relay-7"
+
+
+def test_binding_with_unknown_required_attribute_gets_420(server: TurnServer) -> None:
+    msg = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, bytes(12))
+    data = bytearray(msg.encode())
+    data += struct.pack(">HH", 0x0031, 4) + b"abcd"  # unknown, comprehension-required
+    data += struct.pack(">HH", 0x8031, 4) + b"abcd"  # unknown, optional: not listed
+    data[2:4] = struct.pack(">H", len(data) - 20)
+    response = only_response(server.handle(bytes(data), ("192.0.2.1", 9), UDP, T0))
+    assert response.get(stun.ERROR_CODE) == (420, "Unknown Attribute")
+    assert response.get(stun.UNKNOWN_ATTRIBUTES) == (0x0031,)
+
+
+# --- authentication (RFC 8489 §9.2.4) -----------------------------------------------------------
+
+
+def test_allocate_without_credentials_is_challenged(server: TurnServer) -> None:
+    client = Client(server)
+    raw = client.build(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], auth=False)
+    response = only_response(client.send(raw, T0))
+    assert response.get(stun.ERROR_CODE) == (401, "Unauthorized")
+    assert response.get(stun.REALM) == REALM
+    assert response.get(stun.NONCE)
+    assert stun.MESSAGE_INTEGRITY not in response
+    assert server.allocations.by_five_tuple == {}
+
+
+def test_wrong_password_and_unknown_user_get_401(server: TurnServer) -> None:
+    for client in (Client(server, password="wrong"), Client(server, username="mallory")):
+        response = client.call(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0)
+        assert error_code(response) == 401
+        assert response.get(stun.NONCE)
+        assert stun.MESSAGE_INTEGRITY not in response
+
+
+def test_integrity_without_nonce_is_a_bad_request(server: TurnServer) -> None:
+    client = Client(server)
+    msg = stun.Message(stun.Method.ALLOCATE, stun.MsgClass.REQUEST, bytes(12))
+    msg.add(stun.REQUESTED_TRANSPORT, 17)
+    msg.add(stun.USERNAME, "alice")
+    msg.add(stun.REALM, REALM)
+    response = only_response(client.send(msg.encode(client.key), T0))
+    assert response.get(stun.ERROR_CODE) == (400, "Bad Request")
+    assert response.get(stun.NONCE) is None
+
+
+def test_stale_nonce_gets_438_with_a_fresh_one(server: TurnServer) -> None:
+    client = Client(server)
+    old = client.learn_nonce(T0)
+    later = T0 + server.config.stale_nonce + 1
+    raw = client.build(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+    response = only_response(client.send(raw, later))
+    assert response.get(stun.ERROR_CODE) == (438, "Stale Nonce")
+    assert response.get(stun.REALM) == REALM
+    assert response.get(stun.NONCE) not in (None, old)
+
+
+def test_nonce_is_bound_to_the_client_ip(server: TurnServer) -> None:
+    first = Client(server, source=("198.51.100.7", 1))
+    thief = Client(server, source=("198.51.100.8", 1))
+    thief.nonce = first.learn_nonce(T0)
+    raw = thief.build(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+    assert error_code(only_response(thief.send(raw, T0))) == 438
+    thief.nonce = b"00000000" + b"0" * 24  # a forged one
+    raw = thief.build(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+    assert error_code(only_response(thief.send(raw, T0))) == 438
+
+
+def test_no_credentials_configured_means_no_allocation() -> None:
+    server = make_server(users=())
+    response = Client(server).call(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0)
+    assert error_code(response) == 401
+
+
+def test_rest_credentials_work_until_they_expire() -> None:
+    server = make_server(users=(), use_auth_secret=True, static_auth_secrets=("old", "s3cret"))
+    username, password = rest_credentials("s3cret", "carol", ttl=600, now=T0)
+    client = Client(server, username=username, password=password)
+    response = client.allocate(T0)
+    assert error_code(response) is None
+    assert response.check_integrity(client.key)
+    # Past the expiry encoded in the username: 401 like coturn.
+    late = Client(server, source=("198.51.100.9", 2), username=username, password=password)
+    later = T0 + 601
+    assert (
+        error_code(late.call(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], later)) == 401
+    )
+
+
+def test_rest_quota_counts_the_user_not_each_timestamp() -> None:
+    server = make_server(users=(), use_auth_secret=True, static_auth_secrets=("s",), user_quota=1)
+    u1, p1 = rest_credentials("s", "dave", ttl=600, now=T0)
+    u2, p2 = rest_credentials("s", "dave", ttl=700, now=T0)
+    assert (
+        error_code(Client(server, ("192.0.2.1", 1), username=u1, password=p1).allocate(T0)) is None
+    )
+    second = Client(server, ("192.0.2.1", 2), username=u2, password=p2)
+    assert error_code(second.allocate(T0)) == 486
+
+
+# --- Allocate (RFC 8656 §7.2) -------------------------------------------------------------------
+
+
+def test_allocate_success(server: TurnServer) -> None:
+    client = Client(server)
+    actions = client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0)
+    assert actions == [OpenRelay(client.five_tuple, "127.0.0.1", port=None)]
+    response = only_response(server.relay_opened(client.five_tuple, ("127.0.0.1", 50002), None, T0))
+    assert response.cls == stun.MsgClass.SUCCESS
+    assert response.get(stun.XOR_RELAYED_ADDRESS) == ("127.0.0.1", 50002)
+    assert response.get(stun.XOR_MAPPED_ADDRESS) == client.source
+    assert response.get(stun.LIFETIME) == 600
+    assert response.check_integrity(ALICE_KEY)
+    allocation = server.allocation(client.source, UDP)
+    assert allocation is not None
+    assert allocation.expires == T0 + 600
+    assert server.allocations.users == 1
+
+
+def test_allocate_retransmission_gets_the_same_answer_and_others_437(alice: Client) -> None:
+    allocation = alice.server.allocation(alice.source, UDP)
+    assert allocation is not None
+    tid = allocation.transaction_id
+    raw = alice.build(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], tid=tid)
+    assert [a.data for a in sent_to_client(alice.send(raw, T0 + 1))] == [allocation.success]
+    response = alice.call(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0 + 1)
+    assert response.get(stun.ERROR_CODE) == (437, "Allocation Mismatch")
+    assert response.check_integrity(ALICE_KEY)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "code"),
+    [
+        ([], 400),
+        ([(stun.REQUESTED_TRANSPORT, 6)], 442),
+        ([(stun.REQUESTED_TRANSPORT, 17), (stun.REQUESTED_ADDRESS_FAMILY, 3)], 440),
+        ([(stun.REQUESTED_TRANSPORT, 17), (stun.REQUESTED_ADDRESS_FAMILY, 2)], 440),  # no v6 ip
+        (
+            [
+                (stun.REQUESTED_TRANSPORT, 17),
+                (stun.RESERVATION_TOKEN, b"12345678"),
+                (stun.EVEN_PORT, False),
+            ],
+            400,
+        ),
+        ([(stun.REQUESTED_TRANSPORT, 17), (stun.RESERVATION_TOKEN, b"12345678")], 508),
+    ],
+)
+def test_allocate_errors(
+    server: TurnServer, attrs: list[tuple[stun.Attr[object], object]], code: int
+) -> None:
+    client = Client(server)
+    response = client.call(stun.Method.ALLOCATE, attrs, T0)
+    assert error_code(response) == code
+    assert response.get(stun.ERROR_CODE) == (code, __import__("nat.server").server.REASONS[code])
+    assert response.check_integrity(ALICE_KEY)  # errors after authentication are signed
+    assert server.allocations.by_five_tuple == {}
+    assert server.allocations.quota_left("alice")
+
+
+def test_allocate_with_unknown_required_attribute_gets_420(server: TurnServer) -> None:
+    client = Client(server)
+    client.learn_nonce(T0)
+    msg = stun.Message(stun.Method.ALLOCATE, stun.MsgClass.REQUEST, bytes(12))
+    msg.add(stun.REQUESTED_TRANSPORT, 17)
+    unknown = stun.Attr(0x0010, "BANDWIDTH", stun.DATA.encode, stun.DATA.decode)
+    msg.add(unknown, b"\x00\x00\x00\x10")
+    msg.add(stun.USERNAME, "alice")
+    msg.add(stun.REALM, REALM)
+    msg.add(stun.NONCE, client.nonce or b"")
+    response = only_response(client.send(msg.encode(ALICE_KEY), T0))
+    assert response.get(stun.ERROR_CODE) == (420, "Unknown Attribute")
+    assert response.get(stun.UNKNOWN_ATTRIBUTES) == (0x0010,)
+
+
+def test_user_and_total_quotas() -> None:
+    server = make_server(user_quota=1, total_quota=2)
+    assert error_code(Client(server, ("192.0.2.1", 1)).allocate(T0)) is None
+    assert error_code(Client(server, ("192.0.2.1", 2)).allocate(T0)) == 486
+    bob = Client(server, ("192.0.2.1", 3), username="bob", password="hunter2")
+    assert error_code(bob.allocate(T0)) is None
+    bob2 = Client(server, ("192.0.2.1", 4), username="bob", password="hunter2")
+    response = bob2.allocate(T0)
+    assert response.get(stun.ERROR_CODE) == (486, "Allocation Quota Reached")
+    assert server.allocations.users == 2
+
+
+def test_relay_failure_is_508_and_releases_the_quota() -> None:
+    server = make_server(user_quota=1)
+    client = Client(server)
+    actions = client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0)
+    assert isinstance(actions[0], OpenRelay)
+    response = only_response(server.relay_failed(client.five_tuple, T0))
+    assert response.get(stun.ERROR_CODE) == (508, "Insufficient Capacity")
+    assert server.allocations.quota_left("alice")
+
+
+def test_lifetime_is_clamped(server: TurnServer) -> None:
+    short = Client(server, ("192.0.2.1", 1))
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.LIFETIME, 30)]
+    assert short.allocate(T0, attrs=attrs).get(stun.LIFETIME) == 600
+    long = Client(server, ("192.0.2.1", 2))
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.LIFETIME, 999_999)]
+    assert long.allocate(T0, ("127.0.0.1", 50001), attrs=attrs).get(stun.LIFETIME) == 3600
+
+
+def test_external_ip_is_advertised() -> None:
+    server = make_server(external_ip="203.0.113.77")
+    response = Client(server).allocate(T0, ("127.0.0.1", 50123))
+    assert response.get(stun.XOR_RELAYED_ADDRESS) == ("203.0.113.77", 50123)
+    assert server.allocations.by_relay.keys() == {("127.0.0.1", 50123)}
+
+
+def test_ipv6_allocation_rfc6156() -> None:
+    server = make_server(listening_ips=("127.0.0.1", "::1"), allow_loopback_peers=True)
+    client = Client(server)
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.REQUESTED_ADDRESS_FAMILY, 2)]
+    actions = client.request(stun.Method.ALLOCATE, attrs, T0)
+    assert actions == [OpenRelay(client.five_tuple, "::1")]
+    response = only_response(server.relay_opened(client.five_tuple, ("::1", 50000), None, T0))
+    assert response.get(stun.XOR_RELAYED_ADDRESS) == ("::1", 50000)
+    # An IPv4 peer on an IPv6 allocation: 443 (RFC 6156 §4.4).
+    assert error_code(client.permit(("127.0.0.1", 1), T0)) == 443
+    assert error_code(client.permit(("::1", 1), T0)) is None
+    # Refresh asking for the other family: 443 too.
+    attrs = [(stun.REQUESTED_ADDRESS_FAMILY, 1)]
+    assert error_code(client.call(stun.Method.REFRESH, attrs, T0)) == 443
+
+
+def test_even_port_reservation_and_token(server: TurnServer) -> None:
+    rtp = Client(server, ("192.0.2.1", 1))
+    attrs: list[tuple[stun.Attr[Any], Any]] = [
+        (stun.REQUESTED_TRANSPORT, 17),
+        (stun.EVEN_PORT, True),
+    ]
+    actions = rtp.request(stun.Method.ALLOCATE, attrs, T0)
+    assert actions == [OpenRelay(rtp.five_tuple, "127.0.0.1", even=True, reserve_next=True)]
+    response = only_response(
+        server.relay_opened(rtp.five_tuple, ("127.0.0.1", 50010), ("127.0.0.1", 50011), T0)
+    )
+    token = response.get(stun.RESERVATION_TOKEN)
+    assert token is not None
+    assert len(token) == 8
+    rtcp = Client(server, ("192.0.2.1", 2))
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.RESERVATION_TOKEN, token)]
+    actions = rtcp.request(stun.Method.ALLOCATE, attrs, T0 + 1)
+    assert actions == [OpenRelay(rtcp.five_tuple, "127.0.0.1", port=50011)]
+    response = only_response(server.relay_opened(rtcp.five_tuple, ("127.0.0.1", 50011), None, T0))
+    assert response.get(stun.XOR_RELAYED_ADDRESS) == ("127.0.0.1", 50011)
+    # The token is single use.
+    again = Client(server, ("192.0.2.1", 3))
+    assert error_code(again.call(stun.Method.ALLOCATE, attrs, T0 + 2)) == 508
+
+
+def test_unclaimed_reservation_expires_after_30_seconds(server: TurnServer) -> None:
+    rtp = Client(server, ("192.0.2.1", 1))
+    rtp.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17), (stun.EVEN_PORT, True)], T0)
+    server.relay_opened(rtp.five_tuple, ("127.0.0.1", 50010), ("127.0.0.1", 50011), T0)
+    assert closes(server.tick(T0 + 29)) == []
+    assert closes(server.tick(T0 + 30)) == [("127.0.0.1", 50011)]
+    assert server.reservations == {}
+
+
+def test_relay_opened_after_the_client_left_closes_it(server: TurnServer) -> None:
+    client = Client(server, transport=TCP)
+    client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0)
+    assert server.connection_lost(client.source, TCP, T0) == []
+    actions = server.relay_opened(client.five_tuple, ("127.0.0.1", 5), ("127.0.0.1", 6), T0)
+    assert closes(actions) == [("127.0.0.1", 5), ("127.0.0.1", 6)]
+    assert server.allocations.quota_left("alice")
+    assert server.allocations.users == 0
+
+
+# --- Refresh (RFC 8656 §7.3) --------------------------------------------------------------------
+
+
+def test_refresh_extends_and_zero_deletes(alice: Client) -> None:
+    server = alice.server
+    response = alice.call(stun.Method.REFRESH, [(stun.LIFETIME, 1200)], T0 + 100)
+    assert response.get(stun.LIFETIME) == 1200
+    assert response.check_integrity(ALICE_KEY)
+    assert closes(server.tick(T0 + 700)) == []  # the original 600 s passed: still alive
+    actions = alice.request(stun.Method.REFRESH, [(stun.LIFETIME, 0)], T0 + 800)
+    assert closes(actions) == [alice.relay]
+    assert only_response(actions).get(stun.LIFETIME) == 0
+    assert server.allocation(alice.source, UDP) is None
+    assert server.allocations.users == 0
+    assert error_code(alice.call(stun.Method.REFRESH, [], T0 + 801)) == 437
+
+
+def test_requests_from_another_user_on_the_allocation_get_441(alice: Client) -> None:
+    bob = Client(alice.server, alice.source, username="bob", password="hunter2")
+    assert bob.call(stun.Method.REFRESH, [], T0).get(stun.ERROR_CODE) == (441, "Wrong Credentials")
+
+
+def test_allocation_expires(alice: Client) -> None:
+    server = alice.server
+    assert server.next_deadline() == T0 + 600
+    assert closes(server.tick(T0 + 599)) == []
+    assert closes(server.tick(T0 + 600)) == [alice.relay]
+    assert server.allocation(alice.source, UDP) is None
+    assert alice.send_indication(PEER, b"x", T0 + 601) == []
+
+
+def test_tcp_connection_loss_deletes_the_allocation(server: TurnServer) -> None:
+    client = Client(server, transport=TCP)
+    client.allocate(T0)
+    assert closes(server.connection_lost(client.source, TCP, T0 + 1)) == [client.relay]
+    assert server.allocation(client.source, TCP) is None
+
+
+# --- permissions, Send and Data (RFC 8656 §9-11) ------------------------------------------------
+
+
+def test_send_needs_a_permission_which_is_per_ip(alice: Client) -> None:
+    assert alice.send_indication(PEER, b"hello", T0) == []
+    assert error_code(alice.permit(PEER, T0)) is None
+    assert alice.send_indication(PEER, b"hello", T0) == [SendToPeer(alice.relay, PEER, b"hello")]
+    other_port = (PEER[0], 7777)
+    assert alice.send_indication(other_port, b"x", T0) == [
+        SendToPeer(alice.relay, other_port, b"x")
+    ]
+    assert alice.send_indication(("203.0.113.10", 6000), b"x", T0) == []
+    assert alice.server.counters.relayed_packets == 2
+
+
+def test_permission_expires_after_its_lifetime(alice: Client) -> None:
+    alice.permit(PEER, T0)
+    assert alice.send_indication(PEER, b"x", T0 + 299) != []
+    assert alice.send_indication(PEER, b"x", T0 + 300) == []
+    alice.server.tick(T0 + 300)
+    allocation = alice.server.allocation(alice.source, UDP)
+    assert allocation is not None
+    assert allocation.permissions == {}
+
+
+def test_permission_refresh_keeps_it(alice: Client) -> None:
+    alice.permit(PEER, T0)
+    alice.permit(PEER, T0 + 200)
+    alice.server.tick(T0 + 300)
+    assert alice.send_indication(PEER, b"x", T0 + 450) != []
+
+
+def test_peer_data_becomes_a_data_indication(alice: Client) -> None:
+    server = alice.server
+    assert server.relay_received(alice.relay, b"nope", PEER, T0) == []  # no permission
+    alice.permit(PEER, T0)
+    (action,) = server.relay_received(alice.relay, b"payload", PEER, T0)
+    assert isinstance(action, SendToClient)
+    assert (action.transport, action.client) == (UDP, alice.source)
+    msg = stun.parse_message(action.data)
+    assert (msg.method, msg.cls) == (stun.Method.DATA, stun.MsgClass.INDICATION)
+    assert msg.get(stun.XOR_PEER_ADDRESS) == PEER
+    assert msg.get(stun.DATA) == b"payload"
+    assert server.relay_received(("127.0.0.1", 1), b"x", PEER, T0) == []  # unknown relay
+
+
+@pytest.mark.parametrize(
+    ("peer", "code"),
+    [
+        (("127.0.0.1", 9), 403),
+        (("::ffff:127.0.0.1", 9), 443),  # an IPv6 peer on an IPv4 allocation
+        (("10.1.2.3", 9), 403),
+        (("0.0.0.0", 9), 403),
+        (("224.0.0.251", 5353), 403),
+        (("2001:db8::1", 9), 443),
+    ],
+)
+def test_forbidden_and_mismatched_peers(alice: Client, peer: tuple[str, int], code: int) -> None:
+    response = alice.permit(peer, T0)
+    assert error_code(response) == code
+    assert alice.bind(0x4000, peer, T0).get(stun.ERROR_CODE) == (
+        code,
+        {403: "Forbidden", 443: "Peer Address Family Mismatch"}[code],
+    )
+
+
+def test_create_permission_is_all_or_nothing(alice: Client) -> None:
+    attrs = [(stun.XOR_PEER_ADDRESS, PEER), (stun.XOR_PEER_ADDRESS, ("192.168.1.1", 1))]
+    assert error_code(alice.call(stun.Method.CREATE_PERMISSION, attrs, T0)) == 403
+    assert alice.send_indication(PEER, b"x", T0) == []
+    assert error_code(alice.call(stun.Method.CREATE_PERMISSION, [], T0)) == 400
+
+
+def test_create_permission_without_allocation_is_437(server: TurnServer) -> None:
+    assert error_code(Client(server).permit(PEER, T0)) == 437
+
+
+def test_bandwidth_cap() -> None:
+    server = make_server(max_bps=1000)
+    client = Client(server)
+    client.allocate(T0)
+    client.permit(PEER, T0)
+    sent = [bool(client.send_indication(PEER, b"x" * 400, T0)) for _ in range(4)]
+    assert sent == [True, True, False, False]  # 1000 bytes of burst
+    assert client.send_indication(PEER, b"x" * 400, T0 + 0.5) != []  # 500 bytes refilled
+    assert server.relay_received(client.relay, b"y" * 400, PEER, T0 + 0.5) == []
+    assert server.counters.dropped == 3
+
+
+# --- channels (RFC 8656 §11-12) -----------------------------------------------------------------
+
+
+def test_channel_bind_and_channel_data_both_ways(alice: Client) -> None:
+    server = alice.server
+    assert error_code(alice.bind(0x4001, PEER, T0)) is None
+    data = stun.encode_channel_data(0x4001, b"abc")
+    assert alice.send(data, T0) == [SendToPeer(alice.relay, PEER, b"abc")]
+    assert alice.send(data + b"\x00", T0) == [SendToPeer(alice.relay, PEER, b"abc")]  # padded
+    (back,) = server.relay_received(alice.relay, b"xyz", PEER, T0)
+    assert isinstance(back, SendToClient)
+    assert back.data == b"\x40\x01\x00\x03xyz"
+    # The bind installed a permission: Send indications to that IP pass too.
+    assert alice.send_indication((PEER[0], 1), b"q", T0) != []
+    # Unknown channel, truncated ChannelData: dropped.
+    assert alice.send(stun.encode_channel_data(0x4002, b"abc"), T0) == []
+    assert alice.send(b"\x40\x01\x00\x09abc", T0) == []
+
+
+def test_channel_data_is_padded_over_tcp(server: TurnServer) -> None:
+    client = Client(server, transport=TCP)
+    client.allocate(T0)
+    client.bind(0x4000, PEER, T0)
+    (back,) = server.relay_received(client.relay, b"xyz", PEER, T0)
+    assert isinstance(back, SendToClient)
+    assert back.data == b"\x40\x00\x00\x03xyz\x00"
+
+
+@pytest.mark.parametrize(
+    ("number", "peer"),
+    [
+        (0x3FFF, PEER),  # below the range
+        (0x8000, PEER),  # above
+        (0x4001, ("203.0.113.9", 6001)),  # 0x4001 is bound to PEER already
+        (0x4002, PEER),  # PEER is bound to 0x4001 already
+    ],
+)
+def test_channel_bind_conflicts_are_400(alice: Client, number: int, peer: tuple[str, int]) -> None:
+    assert error_code(alice.bind(0x4001, PEER, T0)) is None
+    assert alice.bind(number, peer, T0).get(stun.ERROR_CODE) == (400, "Bad Request")
+
+
+def test_channel_bind_missing_attributes_are_400(alice: Client) -> None:
+    response = alice.call(stun.Method.CHANNEL_BIND, [(stun.CHANNEL_NUMBER, 0x4000)], T0)
+    assert error_code(response) == 400
+
+
+def test_channel_expires_and_cools_down(alice: Client) -> None:
+    server = alice.server
+    alice.call(stun.Method.REFRESH, [(stun.LIFETIME, 3600)], T0)
+    alice.bind(0x4001, PEER, T0)
+    data = stun.encode_channel_data(0x4001, b"abc")
+    assert alice.send(data, T0 + 599) != []
+    alice.permit(PEER, T0 + 599)  # keep the permission, let the channel lapse
+    assert alice.send(data, T0 + 600) == []
+    (back,) = server.relay_received(alice.relay, b"z", PEER, T0 + 600)  # now a Data indication
+    assert isinstance(back, SendToClient)
+    assert back.data[:2] == b"\x00\x17"
+    # For 5 minutes after expiry the number cannot go to another peer (RFC 8656 §12)...
+    other = ("203.0.113.10", 1)
+    assert error_code(alice.bind(0x4001, other, T0 + 700)) == 400
+    server.tick(T0 + 900)
+    assert error_code(alice.bind(0x4001, other, T0 + 900)) is None
+
+
+def test_channel_rebind_refreshes(alice: Client) -> None:
+    alice.bind(0x4001, PEER, T0)
+    alice.bind(0x4001, PEER, T0 + 500)
+    assert alice.send(stun.encode_channel_data(0x4001, b"a"), T0 + 1000) != []
+
+
+# --- robustness ---------------------------------------------------------------------------------
+
+
+def test_malformed_request_value_is_400_and_garbage_is_dropped(server: TurnServer) -> None:
+    body = struct.pack(">HH", 0x000D, 2) + b"\x00\x01\x00\x00"  # LIFETIME of 2 bytes
+    data = struct.pack(">HHI12s", 0x0003, len(body), stun.MAGIC_COOKIE, bytes(12)) + body
+    response = only_response(server.handle(data, ("192.0.2.1", 1), UDP, T0))
+    assert response.get(stun.ERROR_CODE) == (400, "Bad Request")
+    assert server.handle(b"\xff" * 30, ("192.0.2.1", 1), UDP, T0) == []
+    assert server.handle(b"", ("192.0.2.1", 1), UDP, T0) == []
+    assert server.handle(data[:-1], ("192.0.2.1", 1), UDP, T0) == []
+    success = stun.Message(stun.Method.BINDING, stun.MsgClass.SUCCESS, bytes(12)).encode()
+    assert server.handle(success, ("192.0.2.1", 1), UDP, T0) == []
+    unknown_method = stun.Message(0x0FF, stun.MsgClass.REQUEST, bytes(12)).encode()
+    assert (
+        error_code(only_response(server.handle(unknown_method, ("192.0.2.1", 1), UDP, T0))) == 400
+    )
+    assert server.counters.internal_errors == 0
+
+
+def test_close_releases_every_relay(server: TurnServer) -> None:
+    a = Client(server, ("192.0.2.1", 1))
+    a.allocate(T0, ("127.0.0.1", 50000))
+    b = Client(server, ("192.0.2.1", 2))
+    b.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0)  # left pending
+    assert set(closes(server.close())) == {("127.0.0.1", 50000)}
+    assert server.allocations.users == 0
+    assert server.next_deadline() is None
+
+
+def test_memory_stays_bounded_under_refresh_storms(alice: Client) -> None:
+    server = alice.server
+    for i in range(2000):
+        alice.permit(PEER, T0 + i * 0.01)
+        alice.bind(0x4001, PEER, T0 + i * 0.01)
+        alice.call(stun.Method.REFRESH, [], T0 + i * 0.01)
+    assert len(server.allocations._heap) <= 4
+
+
+def test_policy_is_applied_through_the_config() -> None:
+    server = make_server(allowed_peer_ips=((ipaddress.ip_address("10.0.0.5"),) * 2,))
+    client = Client(server)
+    client.allocate(T0)
+    assert error_code(client.permit(("10.0.0.5", 1), T0)) is None
+    assert error_code(client.permit(("10.0.0.6", 1), T0)) == 403
+
+
+def test_five_tuple_key_and_relay_map(alice: Client) -> None:
+    server = alice.server
+    allocation = server.allocation(alice.source, UDP)
+    assert allocation is not None
+    assert server.allocations.by_five_tuple[FiveTuple("udp", alice.source, UDP.local)] is allocation
+    assert server.allocations.by_relay[alice.relay] is allocation
+    assert dataclasses.replace(CloseRelay(("a", 1))) == CloseRelay(("a", 1))
