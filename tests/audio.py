@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -155,3 +156,26 @@ def virtual_audio_env() -> Iterator[VirtualAudio]:
         # PortAudio without a server is still usable: it just sees fewer devices.
         with contextlib.suppress(Exception):
             devices.refresh()
+
+
+def main(argv: list[str]) -> int:
+    """Run a command with the virtual sound card: ``python -m tests.audio CMD [ARGS...]``."""
+    if not argv:
+        print("usage: python -m tests.audio COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    server = VirtualAudio()
+    try:
+        server.start()
+        print(f"virtual sound card: PULSE_SERVER={server.env['PULSE_SERVER']}", file=sys.stderr)
+        return subprocess.run(argv, env={**os.environ, **server.env}, check=False).returncode
+    except VirtualAudioError as exc:
+        print(f"virtual-audio: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -90,3 +90,51 @@ def detect_tone_onset(
     if hits.size == 0:
         return None
     return int(hits[0]) + w
+
+
+class BlockRecorder:
+    """Collects ``(samples, t)`` blocks from an ``on_block`` hook and times tone bursts in them.
+
+    Pass an instance as ``on_block`` to a microphone, speaker or synthetic source; afterwards
+    :meth:`onset_times` gives, for each burst, ``t`` of the block it starts in plus its offset
+    inside the block. Using the same convention at capture and at playout, the difference of two
+    recorders' onsets is the latency between the two callbacks, measured on the audio itself.
+    """
+
+    def __init__(self, rate: int = AUDIO_RATE) -> None:
+        self.rate = rate
+        self.blocks: list[npt.NDArray[np.int16]] = []
+        self.times: list[float] = []
+
+    def __call__(self, samples: npt.NDArray[np.int16], at: float) -> None:
+        self.blocks.append(samples)
+        self.times.append(at)
+
+    def clear(self) -> None:
+        self.blocks.clear()
+        self.times.clear()
+
+    def onset_times(
+        self,
+        freq: float,
+        threshold: float = DEFAULT_THRESHOLD,
+        min_gap: float = 0.1,
+        window: int | None = None,
+    ) -> list[float]:
+        """The time of every burst onset; tone gaps shorter than ``min_gap`` s join bursts."""
+        if not self.blocks:
+            return []
+        x = np.concatenate(self.blocks)
+        w = window or max(1, round(2 * self.rate / freq))
+        hits = np.flatnonzero(tone_envelope(x, freq, self.rate, w) >= threshold)
+        if hits.size == 0:
+            return []
+        gap = max(1, round(min_gap * self.rate))
+        starts = hits[np.concatenate(([True], np.diff(hits) > gap))] + w
+        block_starts = np.cumsum([0] + [len(b) for b in self.blocks])
+        result = []
+        for index in starts:
+            b = int(np.searchsorted(block_starts, index, side="right")) - 1
+            b = min(b, len(self.blocks) - 1)
+            result.append(self.times[b] + (int(index) - int(block_starts[b])) / self.rate)
+        return result

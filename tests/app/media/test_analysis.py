@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.media.analysis import as_float, detect_tone_onset, tone_envelope, tone_power
+from app.media.analysis import (
+    BlockRecorder,
+    as_float,
+    detect_tone_onset,
+    tone_envelope,
+    tone_power,
+)
 
 RATE = 48_000
 
@@ -70,3 +76,22 @@ def test_threshold_separates_tone_from_noise() -> None:
 def test_envelope_has_one_value_per_window_position() -> None:
     env = tone_envelope(np.zeros(1000), 1000, window=100)
     assert env.shape == (901,)
+
+
+def test_block_recorder_times_each_burst_by_block_time_plus_offset() -> None:
+    rec = BlockRecorder()
+    bursts = {3: 100, 20: 0}  # block index -> offset of a burst starting in it
+    for b in range(40):
+        block = np.zeros(960)
+        for start_block, offset in bursts.items():
+            first = start_block * 960 + offset
+            lo, hi = max(first, b * 960), min(first + 2400, (b + 1) * 960)  # 50 ms bursts
+            if lo < hi:
+                block[lo - b * 960 : hi - b * 960] = sine(1000, 0.5, hi - lo)
+        rec((block * 32767).astype(np.int16), 10.0 + b * 0.02)
+    onsets = rec.onset_times(1000)
+    assert len(onsets) == 2
+    assert onsets[0] == pytest.approx(10.0 + 3 * 0.02 + 100 / RATE, abs=96 / RATE)
+    assert onsets[1] == pytest.approx(10.0 + 20 * 0.02, abs=96 / RATE)
+    rec.clear()
+    assert rec.onset_times(1000) == []
