@@ -1,15 +1,290 @@
-"""Placeholder for `peercall signal` until issue 4 lands."""
+"""Run PeerCall's WebSocket signaling server headless.
+
+Two peers join a room (the first sets its secret) and the server relays their offer, answer and
+ICE candidates, queueing what a reconnecting peer misses. With a TURN shared secret it hands
+each peer short-lived TURN REST credentials, so clients never hold a long-term relay password.
+The wire protocol is described in docs/signaling-protocol.md.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from signaling.errors import SignalingError
+
+if TYPE_CHECKING:
+    from signaling.server import SignalingServer
+
+# Mirrored from signaling.server (importing it here would slow down `peercall --help`);
+# tests/signaling/test_cli.py checks that they agree.
+DEFAULT_PORT = 8765
+DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_RESUME_GRACE = 30.0
+DEFAULT_TURN_TTL = 3600.0
+DEFAULT_MAX_QUEUE = 256
+TURN_SECRET_ENV = "PEERCALL_TURN_SECRET"
+
+_EPILOG = f"""\
+The TURN secret is read from --turn-secret, else --turn-secret-file, else the
+{TURN_SECRET_ENV} environment variable (prefer the file or the variable: command lines are
+visible to other users). It must equal the relay's static-auth-secret (coturn or
+`peercall relay --use-auth-secret`).
+
+On start the server prints 'listening on ws://HOST:PORT' (with the real port when --port 0)
+and 'ready'. SIGINT or SIGTERM stop it cleanly (exit 0); a port in use or a bad option is one
+line on stderr and exit 2.
+
+examples:
+  peercall signal --host 0.0.0.0 --port 8765
+  PEERCALL_TURN_SECRET=s3cret peercall signal --turn-uri turn:relay.example.org:3478
+  peercall signal --host 0.0.0.0 --advertise --name "Kitchen PC"
+"""
+
+
+def _positive(kind: type[int] | type[float]) -> argparse._ActionType:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535: {text!r}")
+    return value
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """No options yet."""
+    """Add `peercall signal`'s options."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EPILOG
+    listen = parser.add_argument_group("listening")
+    listen.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for every "
+        "IPv4 interface, :: for IPv6)",
+    )
+    listen.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free port and prints it)",
+    )
+    turn = parser.add_argument_group("TURN credentials handed to clients")
+    turn.add_argument(
+        "--turn-secret",
+        metavar="SECRET",
+        help="TURN REST shared secret (the relay's static-auth-secret); clients get "
+        "'<expiry>:<peer>' usernames signed with it",
+    )
+    turn.add_argument(
+        "--turn-secret-file",
+        metavar="FILE",
+        type=Path,
+        help="read the TURN shared secret from the first line of FILE",
+    )
+    turn.add_argument(
+        "--turn-uri",
+        metavar="URI",
+        action="append",
+        default=[],
+        help="a stun:/stuns:/turn:/turns: URI given to clients with the credentials "
+        "(repeatable, e.g. turn:relay.example.org:3478?transport=udp); turn: URIs need a secret",
+    )
+    turn.add_argument(
+        "--turn-ttl",
+        metavar="SECONDS",
+        type=_positive(float),
+        default=DEFAULT_TURN_TTL,
+        help=f"lifetime of handed-out TURN credentials (default {DEFAULT_TURN_TTL:g})",
+    )
+    limits = parser.add_argument_group("limits and timeouts")
+    limits.add_argument(
+        "--max-message-bytes",
+        metavar="N",
+        type=_positive(int),
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help=f"largest frame accepted (default {DEFAULT_MAX_MESSAGE_BYTES}); bigger frames get "
+        "a 'too-big' error frame, frames above 4 x N close the connection (1009)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        type=_positive(float),
+        default=DEFAULT_IDLE_TIMEOUT,
+        help=f"close a connection silent this long (default {DEFAULT_IDLE_TIMEOUT:g}); clients "
+        "are told to ping every third of it",
+    )
+    limits.add_argument(
+        "--ping-interval",
+        metavar="SECONDS",
+        type=_non_negative_float,
+        default=DEFAULT_PING_INTERVAL,
+        help=f"WebSocket keepalive ping interval and timeout (default {DEFAULT_PING_INTERVAL:g}; "
+        "0 disables)",
+    )
+    limits.add_argument(
+        "--resume-grace",
+        metavar="SECONDS",
+        type=_non_negative_float,
+        default=DEFAULT_RESUME_GRACE,
+        help="how long a disconnected peer's seat and queued messages are kept for it to "
+        f"resume (default {DEFAULT_RESUME_GRACE:g})",
+    )
+    limits.add_argument(
+        "--max-queue",
+        metavar="N",
+        type=_positive(int),
+        default=DEFAULT_MAX_QUEUE,
+        help="most unacknowledged messages queued per peer; beyond it the sender gets "
+        f"'queue-full' (default {DEFAULT_MAX_QUEUE})",
+    )
+    lan = parser.add_argument_group("LAN discovery (mDNS / DNS-SD)")
+    lan.add_argument(
+        "--advertise",
+        action="store_true",
+        help="announce this server on the local network as a _peercall._tcp service",
+    )
+    lan.add_argument(
+        "--name",
+        help="display name to advertise (default: this machine's host name)",
+    )
+    lan.add_argument(
+        "--room",
+        default="lobby",
+        help="room name to advertise; callers who find the service join it (default lobby)",
+    )
+    lan.add_argument(
+        "--room-secret",
+        metavar="SECRET",
+        help="PIN callers must type to join the advertised room; without it the advertisement "
+        "publishes a random secret (an open room: anyone on the LAN may take the free seat)",
+    )
+
+
+def _turn_secret(args: argparse.Namespace) -> str | None:
+    if args.turn_secret:
+        secret: str = args.turn_secret
+        return secret
+    if args.turn_secret_file is not None:
+        try:
+            path: Path = args.turn_secret_file
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise SignalingError(
+                f"cannot read --turn-secret-file {str(args.turn_secret_file)!r}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        if not lines or not lines[0].strip():
+            raise SignalingError(f"--turn-secret-file {str(args.turn_secret_file)!r} is empty")
+        return lines[0].strip()
+    from_env = os.environ.get(TURN_SECRET_ENV)
+    return from_env or None
+
+
+def build_server(args: argparse.Namespace) -> SignalingServer:
+    """The server the options describe; raises :class:`SignalingError` for bad values."""
+    from signaling.server import SignalingServer
+
+    return SignalingServer(
+        args.host,
+        args.port,
+        turn_secret=_turn_secret(args),
+        turn_uris=args.turn_uri,
+        turn_ttl=args.turn_ttl,
+        max_message_bytes=args.max_message_bytes,
+        idle_timeout=args.idle_timeout,
+        ping_interval=args.ping_interval or None,
+        resume_grace=args.resume_grace,
+        max_queue=args.max_queue,
+    )
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM; 0 on a clean stop."""
+    import asyncio
+    import secrets
+    import signal
+
+    from signaling.lan import LanAdvertiser, hostname
+
+    server = build_server(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not the main thread / not Unix
+            pass
+    advertiser: LanAdvertiser | None = None
+    try:
+        await server.start()
+        print(f"listening on {server.url}", flush=True)
+        if server.turn_uris:
+            print(
+                f"handing out {'TURN REST credentials for ' if server.turn_secret else ''}"
+                f"{', '.join(server.turn_uris)} (ttl {server.turn_ttl:g} s)",
+                flush=True,
+            )
+        if args.advertise:
+            secret = args.room_secret or secrets.token_urlsafe(12)
+            server.reserve_room(args.room, secret)
+            addresses = None if args.host in ("0.0.0.0", "::", "") else [args.host]
+            advertiser = LanAdvertiser(
+                args.name or hostname(),
+                server.port,
+                args.room,
+                secret=None if args.room_secret else secret,  # a PIN is never published
+                addresses=addresses,
+            )
+            await advertiser.start()
+            print(f"advertising {advertiser.instance} (room {args.room})", flush=True)
+        print("ready (Ctrl-C to stop)", flush=True)
+        await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        if advertiser is not None:
+            await advertiser.stop()
+        await server.stop()
+    print("stopped", flush=True)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    print("peercall: error: 'signal' is not built yet (issue 4)", file=sys.stderr)
-    return 2
+    import asyncio
+
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        print("stopped", file=sys.stderr)
+        return 0

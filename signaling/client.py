@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
 import time
@@ -188,9 +189,9 @@ class WebSocketChannel:
 
     # --- presence -----------------------------------------------------------------------
 
-    async def wait_for_peer(self) -> None:
-        """Return once the other peer is in the room (connected)."""
-        while not self.peer_present:
+    async def wait_for_peer(self, present: bool = True) -> None:
+        """Return once the other peer is in the room (or, with ``present=False``, gone)."""
+        while self.peer_present is not present:
             self._check_open()
             self._peer_event.clear()
             await self._peer_event.wait()
@@ -233,11 +234,10 @@ class WebSocketChannel:
         except TimeoutError:
             raise SignalingError(f"cannot reach signaling server {self.url}: timed out") from None
         except (OSError, InvalidHandshake) as exc:
-            reason = (
-                exc.strerror.lower()
-                if isinstance(exc, OSError) and exc.strerror
-                else str(exc) or type(exc).__name__
-            )
+            if isinstance(exc, OSError) and exc.errno:
+                reason = os.strerror(exc.errno).lower()  # asyncio's strerror is "Connect call.."
+            else:
+                reason = str(exc) or type(exc).__name__
             raise SignalingError(f"cannot reach signaling server {self.url}: {reason}") from None
         try:
             await ws.send(

@@ -40,6 +40,7 @@ from websockets.http11 import Request, Response
 from nat.auth import rest_credentials
 from signaling.errors import SignalingError
 from signaling.ws_protocol import (
+    ROOM_RE,
     Ack,
     ClientFrame,
     Deliver,
@@ -178,6 +179,7 @@ class SignalingServer:
         self._rooms: dict[str, _Room] = {}
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reserved: dict[str, bytes] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -239,6 +241,14 @@ class SignalingServer:
 
     def room_count(self) -> int:
         return len(self._rooms)
+
+    def reserve_room(self, room: str, secret: str) -> None:
+        """Fix ``room``'s secret in advance (an advertised room), instead of its first joiner."""
+        if not ROOM_RE.fullmatch(room):
+            raise SignalingError(f"room {room!r} must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+        if not secret:
+            raise SignalingError("a reserved room needs a non-empty secret")
+        self._reserved[room] = secret.encode()
 
     # --- connections --------------------------------------------------------------------
 
@@ -340,6 +350,8 @@ class SignalingServer:
     def _join(self, conn: _Conn, join: Join) -> None:
         secret = join.secret.encode()
         room = self._rooms.get(join.room)
+        if room is None and join.room in self._reserved:
+            room = self._rooms[join.room] = _Room(join.room, self._reserved[join.room])
         if room is not None and not hmac.compare_digest(room.secret, secret):
             self._error(conn, ErrorCode.WRONG_SECRET, "wrong room secret")
             return

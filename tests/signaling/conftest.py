@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,8 @@ from signaling.ws_protocol import (
     encode_frame,
     parse_server_frame,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -61,3 +65,67 @@ class RawClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+class ServerProcess:
+    """`python -m app.cli signal` as a real child process on 127.0.0.1."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = ""
+        self.port = 0
+        self.lines: list[str] = []
+
+    async def start(self, port: int = 0) -> str:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.cli",
+            "signal",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(30):
+            while True:
+                line = (await self.proc.stdout.readline()).decode()
+                if not line:
+                    assert self.proc.stderr is not None
+                    err = (await self.proc.stderr.read()).decode()
+                    raise RuntimeError(f"signal server exited: {err.strip()}")
+                self.lines.append(line.rstrip("\n"))
+                if line.startswith("listening on "):
+                    self.url = line.split()[-1]
+                    self.port = int(self.url.rsplit(":", 1)[1])
+                if line.startswith("ready"):
+                    return self.url
+
+    async def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye to anyone."""
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
+    async def terminate(self) -> tuple[int, str]:
+        """SIGTERM and the rest of stdout; returns (exit code, remaining output)."""
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        self.proc.terminate()
+        rest = await self.proc.stdout.read()
+        return await self.proc.wait(), rest.decode()
+
+
+@pytest.fixture
+async def server_process() -> AsyncIterator[ServerProcess]:
+    proc = ServerProcess("--resume-grace", "30")
+    await proc.start()
+    yield proc
+    if proc.proc is not None and proc.proc.returncode is None:
+        await proc.kill()
