@@ -138,6 +138,7 @@ class Counters:
 
     stun_requests: int = 0
     error_responses: int = 0
+    challenges: int = 0  # 401s to requests without credentials: the normal first round trip
     malformed: int = 0
     relayed_packets: int = 0
     relayed_bytes: int = 0
@@ -574,11 +575,14 @@ class TurnServer:
     def _challenge(self, msg: Message, ft: FiveTuple, code: int, now: float) -> list[Action]:
         """401/438 with REALM and a fresh NONCE, unsigned (RFC 8489 §9.2.4)."""
         nonce = self.nonces.issue(ft.client[0], now).value
+        first_contact = code == 401 and stun.MESSAGE_INTEGRITY not in msg
+        if first_contact:
+            self.counters.challenges += 1
         extra: list[tuple[stun.Attr[Any], Any]] = [
             (stun.REALM, self.credentials.realm),
             (stun.NONCE, nonce),
         ]
-        return self._error(msg, ft, code, None, extra)
+        return self._error(msg, ft, code, None, extra, counted=not first_contact)
 
     def _allocation_for(self, msg: Message, ft: FiveTuple, username: str, key: bytes) -> Allocation:
         """The allocation of ``ft`` (else 437) created by ``username`` (else 441, RFC 8656 §5)."""
@@ -632,9 +636,15 @@ class TurnServer:
         code: int,
         key: bytes | None,
         extra: list[tuple[stun.Attr[Any], Any]] | None = None,
+        *,
+        counted: bool = True,
     ) -> list[Action]:
-        """An error response with ERROR-CODE ``code``; signed when the request authenticated."""
-        self.counters.error_responses += 1
+        """An error response with ERROR-CODE ``code``; signed when the request authenticated.
+
+        ``counted``: whether it counts as an error in the stats (a first 401 challenge does not).
+        """
+        if counted:
+            self.counters.error_responses += 1
         response = Message(request.method, MsgClass.ERROR, request.transaction_id)
         response.add(stun.ERROR_CODE, stun.ErrorCode(code, REASONS[code]))
         for attr, value in extra or ():

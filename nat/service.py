@@ -1,0 +1,518 @@
+"""The asyncio relay service: sockets and timers around the sans-I/O core (:mod:`nat.server`).
+
+This is the public in-process API. The GUI's "Host a relay" and ``peercall relay`` both do::
+
+    async with RelayServer(config) as relay:
+        print(relay.turn_uris())
+        ...                         # serve until asked to stop
+
+The service owns UDP and TCP listeners (TURN over TCP framed per RFC 8656 §12.5), a TLS
+listener when ``cert``/``pkey`` are given, one UDP relay socket per allocation within
+``min-port..max-port``, and one timer task driving expiry. It feeds bytes to the core and
+performs the actions it returns; no protocol decision is made here. One misbehaving client
+costs at most its own connection: frames are bounded, slow TCP readers lose packets instead of
+growing memory, and the core never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import cast
+
+from nat import stun
+from nat.config import RelayConfig
+from nat.errors import ServiceError, StunFormatError
+from nat.five_tuple import Address, Transport
+from nat.server import Action, CloseRelay, OpenRelay, SendToClient, SendToPeer, TurnServer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RelayServer", "RelayStats"]
+
+SOCKET_BUFFER = 1 << 20
+"""Requested SO_RCVBUF/SO_SNDBUF for UDP sockets (the kernel may cap it): absorbs bursts."""
+STREAM_WRITE_LIMIT = 1 << 20
+"""Bytes queued to one TCP/TLS client beyond which relayed packets to it are dropped."""
+MAX_STREAMS = 4096
+"""Concurrent TCP/TLS client connections; more are refused (bounded memory)."""
+TICK_MAX = 1.0
+"""Longest sleep of the expiry timer, so deadlines added meanwhile are never late by more."""
+_BIND_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class RelayStats:
+    """Counters of a running (or stopped) relay."""
+
+    allocations: int
+    users: int
+    relayed_bytes: int
+    relayed_packets: int
+    stun_requests: int
+    errors: int
+
+
+def _strerror(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    """A bound, non-blocking UDP socket with large buffers (raises OSError)."""
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    try:
+        if ":" in host:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _ClientDatagrams(asyncio.DatagramProtocol):
+    """A UDP listener: each datagram goes to the core as it is."""
+
+    def __init__(self, service: RelayServer, key: Transport) -> None:
+        self.service = service
+        self.key = key
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        service = self.service
+        source: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
+        actions = service.core.handle(data, source, self.key, service.clock())
+        # The hot path (ChannelData / Send indication -> one SendToPeer) inline, the rest generic.
+        if len(actions) == 1 and type(actions[0]) is SendToPeer:
+            action = actions[0]
+            relay = service.relays.get(action.relay)
+            if relay is not None:
+                relay.sendto(action.data, action.peer)
+        elif actions:
+            service.perform(actions)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("udp listener %s: %s", self.key.local, exc)
+
+
+class _PeerDatagrams(asyncio.DatagramProtocol):
+    """A relay socket: datagrams from peers go to the core, tagged with the relay address."""
+
+    def __init__(self, service: RelayServer, relay: Address) -> None:
+        self.service = service
+        self.relay = relay
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        service = self.service
+        peer: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
+        actions = service.core.relay_received(self.relay, data, peer, service.clock())
+        if actions:
+            action = actions[0]
+            if type(action) is SendToClient and action.transport.protocol == "udp":
+                listener = service.udp_listeners.get(action.transport)
+                if listener is not None:
+                    listener.sendto(action.data, action.client)
+            else:
+                service.perform(actions)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors from peers (port unreachable...) are normal on a relay.
+        logger.debug("relay %s: %s", self.relay, exc)
+
+
+class _ClientStream(asyncio.Protocol):
+    """One TCP or TLS client connection: a byte stream cut into STUN / ChannelData frames."""
+
+    def __init__(self, service: RelayServer, key: Transport) -> None:
+        self.service = service
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.client: Address = ("", 0)
+        self.buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client = (peer[0], peer[1])
+        if len(self.service.streams) >= MAX_STREAMS:
+            logger.warning("refusing %s: %d connections already", self.client, MAX_STREAMS)
+            transport.abort()
+            return
+        self.service.streams[(self.key, self.client)] = self
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        service = self.service
+        while True:
+            try:
+                size = stun.stream_frame_length(buffer)
+            except StunFormatError as exc:
+                logger.info("closing %s/%s: %s", self.key.protocol, self.client, exc)
+                service.core.counters.malformed += 1
+                self.close()
+                return
+            if size is None or len(buffer) < size:
+                return
+            frame = bytes(buffer[:size])
+            del buffer[:size]
+            actions = service.core.handle(frame, self.client, self.key, service.clock())
+            if actions:
+                service.perform(actions)
+            if self.transport is None or self.transport.is_closing():
+                return
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > STREAM_WRITE_LIMIT:
+            self.service.dropped_to_slow_clients += 1  # like a full UDP buffer: drop
+            return
+        transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        service = self.service
+        if service.streams.get((self.key, self.client)) is self:
+            del service.streams[(self.key, self.client)]
+            service.perform(service.core.connection_lost(self.client, self.key, service.clock()))
+        self.transport = None
+
+
+class RelayServer:
+    """An embedded STUN/TURN relay serving ``config``; start it, use it, stop it.
+
+    ``clock`` returns Unix time (TURN REST usernames carry Unix expiry times); tests may pass
+    their own.
+    """
+
+    def __init__(self, config: RelayConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.core = TurnServer(config)
+        self.udp_listeners: dict[Transport, asyncio.DatagramTransport] = {}
+        self.relays: dict[Address, asyncio.DatagramTransport] = {}
+        self.streams: dict[tuple[Transport, Address], _ClientStream] = {}
+        self.dropped_to_slow_clients = 0
+        self._held: dict[Address, socket.socket] = {}  # ports reserved by EVEN-PORT's R bit
+        self._servers: list[tuple[str, asyncio.Server]] = []
+        self._addresses: list[tuple[str, str, int]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._started = False
+        self._random = random.Random()
+
+    # --- public API -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every listener; raises :class:`nat.errors.ServiceError` (one line) on failure,
+        e.g. ``cannot listen on udp 127.0.0.1:3478: address already in use``."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._listen()
+        except BaseException:
+            await self.stop()
+            raise
+        self._timer = asyncio.get_running_loop().create_task(self._expiry_timer())
+        logger.info("relay listening on %s", ", ".join(self.turn_uris()))
+
+    async def stop(self) -> None:
+        """Close allocations, relay sockets, connections and listeners; idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.perform(self.core.close())
+        for sock in self._held.values():
+            sock.close()
+        self._held.clear()
+        for _, server in self._servers:
+            server.close()
+        for stream in list(self.streams.values()):
+            if stream.transport is not None:
+                stream.transport.abort()
+        self.streams.clear()
+        for _, server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        for relay in self.relays.values():
+            relay.close()
+        self.relays.clear()
+        for listener in self.udp_listeners.values():
+            listener.close()
+        self.udp_listeners.clear()
+        self._addresses.clear()
+        # Let the transports' close callbacks run so their sockets are really closed now.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> RelayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def addresses(self) -> list[tuple[str, str, int]]:
+        """``(transport, host, port)`` of every listener actually bound ("udp"|"tcp"|"tls")."""
+        return list(self._addresses)
+
+    def stats(self) -> RelayStats:
+        """The counters so far."""
+        counters = self.core.counters
+        return RelayStats(
+            allocations=len(self.core.allocations.by_five_tuple),
+            users=self.core.allocations.users,
+            relayed_bytes=counters.relayed_bytes,
+            relayed_packets=counters.relayed_packets,
+            stun_requests=counters.stun_requests,
+            errors=counters.error_responses + counters.malformed + counters.internal_errors,
+        )
+
+    def turn_uris(self) -> list[str]:
+        """TURN URIs (RFC 7065) of the bound listeners: ``turn:127.0.0.1:3478?transport=udp``..."""
+        uris = []
+        for kind, host, port in self._addresses:
+            where = _hostport(host, port)
+            if kind == "tls":
+                uris.append(f"turns:{where}?transport=tcp")
+            else:
+                uris.append(f"turn:{where}?transport={kind}")
+        return uris
+
+    # --- listeners ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        config = self.config
+        port = config.listening_port
+        attempts = _BIND_ATTEMPTS if port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                await self._listen_plain(port)
+                break
+            except ServiceError as exc:
+                # An ephemeral UDP port whose TCP twin is taken: try another number.
+                retry = port == 0 and attempt + 1 < attempts and exc.__cause__ is not None
+                if not retry or getattr(exc.__cause__, "errno", None) != errno.EADDRINUSE:
+                    raise
+                await self._close_listeners()
+        if config.tls_enabled:
+            await self._listen_tls()
+
+    async def _listen_plain(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        for host in config.listening_ips:
+            if not config.no_udp:
+                try:
+                    sock = _udp_socket(host, port)
+                except OSError as exc:
+                    raise ServiceError(
+                        f"cannot listen on udp {_hostport(host, port)}: {_strerror(exc)}"
+                    ) from exc
+                bound = sock.getsockname()[1]
+                port = port or bound
+                key = Transport("udp", (host, bound))
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_ClientDatagrams, self, key), sock=sock
+                )
+                self.udp_listeners[key] = transport
+                self._addresses.append(("udp", host, bound))
+            if not config.no_tcp:
+                await self._listen_stream("tcp", host, port, None)
+                port = port or self._addresses[-1][2]
+
+    async def _listen_tls(self) -> None:
+        config = self.config
+        assert config.cert is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(config.cert, config.pkey)
+        except (OSError, ssl.SSLError) as exc:
+            reason = _strerror(exc) if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ServiceError(f"cannot load TLS certificate {config.cert}: {reason}") from exc
+        for host in config.listening_ips:
+            await self._listen_stream("tls", host, config.tls_listening_port, context)
+
+    async def _listen_stream(
+        self, kind: str, host: str, port: int, context: ssl.SSLContext | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(_family(host), socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if ":" in host:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ServiceError(
+                f"cannot listen on {kind} {_hostport(host, port)}: {_strerror(exc)}"
+            ) from exc
+        bound = sock.getsockname()[1]
+        key = Transport(kind, (host, bound))
+        server = await loop.create_server(
+            lambda: _ClientStream(self, key), sock=sock, ssl=context, backlog=256
+        )
+        self._servers.append((kind, server))
+        self._addresses.append((kind, host, bound))
+
+    async def _close_listeners(self) -> None:
+        for listener in self.udp_listeners.values():
+            listener.close()
+        self.udp_listeners.clear()
+        for _, server in self._servers:
+            server.close()
+            await server.wait_closed()
+        self._servers.clear()
+        self._addresses.clear()
+        await asyncio.sleep(0)
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def perform(self, actions: list[Action]) -> None:
+        """Carry out what the core asked for."""
+        for action in actions:
+            if type(action) is SendToPeer:
+                relay = self.relays.get(action.relay)
+                if relay is not None:
+                    relay.sendto(action.data, action.peer)
+            elif type(action) is SendToClient:
+                if action.transport.protocol == "udp":
+                    listener = self.udp_listeners.get(action.transport)
+                    if listener is not None:
+                        listener.sendto(action.data, action.client)
+                else:
+                    stream = self.streams.get((action.transport, action.client))
+                    if stream is not None:
+                        stream.write(action.data)
+            elif type(action) is OpenRelay:
+                task = asyncio.get_running_loop().create_task(self._open_relay(action))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif type(action) is CloseRelay:
+                relay = self.relays.pop(action.relay, None)
+                if relay is not None:
+                    relay.close()
+                held = self._held.pop(action.relay, None)
+                if held is not None:
+                    held.close()
+
+    async def _open_relay(self, action: OpenRelay) -> None:
+        """Bind the relay socket for an Allocate and report the outcome to the core."""
+        loop = asyncio.get_running_loop()
+        try:
+            sock, reserved = self._bind_relay(action)
+        except OSError as exc:
+            logger.warning("no relay port for %s: %s", action.five_tuple.client, exc)
+            self.perform(self.core.relay_failed(action.five_tuple, self.clock()))
+            return
+        relay: Address = sock.getsockname()[:2]
+        registered = False
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _PeerDatagrams(self, relay), sock=sock
+            )
+            self.relays[relay] = transport
+            registered = True
+        finally:
+            if not registered:
+                sock.close()
+                if reserved is not None:
+                    reserved.close()
+        reserved_address: Address | None = None
+        if reserved is not None:
+            reserved_address = reserved.getsockname()[:2]
+            self._held[reserved_address] = reserved
+        self.perform(
+            self.core.relay_opened(action.five_tuple, relay, reserved_address, self.clock())
+        )
+
+    def _bind_relay(self, action: OpenRelay) -> tuple[socket.socket, socket.socket | None]:
+        """A UDP socket on ``action.host`` in min-port..max-port (even, and with port + 1 held,
+        when EVEN-PORT asks), or the socket held for a RESERVATION-TOKEN. Raises OSError."""
+        host = action.host
+        if action.port is not None:
+            held = self._held.pop((host, action.port), None)
+            return (held or _udp_socket(host, action.port)), None
+        low, high = self.config.min_port, self.config.max_port
+        span = high - low + 1
+        start = self._random.randrange(span)
+        for i in range(span):
+            port = low + (start + i) % span
+            if (
+                (action.even and port % 2)
+                or (host, port) in self.relays
+                or (host, port) in self._held
+            ):
+                continue
+            try:
+                sock = _udp_socket(host, port)
+            except OSError:
+                continue
+            if not action.reserve_next:
+                return sock, None
+            if port + 1 > high:
+                sock.close()
+                continue
+            try:
+                return sock, _udp_socket(host, port + 1)
+            except OSError:
+                sock.close()
+        raise OSError(errno.EADDRINUSE, f"no free port in {low}-{high} on {host}")
+
+    # --- timers ---------------------------------------------------------------------------------
+
+    async def _expiry_timer(self) -> None:
+        """Call the core's tick at its deadlines (checking at least every TICK_MAX seconds)."""
+        while True:
+            deadline = self.core.next_deadline()
+            delay = TICK_MAX if deadline is None else min(TICK_MAX, deadline - self.clock())
+            await asyncio.sleep(max(0.0, delay))
+            self.perform(self.core.tick(self.clock()))
