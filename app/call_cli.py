@@ -1,15 +1,346 @@
-"""Placeholder for `peercall call` until issue 2 lands."""
+"""Make or answer a call from the terminal.
+
+Copy-paste (the default) needs nothing but a way to send each other one line of text:
+
+    A$ peercall call                 # prints an offer blob; paste B's answer blob back
+    B$ peercall call --answer        # paste A's offer blob; prints the answer blob for A
+
+Or meet in a room on a signaling server (``peercall signal`` runs one):
+
+    peercall call --server ws://host:8765 --room kitchen --secret s3cret [--answer]
+
+Once connected, each line typed is sent as chat; an empty line or end of input hangs up
+(unless --duration is given). Both ends print the short authentication string (SAS): read it
+to each other; if it differs, someone is in the middle.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from app.errors import ConfigError
+
+EXIT_ENDED = 0
+EXIT_FAILED = 1
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """No options yet."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    sig = parser.add_argument_group("signaling (copy-paste blobs unless --server is given)")
+    sig.add_argument(
+        "--answer",
+        action="store_true",
+        help="answer a call (read the offer first) instead of calling",
+    )
+    sig.add_argument("--server", metavar="URL", help="signaling server, e.g. ws://host:8765")
+    sig.add_argument(
+        "--room", default="peercall", help="room name on the server (default: %(default)s)"
+    )
+    sig.add_argument("--secret", default="", help="room secret both callers share")
+    ice = parser.add_argument_group("NAT traversal")
+    ice.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="[USER:PASS@]URI",
+        help="a stun:/turn:/turns: server (RFC 7064/7065); repeatable. None by default",
+    )
+    ice.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="connect only through a TURN relay (hides your address)",
+    )
+    ice.add_argument(
+        "--loopback",
+        action="store_true",
+        help="offer only 127.0.0.1 host candidates (both ends on this machine)",
+    )
+    ice.add_argument(
+        "--gather-timeout",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="longest wait on any STUN/TURN server (default: %(default)s)",
+    )
+    media = parser.add_argument_group("media")
+    media.add_argument(
+        "--mic", metavar="DEVICE", help="input device name or index (default: system default)"
+    )
+    media.add_argument(
+        "--speaker", metavar="DEVICE", help="output device name or index (default: system default)"
+    )
+    media.add_argument(
+        "--send-tone", type=float, metavar="HZ", help="send a sine tone instead of the mic"
+    )
+    media.add_argument(
+        "--send-file", metavar="AUDIO", help="send an audio file (WAV, …) instead of the mic"
+    )
+    media.add_argument(
+        "--record",
+        metavar="WAV",
+        help="write what the peer sends to a WAV file instead of playing it",
+    )
+    media.add_argument(
+        "--no-devices",
+        action="store_true",
+        help="no sound card: send silence (or --send-*), discard what arrives (or --record)",
+    )
+    media.add_argument(
+        "--video", action="store_true", help="also send video (test pattern unless --camera)"
+    )
+    media.add_argument(
+        "--camera", metavar="DEVICE", help="camera device, e.g. /dev/video0 (implies --video)"
+    )
+    run = parser.add_argument_group("session")
+    run.add_argument(
+        "--chat",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="send this chat message once connected",
+    )
+    run.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="hang up this long after connecting (ignores stdin)",
+    )
+    run.add_argument(
+        "--export",
+        metavar="JSON",
+        help="write the session (candidates, states, stats, SDPs) here at the end",
+    )
+
+
+class LineSource:
+    """stdin lines on the event loop, read by a daemon thread (pastes first, then chat)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        threading.Thread(target=self._pump, name="peercall-stdin", daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in iter(sys.stdin.readline, ""):
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+
+    async def read_line(self) -> str | None:
+        return await self._queue.get()
+
+
+def _say(text: str) -> None:
+    print(f"peercall: {text}", file=sys.stderr, flush=True)
+
+
+def _build_media(args: argparse.Namespace) -> dict[str, Any]:
+    """Sources and sinks from the options; device errors surface here, before any signaling."""
+    from app.media.audio import MicrophoneTrack, SpeakerSink
+    from app.media.synthetic import NullSink, SilenceTrack, ToneTrack, WavFileSink, WavFileTrack
+
+    media: dict[str, Any] = {}
+    if args.send_tone is not None:
+        media["audio_source"] = ToneTrack(args.send_tone)
+    elif args.send_file:
+        media["audio_source"] = WavFileTrack(args.send_file, loop=True)
+    elif args.no_devices:
+        media["audio_source"] = SilenceTrack()
+    else:
+        media["audio_source"] = MicrophoneTrack(args.mic)
+    if args.record:
+        media["audio_sink"] = WavFileSink(args.record)
+    elif args.no_devices:
+        media["audio_sink"] = NullSink()
+    else:
+        media["audio_sink"] = SpeakerSink(args.speaker)
+    if args.video or args.camera:
+        from app.media.video import CameraTrack, TestPatternTrack
+
+        media["video_source"] = CameraTrack(args.camera) if args.camera else TestPatternTrack()
+    return media
+
+
+def _describe(event: Any) -> str | None:
+    from app.events import (
+        ChatReceived,
+        ErrorOccurred,
+        GatheringFinished,
+        SasReady,
+        SelectedPairChanged,
+        StateChanged,
+    )
+
+    match event:
+        case StateChanged(new=new, reason=reason):
+            return f"call {new.value}" + (f" ({reason})" if reason else "")
+        case SelectedPairChanged(pair=pair, relayed=relayed):
+            how = "via relay" if relayed else f"direct ({pair.local.type} <-> {pair.remote.type})"
+            return (
+                f"path {how}: {pair.local.address}:{pair.local.port} <-> "
+                f"{pair.remote.address}:{pair.remote.port}"
+            )
+        case SasReady(sas=sas):
+            return f"security code (SAS) {sas}: read it to your peer, it must match"
+        case GatheringFinished(duration=duration, failed_servers=failed) if failed:
+            return f"no answer from {', '.join(failed)} within {duration:.1f} s"
+        case ErrorOccurred(message=message):
+            return f"error: {message}"
+        case ChatReceived():
+            return None
+    return None
+
+
+async def _call(args: argparse.Namespace) -> int:
+    from app.events import CallState, ChatReceived
+    from app.iceservers import IceServer
+    from app.session import CallOptions, CallSession
+
+    servers = tuple(IceServer.from_spec(spec) for spec in args.ice_server)
+    if args.relay_only and not any(u.is_turn for s in servers for u in s.uris):
+        raise ConfigError("--relay-only needs a TURN server (--ice-server USER:PASS@turn:HOST)")
+    if args.gather_timeout <= 0:
+        raise ConfigError(f"--gather-timeout must be positive, got {args.gather_timeout}")
+    options = CallOptions(
+        ice_servers=servers,
+        relay_only=args.relay_only,
+        loopback_candidates=args.loopback,
+        gather_timeout=args.gather_timeout,
+        video=bool(args.video or args.camera),
+    )
+    media = _build_media(args)
+    session = CallSession(options, **media)
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, ChatReceived):
+            print(f"<peer> {event.text}", flush=True)
+        text = _describe(event)
+        if text:
+            _say(text)
+
+    session.subscribe(on_event)
+    lines = LineSource()
+    channel = _channel(args, lines)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await channel.connect()
+        if args.server is None:
+            _say(
+                "paste the offer blob from your peer:"
+                if args.answer
+                else "send this offer blob to your peer, then paste their answer blob here:"
+            )
+        connecting = asyncio.ensure_future(_connect(session, channel, args.answer))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            await session.hangup("cancelled")
+            return EXIT_FAILED
+        stopper.cancel()
+        if connecting.exception() is not None:
+            exc = connecting.exception()
+            if session.state is not CallState.ENDED:
+                _say(f"call failed: {exc}")
+            return EXIT_ENDED if session.state is CallState.ENDED else EXIT_FAILED
+        for text in args.chat:
+            await session.send_chat(text)
+        await _in_call(session, lines, stop, args.duration)
+        await session.hangup()
+        return EXIT_ENDED if session.state is CallState.ENDED else EXIT_FAILED
+    finally:
+        await session.hangup()
+        await channel.close()
+        if args.export:
+            _export(session.export(), args.export)
+
+
+def _channel(args: argparse.Namespace, lines: LineSource) -> Any:
+    if args.server:
+        from signaling.client import WebSocketChannel
+
+        return WebSocketChannel(args.server, args.room, args.secret)
+    from signaling.manual import ManualChannel
+
+    async def write(text: str) -> None:
+        print(text, flush=True)
+
+    async def notify(text: str) -> None:
+        _say(text)
+
+    return ManualChannel(lines.read_line, write, notify=notify)
+
+
+async def _connect(session: Any, channel: Any, answer: bool) -> None:
+    if answer:
+        offer = await session.wait_for_offer(channel)
+        await session.answer(channel, offer)
+    else:
+        await session.dial(channel)
+
+
+async def _in_call(
+    session: Any, lines: LineSource, stop: asyncio.Event, duration: float | None
+) -> None:
+    from app.errors import CallError
+    from app.events import CallState
+
+    ended = asyncio.Event()
+
+    def watch(event: Any) -> None:
+        if getattr(event, "new", None) in (CallState.ENDED, CallState.FAILED):
+            ended.set()
+
+    unsubscribe: Callable[[], None] = session.subscribe(watch)
+    waiters: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(ended.wait()),
+        asyncio.ensure_future(stop.wait()),
+    ]
+    try:
+        if duration is not None:
+            waiters.append(asyncio.ensure_future(asyncio.sleep(duration)))
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            return
+        _say("connected: type a line to chat, an empty line (or Ctrl-D) hangs up")
+        while True:
+            reader = asyncio.ensure_future(lines.read_line())
+            done, _ = await asyncio.wait([reader, *waiters], return_when=asyncio.FIRST_COMPLETED)
+            if reader not in done:
+                reader.cancel()
+                return
+            line = reader.result()
+            if line is None or not line.strip():
+                return
+            try:
+                await session.send_chat(line.rstrip("\n"))
+            except CallError as exc:
+                _say(str(exc))
+    finally:
+        unsubscribe()
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _export(data: dict[str, Any], path: str) -> None:
+    import json
+
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+    except OSError as exc:
+        _say(f"cannot write the export to {path}: {exc.strerror}")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("peercall: error: 'call' is not built yet (issue 2)", file=sys.stderr)
-    return 2
+    return asyncio.run(_call(args))
