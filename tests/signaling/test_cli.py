@@ -1,0 +1,165 @@
+"""`peercall signal`: options, help, start-up output, signals and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import build_parser, main
+from signaling import cli, server
+from signaling.client import WebSocketChannel
+from signaling.messages import Offer
+from tests.signaling.conftest import ROOT, ServerProcess
+
+
+def signal_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peercall signal", description=cli.__doc__)
+    cli.configure_parser(parser)
+    return parser
+
+
+def test_defaults_mirror_the_server() -> None:
+    assert cli.DEFAULT_MAX_MESSAGE_BYTES == server.DEFAULT_MAX_MESSAGE_BYTES
+    assert cli.DEFAULT_IDLE_TIMEOUT == server.DEFAULT_IDLE_TIMEOUT
+    assert cli.DEFAULT_PING_INTERVAL == server.DEFAULT_PING_INTERVAL
+    assert cli.DEFAULT_RESUME_GRACE == server.DEFAULT_RESUME_GRACE
+    assert cli.DEFAULT_TURN_TTL == server.DEFAULT_TURN_TTL
+    assert cli.DEFAULT_MAX_QUEUE == server.DEFAULT_MAX_QUEUE
+
+
+def test_help_documents_every_option() -> None:
+    parser = signal_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        assert action.help, f"{action.option_strings} has no help"
+        assert action.help != argparse.SUPPRESS
+        for option in action.option_strings:
+            assert option in text
+    assert "docs/signaling-protocol.md" in text
+    assert cli.TURN_SECRET_ENV in text
+
+
+def test_help_through_the_real_entry_point() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "signal", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "--max-message-bytes" in done.stdout
+    assert "--turn-secret-file" in done.stdout
+
+
+def test_options_reach_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-file\n")
+    args = signal_parser().parse_args(
+        [
+            "--port",
+            "0",
+            "--turn-secret-file",
+            str(secret_file),
+            "--turn-uri",
+            "turn:127.0.0.1:3478",
+            "--turn-uri",
+            "stun:127.0.0.1:3478",
+            "--turn-ttl",
+            "120",
+            "--max-message-bytes",
+            "8192",
+            "--idle-timeout",
+            "9",
+            "--ping-interval",
+            "0",
+            "--resume-grace",
+            "3",
+            "--max-queue",
+            "7",
+        ]
+    )
+    srv = cli.build_server(args)
+    assert srv.turn_secret == "from-file"
+    assert srv.turn_uris == ("turn:127.0.0.1:3478", "stun:127.0.0.1:3478")
+    assert (srv.turn_ttl, srv.max_message_bytes, srv.idle_timeout) == (120, 8192, 9)
+    assert (srv.ping_interval, srv.resume_grace, srv.max_queue) == (None, 3, 7)
+    monkeypatch.setenv(cli.TURN_SECRET_ENV, "from-env")
+    assert cli.build_server(signal_parser().parse_args([])).turn_secret == "from-env"
+    explicit = signal_parser().parse_args(["--turn-secret", "given"])
+    assert cli.build_server(explicit).turn_secret == "given"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--turn-uri", "turn:h:3478"], "TURN URI 'turn:h:3478' needs a TURN shared secret"),
+        (["--turn-secret-file", "/nonexistent/x"], "cannot read --turn-secret-file"),
+        (["--turn-uri", "http://x", "--turn-secret", "s"], "ICE server URI 'http://x' must"),
+    ],
+)
+def test_bad_values_are_one_line_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["signal", "--port", "0", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"peercall: error: {message}")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["--port", "70000"], ["--idle-timeout", "-1"], ["--port", "x"]])
+def test_argparse_rejects_bad_numbers(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["signal", *argv])
+    assert info.value.code == 2
+
+
+def test_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "signal", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"peercall: error: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_prints_its_url_serves_and_stops_cleanly_on_signals(signum: int) -> None:
+    proc = ServerProcess()
+    url = await proc.start()
+    assert url.startswith("ws://127.0.0.1:")
+    assert proc.port > 0
+    a = WebSocketChannel(url, "r", "s")
+    b = WebSocketChannel(url, "r", "s")
+    await a.connect()
+    await b.connect()
+    await a.send(Offer("v=0\r\n"))
+    async with asyncio.timeout(10):
+        assert await b.receive() == Offer("v=0\r\n")
+    assert proc.proc is not None
+    assert proc.proc.stdout is not None
+    proc.proc.send_signal(signum)
+    rest = (await proc.proc.stdout.read()).decode()
+    assert await proc.proc.wait() == 0
+    assert rest.strip() == "stopped"
+    await a.close()
+    await b.close()
