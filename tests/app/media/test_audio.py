@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+from typing import Any
 
 import av
 import numpy as np
 import pytest
+from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from app.errors import DeviceNotFound
@@ -249,3 +252,45 @@ def test_unknown_microphone_fails_before_any_stream_opens(virtual_audio: Virtual
     with pytest.raises(DeviceNotFound) as exc:
         MicrophoneTrack("no-such-mic")
     assert str(exc.value) == "no input device matches 'no-such-mic' (have: pulse, default)"
+
+
+class OpusLoopTrack(AudioStreamTrack):
+    """``source`` through aiortc's own Opus encoder and decoder: what the far side receives."""
+
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self.source = source
+        self.encoder, self.decoder = OpusEncoder(), OpusDecoder()
+        self.pending: list[Any] = []
+
+    async def recv(self) -> Any:
+        while not self.pending:
+            payloads, timestamp = self.encoder.encode(await self.source.recv())
+            for payload in payloads:
+                self.pending += self.decoder.decode(JitterFrame(payload, timestamp))
+        return self.pending.pop(0)
+
+
+@pytest.mark.audio
+async def test_frames_interoperate_with_aiortc_opus_both_ways(
+    virtual_audio: VirtualAudio,
+) -> None:
+    """Mic frames are what aiortc's encoder takes; decoded (stereo) frames are what we play."""
+    mic = MicrophoneTrack("pulse")
+    heard = OpusLoopTrack(mic)
+    speaker = SpeakerSink("pulse")
+    try:
+        await speaker.start(OpusLoopTrack(ToneTrack(1000, 0.5)))
+        for _ in range(15):
+            await asyncio.wait_for(heard.recv(), 5)
+        frames = [await asyncio.wait_for(heard.recv(), 5) for _ in range(25)]
+    finally:
+        await speaker.stop()
+        mic.stop()
+    assert {(f.format.name, f.layout.name, f.sample_rate) for f in frames} == {
+        ("s16", "stereo", 48_000)
+    }
+    left = np.concatenate([f.to_ndarray().reshape(-1, 2)[:, 0] for f in frames])
+    # aiortc's encoder upmixes mono to stereo at -3 dB, so each pass halves the power:
+    # 0.125 (amplitude 0.5) -> 0.0625 -> 0.031, give or take Opus' own loss.
+    assert 0.02 < tone_power(left, 1000) < 0.045
