@@ -31,7 +31,7 @@ from av.packet import Packet
 
 from app.errors import MediaError
 from app.media import devices
-from app.media.base import AUDIO_CHANNELS, AUDIO_FRAME_SAMPLES, AUDIO_RATE
+from app.media.base import AUDIO_FRAME_SAMPLES, AUDIO_RATE
 from app.media.consumer import TrackConsumer
 from app.media.convert import MonoConverter, Samples, samples_to_frame
 
@@ -78,7 +78,7 @@ class MicrophoneTrack(AudioStreamTrack):
         latency: str | float = DEFAULT_LATENCY,
     ) -> None:
         super().__init__()
-        self.device_index = devices.open_device(device, "input")
+        self.device_index, self.channels = devices.open_device(device, "input")
         self.on_block = on_block
         self.stats = AudioStats()
         self._latency = latency
@@ -123,7 +123,7 @@ class MicrophoneTrack(AudioStreamTrack):
             stream = sd.InputStream(
                 device=self.device_index,
                 samplerate=AUDIO_RATE,
-                channels=AUDIO_CHANNELS,
+                channels=self.channels,
                 dtype="int16",
                 blocksize=AUDIO_FRAME_SAMPLES,
                 latency=self._latency,
@@ -141,7 +141,10 @@ class MicrophoneTrack(AudioStreamTrack):
     # --- PortAudio thread -------------------------------------------------------------------
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         now = time.monotonic()
-        block = indata[:, 0].copy()
+        if self.channels == 1:
+            block = indata[:, 0].copy()
+        else:  # a stereo-only device: mix down (int32 so the sum cannot overflow)
+            block = (indata.sum(axis=1, dtype=np.int32) // self.channels).astype(np.int16)
         loop = self._loop
         if loop is None:
             return
@@ -307,7 +310,7 @@ class SpeakerSink(TrackConsumer):
         latency: str | float = DEFAULT_LATENCY,
     ) -> None:
         super().__init__()
-        self.device_index = devices.open_device(device, "output")
+        self.device_index, self.channels = devices.open_device(device, "output")
         self.on_block = on_block
         self._stats = AudioStats()
         self.buffer = PlayoutBuffer(capacity=max(2, buffer_frames) * AUDIO_FRAME_SAMPLES)
@@ -343,7 +346,7 @@ class SpeakerSink(TrackConsumer):
             stream = sd.OutputStream(
                 device=self.device_index,
                 samplerate=AUDIO_RATE,
-                channels=AUDIO_CHANNELS,
+                channels=self.channels,
                 dtype="int16",
                 blocksize=AUDIO_FRAME_SAMPLES,
                 latency=self._latency,
@@ -369,6 +372,8 @@ class SpeakerSink(TrackConsumer):
         now = time.monotonic()
         samples = outdata[:, 0]
         self.buffer.read_into(samples)
+        if self.channels > 1:  # a stereo-only device: the same signal on every channel
+            outdata[:, 1:] = samples[:, None]
         stats = self._stats
         stats.blocks += 1
         stats.last_callback = now

@@ -198,9 +198,26 @@ def open_device(
     kind: Kind,
     rate: int = AUDIO_RATE,
     channels: int = AUDIO_CHANNELS,
-) -> int:
-    """Look a device up and check it takes our format: the index to open a stream on."""
+) -> tuple[int, int]:
+    """Look a device up and agree a stream format: ``(index, channels)`` to open it with.
+
+    Mono is what we want; a device that refuses mono but takes stereo (raw ``hw:`` ALSA
+    devices often do) is opened in stereo and the streams mix down/duplicate in their
+    callbacks. Any other refusal (notably the rate) is a :class:`DeviceConfigError`.
+    """
     index = find_device(spec, kind)
-    check_format(index, kind, rate, channels)
+    try:
+        check_format(index, kind, rate, channels)
+    except DeviceConfigError:
+        if channels != 1:
+            raise
+        try:
+            check_format(index, kind, rate, 2)
+        except DeviceConfigError:
+            pass
+        else:
+            logger.info("%s device %s refuses mono: using stereo", kind, device_name(index))
+            return index, 2
+        raise
     logger.debug("%s device %r -> %d (%s)", kind, spec, index, device_name(index))
-    return index
+    return index, channels

@@ -14,7 +14,8 @@ from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
-from app.errors import DeviceNotFound
+from app.errors import DeviceConfigError, DeviceNotFound
+from app.media import devices
 from app.media.analysis import tone_power
 from app.media.audio import MicrophoneTrack, PlayoutBuffer, SpeakerSink
 from app.media.synthetic import SilenceTrack, ToneTrack
@@ -294,3 +295,36 @@ async def test_frames_interoperate_with_aiortc_opus_both_ways(
     # aiortc's encoder upmixes mono to stereo at -3 dB, so each pass halves the power:
     # 0.125 (amplitude 0.5) -> 0.0625 -> 0.031, give or take Opus' own loss.
     assert 0.02 < tone_power(left, 1000) < 0.045
+
+
+@pytest.mark.audio
+async def test_a_device_that_refuses_mono_is_driven_in_stereo(
+    virtual_audio: VirtualAudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw ALSA hw: devices often take only 2 channels; pretend pulse is one of them."""
+    real_check = devices.check_format
+
+    def stereo_only(index: int, kind: devices.Kind, rate: int = 48_000, channels: int = 1) -> None:
+        if channels == 1:
+            raise DeviceConfigError(f"{kind} device 'pulse' refused {rate} Hz mono: test")
+        real_check(index, kind, rate, channels)
+
+    monkeypatch.setattr(devices, "check_format", stereo_only)
+    mic = MicrophoneTrack("pulse")
+    speaker = SpeakerSink("pulse")
+    assert (mic.channels, speaker.channels) == (2, 2)
+    try:
+        await speaker.start(ToneTrack(1000, 0.5))
+        await record(mic, 15)
+        assert (mic._stream.channels, speaker._stream.channels) == (2, 2)
+        during = await record(mic, 25)  # still 960-sample mono frames
+    finally:
+        await speaker.stop()
+        mic.stop()
+    assert tone_power(during, 1000) > 0.1
+
+
+@pytest.mark.audio
+def test_a_refused_rate_is_not_retried_in_stereo(virtual_audio: VirtualAudio) -> None:
+    with pytest.raises(DeviceConfigError, match="refused 1234567 Hz mono: Invalid sample rate"):
+        devices.open_device("pulse", "output", rate=1_234_567)
