@@ -130,7 +130,7 @@ async def latency_run(
         loss_end = time.monotonic()
         await asyncio.sleep(seconds - steady - 2.0)
     finally:
-        rtcfixes.install_audio_jitter_buffers = saved  # type: ignore[assignment]
+        rtcfixes.install_audio_jitter_buffers = saved
         await caller.hangup()
         await callee.hangup()
     onsets = played.onset_times(FREQ)
@@ -188,11 +188,16 @@ def bench_cpu(seconds: float) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i, extra in enumerate(([], ["--answer"]))
     ]
     a, b = procs
-    assert a.stdin and a.stdout and b.stdin and b.stdout and a.stderr and b.stderr
+    assert a.stdin
+    assert a.stdout
+    assert b.stdin
+    assert b.stdout
+    assert a.stderr
+    assert b.stderr
     offer = next(line for line in a.stdout if line.startswith("peercall1:"))
     b.stdin.write(offer)
     b.stdin.flush()
