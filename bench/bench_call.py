@@ -98,7 +98,7 @@ def lossy(session: CallSession, loss: dict[str, float]) -> None:
                 return
             await send(data, component)
 
-        conn.sendto = sendto
+        conn.sendto = sendto  # type: ignore[method-assign]
 
 
 async def latency_run(
@@ -112,7 +112,7 @@ async def latency_run(
     caller, callee = CallSession(opts, audio_source=source), CallSession(opts, audio_sink=sink)
     saved = rtcfixes.install_audio_jitter_buffers
     if stock_buffer:
-        rtcfixes.install_audio_jitter_buffers = lambda pc: 0  # type: ignore[assignment]
+        rtcfixes.install_audio_jitter_buffers = lambda pc: 0
     try:
         a, b = memory_pair()
 
