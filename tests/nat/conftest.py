@@ -170,6 +170,8 @@ def peercall_command(port: int, relay_ports: tuple[int, int], auth: str, *extra:
         "--realm",
         REALM,
         "--allow-loopback-peers",
+        "--user-quota",  # coturn's default: the uclient variants share one user at once
+        "0",
     ]
     if auth == "lt":
         cmd += ["--user", f"{USER}:{PASSWORD}"]
