@@ -1,0 +1,285 @@
+"""The one bridge between the call engine and Qt.
+
+:class:`CallAdapter` subscribes to a :class:`app.session.CallSession` and re-emits each engine
+event as a Qt signal; its slots run engine coroutines on the qasync loop with
+``asyncio.ensure_future`` and route every failure to :attr:`CallAdapter.errorRaised` as one
+line (never swallowed, never a traceback in the UI). Widgets connect to these signals and call
+these slots; they never touch aiortc or a session directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app import events as ev
+from app.errors import CallError
+from app.history import CallRecord, Direction, History, Outcome, Route
+from app.ui.presenters import user_message
+
+logger = logging.getLogger(__name__)
+
+SessionFactory = Callable[[], Any]  # () -> CallSession (built from settings by the window)
+
+
+class CallAdapter(QObject):
+    """Engine events in, Qt signals out; user actions in, engine coroutines out."""
+
+    # Every event, in order (the debug panel and export use this one).
+    engineEvent = Signal(object)
+    # Typed conveniences for the widgets that only care about one kind.
+    stateChanged = Signal(object)  # ev.StateChanged
+    selectedPairChanged = Signal(object)  # ev.SelectedPairChanged
+    statsSampled = Signal(object)  # ev.StatsSample
+    chatReceived = Signal(str)
+    sasReady = Signal(str)
+    # The adapter's own signals.
+    sessionStarted = Signal(object)  # a new CallSession was attached (views reset)
+    incomingCall = Signal(str)  # an offer arrived: ring, then accept() or decline()
+    callEnded = Signal(object)  # CallRecord, once the call is over
+    chatSent = Signal(str)
+    errorRaised = Signal(str)  # one line for the status bar / a dialog
+    busyChanged = Signal(bool)  # a call (or a wait for one) is in progress
+
+    def __init__(
+        self,
+        make_session: SessionFactory,
+        history: History | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._make_session = make_session
+        self.history = history
+        self.session: Any = None
+        self._channel: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._decision: asyncio.Future[bool] | None = None
+        self._direction: Direction = "outgoing"
+        self._peer = ""
+        self._started_at = 0.0
+        self._connected_at: float | None = None
+        self._route: Route = "none"
+        self._finished = True
+        self._declined = False
+
+    # --- engine -> Qt ---------------------------------------------------------------------
+
+    def _attach(self, session: Any) -> None:
+        self._detach()
+        self.session = session
+        self.sessionStarted.emit(session)
+        for event in list(session.events):  # replay what happened before we subscribed
+            self._on_event(event)
+        self._unsubscribe = session.subscribe(self._on_event)
+
+    def _detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_event(self, event: ev.Event) -> None:
+        self.engineEvent.emit(event)
+        if isinstance(event, ev.StateChanged):
+            if event.new is ev.CallState.CONNECTED and self._connected_at is None:
+                self._connected_at = time.time()
+            self.stateChanged.emit(event)
+            if event.new in (ev.CallState.ENDED, ev.CallState.FAILED):
+                self._finish(self._outcome(event.reason))
+        elif isinstance(event, ev.SelectedPairChanged):
+            self._route = "relay" if event.relayed else "direct"
+            self.selectedPairChanged.emit(event)
+        elif isinstance(event, ev.StatsSample):
+            self.statsSampled.emit(event)
+        elif isinstance(event, ev.ChatReceived):
+            self.chatReceived.emit(event.text)
+        elif isinstance(event, ev.SasReady):
+            self.sasReady.emit(event.sas)
+        elif isinstance(event, ev.ErrorOccurred):
+            self.errorRaised.emit(event.message)
+
+    def _outcome(self, reason: str | None) -> Outcome:
+        if self._connected_at is not None:
+            return "completed"
+        if self._declined or (reason is not None and "declined" in reason):
+            return "declined"
+        return "missed" if self._direction == "incoming" else "failed"
+
+    # --- Qt -> engine ---------------------------------------------------------------------
+
+    def run(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
+        """Run an engine coroutine on the loop; a failure becomes ``"<what>: <one line>"``."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                logger.info("%s failed: %r", what, exc)
+                self.errorRaised.emit(f"{what}: {user_message(exc)}")
+
+        task.add_done_callback(done)
+        return task
+
+    @property
+    def in_call(self) -> bool:
+        return not self._finished
+
+    def call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
+        """Dial ``peer`` over ``channel`` (a signaling.base.SignalingChannel)."""
+        return self.run(self._call(channel, peer), "Call")
+
+    def listen(self, channel: Any, peer: str) -> asyncio.Task[Any]:
+        """Wait on ``channel`` for an offer; ring with :attr:`incomingCall`; then accept/decline."""
+        return self.run(self._listen(channel, peer), "Waiting for a call")
+
+    def accept(self) -> None:
+        if self._decision is not None and not self._decision.done():
+            self._decision.set_result(True)
+
+    def decline(self) -> None:
+        if self._decision is not None and not self._decision.done():
+            self._decision.set_result(False)
+
+    def hangup(self) -> asyncio.Task[Any]:
+        return self.run(self._hangup("hangup"), "Hang up")
+
+    def send_chat(self, text: str) -> None:
+        if self.session is None or not text.strip():
+            return
+        session = self.session
+
+        async def send() -> None:
+            await session.send_chat(text)
+            self.chatSent.emit(text)
+
+        self.run(send(), "Chat")
+
+    def set_muted(self, muted: bool) -> None:
+        if self.session is not None:
+            self.session.set_muted(muted)
+
+    def set_video_enabled(self, on: bool) -> None:
+        if self.session is not None:
+            self.session.set_video_enabled(on)
+
+    def export(self) -> dict[str, Any]:
+        return dict(self.session.export()) if self.session is not None else {}
+
+    async def shutdown(self) -> None:
+        """Hang up, close the channel and wait for every task we started (clean exit)."""
+        if self._decision is not None and not self._decision.done():
+            self._decision.set_result(False)
+        with contextlib.suppress(Exception):
+            await self._hangup("closing")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        self._detach()
+
+    # --- flows ----------------------------------------------------------------------------
+
+    def _begin(self, channel: Any, peer: str, direction: Direction) -> Any:
+        if self.in_call:
+            raise CallError("a call is already in progress; hang up first")
+        self._channel, self._peer, self._direction = channel, peer, direction
+        self._started_at, self._connected_at, self._route = time.time(), None, "none"
+        self._finished = False
+        self._declined = False
+        self.busyChanged.emit(True)
+        session = self._make_session()
+        self._attach(session)
+        return session
+
+    async def _guard(self, flow: Awaitable[None]) -> None:
+        """Run a call flow; on failure end the call (recorded as failed) and re-raise."""
+        try:
+            await flow
+        except BaseException:
+            self._finish("failed")
+            with contextlib.suppress(Exception):
+                await self._close_everything("error")
+            raise
+
+    async def _call(self, channel: Any, peer: str) -> None:
+        session = self._begin(channel, peer, "outgoing")
+
+        async def flow() -> None:
+            await channel.connect()
+            await session.dial(channel)
+
+        await self._guard(flow())
+
+    async def _listen(self, channel: Any, peer: str) -> None:
+        session = self._begin(channel, peer, "incoming")
+
+        async def flow() -> None:
+            await channel.connect()
+            offer = await session.wait_for_offer(channel)
+            self._decision = asyncio.get_running_loop().create_future()
+            self.incomingCall.emit(self._peer or "someone")
+            accepted = await self._decision
+            self._decision = None
+            if accepted:
+                await session.answer(channel, offer)
+            else:
+                self._declined = True
+                await session.decline(channel)
+                self._finish("declined")
+                await self._close_everything("declined")
+
+        await self._guard(flow())
+
+    async def _hangup(self, reason: str) -> None:
+        if self.session is None:
+            return
+        if self._decision is not None and not self._decision.done():
+            self._decision.set_result(False)
+            return
+        await self._close_everything(reason)
+        self._finish(self._outcome(reason))
+
+    async def _close_everything(self, reason: str) -> None:
+        session, channel = self.session, self._channel
+        if session is not None:
+            await session.hangup(reason)
+        if channel is not None:
+            self._channel = None
+            await channel.close()
+
+    def _finish(self, outcome: Outcome) -> None:
+        """Record the call once (whichever of state change / hangup / error comes first)."""
+        if self._finished:
+            return
+        self._finished = True
+        now = time.time()
+        duration = now - self._connected_at if self._connected_at is not None else 0.0
+        record = CallRecord(
+            peer=self._peer or "unknown",
+            started=self._started_at,
+            duration=duration,
+            direction=self._direction,
+            outcome=outcome,
+            route=self._route,
+        )
+        if self.history is not None:
+            try:
+                self.history.add(record)
+            except OSError as exc:
+                self.errorRaised.emit(f"History: {user_message(exc)}")
+        self.busyChanged.emit(False)
+        self.callEnded.emit(record)
+        channel = self._channel
+        if channel is not None:
+            self._channel = None
+            self.run(channel.close(), "Closing signaling")

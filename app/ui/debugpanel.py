@@ -1,0 +1,302 @@
+"""The debug panel: candidates, pairs, a state timeline and live graphs, like the WebRTC
+samples' Trickle ICE page and chrome://webrtc-internals, filled from engine events only."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import events as ev
+from app.settings import write_json_atomic
+from app.ui.presenters import (
+    CANDIDATE_COLUMNS,
+    PAIR_COLUMNS,
+    candidate_row,
+    host_port,
+    pair_row,
+    user_message,
+)
+
+logger = logging.getLogger(__name__)
+
+TYPE_COLORS = {"host": "#e6f4ea", "srflx": "#e8f0fe", "prflx": "#fef7e0", "relay": "#fce8e6"}
+MAX_POINTS = 600  # ten minutes of once-a-second samples per curve
+
+
+def _table(columns: tuple[str, ...], name: str) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setObjectName(name)
+    table.setHorizontalHeaderLabels(columns)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+def _append(table: QTableWidget, values: tuple[str, ...], background: str | None = None) -> int:
+    row = table.rowCount()
+    table.insertRow(row)
+    for column, value in enumerate(values):
+        item = QTableWidgetItem(value)
+        if background is not None:
+            item.setBackground(QBrush(QColor(background)))
+        table.setItem(row, column, item)
+    return row
+
+
+def _cell(table: QTableWidget, row: int, column: int) -> str:
+    item = table.item(row, column)
+    return item.text() if item is not None else ""
+
+
+def _rows(table: QTableWidget) -> list[list[str]]:
+    return [
+        [_cell(table, r, c) for c in range(table.columnCount())] for r in range(table.rowCount())
+    ]
+
+
+class Graph(pg.PlotWidget):  # type: ignore[misc]
+    """One live plot with up to two named series over "seconds since start"."""
+
+    def __init__(self, title: str, unit: str, series: tuple[str, ...]) -> None:
+        super().__init__()
+        self.setBackground("w")
+        self.setTitle(title, color="#111827", size="10pt")
+        self.setLabel("left", unit)
+        self.setLabel("bottom", "s")
+        self.showGrid(x=True, y=True, alpha=0.25)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        self.setMinimumHeight(120)
+        if len(series) > 1:
+            self.addLegend(offset=(5, 5))
+        palette = ("#2b6cb0", "#c05621")
+        self.points: dict[str, tuple[list[float], list[float]]] = {}
+        self.curves: dict[str, Any] = {}
+        for name, color in zip(series, palette, strict=False):
+            self.points[name] = ([], [])
+            self.curves[name] = self.plot([], [], pen=pg.mkPen(color, width=2), name=name)
+
+    def add(self, name: str, at: float, value: float | None) -> None:
+        if value is None:
+            return
+        xs, ys = self.points[name]
+        xs.append(at)
+        ys.append(value)
+        del xs[:-MAX_POINTS], ys[:-MAX_POINTS]
+        self.curves[name].setData(xs, ys)
+
+    def clear_points(self) -> None:
+        for name, (xs, ys) in self.points.items():
+            xs.clear()
+            ys.clear()
+            self.curves[name].setData([], [])
+
+
+class DebugPanel(QWidget):
+    """Fed by :attr:`app.ui.adapter.CallAdapter.engineEvent`; reset when a new session starts."""
+
+    def __init__(
+        self, export_session: Callable[[], dict[str, Any]], parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("PeerCall — debug")
+        self._export_session = export_session
+        self.stats: list[dict[str, Any]] = []
+
+        self.summary = QLabel()
+        self.summary.setObjectName("debugSummary")
+        self.selected_label = QLabel("Selected pair: —")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip(
+            "Save candidates, states, stats and SDPs as JSON for a bug report"
+        )
+        self.export_button.clicked.connect(self._ask_export)
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.export_button)
+
+        self.candidates = _table(CANDIDATE_COLUMNS, "candidates")
+        self.pairs = _table(PAIR_COLUMNS, "pairs")
+        self.timeline = _table(("Time", "Layer", "State"), "timeline")
+
+        self.rtt = Graph("Round-trip time", "ms", ("rtt",))
+        self.jitter = Graph("Jitter", "ms", ("jitter",))
+        self.loss = Graph("Loss", "%", ("loss",))
+        self.bitrate = Graph("Bitrate", "kbit/s", ("in", "out"))
+        graphs = QWidget()
+        grid = QVBoxLayout(graphs)
+        grid.setContentsMargins(0, 0, 0, 0)
+        for pair in ((self.rtt, self.jitter), (self.loss, self.bitrate)):
+            row = QHBoxLayout()
+            for graph in pair:
+                row.addWidget(graph)
+            grid.addLayout(row)
+
+        lower_tabs = QTabWidget()
+        lower_tabs.addTab(self.pairs, "Candidate pairs")
+        lower_tabs.addTab(self.timeline, "Timeline")
+        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower.addWidget(lower_tabs)
+        lower.addWidget(graphs)
+        lower.setSizes([500, 700])
+        main = QSplitter(Qt.Orientation.Vertical)
+        main.addWidget(self.candidates)
+        main.addWidget(lower)
+        main.setSizes([320, 380])
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.selected_label)
+        layout.addWidget(main, 1)
+        self.reset()
+
+    # --- feeding ------------------------------------------------------------------------
+
+    def reset(self, session: object = None) -> None:
+        """Empty everything for a new call."""
+        for table in (self.candidates, self.pairs, self.timeline):
+            table.setRowCount(0)
+        for graph in (self.rtt, self.jitter, self.loss, self.bitrate):
+            graph.clear_points()
+        self.stats = []
+        self._local = self._remote = 0
+        self._gathering: str = "gathering: not started"
+        self.selected_label.setText("Selected pair: —")
+        self._update_summary()
+
+    def handle(self, event: ev.Event) -> None:
+        """One engine event in; the matching view updated."""
+        if isinstance(event, ev.CandidateGathered | ev.RemoteCandidateAdded):
+            c = event.candidate
+            if c.side == "local":
+                self._local += 1
+            else:
+                self._remote += 1
+            _append(self.candidates, candidate_row(c), TYPE_COLORS.get(c.type))
+            self._update_summary()
+        elif isinstance(event, ev.GatheringFinished):
+            failed = (
+                f"; no answer from {', '.join(event.failed_servers)}"
+                if event.failed_servers
+                else ""
+            )
+            self._gathering = f"gathering took {event.duration * 1000:.0f} ms{failed}"
+            self._add_timeline(event.at, "ice-gathering", "complete")
+            self._update_summary()
+        elif isinstance(event, ev.PairsUpdated):
+            self._show_pairs(event.pairs)
+        elif isinstance(event, ev.SelectedPairChanged):
+            p = event.pair
+            route = "via relay" if event.relayed else "direct"
+            local = f"{p.local.type} {host_port(p.local.address, p.local.port)}"
+            remote = f"{p.remote.type} {host_port(p.remote.address, p.remote.port)}"
+            self.selected_label.setText(f"Selected pair ({route}): {local} ⇄ {remote}")
+            self._add_timeline(event.at, "ice", f"selected pair ({route})")
+        elif isinstance(event, ev.StateChanged):
+            reason = f" ({event.reason})" if event.reason else ""
+            self._add_timeline(event.at, "call", f"{event.new.value}{reason}")
+        elif isinstance(event, ev.TransportStateChanged):
+            self._add_timeline(event.at, event.layer, event.state)
+        elif isinstance(event, ev.StatsSample):
+            self._add_stats(event)
+        elif isinstance(event, ev.ErrorOccurred):
+            self._add_timeline(event.at, "error", event.message)
+
+    def _add_timeline(self, at: float, layer: str, state: str) -> None:
+        _append(self.timeline, (f"{at:.3f}", layer, state))
+
+    def _show_pairs(self, pairs: tuple[ev.CandidatePairInfo, ...]) -> None:
+        self.pairs.setRowCount(0)
+        ordered = sorted(pairs, key=lambda p: (not p.selected, not p.nominated))
+        for pair in ordered:
+            color = "#b7e4c7" if pair.selected else "#e6f4ea" if pair.nominated else None
+            row = _append(self.pairs, pair_row(pair), color)
+            if pair.selected:
+                font = QFont()
+                font.setBold(True)
+                for column in range(self.pairs.columnCount()):
+                    item = self.pairs.item(row, column)
+                    if item is not None:
+                        item.setFont(font)
+
+    def _add_stats(self, sample: ev.StatsSample) -> None:
+        self.stats.append(
+            {
+                "at": sample.at,
+                "rtt_ms": sample.rtt_ms,
+                "jitter_ms": sample.jitter_ms,
+                "fraction_lost": sample.fraction_lost,
+                "bitrate_in_kbps": sample.bitrate_in_kbps,
+                "bitrate_out_kbps": sample.bitrate_out_kbps,
+            }
+        )
+        del self.stats[:-MAX_POINTS]
+        self.rtt.add("rtt", sample.at, sample.rtt_ms)
+        self.jitter.add("jitter", sample.at, sample.jitter_ms)
+        loss = sample.fraction_lost * 100 if sample.fraction_lost is not None else None
+        self.loss.add("loss", sample.at, loss)
+        self.bitrate.add("in", sample.at, sample.bitrate_in_kbps)
+        self.bitrate.add("out", sample.at, sample.bitrate_out_kbps)
+
+    def _update_summary(self) -> None:
+        counts = f"Local candidates: {self._local} · remote candidates: {self._remote}"
+        self.summary.setText(f"{counts} · {self._gathering}")
+
+    # --- export -------------------------------------------------------------------------
+
+    def export_data(self) -> dict[str, Any]:
+        """The whole session (the engine's export) plus what this panel shows."""
+        return {
+            "session": self._export_session(),
+            "ui": {
+                "candidates": {"columns": list(CANDIDATE_COLUMNS), "rows": _rows(self.candidates)},
+                "pairs": {"columns": list(PAIR_COLUMNS), "rows": _rows(self.pairs)},
+                "timeline": _rows(self.timeline),
+                "stats": list(self.stats),
+                "summary": self.summary.text(),
+                "selected": self.selected_label.text(),
+            },
+        }
+
+    def export_to(self, path: Path) -> None:
+        write_json_atomic(path, self.export_data())
+
+    def _ask_export(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Export session", "peercall-session.json", "JSON (*.json)"
+        )
+        if not name:
+            return
+        try:
+            self.export_to(Path(name))
+        except (OSError, TypeError, ValueError) as exc:
+            self.summary.setText(f"Export failed: {user_message(exc)}")
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """JSON text of an export (used by tests and the screenshot script)."""
+    return json.dumps(data, indent=2, sort_keys=True)

@@ -1,0 +1,198 @@
+"""Host the embedded STUN/TURN relay and signaling server from the settings dialog.
+
+Thin Qt wrappers over ``nat.service.RelayServer`` and ``signaling.server.SignalingServer``:
+start/stop on the qasync loop, a one-second status refresh, and every failure reported as one
+line through ``errorRaised`` (a port in use, a bad address), never raised into Qt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.errors import ConfigError
+from app.ui.presenters import user_message
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """What the "Host a relay" panel edits (a subset of nat.config.RelayConfig)."""
+
+    listen: str = "0.0.0.0"
+    port: int = 3478
+    min_port: int = 49152
+    max_port: int = 65535
+    realm: str = "peercall"
+    external_ip: str = ""
+    users: tuple[tuple[str, str], ...] = ()  # (name, password)
+    allow_loopback_peers: bool = False  # tests and same-machine calls
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """A snapshot for the panel."""
+
+    running: bool
+    addresses: tuple[str, ...] = ()
+    allocations: int = 0
+    relayed_bytes: int = 0
+    relayed_packets: int = 0
+    stun_requests: int = 0
+    uris: tuple[str, ...] = ()
+    users: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def new_password() -> str:
+    """A password for a generated relay user: 16 URL-safe characters (96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def build_relay_config(values: RelaySettings) -> Any:
+    """A validated nat.config.RelayConfig (raises ConfigError with one line)."""
+    from nat.auth import long_term_key
+    from nat.config import RelayConfig
+
+    if not values.users:
+        raise ConfigError("relay: add at least one user (name and password) for TURN")
+    return RelayConfig(
+        listening_ips=(values.listen,),
+        listening_port=values.port,
+        min_port=values.min_port,
+        max_port=values.max_port,
+        realm=values.realm,
+        external_ip=values.external_ip or None,
+        users=tuple((name, long_term_key(name, values.realm, pw)) for name, pw in values.users),
+        allow_loopback_peers=values.allow_loopback_peers,
+    )
+
+
+class RelayHost(QObject):
+    """Runs one RelayServer in-process; status refreshes every second while it runs."""
+
+    runningChanged = Signal(bool)
+    statusChanged = Signal(object)  # RelayStatus
+    errorRaised = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.server: Any = None
+        self._users: tuple[tuple[str, str], ...] = ()
+        self._lock = asyncio.Lock()
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self.refresh)
+
+    @property
+    def running(self) -> bool:
+        return self.server is not None
+
+    async def start(self, values: RelaySettings) -> bool:
+        """Start the relay; False (and ``errorRaised``) if it cannot."""
+        async with self._lock:
+            if self.server is not None:
+                return True
+            try:
+                from nat.service import RelayServer
+
+                server = RelayServer(build_relay_config(values))
+                await server.start()
+            except Exception as exc:
+                self.errorRaised.emit(f"Relay: {user_message(exc)}")
+                self.runningChanged.emit(False)
+                return False
+            self.server, self._users = server, values.users
+            logger.info("relay started on %s", server.addresses)
+        self._timer.start()
+        self.runningChanged.emit(True)
+        self.refresh()
+        return True
+
+    async def stop(self) -> None:
+        """Stop the relay, closing its allocations. Idempotent."""
+        async with self._lock:
+            server, self.server = self.server, None
+            self._timer.stop()
+            if server is None:
+                return
+            try:
+                await server.stop()
+            except Exception as exc:
+                self.errorRaised.emit(f"Relay: stopping failed: {user_message(exc)}")
+        self.runningChanged.emit(False)
+        self.statusChanged.emit(RelayStatus(False))
+
+    def status(self) -> RelayStatus:
+        server = self.server
+        if server is None:
+            return RelayStatus(False)
+        stats = server.stats()
+        addresses = tuple(
+            f"{t} {h}:{p}" if ":" not in h else f"{t} [{h}]:{p}" for t, h, p in server.addresses
+        )
+        return RelayStatus(
+            True,
+            addresses=addresses,
+            allocations=stats.allocations,
+            relayed_bytes=stats.relayed_bytes,
+            relayed_packets=stats.relayed_packets,
+            stun_requests=stats.stun_requests,
+            uris=tuple(server.turn_uris()),
+            users=self._users,
+        )
+
+    def refresh(self) -> None:
+        try:
+            self.statusChanged.emit(self.status())
+        except Exception as exc:  # a status read must never take the window down
+            self.errorRaised.emit(f"Relay: status unavailable: {user_message(exc)}")
+
+
+class SignalingHost(QObject):
+    """Runs one SignalingServer in-process."""
+
+    runningChanged = Signal(bool)
+    errorRaised = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.server: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def url(self) -> str | None:
+        return str(self.server.url) if self.server is not None else None
+
+    async def start(self, host: str, port: int, **kwargs: Any) -> bool:
+        async with self._lock:
+            if self.server is not None:
+                return True
+            try:
+                from signaling.server import SignalingServer
+
+                server = SignalingServer(host, port, **kwargs)
+                await server.start()
+            except Exception as exc:
+                self.errorRaised.emit(f"Signaling server: {user_message(exc)}")
+                self.runningChanged.emit(False)
+                return False
+            self.server = server
+        self.runningChanged.emit(True)
+        return True
+
+    async def stop(self) -> None:
+        async with self._lock:
+            server, self.server = self.server, None
+            if server is None:
+                return
+            try:
+                await server.stop()
+            except Exception as exc:
+                self.errorRaised.emit(f"Signaling server: stopping failed: {user_message(exc)}")
+        self.runningChanged.emit(False)

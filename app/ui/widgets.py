@@ -1,0 +1,300 @@
+"""Small, thin widgets: badge, quality bars, SAS, video view, chat, level meter, history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.events import CallState, SelectedPairChanged
+from app.history import CallRecord
+from app.ui.presenters import Badge, Quality, badge_for, format_duration, quality_for
+
+
+class ConnectionBadge(QLabel):
+    """Always-visible call path: connecting / direct (host or srflx) / via relay / failed."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._state: CallState | None = None
+        self._selected: SelectedPairChanged | None = None
+        self.badge: Badge = badge_for(None)
+        self.setObjectName("connectionBadge")
+        self._paint()
+
+    def set_state(self, state: CallState | None) -> None:
+        if state in (None, CallState.IDLE, CallState.GATHERING):
+            self._selected = None
+        self._state = state
+        self._paint()
+
+    def set_selected(self, selected: SelectedPairChanged) -> None:
+        self._selected = selected
+        self._paint()
+
+    def _paint(self) -> None:
+        self.badge = badge_for(self._state, self._selected)
+        self.setText(self.badge.text)
+        self.setToolTip(self.badge.tooltip)
+        self.setStyleSheet(
+            f"QLabel {{ background: {self.badge.color}; color: white; border-radius: 9px;"
+            " padding: 3px 10px; font-weight: bold; }"
+        )
+
+
+class QualityIndicator(QWidget):
+    """Three bars from RTT and loss, with the figures in the tooltip and label."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.quality: Quality = quality_for(None, None)
+        self.setMinimumSize(QSize(28, 20))
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+        self.setToolTip(self.quality.text)
+
+    def sizeHint(self) -> QSize:
+        return QSize(28, 20)
+
+    def set_sample(self, rtt_ms: float | None, fraction_lost: float | None) -> None:
+        self.quality = quality_for(rtt_ms, fraction_lost)
+        self.setToolTip(self.quality.text)
+        self.update()
+
+    def reset(self) -> None:
+        self.set_sample(None, None)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        colors = {"good": "#2f855a", "fair": "#b7791f", "poor": "#c53030", "unknown": "#a0aec0"}
+        painter = QPainter(self)
+        width = self.width() // 3
+        for i in range(3):
+            height = int(self.height() * (i + 1) / 3)
+            on = i < self.quality.bars
+            color = QColor(colors[self.quality.level] if on else "#d0d5dd")
+            painter.fillRect(QRect(i * width + 1, self.height() - height, width - 3, height), color)
+        painter.end()
+
+
+class SasLabel(QLabel):
+    """The short authentication string, large, for both people to read aloud."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("sas")
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setToolTip(
+            "Read these words to each other. If they match, no one is in the middle"
+            " (they come from both ends' DTLS fingerprints)."
+        )
+        self.clear_sas()
+
+    def set_sas(self, sas: str) -> None:
+        self.setText(f"Verify: <b style='font-size:15pt'>{html.escape(sas)}</b>")
+
+    def clear_sas(self) -> None:
+        self.setText("<span style='color:#6b7280'>Verify: —</span>")
+
+
+class CallTimer(QLabel):
+    """m:ss since the call connected."""
+
+    def __init__(self, clock: Callable[[], float], parent: QWidget | None = None) -> None:
+        super().__init__("0:00", parent)
+        self._clock = clock
+        self._since: float | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(500)
+        self._timer.timeout.connect(self._tick)
+        self.setToolTip("Call duration")
+
+    def start(self) -> None:
+        self._since = self._clock()
+        self._timer.start()
+        self._tick()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def reset(self) -> None:
+        self.stop()
+        self._since = None
+        self.setText("0:00")
+
+    def _tick(self) -> None:
+        if self._since is not None:
+            self.setText(format_duration(self._clock() - self._since))
+
+
+class VideoView(QWidget):
+    """Paints the latest frame of a video sink (RGB ``H×W×3`` uint8) scaled to fit."""
+
+    def __init__(self, placeholder: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._placeholder = placeholder
+        self._source: Callable[[], Any] | None = None
+        self._image: QImage | None = None
+        self.frames_painted = 0
+        self._timer = QTimer(self)
+        self._timer.setInterval(40)  # 25 fps is plenty for a preview
+        self._timer.timeout.connect(self._poll)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+
+    def set_source(self, source: Callable[[], Any] | None) -> None:
+        """``source()`` returns the latest frame as an RGB ndarray, or None."""
+        self._source = source
+        self._image = None
+        if source is None:
+            self._timer.stop()
+        else:
+            self._timer.start()
+        self.update()
+
+    def set_frame(self, rgb: Any) -> None:
+        array = np.ascontiguousarray(rgb, dtype=np.uint8)
+        height, width = array.shape[:2]
+        self._image = QImage(
+            array.data, width, height, 3 * width, QImage.Format.Format_RGB888
+        ).copy()
+        self.update()
+
+    def _poll(self) -> None:
+        if self._source is None:
+            return
+        frame = self._source()
+        if frame is not None:
+            self.set_frame(frame)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor("#111827"))
+        if self._image is None:
+            painter.setPen(QColor("#9ca3af"))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
+        else:
+            scaled = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            x = (self.width() - scaled.width()) // 2
+            y = (self.height() - scaled.height()) // 2
+            painter.drawImage(QRect(x, y, scaled.width(), scaled.height()), self._image)
+            self.frames_painted += 1
+        painter.end()
+
+
+class ChatPane(QWidget):
+    """Text chat over the data channel: a transcript and an input line."""
+
+    sendRequested = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.transcript = QTextBrowser()
+        self.transcript.setObjectName("chatTranscript")
+        self.input = QLineEdit()
+        self.input.setPlaceholderText("Message…")
+        self.send_button = QPushButton("Send")
+        row = QHBoxLayout()
+        row.addWidget(self.input)
+        row.addWidget(self.send_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.transcript)
+        layout.addLayout(row)
+        self.input.returnPressed.connect(self._send)
+        self.send_button.clicked.connect(self._send)
+        self.set_enabled(False)
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.input.setEnabled(enabled)
+        self.send_button.setEnabled(enabled)
+
+    def _send(self) -> None:
+        text = self.input.text().strip()
+        if text:
+            self.sendRequested.emit(text)
+            self.input.clear()
+
+    def add_message(self, who: str, text: str) -> None:
+        color = "#2b6cb0" if who == "You" else "#2f855a"
+        self.transcript.append(
+            f"<b style='color:{color}'>{html.escape(who)}:</b> {html.escape(text)}"
+        )
+
+    def add_note(self, text: str) -> None:
+        self.transcript.append(f"<i style='color:#6b7280'>{html.escape(text)}</i>")
+
+    def messages(self) -> str:
+        return self.transcript.toPlainText()
+
+
+class LevelMeter(QProgressBar):
+    """A 0..1 input level as a bar (fed by the microphone level callback)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setRange(0, 100)
+        self.setTextVisible(False)
+        self.setMaximumHeight(10)
+        self.setValue(0)
+
+    def set_level(self, level: float) -> None:
+        self.setValue(round(max(0.0, min(1.0, level)) * 100))
+
+
+class HistoryView(QTableWidget):
+    """Who, when, how long, direct or relayed; newest first."""
+
+    COLUMNS = ("When", "Peer", "Direction", "Outcome", "Duration", "Path")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.COLUMNS), parent)
+        self.setHorizontalHeaderLabels(self.COLUMNS)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+
+    def set_records(self, records: list[CallRecord]) -> None:
+        self.setRowCount(0)
+        for record in reversed(records):
+            self._add(record)
+
+    def prepend(self, record: CallRecord) -> None:
+        self.insertRow(0)
+        self._fill(0, record)
+
+    def _add(self, record: CallRecord) -> None:
+        row = self.rowCount()
+        self.insertRow(row)
+        self._fill(row, record)
+
+    def _fill(self, row: int, record: CallRecord) -> None:
+        when = dt.datetime.fromtimestamp(record.started).strftime("%Y-%m-%d %H:%M")
+        path = {"direct": "direct", "relay": "via relay", "none": "—"}[record.route]
+        values = (
+            when,
+            record.peer,
+            record.direction,
+            record.outcome,
+            format_duration(record.duration),
+            path,
+        )
+        for column, value in enumerate(values):
+            self.setItem(row, column, QTableWidgetItem(value))

@@ -1,0 +1,101 @@
+"""pytest-qt + qasync: one qasync loop per test on pytest-qt's QApplication.
+
+What works (and what does not): GUI tests are synchronous functions, so pytest-asyncio
+leaves them alone. The qasync loop is installed as *the running loop* for the whole test
+(``asyncio._set_running_loop``, exactly what qasync's own ``run_forever`` does), and never
+run with ``run_until_complete``: its callbacks are Qt timers and socket notifiers, so they run
+whenever Qt processes events, i.e. inside ``qtbot.waitUntil`` / ``qtbot.waitSignal``.
+Coroutines are started with ``asyncio.ensure_future`` (what the app's slots do) and awaited
+with the ``arun`` fixture (a waitUntil on the task). Nesting ``run_until_complete`` inside
+qtbot waits, or qtbot waits inside a coroutine, re-enters the loop and breaks tasks.
+Every test here is marked ``gui``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from app.history import History
+from app.settings import Settings
+from app.ui import callsetup
+from app.ui.mainwindow import MainWindow
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/ui/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.gui)
+            # The offscreen platform plugin warns whenever a top-level window's size
+            # constraints change; that is the plugin's limitation, not a bug of ours.
+            item.add_marker(pytest.mark.qt_log_ignore("does not support propagateSizeHints"))
+
+
+Runner = Callable[..., Any]
+
+
+@pytest.fixture
+def qloop(qapp: QApplication, qtbot: Any) -> Iterator[asyncio.AbstractEventLoop]:
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    asyncio._set_running_loop(loop)
+    try:
+        yield loop
+        # Let what the test started finish (a hang-up closing the peer connection), then
+        # cancel what is left (waits for offers that will never come).
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        with contextlib.suppress(qtbot.TimeoutError):
+            qtbot.waitUntil(lambda: all(t.done() for t in pending), timeout=2_000)
+        for task in pending:
+            task.cancel()
+        if pending:
+            qtbot.waitUntil(lambda: all(t.done() for t in pending), timeout=10_000)
+        qtbot.wait(50)  # let transport close callbacks run; they are plain call_soon()s
+        gc.collect()  # report a leaked socket in the test that leaked it
+    finally:
+        asyncio._set_running_loop(None)
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def arun(qtbot: Any, qloop: asyncio.AbstractEventLoop) -> Runner:
+    """Run a coroutine to completion on the qasync loop while Qt keeps processing events."""
+
+    def run(coro: Any, timeout: int = 20_000) -> Any:
+        task = asyncio.ensure_future(coro)
+        qtbot.waitUntil(task.done, timeout=timeout)
+        return task.result()
+
+    return run
+
+
+@pytest.fixture
+def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:
+    """Build main windows with private settings, silence as the microphone and no speaker."""
+    windows: list[MainWindow] = []
+
+    def make(name: str = "PeerCall", **values: Any) -> MainWindow:
+        directory = tmp_path / f"{name}-{len(windows)}"
+        settings = Settings(directory / "settings.json")
+        settings.update(values)
+        history = History(directory / "history.json")
+        window = MainWindow(
+            settings, history, media=callsetup.synthetic_media, loopback=True, name=name
+        )
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        arun(window.shutdown())  # the window's own clean exit path, not qtbot's close
+        window.deleteLater()
