@@ -115,7 +115,7 @@ async def _self_test(window: Any, result: dict[str, int]) -> None:
             CallOptions(loopback_candidates=True),
             audio_source=callsetup.synthetic_media().audio_source,
         )
-        callee_channel = WebSocketChannel(url, "self-test", "")
+        callee_channel = WebSocketChannel(url, "self-test", "self-test-secret")
         await callee_channel.connect()
 
         async def answer() -> None:
@@ -124,7 +124,9 @@ async def _self_test(window: Any, result: dict[str, int]) -> None:
             await callee.answer(callee_channel, offer)
 
         answering = asyncio.ensure_future(answer())
-        await window.start_call(WebSocketChannel(url, "self-test", ""), "self-test peer")
+        await window.start_call(
+            WebSocketChannel(url, "self-test", "self-test-secret"), "self-test peer"
+        )
         await asyncio.wait_for(answering, 30)
         print("peercall: self-test connected", flush=True)
         await callee.send_chat("hello from the self-test")

@@ -8,6 +8,7 @@ window owns the text boxes the copy-paste backend reads and writes).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import time
 from collections.abc import Callable
@@ -330,6 +331,9 @@ class MainWindow(QMainWindow):
         for action in (self.settings_action, self.debug_action, self.quit_action):
             menu.addAction(action)
         self.settings_action.triggered.connect(self.open_settings)
+        if importlib.util.find_spec("app.ui.settingsdialog") is None:
+            self.settings_action.setEnabled(False)
+            self.settings_action.setToolTip("The settings dialog is not built yet (issue 5)")
         self.debug_action.triggered.connect(self.open_debug_panel)
         self.quit_action.triggered.connect(self.close)
 
@@ -576,7 +580,7 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> Any:
         if self.settings_dialog is None:
-            from app.ui.settingsdialog import SettingsDialog
+            from app.ui.settingsdialog import SettingsDialog  # type: ignore[import-not-found]
 
             self.settings_dialog = SettingsDialog(
                 self.settings, self.relay_host, self.signaling_host, self.adapter.run, self

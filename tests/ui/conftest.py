@@ -36,7 +36,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.gui)
             # The offscreen platform plugin warns whenever a top-level window's size
             # constraints change; that is the plugin's limitation, not a bug of ours.
-            item.add_marker(pytest.mark.qt_log_ignore("does not support propagateSizeHints"))
+            item.add_marker(
+                pytest.mark.qt_log_ignore(
+                    "does not support propagateSizeHints", "does not support raise"
+                )
+            )
 
 
 Runner = Callable[..., Any]
@@ -58,7 +62,7 @@ def qloop(qapp: QApplication, qtbot: Any) -> Iterator[asyncio.AbstractEventLoop]
             task.cancel()
         if pending:
             qtbot.waitUntil(lambda: all(t.done() for t in pending), timeout=10_000)
-        qtbot.wait(50)  # let transport close callbacks run; they are plain call_soon()s
+        qtbot.wait(300)  # let transport close callbacks run; they are plain call_soon()s
         gc.collect()  # report a leaked socket in the test that leaked it
     finally:
         asyncio._set_running_loop(None)
