@@ -356,6 +356,29 @@ def install_audio_jitter_buffers(pc: RTCPeerConnection) -> int:
     return count
 
 
+def on_inbound(connection: Connection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` for every datagram the connection receives (media or STUN).
+
+    aioice reports a dead path only after 30 s of failed consent checks (RFC 7675); watching
+    arrivals lets the session notice within a couple of seconds.
+    """
+    data_received = connection.data_received
+
+    def data_hook(data: bytes, component: int) -> None:
+        callback()
+        data_received(data, component)
+
+    connection.data_received = data_hook  # type: ignore[method-assign]
+    for protocol in connection._protocols:
+        datagram_received = protocol.datagram_received
+
+        def stun_hook(data: Any, addr: Any, original: Any = datagram_received) -> None:
+            callback()
+            original(data, addr)
+
+        protocol.datagram_received = stun_hook  # type: ignore[method-assign]
+
+
 def candidate_pairs(pc: RTCPeerConnection) -> list[CandidatePair]:
     """All ICE candidate pairs of ``pc`` with their check state (RFC 8445 §6.1.2)."""
     pairs: list[CandidatePair] = []

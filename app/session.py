@@ -77,7 +77,8 @@ TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     S.OFFERING: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
     S.ANSWERING: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
     S.CONNECTING: frozenset({S.CONNECTED, S.ENDED, S.FAILED}),
-    S.CONNECTED: frozenset({S.ENDED, S.FAILED}),
+    # CONNECTED -> CONNECTING: the path died and the call renegotiates (see _restart).
+    S.CONNECTED: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
     S.ENDED: frozenset(),
     S.FAILED: frozenset(),
 }
@@ -86,6 +87,12 @@ FINAL_STATES = frozenset({S.ENDED, S.FAILED})
 MAX_CHAT_LENGTH = 16 * 1024  # one SCTP message, comfortably below aiortc's limits
 CONNECT_TIMEOUT = 30.0  # ICE + DTLS must finish within this after both descriptions are set
 BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
+# Dead-path detection. Audio flows every 20 ms and RTCP every second or so, so this much
+# silence means the path is gone; aioice would only notice after 30 s of failed consent checks.
+SILENCE_DISCONNECTED = 2.0  # report "disconnected"
+SILENCE_RESTART = 3.0  # the dialer renegotiates on a fresh path (needs trickling signaling)
+SILENCE_RESTART_ANSWERER = 5.0  # the other side only if the dialer did not (one-way loss)
+SILENCE_FAILED = 10.0  # give up when no renegotiation is possible (copy-paste signaling)
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,43 @@ class _GatedTrack(MediaStreamTrack):
         self.source.stop()
 
 
+class _RemoteFeed(MediaStreamTrack):
+    """The remote track as the sinks see it, for the whole call across renegotiations.
+
+    A sink starts once on this track; when the path is renegotiated on a new peer connection,
+    the feed switches to the new remote track and the sink never notices.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._source: MediaStreamTrack | None = None
+        self._changed = asyncio.Event()
+
+    def switch(self, source: MediaStreamTrack) -> None:
+        self._source = source
+        self._changed.set()
+
+    async def recv(self) -> Any:
+        while self.readyState == "live":
+            source = self._source
+            if source is not None:
+                try:
+                    return await source.recv()
+                except MediaStreamError:
+                    if self._source is not source:
+                        continue  # renegotiated meanwhile: read the new track
+            self._changed.clear()
+            if self._source is not source:
+                continue
+            await self._changed.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._changed.set()
+
+
 def _candidate_info(
     c: IceCandidate, side: str, at: float, server: str | None = None
 ) -> CandidateInfo:
@@ -240,7 +284,12 @@ class CallSession:
         self._audio_sink = audio_sink
         self._video_sink = video_sink
         self._blackholes: list[MediaBlackhole] = []
+        self._feeds: dict[str, _RemoteFeed] = {}
         self._pc: RTCPeerConnection | None = None
+        self._certificates: Any = None  # kept across renegotiations, so the SAS stays valid
+        self._dialer = False
+        self._restarting = False
+        self._last_rx = 0.0
         self._chat: RTCDataChannel | None = None
         self._gatherings: list[rtcfixes.Gathering] = []
         self._gather_started: float | None = None
@@ -253,6 +302,7 @@ class CallSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected: asyncio.Future[None] | None = None
         self._closing = False
+        self._closed = asyncio.Event()
         self._pairs_snapshot: tuple[CandidatePairInfo, ...] = ()
         self._selected_key: tuple[str, int, str, int] | None = None
         self._local_infos: dict[tuple[str, int], CandidateInfo] = {}
@@ -327,6 +377,12 @@ class CallSession:
         if self._pc is not None:
             return self._pc
         pc = RTCPeerConnection(self._configuration())
+        # One DTLS certificate for the whole call: a renegotiated path keeps the fingerprints
+        # (and so the SAS) the users compared. aiortc reads it when transports are created.
+        if self._certificates is None:
+            self._certificates = pc._RTCPeerConnection__certificates  # type: ignore[attr-defined]
+        else:
+            pc._RTCPeerConnection__certificates = self._certificates  # type: ignore[attr-defined]
         self._pc = pc
         if self._audio is not None:
             pc.addTrack(self._audio)
@@ -340,11 +396,21 @@ class CallSession:
         self._chat = pc.createDataChannel("chat", negotiated=True, id=0)
         self._chat.on("message", self._on_chat)
         self._chat.on("open", self._maybe_connected)
-        pc.on("track", self._on_track)
-        pc.on("connectionstatechange", self._on_connection_state)
-        pc.on("iceconnectionstatechange", self._on_ice_connection_state)
-        pc.on("icegatheringstatechange", self._on_ice_gathering_state)
-        pc.on("signalingstatechange", self._on_signaling_state)
+
+        # Handlers check that their connection is still the current one: an old connection
+        # closed by a renegotiation must not move the call.
+        def current(handler: Callable[..., None]) -> Callable[..., None]:
+            def call(*args: Any) -> None:
+                if pc is self._pc:
+                    handler(*args)
+
+            return call
+
+        pc.on("track", current(self._on_track))
+        pc.on("connectionstatechange", current(self._on_connection_state))
+        pc.on("iceconnectionstatechange", current(self._on_ice_connection_state))
+        pc.on("icegatheringstatechange", current(self._on_ice_gathering_state))
+        pc.on("signalingstatechange", current(self._on_signaling_state))
         return pc
 
     async def _gather(self, *, wait: bool) -> None:
@@ -524,6 +590,7 @@ class CallSession:
     async def dial(self, channel: SignalingChannel) -> None:
         """Call the peer at the other end of ``channel``; returns once connected."""
         self._channel = channel
+        self._dialer = True
         offer = await self.create_offer(trickle=channel.supports_trickle)
         await self._send_or_fail(offer)
         await self._flush_trickle()
@@ -586,6 +653,14 @@ class CallSession:
                 case Answer() if self.state is S.OFFERING:
                     with contextlib.suppress(CallError):
                         await self.accept_answer(message)
+                case Answer() if self._restarting:
+                    await self._restart_answered(message)
+                case Offer() if self.state in (S.CONNECTED, S.CONNECTING) and self._pc:
+                    # The peer renegotiates a dead path. On glare the dialer's offer wins.
+                    if self._restarting and self._dialer:
+                        logger.info("ignoring the peer's restart offer: ours goes first")
+                    else:
+                        await self._restart_as_answerer(message)
                 case Candidate():
                     await self.add_remote_candidate(message)
                 case EndOfCandidates():
@@ -662,11 +737,19 @@ class CallSession:
         if self._chat is None or self._chat.readyState != "open":
             return
         self._update_pairs()
+        previous_sas = self.sas
         self._compute_sas()
+        if previous_sas is not None and self.sas != previous_sas:
+            self._emit(
+                ErrorOccurred("the security code (SAS) changed: compare it again", self.now())
+            )
+        self._restarting = False
         self._move(S.CONNECTED)
         if self._connected is not None and not self._connected.done():
             self._connected.set_result(None)
+        self._watch_inbound()
         self._spawn(self._stats_loop())
+        self._spawn(self._watch_path(self._pc))
 
     def _compute_sas(self) -> None:
         pc = self._pc
@@ -790,9 +873,113 @@ class CallSession:
             extra=extra,
         )
 
+    # -- dead-path detection and renegotiation ------------------------------------------
+
+    def _watch_inbound(self) -> None:
+        """Note the time of every packet from the peer (media, RTCP, DTLS, STUN replies)."""
+        assert self._pc is not None
+        loop = asyncio.get_running_loop()
+        self._last_rx = loop.time()
+        for conn in rtcfixes.ice_connections(self._pc):
+            rtcfixes.on_inbound(conn, lambda: setattr(self, "_last_rx", loop.time()))
+
+    async def _watch_path(self, pc: RTCPeerConnection | None) -> None:
+        loop = asyncio.get_running_loop()
+        reported = False
+        while pc is self._pc and self.state is S.CONNECTED and not self._closing:
+            await asyncio.sleep(0.25)
+            silent = loop.time() - self._last_rx
+            if silent < SILENCE_DISCONNECTED:
+                if reported:
+                    reported = False
+                    self._layer("ice-connection", "connected")
+                continue
+            if not reported:
+                reported = True
+                self._layer("ice-connection", "disconnected")
+                self._emit(
+                    ErrorOccurred(f"no packets from the peer for {silent:.0f} s", self.now())
+                )
+            can_restart = self._channel is not None and self._channel.supports_trickle
+            restart_after = SILENCE_RESTART if self._dialer else SILENCE_RESTART_ANSWERER
+            if can_restart and silent >= restart_after:
+                await self._restart_as_offerer(f"no packets from the peer for {silent:.0f} s")
+                return
+            if not can_restart and silent >= SILENCE_FAILED:
+                await self._fail(f"lost the connection to the peer (no packets for {silent:.0f} s)")
+                return
+
+    async def _renew_pc(self, reason: str) -> RTCPeerConnection:
+        """Close the dead connection and start a fresh one (the call moves to CONNECTING).
+
+        aiortc has no ICE restart (RFC 8445 §2.4), so a new peer connection with the same
+        tracks, certificate and sinks stands in for it: new candidates, new checks, new DTLS.
+        """
+        if self.state is S.CONNECTED:
+            self._move(S.CONNECTING, f"{reason}: reconnecting")
+        old = self._pc
+        for gathering in self._gatherings:
+            await gathering.close()
+        self._pc = None
+        self._gatherings = []
+        self._description_sent = False
+        self._trickle_queue = []
+        self._pending_remote = []
+        self._remote_seen = set()
+        self._pairs_snapshot = ()
+        self._selected_key = None
+        self._last_counters = {}
+        if old is not None:
+            await rtcfixes.close_quietly(old)
+        return self._ensure_pc()
+
+    async def _restart_as_offerer(self, reason: str) -> None:
+        try:
+            pc = await self._renew_pc(reason)
+            self._restarting = True
+            self._trickle = True
+            await self._gather(wait=False)
+            await pc.setLocalDescription(await pc.createOffer())
+        except Exception as exc:
+            await self._fail(f"could not reconnect: {exc}")
+            return
+        await self._send(Offer(self._local_sdp("offer")))
+        await self._flush_trickle()
+        self._spawn(self._connect_deadline())
+
+    async def _restart_answered(self, answer: Answer) -> None:
+        try:
+            await self._set_remote("answer", answer.sdp)
+        except CallError as exc:
+            await self._fail(str(exc))
+            return
+        self._start_connecting()
+
+    async def _restart_as_answerer(self, offer: Offer) -> None:
+        try:
+            pc = await self._renew_pc("the peer renegotiates the path")
+            self._restarting = True
+            self._trickle = True
+            await self._set_remote("offer", offer.sdp)
+            await self._gather(wait=False)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await self._fail(f"could not reconnect: {exc}")
+            return
+        await self._send(Answer(self._local_sdp("answer")))
+        await self._flush_trickle()
+        self._start_connecting()
+
     # -- media and chat ------------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        feed = self._feeds.get(track.kind)
+        if feed is not None:  # renegotiated: the sink keeps reading the same feed
+            feed.switch(track)
+            return
+        feed = self._feeds[track.kind] = _RemoteFeed(track.kind)
+        feed.switch(track)
+        track = feed
         sink = self._audio_sink if track.kind == "audio" else self._video_sink
         if sink is not None:
             self._spawn(sink.start(track))
@@ -858,8 +1045,18 @@ class CallSession:
 
     async def _finish(self, final: CallState, reason: str, *, notify: bool = True) -> None:
         if self._closing:
+            # Another hang-up is closing things: return only once it is done, so a caller
+            # that hangs up and then exits never races the teardown.
+            if asyncio.current_task() not in self._tasks:
+                await self._closed.wait()
             return
         self._closing = True
+        try:
+            await self._teardown(final, reason, notify=notify)
+        finally:
+            self._closed.set()
+
+    async def _teardown(self, final: CallState, reason: str, *, notify: bool) -> None:
         if notify and self._channel is not None and self.state not in FINAL_STATES:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._channel.send(Bye(reason)), BYE_TIMEOUT)
@@ -880,7 +1077,7 @@ class CallSession:
         for hole in self._blackholes:
             with contextlib.suppress(Exception):
                 await hole.stop()
-        for track in (self._audio, self._video):
+        for track in (self._audio, self._video, *self._feeds.values()):
             if track is not None:
                 track.stop()
         if self._pc is not None:

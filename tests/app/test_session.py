@@ -18,6 +18,7 @@ from app.events import (
     CallState,
     CandidateGathered,
     ChatReceived,
+    ErrorOccurred,
     Event,
     GatheringFinished,
     PairsUpdated,
@@ -25,6 +26,7 @@ from app.events import (
     SelectedPairChanged,
     StateChanged,
     StatsSample,
+    TransportStateChanged,
 )
 from app.iceservers import IceServer
 from app.session import (
@@ -318,5 +320,82 @@ async def test_relay_only_call_through_coturn(coturn: tuple[str, str, str]) -> N
     assert gathered[0].server == uri
     assert rec.of(SelectedPairChanged)[-1].relayed
     await caller.send_chat("via relay")
+    await caller.hangup()
+    await callee.hangup()
+
+
+def blackhole(session: CallSession) -> None:
+    """Cut the session's current path both ways at its sockets, as a dead network would."""
+    from app import rtcfixes
+
+    assert session._pc is not None
+    for conn in rtcfixes.ice_connections(session._pc):
+        for protocol in conn._protocols:
+            protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
+            protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]
+
+
+async def test_dead_path_is_detected_and_the_call_reconnects() -> None:
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    rec_a, rec_b = Recorder(caller), Recorder(callee)
+    await connect_pair(caller, callee)
+    sas = caller.sas
+    old_pc = caller._pc
+    blackhole(caller)
+    for _ in range(1000):
+        if rec_a.of(StateChanged)[-1].new is CallState.CONNECTING:
+            break
+        await asyncio.sleep(0.02)
+    # Reported as "disconnected" long before aioice's 30 s consent timeout, then renegotiated.
+    reason = rec_a.of(StateChanged)[-1].reason or ""
+    assert "no packets from the peer" in reason
+    assert "reconnecting" in reason
+    assert any(
+        e.layer == "ice-connection" and e.state == "disconnected"
+        for e in rec_a.events
+        if isinstance(e, TransportStateChanged)
+    )
+    for _ in range(1000):
+        if state_of(caller) is CallState.CONNECTED and state_of(callee) is CallState.CONNECTED:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(caller) is CallState.CONNECTED
+    assert state_of(callee) is CallState.CONNECTED
+    assert caller._pc is not old_pc
+    assert caller.sas == sas  # same certificates: the code the users compared still holds
+    assert not [e for e in rec_a.of(ErrorOccurred) if "SAS" in e.message]
+    await caller.send_chat("still here")
+    for _ in range(100):
+        if rec_b.of(ChatReceived):
+            break
+        await asyncio.sleep(0.02)
+    assert [e.text for e in rec_b.of(ChatReceived)] == ["still here"]
+    await caller.hangup()
+    await callee.hangup()
+
+
+async def test_dead_path_without_renegotiation_fails_cleanly() -> None:
+    import app.session as session_module
+
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    offer = await caller.create_offer()
+    await caller.accept_answer(await callee.accept_offer(offer))
+    for _ in range(250):
+        if state_of(caller) is CallState.CONNECTED and state_of(callee) is CallState.CONNECTED:
+            break
+        await asyncio.sleep(0.02)
+    saved = session_module.SILENCE_FAILED
+    session_module.SILENCE_FAILED = 2.5  # copy-paste signaling cannot renegotiate: give up
+    try:
+        blackhole(caller)
+        for _ in range(500):
+            if state_of(caller) is CallState.FAILED:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        session_module.SILENCE_FAILED = saved
+    assert state_of(caller) is CallState.FAILED
+    final = [e for e in caller.events if isinstance(e, StateChanged)][-1]
+    assert "lost the connection to the peer" in (final.reason or "")
     await caller.hangup()
     await callee.hangup()
