@@ -399,3 +399,34 @@ async def test_dead_path_without_renegotiation_fails_cleanly() -> None:
     assert "lost the connection to the peer" in (final.reason or "")
     await caller.hangup()
     await callee.hangup()
+
+
+async def test_video_call_delivers_frames_and_sends_black_when_camera_is_off() -> None:
+    from app.media.video import LatestFrameSink, TestPatternTrack
+
+    options = CallOptions(loopback_candidates=True, video=True)
+    sink = LatestFrameSink()
+    caller = CallSession(options, video_source=TestPatternTrack(320, 240))
+    callee = CallSession(options, video_sink=sink)
+    await connect_pair(caller, callee)
+    for _ in range(500):
+        if sink.frames >= 10:
+            break
+        await asyncio.sleep(0.02)
+    assert sink.frames >= 10
+    assert sink.size == (320, 240)
+    pattern = sink.latest_rgb()
+    assert pattern is not None
+    assert float(pattern.std()) > 20  # colour bars, not a flat picture
+    caller.set_video_enabled(False)
+    seen = sink.frames
+    for _ in range(500):
+        rgb = sink.latest_rgb()
+        if sink.frames > seen + 10 and rgb is not None and float(rgb.mean()) < 30:
+            break
+        await asyncio.sleep(0.02)
+    rgb = sink.latest_rgb()
+    assert rgb is not None
+    assert float(rgb.mean()) < 30  # black frames while the camera is off
+    await caller.hangup()
+    await callee.hangup()
