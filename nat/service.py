@@ -178,7 +178,16 @@ class _ClientStream(asyncio.Protocol):
                 service.core.counters.malformed += 1
                 self.close()
                 return
-            if size is None or len(buffer) < size:
+            if size is None:
+                return
+            if buffer[0] & 0xC0 == 0x40 and service.core.allocation(self.client, self.key) is None:
+                # ChannelData before any allocation: not a TURN client (e.g. "GET ..." parses
+                # as channel 0x4745). Close rather than wait for a 20 kB "frame".
+                logger.info("closing %s/%s: not speaking TURN", self.key.protocol, self.client)
+                service.core.counters.malformed += 1
+                self.close()
+                return
+            if len(buffer) < size:
                 return
             frame = bytes(buffer[:size])
             del buffer[:size]

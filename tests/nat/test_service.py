@@ -1,0 +1,505 @@
+"""nat.service: the asyncio relay with real sockets on 127.0.0.1 / ::1 and real clients.
+
+Ports are ephemeral (listening_port=0) and relay ports come from a random window that skips
+ports in use, so these tests run alongside others on the same machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import errno
+import ipaddress
+import random
+import socket
+import ssl
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aioice.turn import create_turn_endpoint
+
+from nat import stun
+from nat.auth import long_term_key
+from nat.config import RelayConfig
+from nat.errors import ServiceError
+from nat.service import RelayServer, RelayStats
+from tests.nat.turn_helpers import key_for, new_tid, sign
+
+REALM = "peercall"
+USER, PASSWORD = "alice", "wonderland"
+
+
+def relay_range(size: int = 100) -> tuple[int, int]:
+    start = random.randrange(20000, 32768 - size)
+    return start, start + size - 1
+
+
+def make_config(**overrides: Any) -> RelayConfig:
+    low, high = relay_range()
+    base: dict[str, Any] = {
+        "listening_port": 0,
+        "min_port": low,
+        "max_port": high,
+        "realm": REALM,
+        "users": ((USER, long_term_key(USER, REALM, PASSWORD)),),
+        "allow_loopback_peers": True,
+    }
+    base.update(overrides)
+    return RelayConfig(**base)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    clock: Callable[[], float] = time.time, **overrides: Any
+) -> AsyncIterator[RelayServer]:
+    server = RelayServer(make_config(**overrides), clock=clock)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def port_of(server: RelayServer, kind: str = "udp") -> int:
+    return next(port for k, _, port in server.addresses if k == kind)
+
+
+class Inbox(asyncio.DatagramProtocol):
+    """A UDP endpoint that queues what it receives."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[Any, ...]]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.queue.put_nowait((data, addr))
+
+    async def get(self, wait: float = 5.0) -> tuple[bytes, tuple[Any, ...]]:
+        return await asyncio.wait_for(self.queue.get(), wait)
+
+
+@contextlib.asynccontextmanager
+async def udp_endpoint(
+    host: str = "127.0.0.1",
+) -> AsyncIterator[tuple[asyncio.DatagramTransport, Inbox]]:
+    loop = asyncio.get_running_loop()
+    transport, inbox = await loop.create_datagram_endpoint(Inbox, local_addr=(host, 0))
+    try:
+        yield transport, inbox
+    finally:
+        transport.close()
+        await asyncio.sleep(0)
+
+
+class RawClient:
+    """A hand-rolled TURN client over a real UDP socket (requests signed by turn_helpers.sign)."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, inbox: Inbox, server: tuple[str, int]):
+        self.transport = transport
+        self.inbox = inbox
+        self.server = server
+        self.key = key_for(USER, REALM, PASSWORD)
+        self.nonce = b""
+
+    def _build(self, method: int, attrs: list[tuple[stun.Attr[Any], Any]], auth: bool) -> bytes:
+        msg = stun.Message(method, stun.MsgClass.REQUEST, new_tid())
+        for attr, value in attrs:
+            msg.add(attr, value)
+        if not auth:
+            return msg.encode()
+        msg.add(stun.USERNAME, USER)
+        msg.add(stun.REALM, REALM)
+        msg.add(stun.NONCE, self.nonce)
+        return sign(msg.encode(), self.key)
+
+    async def receive(self) -> stun.Message:
+        data, _ = await self.inbox.get()
+        return stun.parse_message(data)
+
+    async def request(self, method: int, attrs: list[tuple[stun.Attr[Any], Any]]) -> stun.Message:
+        for _ in range(2):
+            self.transport.sendto(self._build(method, attrs, auth=bool(self.nonce)), self.server)
+            response = await self.receive()
+            err = response.get(stun.ERROR_CODE)
+            nonce = response.get(stun.NONCE)
+            if err is not None and err.code in (401, 438) and nonce is not None:
+                self.nonce = nonce
+                continue
+            return response
+        return response
+
+    def indicate(self, peer: tuple[str, int], data: bytes) -> None:
+        msg = stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, new_tid())
+        msg.add(stun.XOR_PEER_ADDRESS, peer)
+        msg.add(stun.DATA, data)
+        self.transport.sendto(msg.encode(), self.server)
+
+
+def error(msg: stun.Message) -> int | None:
+    err = msg.get(stun.ERROR_CODE)
+    return None if err is None else err.code
+
+
+def port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
+        return True
+
+
+async def eventually(check: Callable[[], bool], wait: float = 5.0) -> None:
+    for _ in range(int(wait / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    assert check()
+
+
+# --- lifecycle ----------------------------------------------------------------------------------
+
+
+async def test_start_reports_addresses_and_uris_and_stop_is_idempotent() -> None:
+    server = RelayServer(make_config())
+    assert server.addresses == []
+    await server.start()
+    port = port_of(server)
+    assert server.addresses == [("udp", "127.0.0.1", port), ("tcp", "127.0.0.1", port)]
+    assert server.turn_uris() == [
+        f"turn:127.0.0.1:{port}?transport=udp",
+        f"turn:127.0.0.1:{port}?transport=tcp",
+    ]
+    assert server.stats() == RelayStats(0, 0, 0, 0, 0, 0)
+    await server.stop()
+    await server.stop()
+    assert server.addresses == []
+    assert port_is_free("127.0.0.1", port)
+
+
+async def test_port_in_use_is_a_one_line_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        server = RelayServer(make_config(listening_port=port))
+        with pytest.raises(ServiceError) as exc:
+            await server.start()
+    assert str(exc.value) == f"cannot listen on udp 127.0.0.1:{port}: address already in use"
+    assert server.addresses == []
+
+
+async def test_bad_certificate_is_a_one_line_error(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    server = RelayServer(make_config(cert=missing, pkey=missing, tls_listening_port=0))
+    with pytest.raises(ServiceError) as exc:
+        await server.start()
+    assert str(exc.value) == f"cannot load TLS certificate {missing}: no such file or directory"
+
+
+# --- STUN Binding -------------------------------------------------------------------------------
+
+
+async def test_binding_over_udp() -> None:
+    async with running() as server, udp_endpoint() as (transport, inbox):
+        request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, new_tid())
+        transport.sendto(request.encode(), ("127.0.0.1", port_of(server)))
+        data, _ = await inbox.get()
+        response = stun.parse_message(data)
+        assert response.transaction_id == request.transaction_id
+        assert response.get(stun.XOR_MAPPED_ADDRESS) == transport.get_extra_info("sockname")
+        assert server.stats().stun_requests == 1
+
+
+async def test_binding_over_tcp_with_split_and_coalesced_frames() -> None:
+    async with running() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server, "tcp"))
+        one = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, new_tid()).encode()
+        two = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, new_tid()).encode()
+        writer.write(one[:7])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(one[7:] + two)  # the rest of one, and all of two, in one segment
+        await writer.drain()
+        local = writer.get_extra_info("sockname")
+        for sent in (one, two):
+            head = await reader.readexactly(20)
+            body = await reader.readexactly(struct.unpack(">H", head[2:4])[0])
+            response = stun.parse_message(head + body)
+            assert response.transaction_id == sent[8:20]
+            assert response.get(stun.XOR_MAPPED_ADDRESS) == local
+        writer.close()
+        await writer.wait_closed()
+
+
+# --- TURN with aioice (a client nobody here wrote) ----------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_aioice_turn_client_relays_both_ways(transport: str) -> None:
+    async with running() as server, udp_endpoint() as (peer, peer_inbox):
+        peer_addr = peer.get_extra_info("sockname")
+        turn, client = await create_turn_endpoint(
+            Inbox,
+            ("127.0.0.1", port_of(server, transport)),
+            USER,
+            PASSWORD,
+            transport=transport,
+        )
+        try:
+            relayed = turn.get_extra_info("sockname")
+            assert relayed[0] == "127.0.0.1"
+            assert server.config.min_port <= relayed[1] <= server.config.max_port
+            for i in range(5):  # the first goes as a Send indication, the rest over a channel
+                turn.sendto(b"ping %d" % i, peer_addr)
+                data, source = await peer_inbox.get()
+                assert (data, source) == (b"ping %d" % i, relayed)
+                peer.sendto(b"pong %d" % i, source)
+                assert await client.get() == (b"pong %d" % i, peer_addr)
+            stats = server.stats()
+            assert stats.allocations == 1
+            assert stats.users == 1
+            assert stats.relayed_packets == 10
+            assert stats.relayed_bytes == 60
+        finally:
+            turn.close()
+        await eventually(lambda: server.stats().allocations == 0)  # aioice sent Refresh 0
+        assert port_is_free("127.0.0.1", relayed[1])
+        assert server.stats().errors == 0
+
+
+async def test_aioice_wrong_password_is_refused() -> None:
+    async with running() as server:
+        with pytest.raises(Exception, match="401"):
+            await create_turn_endpoint(
+                Inbox, ("127.0.0.1", port_of(server)), USER, "wrong", transport="udp"
+            )
+        assert server.stats().allocations == 0
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_turn_over_tls(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    async with (
+        running(cert=str(cert), pkey=str(key), tls_listening_port=0) as server,
+        udp_endpoint() as (peer, peer_inbox),
+    ):
+        tls_port = port_of(server, "tls")
+        assert f"turns:127.0.0.1:{tls_port}?transport=tcp" in server.turn_uris()
+        context = ssl.create_default_context(cafile=str(cert))
+        turn, client = await create_turn_endpoint(
+            Inbox, ("127.0.0.1", tls_port), USER, PASSWORD, transport="tcp", ssl=context
+        )
+        try:
+            peer_addr = peer.get_extra_info("sockname")
+            turn.sendto(b"over tls", peer_addr)
+            data, source = await peer_inbox.get()
+            assert data == b"over tls"
+            peer.sendto(b"back", source)
+            assert await client.get() == (b"back", peer_addr)
+        finally:
+            turn.close()
+        await eventually(lambda: server.stats().allocations == 0)
+
+
+# --- hand-rolled clients: IPv6, reservations, expiry, capacity ----------------------------------
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 on this host")
+async def test_ipv6_allocation_on_ipv6_loopback() -> None:
+    async with (
+        running(listening_ips=("::1",)) as server,
+        udp_endpoint("::1") as (transport, inbox),
+        udp_endpoint("::1") as (peer, peer_inbox),
+    ):
+        assert server.turn_uris()[0] == f"turn:[::1]:{port_of(server)}?transport=udp"
+        client = RawClient(transport, inbox, ("::1", port_of(server)))
+        response = await client.request(
+            stun.Method.ALLOCATE,
+            [(stun.REQUESTED_TRANSPORT, 17), (stun.REQUESTED_ADDRESS_FAMILY, 2)],
+        )
+        assert error(response) is None
+        relayed = response.get(stun.XOR_RELAYED_ADDRESS)
+        assert relayed is not None
+        assert relayed[0] == "::1"
+        assert response.get(stun.XOR_MAPPED_ADDRESS) == transport.get_extra_info("sockname")[:2]
+        peer_addr = peer.get_extra_info("sockname")[:2]
+        assert (
+            error(
+                await client.request(
+                    stun.Method.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, peer_addr)]
+                )
+            )
+            is None
+        )
+        client.indicate(peer_addr, b"six")
+        data, source = await peer_inbox.get()
+        assert (data, source[:2]) == (b"six", relayed)
+        peer.sendto(b"back", source)
+        indication = await client.receive()
+        assert indication.method == stun.Method.DATA
+        assert indication.get(stun.DATA) == b"back"
+        assert indication.get(stun.XOR_PEER_ADDRESS) == peer_addr
+
+
+async def test_even_port_reserves_the_next_port_for_its_token() -> None:
+    async with running() as server, udp_endpoint() as (t1, in1), udp_endpoint() as (t2, in2):
+        address = ("127.0.0.1", port_of(server))
+        rtp = RawClient(t1, in1, address)
+        response = await rtp.request(
+            stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17), (stun.EVEN_PORT, True)]
+        )
+        relayed = response.get(stun.XOR_RELAYED_ADDRESS)
+        token = response.get(stun.RESERVATION_TOKEN)
+        assert relayed is not None
+        assert token is not None
+        assert relayed[1] % 2 == 0
+        assert not port_is_free("127.0.0.1", relayed[1] + 1)  # held for the token
+        rtcp = RawClient(t2, in2, address)
+        response = await rtcp.request(
+            stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17), (stun.RESERVATION_TOKEN, token)]
+        )
+        assert response.get(stun.XOR_RELAYED_ADDRESS) == ("127.0.0.1", relayed[1] + 1)
+
+
+async def test_allocation_expiry_closes_the_relay_socket() -> None:
+    clock = [1_700_000_000.0]
+    async with running(clock=lambda: clock[0]) as server, udp_endpoint() as (t, inbox):
+        client = RawClient(t, inbox, ("127.0.0.1", port_of(server)))
+        response = await client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+        relayed = response.get(stun.XOR_RELAYED_ADDRESS)
+        assert relayed is not None
+        assert response.get(stun.LIFETIME) == 600
+        assert not port_is_free(*relayed)
+        clock[0] += 599
+        await asyncio.sleep(1.2)  # at least one timer round
+        assert server.stats().allocations == 1
+        clock[0] += 1
+        await eventually(lambda: server.stats().allocations == 0)
+        assert port_is_free(*relayed)
+
+
+async def test_no_free_relay_port_is_508() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        async with running(min_port=port, max_port=port) as server, udp_endpoint() as (t, inbox):
+            client = RawClient(t, inbox, ("127.0.0.1", port_of(server)))
+            response = await client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+            assert response.get(stun.ERROR_CODE) == (508, "Insufficient Capacity")
+            assert server.stats().allocations == 0
+
+
+async def test_tcp_disconnect_frees_the_allocation() -> None:
+    async with running() as server:
+        turn, _client = await create_turn_endpoint(
+            Inbox, ("127.0.0.1", port_of(server, "tcp")), USER, PASSWORD, transport="tcp"
+        )
+        relayed = turn.get_extra_info("sockname")
+        assert server.stats().allocations == 1
+        # Drop the TCP connection without a Refresh 0: the allocation must go with it.
+        inner = turn._TurnTransport__inner_protocol  # type: ignore[attr-defined]
+        inner.transport.abort()
+        await eventually(lambda: server.stats().allocations == 0)
+        assert port_is_free(*relayed)
+        turn.close()
+
+
+async def test_stop_closes_relays_and_connections() -> None:
+    server = RelayServer(make_config())
+    await server.start()
+    turn, _client = await create_turn_endpoint(
+        Inbox, ("127.0.0.1", port_of(server, "tcp")), USER, PASSWORD, transport="tcp"
+    )
+    relayed = turn.get_extra_info("sockname")
+    await server.stop()
+    assert port_is_free(*relayed)
+    assert server.stats().allocations == 0
+    turn.close()
+    await asyncio.sleep(0)
+
+
+async def test_bad_clients_do_not_stop_the_others() -> None:
+    async with running() as server, udp_endpoint() as (transport, inbox):
+        address = ("127.0.0.1", port_of(server))
+        for junk in (
+            b"",
+            b"\xff" * 40,
+            b"\x00\x01\x00\x04" + bytes(16),
+            b"\x40\x00\xff\xff",
+            b"GET / HTTP/1.1\r\n",
+        ):
+            transport.sendto(junk, address)
+        # A TCP client speaking HTTP ("GE" looks like a ChannelData header) is disconnected...
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        await writer.wait_closed()
+        # ...one that sends half a frame and hangs stays connected without blocking anyone...
+        slow_reader, slow_writer = await asyncio.open_connection(*address)
+        slow_writer.write(b"\x00\x01\x00\x50" + bytes(10))
+        await slow_writer.drain()
+        # ...and a well-behaved client is served all along.
+        request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, new_tid())
+        transport.sendto(request.encode(), address)
+        data, _ = await inbox.get()
+        assert stun.parse_message(data).transaction_id == request.transaction_id
+        assert server.stats().errors >= 3
+        assert server.core.counters.internal_errors == 0
+        slow_writer.close()
+        await slow_writer.wait_closed()
+        del slow_reader
