@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from aioice import Candidate
@@ -394,11 +394,6 @@ def selected_pair(pc: RTCPeerConnection) -> CandidatePair | None:
         if pair is not None:
             return pair
     return None
-
-
-def nominated_pairs(pc: RTCPeerConnection) -> Iterable[CandidatePair]:
-    for conn in ice_connections(pc):
-        yield from conn._nominated.values()
 
 
 async def close_quietly(pc: RTCPeerConnection) -> None:

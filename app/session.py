@@ -38,7 +38,7 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
 from app.errors import CallError, ConnectionFailed, IllegalTransition
@@ -291,26 +291,30 @@ class CallSession:
         self._restarting = False
         self._last_rx = 0.0
         self._chat: RTCDataChannel | None = None
-        self._gatherings: list[rtcfixes.Gathering] = []
         self._gather_started: float | None = None
         self._channel: SignalingChannel | None = None
         self._trickle = False
-        self._description_sent = False
-        self._trickle_queue: list[Message] = []
-        self._pending_remote: list[Candidate] = []
-        self._remote_seen: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected: asyncio.Future[None] | None = None
         self._closing = False
         self._closed = asyncio.Event()
-        self._pairs_snapshot: tuple[CandidatePairInfo, ...] = ()
-        self._selected_key: tuple[str, int, str, int] | None = None
         self._local_infos: dict[tuple[str, int], CandidateInfo] = {}
         self._remote_infos: dict[tuple[str, int], CandidateInfo] = {}
         self.sas: str | None = None
         self.muted = False
         self.video_enabled = True
         self.selected: SelectedPairChanged | None = None
+        self._reset_path_state()
+
+    def _reset_path_state(self) -> None:
+        """What belongs to one peer connection (a renegotiated path starts these afresh)."""
+        self._gatherings: list[rtcfixes.Gathering] = []
+        self._description_sent = False
+        self._trickle_queue: list[Message] = []
+        self._pending_remote: list[Candidate] = []
+        self._remote_seen: set[str] = set()
+        self._pairs_snapshot: tuple[CandidatePairInfo, ...] = ()
+        self._selected_key: tuple[str, int, str, int] | None = None
         self._last_counters: dict[str, float] = {}
 
     # -- observation -------------------------------------------------------------------
@@ -570,7 +574,7 @@ class CallSession:
         parsed = self._note_remote_candidate(candidate.candidate)
         if parsed is None:
             return
-        rtc = candidate_from_sdp(candidate.candidate.removeprefix("candidate:"))
+        rtc = candidate_from_aioice(parsed)
         rtc.sdpMid = candidate.sdp_mid
         rtc.sdpMLineIndex = candidate.sdp_mline_index
         with contextlib.suppress(Exception):  # a bad candidate must not end the call
@@ -601,10 +605,7 @@ class CallSession:
         """Wait for the peer's offer (ring when this returns); candidates are kept for later."""
         self._channel = channel
         while True:
-            try:
-                message = await channel.receive()
-            except ChannelClosed:
-                raise
+            message = await channel.receive()
             match message:
                 case Offer():
                     return message
@@ -921,14 +922,7 @@ class CallSession:
         for gathering in self._gatherings:
             await gathering.close()
         self._pc = None
-        self._gatherings = []
-        self._description_sent = False
-        self._trickle_queue = []
-        self._pending_remote = []
-        self._remote_seen = set()
-        self._pairs_snapshot = ()
-        self._selected_key = None
-        self._last_counters = {}
+        self._reset_path_state()
         if old is not None:
             await rtcfixes.close_quietly(old)
         return self._ensure_pc()
