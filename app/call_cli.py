@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -119,23 +118,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class LineSource:
-    """stdin lines on the event loop, read by a daemon thread (pastes first, then chat)."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        threading.Thread(target=self._pump, name="peercall-stdin", daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in iter(sys.stdin.readline, ""):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
-
-    async def read_line(self) -> str | None:
-        return await self._queue.get()
-
-
 def _say(text: str) -> None:
     print(f"peercall: {text}", file=sys.stderr, flush=True)
 
@@ -225,8 +207,10 @@ async def _call(args: argparse.Namespace) -> int:
             _say(text)
 
     session.subscribe(on_event)
-    lines = LineSource()
-    channel = _channel(args, lines)
+    from signaling.manual import stdin_reader
+
+    read_line = stdin_reader()  # pastes first, then chat: one reader of stdin
+    channel = _channel(args, read_line)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -256,7 +240,7 @@ async def _call(args: argparse.Namespace) -> int:
             return EXIT_ENDED if session.state is CallState.ENDED else EXIT_FAILED
         for text in args.chat:
             await session.send_chat(text)
-        await _in_call(session, lines, stop, args.duration)
+        await _in_call(session, read_line, stop, args.duration)
         await session.hangup()
         return EXIT_ENDED if session.state is CallState.ENDED else EXIT_FAILED
     finally:
@@ -266,20 +250,14 @@ async def _call(args: argparse.Namespace) -> int:
             _export(session.export(), args.export)
 
 
-def _channel(args: argparse.Namespace, lines: LineSource) -> Any:
+def _channel(args: argparse.Namespace, read_line: Any) -> Any:
     if args.server:
         from signaling.client import WebSocketChannel
 
         return WebSocketChannel(args.server, args.room, args.secret)
-    from signaling.manual import ManualChannel
+    from signaling.manual import stdio_channel
 
-    async def write(text: str) -> None:
-        print(text, flush=True)
-
-    async def notify(text: str) -> None:
-        _say(text)
-
-    return ManualChannel(lines.read_line, write, notify=notify)
+    return stdio_channel(read_line)
 
 
 async def _connect(session: Any, channel: Any, answer: bool) -> None:
@@ -291,7 +269,7 @@ async def _connect(session: Any, channel: Any, answer: bool) -> None:
 
 
 async def _in_call(
-    session: Any, lines: LineSource, stop: asyncio.Event, duration: float | None
+    session: Any, read_line: Any, stop: asyncio.Event, duration: float | None
 ) -> None:
     from app.errors import CallError
     from app.events import CallState
@@ -314,7 +292,7 @@ async def _in_call(
             return
         _say("connected: type a line to chat, an empty line (or Ctrl-D) hangs up")
         while True:
-            reader = asyncio.ensure_future(lines.read_line())
+            reader = asyncio.ensure_future(read_line())
             done, _ = await asyncio.wait([reader, *waiters], return_when=asyncio.FIRST_COMPLETED)
             if reader not in done:
                 reader.cancel()

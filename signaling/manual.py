@@ -306,12 +306,12 @@ class ManualChannel:
             self._reading.cancel()
 
 
-def stdio_channel() -> ManualChannel:
-    """A :class:`ManualChannel` for the terminal: blobs on stdout, pastes from stdin.
+def stdin_reader() -> LineReader:
+    """Lines of stdin on the running loop (``None`` at end of input), for pastes and chat.
 
-    Complaints go to stderr so that stdout carries only blobs (scripts can pipe them).
     stdin is read by a daemon thread (works for terminals, pipes and files alike, and never
-    keeps the process alive at exit the way a blocked executor thread would).
+    keeps the process alive at exit the way a blocked executor thread would), started on the
+    first read.
     """
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -330,10 +330,20 @@ def stdio_channel() -> ManualChannel:
             threading.Thread(target=pump, name="peercall-stdin", daemon=True).start()
         return await lines.get()
 
+    return read_line
+
+
+def stdio_channel(read_line: LineReader | None = None) -> ManualChannel:
+    """A :class:`ManualChannel` for the terminal: blobs on stdout, pastes from stdin.
+
+    Complaints go to stderr so that stdout carries only blobs (scripts can pipe them). Pass
+    ``read_line`` (from :func:`stdin_reader`) to keep reading the same stdin after the blobs.
+    """
+
     async def write(text: str) -> None:
         print(text, flush=True)
 
     async def notify(text: str) -> None:
         print(f"peercall: {text}", file=sys.stderr, flush=True)
 
-    return ManualChannel(read_line, write, notify=notify)
+    return ManualChannel(read_line or stdin_reader(), write, notify=notify)
