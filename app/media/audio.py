@@ -38,6 +38,8 @@ from app.media.convert import MonoConverter, Samples, samples_to_frame
 logger = logging.getLogger(__name__)
 
 BlockHook = Callable[[Samples, float], None]
+#: A processing step for microphone blocks (noise suppression, gain): same length out.
+BlockProcess = Callable[[Samples], Samples]
 
 #: PortAudio latency hint: 'low' asks the host API for its smallest safe buffer
 #: (40 ms on PulseAudio).
@@ -76,10 +78,13 @@ class MicrophoneTrack(AudioStreamTrack):
         on_block: BlockHook | None = None,
         queue_frames: int = 5,
         latency: str | float = DEFAULT_LATENCY,
+        process: BlockProcess | None = None,
     ) -> None:
         super().__init__()
         self.device_index, self.channels = devices.open_device(device, "input")
         self.on_block = on_block
+        #: Runs on the event loop on each block before it is queued and shown to ``on_block``.
+        self.process = process
         self.stats = AudioStats()
         self._latency = latency
         self._queue: asyncio.Queue[Samples | None] = asyncio.Queue(maxsize=max(1, queue_frames))
@@ -164,6 +169,8 @@ class MicrophoneTrack(AudioStreamTrack):
         stats.last_callback = at
         if xrun:
             stats.xruns += 1
+        if self.process is not None:
+            block = self.process(block)
         if self._queue.full():
             self._queue.get_nowait()
             stats.dropped += 1

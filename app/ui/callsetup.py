@@ -73,9 +73,12 @@ def device_media(settings: Settings, on_level: LevelHook | None = None) -> CallM
         def hook(samples: Any, at: float) -> None:
             level_hook(block_level(samples))
 
-    # Noise suppression / gain (webrtc-noise-gain) is not wired in yet: the settings exist,
-    # the processing step does not (see the issue 5 report).
-    source: Any = MicrophoneTrack(settings["audio.input"] or None, on_block=hook)
+    from app.audio_processing import from_settings
+
+    # Noise suppression / auto gain (webrtc-noise-gain) when the settings ask for it.
+    source: Any = MicrophoneTrack(
+        settings["audio.input"] or None, on_block=hook, process=from_settings(settings)
+    )
     sink = SpeakerSink(settings["audio.output"] or None)
     return CallMedia(audio_source=source, audio_sink=sink)
 
