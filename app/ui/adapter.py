@@ -68,6 +68,9 @@ class CallAdapter(QObject):
         self._route: Route = "none"
         self._finished = True
         self._declined = False
+        self._offered = False  # an incoming call actually rang (an offer arrived)
+        self._user_ended = False  # the user hung up / stopped waiting: not an error
+        self.last_recorded = False  # whether the last callEnded went into the history
 
     # --- engine -> Qt ---------------------------------------------------------------------
 
@@ -134,6 +137,11 @@ class CallAdapter(QObject):
     def in_call(self) -> bool:
         return not self._finished
 
+    @property
+    def waiting(self) -> bool:
+        """A call is set up but has not connected yet (dialling, or waiting for an offer)."""
+        return self.in_call and self._connected_at is None
+
     def call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial ``peer`` over ``channel`` (a signaling.base.SignalingChannel)."""
         return self.run(self._call(channel, peer), "Call")
@@ -196,6 +204,8 @@ class CallAdapter(QObject):
         self._started_at, self._connected_at, self._route = time.time(), None, "none"
         self._finished = False
         self._declined = False
+        self._offered = False
+        self._user_ended = False
         self.busyChanged.emit(True)
         session = self._make_session()
         self._attach(session)
@@ -205,6 +215,13 @@ class CallAdapter(QObject):
         """Run a call flow; on failure end the call (recorded as failed) and re-raise."""
         try:
             await flow
+        except Exception:
+            if self._user_ended:  # our own hang-up closed the channel under the flow
+                return
+            self._finish("failed")
+            with contextlib.suppress(Exception):
+                await self._close_everything("error")
+            raise
         except BaseException:
             self._finish("failed")
             with contextlib.suppress(Exception):
@@ -226,6 +243,7 @@ class CallAdapter(QObject):
         async def flow() -> None:
             await channel.connect()
             offer = await session.wait_for_offer(channel)
+            self._offered = True
             self._decision = asyncio.get_running_loop().create_future()
             self.incomingCall.emit(self._peer or "someone")
             accepted = await self._decision
@@ -246,6 +264,7 @@ class CallAdapter(QObject):
         if self._decision is not None and not self._decision.done():
             self._decision.set_result(False)
             return
+        self._user_ended = True
         await self._close_everything(reason)
         self._finish(self._outcome(reason))
 
@@ -272,7 +291,9 @@ class CallAdapter(QObject):
             outcome=outcome,
             route=self._route,
         )
-        if self.history is not None:
+        # Waiting for a call that never rang is not a call: nothing to remember.
+        self.last_recorded = self._direction == "outgoing" or self._offered
+        if self.history is not None and self.last_recorded:
             try:
                 self.history.add(record)
             except OSError as exc:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -26,7 +27,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
@@ -47,7 +47,9 @@ from app.settings import Settings
 from app.ui import callsetup
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
+from app.ui.lanpage import LanPage
 from app.ui.presenters import format_duration, user_message
+from app.ui.ring import Ringer
 from app.ui.widgets import (
     CallTimer,
     ChatPane,
@@ -151,11 +153,16 @@ class MainWindow(QMainWindow):
         media: callsetup.MediaFactory | None = None,
         loopback: bool = False,
         name: str = "PeerCall",
+        lan_interfaces: Sequence[str] | None = None,
+        lan_listen: str = "0.0.0.0",
+        ring_audio: bool | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.history = history
         self.loopback = loopback
+        self._lan_interfaces = lan_interfaces
+        self._lan_listen = lan_listen
         self._media_factory = media
         self._shutting_down = False
         self._shutdown_done = False
@@ -166,6 +173,11 @@ class MainWindow(QMainWindow):
 
         self.adapter = CallAdapter(self._new_session, history, self)
         self.relay_host = RelayHost(self)
+        # Ring on the configured speaker; silent when calls use synthetic media (no sound card).
+        self.ringer = Ringer(
+            settings["audio.output"] or None,
+            enabled=media is None if ring_audio is None else ring_audio,
+        )
         self.signaling_host = SignalingHost(self)
         self.debug_panel: Any = None
         self.settings_dialog: Any = None
@@ -243,21 +255,19 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.wait_button)
         form.addRow(buttons)
         # LAN.
-        lan_page = QWidget()
-        lan = QVBoxLayout(lan_page)
-        lan.setContentsMargins(0, 0, 0, 0)
-        self.lan_peers = QListWidget()
-        self.lan_call_button = QPushButton("Call selected peer")
-        self.lan_wait_button = QPushButton("Be reachable on the LAN")
-        lan.addWidget(QLabel("People on this network:"))
-        lan.addWidget(self.lan_peers)
-        lan.addWidget(self.lan_call_button)
-        lan.addWidget(self.lan_wait_button)
+        self.lan = LanPage(
+            self.adapter.run,
+            self.display_name,
+            interfaces=self._lan_interfaces,
+            listen=self._lan_listen,
+        )
+        self.lan_peers = self.lan.peers
+        self.lan_call_button = self.lan.call_button
+        self.lan_wait_button = self.lan.reachable_button
         # Manual.
         self.manual = ManualPanel()
-        for page in (server_page, lan_page, self.manual):
+        for page in (server_page, self.lan, self.manual):
             self.pages.addWidget(page)
-        self._set_lan_available()
 
         start = QGroupBox("Start a call")
         start_layout = QVBoxLayout(start)
@@ -319,6 +329,8 @@ class MainWindow(QMainWindow):
         backend = self.settings["signaling.backend"]
         self.backend.setCurrentIndex(BACKEND_PAGES.index(backend))
         self.pages.setCurrentIndex(BACKEND_PAGES.index(backend))
+        if backend == "lan":
+            self.lan.start_browsing()
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&PeerCall")
@@ -368,7 +380,10 @@ class MainWindow(QMainWindow):
         self.relay_host.errorRaised.connect(self.show_error)
         self.signaling_host.errorRaised.connect(self.show_error)
         self.chat.sendRequested.connect(a.send_chat)
-        self.backend.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        self.backend.currentIndexChanged.connect(self._on_backend)
+        self.lan.callRequested.connect(lambda request: self.start_call(*request))
+        self.lan.errorRaised.connect(self.show_error)
+        self.lan.reachableChanged.connect(self._on_lan_reachable)
         self.call_button.clicked.connect(self.call_room)
         self.wait_button.clicked.connect(self.wait_in_room)
         self.manual.offer_button.clicked.connect(self.manual_offer)
@@ -380,16 +395,26 @@ class MainWindow(QMainWindow):
         self.decline_button.clicked.connect(self._decline)
         self.always_relay.toggled.connect(self._on_always_relay)
 
-    def _set_lan_available(self) -> None:
-        try:
-            import signaling.lan  # noqa: F401
-        except ImportError:
-            available = False
-        else:
-            available = False  # browsing is not wired into the window yet
-        for widget in (self.lan_peers, self.lan_call_button, self.lan_wait_button):
-            widget.setEnabled(available)
-            widget.setToolTip("LAN discovery is not available in this build yet")
+    def display_name(self) -> str:
+        """How peers see us: the configured display name, else this machine's host name."""
+        name: str = self.settings["display_name"]
+        return name.strip() or socket.gethostname().split(".")[0] or "PeerCall"
+
+    def _on_backend(self, index: int) -> None:
+        self.pages.setCurrentIndex(index)
+        if BACKEND_PAGES[index] == "lan":
+            self.lan.start_browsing()
+
+    def _on_lan_reachable(self, on: bool) -> None:
+        if on:
+            self._listen_on_lan()
+        elif self.adapter.waiting:
+            self.adapter.hangup()  # stop waiting in our own room; a live call goes on
+
+    def _listen_on_lan(self) -> None:
+        channel = self.lan.host_channel()
+        if channel is not None and not self.adapter.in_call:
+            self.wait_for_call(channel, "LAN caller")
 
     def _set_camera_available(self) -> None:
         try:
@@ -460,16 +485,20 @@ class MainWindow(QMainWindow):
         self.wait_for_call(self.manual.channel(self.show_error), "copy-paste peer")
 
     def hangup(self) -> None:
-        self.incoming.hide()
+        self._stop_ringing()
         self.adapter.hangup()
 
     def _accept(self) -> None:
-        self.incoming.hide()
+        self._stop_ringing()
         self.adapter.accept()
 
     def _decline(self) -> None:
-        self.incoming.hide()
+        self._stop_ringing()
         self.adapter.decline()
+
+    def _stop_ringing(self) -> None:
+        self.incoming.hide()
+        self.adapter.run(self.ringer.stop(), "Ring")
 
     def _on_mute(self, muted: bool) -> None:
         self.adapter.set_muted(muted)
@@ -512,7 +541,7 @@ class MainWindow(QMainWindow):
         elif change.new in (ev.CallState.ENDED, ev.CallState.FAILED):
             self.timer.stop()
             self.chat.set_enabled(False)
-            self.incoming.hide()
+            self._stop_ringing()
 
     def _on_stats(self, sample: ev.StatsSample) -> None:
         self.quality.set_sample(sample.rtt_ms, sample.fraction_lost)
@@ -521,11 +550,24 @@ class MainWindow(QMainWindow):
     def _on_incoming(self, peer: str) -> None:
         self.incoming_label.setText(f"Incoming call from {peer}")
         self.incoming.show()
-        if self.tray is not None:
-            self.tray.showMessage("PeerCall", f"Incoming call from {peer}")
+        self.adapter.run(self.ringer.start(), "Ring")
+        if self.tray is not None and not self.isActiveWindow():
+            self.tray.showMessage(
+                "PeerCall", f"Incoming call from {peer}", QSystemTrayIcon.MessageIcon.Information
+            )
         QApplication.alert(self)
 
     def _on_call_ended(self, record: CallRecord) -> None:
+        self._stop_ringing()
+        if self.lan.host is not None and not self._shutting_down:
+            if record.outcome == "failed" and not self.adapter.last_recorded:
+                # Our own room broke while we waited: stop advertising a dead end.
+                self.adapter.run(self.lan.stop_hosting(), "Stop being reachable")
+            else:  # still reachable: wait for the next call once this one is closed
+                QTimer.singleShot(300, self._listen_on_lan)
+        if not self.adapter.last_recorded:  # a wait that ended before anyone called
+            self.chat.add_note("Stopped waiting")
+            return
         self.history_view.prepend(record)
         route = {"relay": " via relay", "direct": " direct", "none": ""}[record.route]
         self.chat.add_note(f"Call {record.outcome}{route}, {format_duration(record.duration)}")
@@ -539,6 +581,7 @@ class MainWindow(QMainWindow):
             self.backend,
         ):
             widget.setEnabled(not busy)
+        self.lan.set_busy(busy)
         for widget in (self.hangup_button, self.mute_button):
             widget.setEnabled(busy)
         if not busy:
@@ -605,8 +648,11 @@ class MainWindow(QMainWindow):
         """Hang up, stop hosted servers; then the window really closes."""
         if self._shutdown_done:
             return
+        self._shutting_down = True
         try:
             await self.adapter.shutdown()
+            await self.ringer.stop()
+            await self.lan.shutdown()
             await self.relay_host.stop()
             await self.signaling_host.stop()
         finally:

@@ -93,7 +93,14 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
         settings.update(values)
         history = History(directory / "history.json")
         window = MainWindow(
-            settings, history, media=callsetup.synthetic_media, loopback=True, name=name
+            settings,
+            history,
+            media=callsetup.synthetic_media,
+            loopback=True,
+            name=name,
+            # mDNS stays on the loopback interface, the LAN host listens on 127.0.0.1 only.
+            lan_interfaces=["127.0.0.1"],
+            lan_listen="127.0.0.1",
         )
         window.show()
         windows.append(window)

@@ -1,0 +1,77 @@
+"""The ring: the pattern as numbers, and the tone heard on a virtual sound card's monitor."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from app.media.analysis import tone_power
+from app.media.audio import MicrophoneTrack
+from app.media.base import AUDIO_RATE
+from app.ui.ring import Ringer, RingPattern, ring_samples
+from tests.audio import VirtualAudio
+
+PATTERN = RingPattern()
+
+
+def test_pattern_is_425_hz_for_one_second_then_three_seconds_of_silence() -> None:
+    one_period = ring_samples(PATTERN, 0, 4 * AUDIO_RATE)
+    on, off = one_period[:AUDIO_RATE], one_period[AUDIO_RATE:]
+    assert tone_power(on, 425) > 0.03  # amplitude 0.3 -> 0.045 minus the 5 ms fades
+    assert tone_power(on, 1000) < 1e-6
+    assert not off.any()
+    # Blocks asked for one by one join seamlessly (what the paced track does).
+    pieces = np.concatenate([ring_samples(PATTERN, i, 960) for i in range(0, 8 * 960, 960)])
+    assert np.array_equal(pieces, ring_samples(PATTERN, 0, 8 * 960))
+    # The cadence repeats: the second period starts like the first.
+    assert np.array_equal(ring_samples(PATTERN, 4 * AUDIO_RATE, 960), one_period[:960])
+
+
+def test_bursts_fade_in_and_out_without_a_click() -> None:
+    start = ring_samples(PATTERN, 0, 48)
+    assert abs(int(start[0])) == 0
+    assert np.abs(start.astype(np.int32)).max() < 0.3 * 32767 * 0.25  # still ramping at 1 ms
+    end = ring_samples(PATTERN, AUDIO_RATE - 24, 24)
+    assert np.abs(end.astype(np.int32)).max() < 0.3 * 32767 * 0.15
+
+
+async def test_a_disabled_or_deviceless_ringer_is_silent_and_does_not_raise() -> None:
+    silent = Ringer(enabled=False)
+    await silent.start()
+    assert not silent.is_ringing()
+    await silent.stop()
+    missing = Ringer("no such speaker at all")
+    await missing.start()
+    assert not missing.is_ringing()
+    assert missing.last_error is not None
+    await missing.stop()
+
+
+async def record(mic: MicrophoneTrack, blocks: int) -> np.ndarray:
+    frames = [await asyncio.wait_for(mic.recv(), 5) for _ in range(blocks)]
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])  # type: ignore[attr-defined]
+
+
+@pytest.mark.audio
+async def test_ring_is_heard_on_the_speaker_monitor_and_stops(virtual_audio: VirtualAudio) -> None:
+    mic = MicrophoneTrack("pulse")  # the default source is the speaker's monitor
+    ringer = Ringer("pulse")
+    try:
+        before = await record(mic, 10)
+        await ringer.start()
+        assert ringer.is_ringing()
+        await ringer.start()  # idempotent
+        await record(mic, 5)  # let the playout path fill
+        during = await record(mic, 25)  # 0.5 s, inside the first 1 s burst
+        await ringer.stop()
+        assert not ringer.is_ringing()
+        await record(mic, 10)  # what was already queued drains
+        after = await record(mic, 25)
+    finally:
+        await ringer.stop()
+        mic.stop()
+    assert tone_power(before, 425) < 1e-6  # the control: silence before the ring
+    assert tone_power(during, 425) > 0.01
+    assert tone_power(after, 425) < 1e-6
