@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("app.devices_cli", "list audio devices"),
     "relay": ("nat.cli", "run the STUN/TURN relay server headless"),
     "signal": ("signaling.cli", "run the WebSocket signaling server headless"),
+    "self-check": ("app.selfcheck", "check this installation: Qt, audio, relay, a loopback call"),
 }
 
 USER_ERRORS = (PeerCallError, NatError, SignalingError)
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
     )
+    parser.add_argument(
+        "--self-check",
+        action="store_true",
+        help="check this installation and exit (same as the self-check command)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -49,13 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _self_check_alias(argv: list[str]) -> list[str]:
+    """``peercall --self-check [options]`` means ``peercall self-check [options]``."""
+    for i, arg in enumerate(argv):
+        if arg in COMMANDS:
+            break  # the flag after a command belongs to that command
+        if arg == "--self-check":
+            return [*argv[:i], "self-check", *argv[i + 1 :]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = _self_check_alias(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(words)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command is None:
-        args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
+        args = parser.parse_args(["gui", *words])
     try:
         result: int = args._module.run(args)
         return result
