@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.connection import broadcast
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
     InvalidStatus,
     InvalidURI,
 )
+from websockets.protocol import State
 
 from signaling.errors import ChannelClosed, MessageError, PeerRejected, SignalingError
 from signaling.messages import Message
@@ -53,6 +55,12 @@ from signaling.ws_protocol import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Acks are cumulative, so one ack may cover many relays: a receiver acks at most this long after
+# a relay arrives, or at once when ACK_EVERY relays are waiting. That halves the frames each side
+# handles per message under load; the only cost is that a sender frees its copy a little later.
+DEFAULT_ACK_DELAY: Final = 0.1
+ACK_EVERY: Final = 32
 
 _FATAL_JOIN_ERRORS: Final = {
     ErrorCode.WRONG_SECRET: "wrong room secret",
@@ -102,6 +110,7 @@ class WebSocketChannel:
         open_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         on_presence: Callable[[Presence], None] | None = None,
+        ack_delay: float = DEFAULT_ACK_DELAY,
     ) -> None:
         self.url = url
         self.room = room
@@ -114,6 +123,7 @@ class WebSocketChannel:
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.on_presence = on_presence
+        self.ack_delay = ack_delay
         self.peer_id = secrets.token_urlsafe(12)  # our identity in the room; stable per channel
         self.session: str | None = None
         self.ice_servers: list[dict[str, Any]] = []
@@ -129,6 +139,9 @@ class WebSocketChannel:
         self._sent_upto = 0  # last seq written to the current link
         self._unacked: dict[int, Message] = {}  # seq -> message the peer has not acked yet
         self._last_seen: dict[str, int] = {}  # sender peer id -> highest seq delivered
+        self._unacked_in = 0  # deliveries received since our last ack frame
+        self._ack_pending: dict[str, int] = {}  # sender -> seq to ack in the next ack frame
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._send_lock = asyncio.Lock()
         self._peer_event = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -373,8 +386,14 @@ class WebSocketChannel:
                 if seq > self._last_seen.get(sender, 0):
                     self._last_seen[sender] = seq
                     self._inbox.put_nowait(data)
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send(encode_frame(AckFrame(sender, self._last_seen[sender])))
+                self._ack_pending[sender] = self._last_seen[sender]
+                self._unacked_in += 1
+                if self._unacked_in >= ACK_EVERY or self.ack_delay <= 0:
+                    self._send_acks(ws)
+                elif self._ack_timer is None:
+                    self._ack_timer = asyncio.get_running_loop().call_later(
+                        self.ack_delay, self._send_acks, ws
+                    )
             case Delivered(seq=seq):
                 self._drop_acked(seq)
             case PeerJoined(peer=peer, name=name, resumed=resumed):
@@ -395,6 +414,18 @@ class WebSocketChannel:
             case Pong() | Joined():
                 pass
 
+    def _send_acks(self, ws: ClientConnection) -> None:
+        """Write the pending cumulative acks (without awaiting: acks are tiny, never stall)."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        pending, self._ack_pending = self._ack_pending, {}
+        self._unacked_in = 0
+        if ws is not self._ws or ws.state is not State.OPEN:
+            return  # a dead link: the server re-sends after the resume and we ack then
+        for sender, seq in pending.items():
+            broadcast((ws,), encode_frame(AckFrame(sender, seq)))
+
     def _fail(self, error: SignalingError) -> None:
         if self._failure is None and not self._closed:
             self._failure = error
@@ -402,6 +433,9 @@ class WebSocketChannel:
             self._peer_event.set()
 
     async def _stop_tasks(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         for task in (self._pinger, self._runner):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()

@@ -15,6 +15,7 @@ import pytest
 from app.cli import build_parser, main
 from signaling import cli, server
 from signaling.client import WebSocketChannel
+from signaling.errors import SignalingError
 from signaling.messages import Offer
 from tests.signaling.conftest import ROOT, ServerProcess
 
@@ -163,3 +164,37 @@ async def test_prints_its_url_serves_and_stops_cleanly_on_signals(signum: int) -
     assert rest.strip() == "stopped"
     await a.close()
     await b.close()
+
+
+def test_tune_gc_freezes_start_up_objects_and_defers_full_collections() -> None:
+    code = (
+        "import gc; from signaling.cli import tune_gc; before = gc.get_threshold(); tune_gc(); "
+        "print(gc.get_freeze_count() > 1000, before[:2] == gc.get_threshold()[:2], "
+        "gc.get_threshold()[2])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["True", "True", "100"]
+
+
+def test_event_loop_uvloop_when_missing_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_uvloop(name: str, *args: object, **kwargs: object) -> object:
+        if name == "uvloop":
+            raise ImportError("no uvloop")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_uvloop)
+    args = signal_parser().parse_args(["--event-loop", "uvloop", "--port", "0"])
+    with pytest.raises(SignalingError) as info:
+        cli.run(args)
+    assert str(info.value) == "--event-loop uvloop: uvloop is not installed"

@@ -267,3 +267,38 @@ async def test_nothing_lost_or_duplicated_under_repeated_link_drops(
     assert got_b == [cand(n) for n in range(count)]
     assert got_a == [cand(n) for n in range(count)]
     assert a.reconnects + b.reconnects > 0
+
+
+async def test_acks_are_cumulative_and_coalesced(server: SignalingServer) -> None:
+    """One ack frame covers a run of relays: ACK_EVERY of them at once, the rest after a delay."""
+    from signaling.client import ACK_EVERY
+    from signaling.ws_protocol import Delivered, Join, Joined, PeerJoined, Relay
+    from tests.signaling.conftest import RawClient
+
+    sender = await RawClient.open(server.url)
+    await sender.send(Join("room", "pw", "sender-000", "raw"))
+    assert isinstance(await sender.recv(), Joined)
+    # A delay far beyond the test: only the ACK_EVERY rule can trigger the first ack.
+    receiver = channel(server.url, "bob", ack_delay=60.0)
+    await receiver.connect()
+    assert isinstance(await sender.recv(), PeerJoined)
+    for seq in range(1, ACK_EVERY + 1):
+        await sender.send(Relay(seq, cand(seq)))
+    assert [await receive(receiver) for _ in range(ACK_EVERY)] == [
+        cand(n) for n in range(1, ACK_EVERY + 1)
+    ]
+    assert await sender.recv() == Delivered(ACK_EVERY)  # one ack for all of them
+    await receiver.close()
+    await sender.close()
+    # With a short delay a lone relay is still acknowledged, by the timer.
+    sender = await RawClient.open(server.url)
+    await sender.send(Join("room2", "pw", "sender-000", "raw"))
+    assert isinstance(await sender.recv(), Joined)
+    receiver = WebSocketChannel(server.url, "room2", "pw", ack_delay=0.05)
+    await receiver.connect()
+    assert isinstance(await sender.recv(), PeerJoined)
+    await sender.send(Relay(1, cand(1)))
+    assert await receive(receiver) == cand(1)
+    assert await sender.recv() == Delivered(1)
+    await receiver.close()
+    await sender.close()
