@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: run test lint typecheck unit bench sysdeps venv clean screenshots
+.PHONY: bundle bundle-check install-desktop
 
 sysdeps:
 	bash scripts/install-system-deps.sh
@@ -36,3 +37,30 @@ bench: sysdeps venv
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+
+# --- packaging (issue 6): the one-folder desktop app and its freedesktop files -------------
+BUNDLE_STAMP := $(VENV)/.packaging-installed
+
+$(BUNDLE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,packaging]'
+	touch $(BUNDLE_STAMP)
+
+# dist/peercall/peercall: a self-contained folder (Python, Qt, PyAV/FFmpeg, PortAudio inside).
+bundle: sysdeps $(BUNDLE_STAMP)
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN \
+		--distpath dist --workpath build/pyinstaller packaging/peercall.spec
+
+# Build, then run the built app's installation check with no display (what CI runs).
+bundle-check: bundle
+	env -u DISPLAY -u WAYLAND_DISPLAY QT_QPA_PLATFORM=offscreen dist/peercall/peercall --self-check
+
+# Menu entry and icons for the current user (the `peercall` command must be on PATH).
+DATA_HOME ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)
+install-desktop:
+	install -Dm644 packaging/linux/org.peercall.PeerCall.desktop \
+		$(DATA_HOME)/applications/org.peercall.PeerCall.desktop
+	install -Dm644 packaging/linux/org.peercall.PeerCall.metainfo.xml \
+		$(DATA_HOME)/metainfo/org.peercall.PeerCall.metainfo.xml
+	cd packaging/linux/icons && for f in hicolor/*/apps/org.peercall.PeerCall.*; do \
+		install -Dm644 "$$f" "$(DATA_HOME)/icons/$$f"; done
+	-update-desktop-database -q $(DATA_HOME)/applications 2>/dev/null

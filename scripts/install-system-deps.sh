@@ -15,6 +15,8 @@ packages=(
   # network namespaces and loss/latency emulation for NAT tests; tone tools for audio checks
   iproute2 sox
   python3-venv
+  # packaging: validators for the .desktop entry and AppStream metadata; objdump for PyInstaller
+  desktop-file-utils appstream binutils
 )
 
 missing=()
