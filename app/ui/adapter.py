@@ -19,9 +19,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app import events as ev
-from app.errors import CallError
+from app.errors import CallError, PeerCallError
 from app.history import CallRecord, Direction, History, Outcome, Route
 from app.ui.presenters import user_message
+from signaling.errors import SignalingError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class CallAdapter(QObject):
         self._channel: Any = None
         self._unsubscribe: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._decision: asyncio.Future[bool] | None = None
+        self._decision: asyncio.Future[bool | None] | None = None  # None: caller gave up
         self._direction: Direction = "outgoing"
         self._peer = ""
         self._started_at = 0.0
@@ -244,11 +245,25 @@ class CallAdapter(QObject):
             await channel.connect()
             offer = await session.wait_for_offer(channel)
             self._offered = True
-            self._decision = asyncio.get_running_loop().create_future()
+            decision: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+            self._decision = decision
             self.incomingCall.emit(self._peer or "someone")
-            accepted = await self._decision
-            self._decision = None
-            if accepted:
+            watcher = (
+                asyncio.ensure_future(self._watch_caller(session, channel, decision))
+                if channel.supports_trickle  # a copy-paste caller has no way to give up
+                else None
+            )
+            try:
+                accepted = await decision
+            finally:
+                self._decision = None
+                if watcher is not None:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
+            if accepted is None:
+                self._finish("missed")
+                await self._close_everything("the caller gave up")
+            elif accepted:
                 await session.answer(channel, offer)
             else:
                 self._declined = True
@@ -257,6 +272,22 @@ class CallAdapter(QObject):
                 await self._close_everything("declined")
 
         await self._guard(flow())
+
+    async def _watch_caller(
+        self, session: Any, channel: Any, decision: asyncio.Future[bool | None]
+    ) -> None:
+        """While ringing, keep reading the channel: a Bye (or a lost link) ends the ring.
+
+        ``wait_for_offer`` is the session's own pre-answer reader: it keeps trickled candidates
+        for the answer and raises when the caller says Bye.
+        """
+        try:
+            while not decision.done():
+                await session.wait_for_offer(channel)  # a repeated offer: keep ringing
+        except (PeerCallError, SignalingError) as exc:
+            logger.info("caller gone while ringing: %s", exc)
+            if not decision.done():
+                decision.set_result(None)
 
     async def _hangup(self, reason: str) -> None:
         if self.session is None:

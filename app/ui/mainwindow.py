@@ -623,7 +623,7 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> Any:
         if self.settings_dialog is None:
-            from app.ui.settingsdialog import SettingsDialog  # type: ignore[import-not-found]
+            from app.ui.settingsdialog import SettingsDialog  # type: ignore[import-not-found,unused-ignore]
 
             self.settings_dialog = SettingsDialog(
                 self.settings, self.relay_host, self.signaling_host, self.adapter.run, self
