@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     window = MainWindow(settings, history, media=media, loopback=self_test)
     window.show()
     if args.print_ready:
-        app.processEvents()
-        print(f"{READY_MARKER} {time.monotonic() - start:.3f}", flush=True)
+        # Printed from the first loop iteration: the window is shown *and* the loop runs.
+        loop.call_soon(lambda: print(f"{READY_MARKER} {time.monotonic() - start:.3f}", flush=True))
+    if not self_test:
+        _autostart_hosting(window, settings)
 
     result: dict[str, int] = {"code": 0}
     finished: asyncio.Future[None] = loop.create_future()
@@ -98,6 +100,17 @@ def run(args: argparse.Namespace) -> int:
     if self_test_task is not None and not self_test_task.done():
         result["code"] = 1
     return result["code"]
+
+
+def _autostart_hosting(window: Any, settings: Any) -> None:
+    """Start the relay / signaling server the settings say to host at start-up."""
+    from app.ui import hosting
+
+    autostart = getattr(hosting, "autostart", None)  # the settings dialog's start-up hook
+    if autostart is not None:
+        window.adapter.run(
+            autostart(settings, window.relay_host, window.signaling_host), "Hosting at start-up"
+        )
 
 
 async def _self_test(window: Any, result: dict[str, int]) -> None:
