@@ -298,8 +298,9 @@ class Settings:
             raise ConfigError(f"unknown setting {name!r}")
         self.update({name: value})
 
-    def update(self, values: dict[str, Any]) -> None:
-        """Validate several values together (cross checks included); all or nothing."""
+    def check(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The settings as they would be with ``values`` applied; raises ConfigError (one line)
+        if any value, or a cross check, fails. Nothing is stored (a dialog validates as typed)."""
         new = dict(self._values)
         for name, value in values.items():
             setting = BY_NAME.get(name)
@@ -307,7 +308,11 @@ class Settings:
                 raise ConfigError(f"unknown setting {name!r}")
             new[name] = setting.validate(_copy(value))
         _cross_check(new)
-        self._values = new
+        return new
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Validate several values together (cross checks included); all or nothing."""
+        self._values = self.check(values)
 
     def as_dict(self) -> dict[str, Any]:
         return {name: _copy(value) for name, value in self._values.items()}

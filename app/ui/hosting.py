@@ -54,6 +54,86 @@ def new_password() -> str:
     return secrets.token_urlsafe(12)
 
 
+def relay_settings(settings: Any, *, allow_loopback_peers: bool = False) -> RelaySettings:
+    """The relay as the saved settings describe it; a user is generated (and stored in
+    ``settings``, not yet saved) when none is configured, so TURN always has credentials."""
+    users = [tuple(u) for u in settings["relay.users"]]
+    if not users:
+        users = [("peercall", new_password())]
+        settings.set("relay.users", [list(u) for u in users])
+    return RelaySettings(
+        listen=settings["relay.listen"] or "0.0.0.0",
+        port=settings["relay.port"],
+        min_port=settings["relay.min_port"],
+        max_port=settings["relay.max_port"],
+        realm=settings["relay.realm"],
+        external_ip=settings["relay.external_ip"],
+        users=tuple((str(n), str(p)) for n, p in users),
+        allow_loopback_peers=allow_loopback_peers,
+    )
+
+
+_WILDCARDS = ("0.0.0.0", "[::]")
+
+
+def share_uris(uris: tuple[str, ...], external_ip: str = "") -> tuple[str, ...]:
+    """The URIs to give the other person: a wildcard listen address becomes ``external_ip``.
+
+    A relay bound to 0.0.0.0 reports ``turn:0.0.0.0:3478``, which nobody can dial; with an
+    external IP set that address is what the other side must use (RFC 8656 §3.1: the client
+    needs the server's reachable transport address). Without one the wildcard stays and
+    :func:`share_text` says to replace it.
+    """
+    if not external_ip:
+        return uris
+    host = f"[{external_ip}]" if ":" in external_ip else external_ip
+    result = []
+    for uri in uris:
+        for wildcard in _WILDCARDS:
+            uri = uri.replace(f":{wildcard}:", f":{host}:", 1)
+        result.append(uri)
+    return tuple(result)
+
+
+def share_spec(uri: str, user: str, password: str) -> str:
+    """``USER:PASSWORD@URI``: what ``peercall call --ice`` and the ICE editor accept."""
+    return f"{user}:{password}@{uri}"
+
+
+def share_text(status: RelayStatus, external_ip: str = "") -> str:
+    """What the Copy button puts on the clipboard: the URIs and the credentials, plainly."""
+    if not status.running:
+        return ""
+    uris = share_uris(status.uris, external_ip)
+    lines = list(uris)
+    if status.users:
+        user, password = status.users[0]
+        lines += [f"username: {user}", f"credential: {password}"]
+        if uris:
+            lines.append(f"in PeerCall: {share_spec(uris[0], user, password)}")
+    if any(w in u for u in uris for w in _WILDCARDS):
+        lines.append("(replace 0.0.0.0 with this machine's address as the other person sees it)")
+    return "\n".join(lines)
+
+
+async def autostart(settings: Any, relay_host: RelayHost, signaling_host: SignalingHost) -> None:
+    """Start what the settings say to host at start-up ("relay.enabled",
+    "signaling_server.enabled"); failures arrive as the hosts' ``errorRaised`` lines."""
+    if settings["relay.enabled"]:
+        had_users = bool(settings["relay.users"])
+        values = relay_settings(settings)
+        if not had_users:
+            try:
+                settings.save()  # keep the generated password stable across restarts
+            except OSError as exc:
+                relay_host.errorRaised.emit(f"Relay: cannot save settings: {user_message(exc)}")
+        await relay_host.start(values)
+    if settings["signaling_server.enabled"]:
+        await signaling_host.start(
+            settings["signaling_server.listen"] or "0.0.0.0", settings["signaling_server.port"]
+        )
+
+
 def build_relay_config(values: RelaySettings) -> Any:
     """A validated nat.config.RelayConfig (raises ConfigError with one line)."""
     from nat.auth import long_term_key

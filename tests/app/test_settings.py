@@ -134,3 +134,14 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
         write_json_atomic(path, {"a": object()})
     assert json.loads(path.read_text(encoding="utf-8")) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_check_validates_without_storing() -> None:
+    settings = Settings(Path("/nonexistent/settings.json"))
+    merged = settings.check({"relay.port": 5000})
+    assert merged["relay.port"] == 5000
+    assert settings["relay.port"] == 3478
+    with pytest.raises(ConfigError, match="min 60000 is above max 50000"):
+        settings.check({"relay.min_port": 60000, "relay.max_port": 50000})
+    with pytest.raises(ConfigError, match="unknown setting 'nope'"):
+        settings.check({"nope": 1})

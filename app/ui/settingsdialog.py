@@ -1,0 +1,1076 @@
+"""The settings dialog: ICE servers (with a Test), signaling, hosting a relay, audio and video.
+
+Thin pages over :class:`app.settings.Settings` (which validates every value) and the hosting
+controllers of :mod:`app.ui.hosting` (which start and stop the embedded servers). Fields are
+validated as typed; the one-line error is shown next to the field and Save stays disabled
+while anything is invalid. The hosting switches act at once (they are actions, not settings);
+"Start when PeerCall starts" is the setting. Long work (probing servers, opening the
+microphone, playing the test tone) runs as coroutines through ``run`` (the adapter's runner),
+never blocking Qt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QHideEvent, QImage, QPixmap, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.errors import ConfigError
+from app.iceservers import IceServer
+from app.probe import ProbeResult, probe_servers
+from app.settings import BY_NAME, SIGNALING_BACKENDS, Settings
+from app.ui.callsetup import block_level
+from app.ui.hosting import (
+    RelayHost,
+    RelaySettings,
+    RelayStatus,
+    SignalingHost,
+    new_password,
+    share_spec,
+    share_text,
+    share_uris,
+)
+from app.ui.presenters import user_message
+from app.ui.widgets import LevelMeter
+
+logger = logging.getLogger(__name__)
+
+Runner = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+
+ERROR_STYLE = "color: #c53030"
+NOTE_STYLE = "color: #6b7280"
+TONE_SECONDS = 1.0
+NOISE_LEVELS = ("Off", "Low", "Moderate", "High", "Very high")
+
+
+def _error_label() -> QLabel:
+    label = QLabel()
+    label.setStyleSheet(ERROR_STYLE)
+    label.setWordWrap(True)
+    return label
+
+
+def split_urls(text: str) -> list[str]:
+    """The URIs of one ICE server entry, separated by spaces or commas."""
+    return [u for u in text.replace(",", " ").split() if u]
+
+
+def entry_error(urls: str, username: str, credential: str) -> str | None:
+    """The one-line problem with an ICE server entry as typed, or None if it is usable."""
+    parts = split_urls(urls)
+    if not parts:
+        return "enter a stun:, turn: or turns: URI"
+    try:
+        IceServer(tuple(parts), username or None, credential or None)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def qr_image(text: str, scale: int = 4, border: int = 4) -> QImage:
+    """A QR code of ``text`` (segno) as a black-on-white QImage, ``scale`` pixels per module."""
+    import segno
+
+    matrix = np.array([list(row) for row in segno.make(text, error="m").matrix], dtype=np.uint8)
+    matrix = np.pad(matrix, border)  # the quiet zone (ISO/IEC 18004 §6.3.8) is light
+    pixels = np.where(matrix > 0, 0, 255).astype(np.uint8)
+    pixels = np.ascontiguousarray(np.kron(pixels, np.ones((scale, scale), dtype=np.uint8)))
+    height, width = pixels.shape
+    return QImage(pixels.data, width, height, width, QImage.Format.Format_Grayscale8).copy()
+
+
+# --- ICE servers ------------------------------------------------------------------------------
+
+
+class IceServersPage(QWidget):
+    """A list of STUN/TURN entries, an editor for the selected one, and a Test button."""
+
+    changed = Signal()
+    testFinished = Signal(list)  # list[ProbeResult]
+
+    COLUMNS = ("URI", "Username", "Test result")
+
+    def __init__(self, run: Runner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._run = run
+        self._entries: list[dict[str, str]] = []
+        self._results: list[str] = []
+        self.results: list[ProbeResult] = []
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.add_button = QPushButton("Add")
+        self.remove_button = QPushButton("Remove")
+        self.up_button = QPushButton("Up")
+        self.down_button = QPushButton("Down")
+        self.test_button = QPushButton("Test")
+        self.test_button.setToolTip("Ask each server for candidates (srflx, relay)")
+        self.uri = QLineEdit()
+        self.uri.setPlaceholderText("turn:relay.example.org:3478?transport=udp")
+        self.uri.setToolTip(
+            "One or more stun:/stuns:/turn:/turns: URIs (RFC 7064/7065), separated by spaces."
+            " Pasting USER:PASSWORD@URI fills the credentials."
+        )
+        self.username = QLineEdit()
+        self.credential = QLineEdit()
+        self.credential.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.error = _error_label()
+        self.error.setObjectName("iceError")
+        self.status = QLabel()
+        self.status.setStyleSheet(NOTE_STYLE)
+
+        buttons = QHBoxLayout()
+        for button in (self.add_button, self.remove_button, self.up_button, self.down_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.test_button)
+        form = QFormLayout()
+        form.addRow("URI", self.uri)
+        form.addRow("", self.error)
+        form.addRow("Username", self.username)
+        form.addRow("Credential", self.credential)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        layout.addLayout(form)
+        layout.addWidget(self.status)
+
+        self.add_button.clicked.connect(self.add_entry)
+        self.remove_button.clicked.connect(self.remove_entry)
+        self.up_button.clicked.connect(lambda: self.move_entry(-1))
+        self.down_button.clicked.connect(lambda: self.move_entry(1))
+        self.test_button.clicked.connect(self.test)
+        self.table.itemSelectionChanged.connect(self._load_selected)
+        self.uri.textEdited.connect(self._uri_edited)
+        self.username.textEdited.connect(self._edited)
+        self.credential.textEdited.connect(self._edited)
+        self._refresh()
+
+    # --- model ------------------------------------------------------------------------------
+
+    def set_entries(self, entries: list[dict[str, Any]]) -> None:
+        """Show the settings' ``ice_servers`` value."""
+        self._entries = [
+            {
+                "urls": " ".join(entry.get("urls", [])),
+                "username": entry.get("username") or "",
+                "credential": entry.get("credential") or "",
+            }
+            for entry in entries
+        ]
+        self._results = [""] * len(self._entries)
+        self._refresh(select=0 if self._entries else None)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The entries in the settings' shape (call only when :meth:`first_error` is None)."""
+        result: list[dict[str, Any]] = []
+        for entry in self._entries:
+            item: dict[str, Any] = {"urls": split_urls(entry["urls"])}
+            if entry["username"]:
+                item["username"] = entry["username"]
+            if entry["credential"]:
+                item["credential"] = entry["credential"]
+            result.append(item)
+        return result
+
+    def servers(self) -> list[IceServer]:
+        return [
+            IceServer(tuple(e["urls"]), e.get("username"), e.get("credential"))
+            for e in self.entries()
+        ]
+
+    def first_error(self) -> str | None:
+        """The first invalid entry's one-line error, prefixed with its row number."""
+        for row, entry in enumerate(self._entries):
+            problem = entry_error(entry["urls"], entry["username"], entry["credential"])
+            if problem is not None:
+                return f"entry {row + 1}: {problem}"
+        return None
+
+    def add_entry(self, urls: str = "", username: str = "", credential: str = "") -> None:
+        self._entries.append({"urls": urls, "username": username, "credential": credential})
+        self._results.append("")
+        self._refresh(select=len(self._entries) - 1)
+        self.uri.setFocus()
+
+    def remove_entry(self) -> None:
+        row = self._selected()
+        if row is None:
+            return
+        del self._entries[row]
+        del self._results[row]
+        self._refresh(select=min(row, len(self._entries) - 1) if self._entries else None)
+
+    def move_entry(self, delta: int) -> None:
+        row = self._selected()
+        if row is None or not 0 <= row + delta < len(self._entries):
+            return
+        entries, results = self._entries, self._results
+        entries[row], entries[row + delta] = entries[row + delta], entries[row]
+        results[row], results[row + delta] = results[row + delta], results[row]
+        self._refresh(select=row + delta)
+
+    # --- editor -----------------------------------------------------------------------------
+
+    def _selected(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows()
+        return rows[0].row() if rows else None
+
+    def _load_selected(self) -> None:
+        row = self._selected()
+        entry = self._entries[row] if row is not None else None
+        for edit, key in ((self.uri, "urls"), (self.username, "username")):
+            edit.setText(entry[key] if entry else "")
+        self.credential.setText(entry["credential"] if entry else "")
+        for widget in (self.uri, self.username, self.credential, self.remove_button):
+            widget.setEnabled(entry is not None)
+        self._show_error()
+
+    def _uri_edited(self, text: str) -> None:
+        if "@" in text:  # USER:PASSWORD@URI pasted: no STUN/TURN URI contains '@'
+            try:
+                server = IceServer.from_spec(text.strip())
+            except ConfigError:
+                pass
+            else:
+                self.uri.setText(server.urls[0])
+                self.username.setText(server.username or "")
+                self.credential.setText(server.credential or "")
+        self._edited()
+
+    def _edited(self) -> None:
+        row = self._selected()
+        if row is None:
+            return
+        self._entries[row] = {
+            "urls": self.uri.text(),
+            "username": self.username.text(),
+            "credential": self.credential.text(),
+        }
+        self._results[row] = ""
+        self._fill_row(row)
+        self._show_error()
+        self.changed.emit()
+
+    def _show_error(self) -> None:
+        row = self._selected()
+        problem = None
+        if row is not None:
+            entry = self._entries[row]
+            problem = entry_error(entry["urls"], entry["username"], entry["credential"])
+        self.error.setText(problem or "")
+        self.error.setVisible(problem is not None)
+        self.test_button.setEnabled(bool(self._entries) and self.first_error() is None)
+
+    def _fill_row(self, row: int) -> None:
+        entry = self._entries[row]
+        problem = entry_error(entry["urls"], entry["username"], entry["credential"])
+        values = (entry["urls"] or "(empty)", entry["username"], self._results[row])
+        for column, value in enumerate(values):
+            item = QTableWidgetItem(value)
+            if column == 0 and problem is not None:
+                item.setForeground(Qt.GlobalColor.red)
+                item.setToolTip(problem)
+            elif column == 2:
+                item.setToolTip(value)
+            self.table.setItem(row, column, item)
+
+    def _refresh(self, select: int | None = None) -> None:
+        self.table.setRowCount(len(self._entries))
+        for row in range(len(self._entries)):
+            self._fill_row(row)
+        if select is not None:
+            self.table.selectRow(select)
+        else:
+            self.table.clearSelection()
+        self._load_selected()
+        self.changed.emit()
+
+    # --- Test -------------------------------------------------------------------------------
+
+    def test(self) -> asyncio.Task[Any] | None:
+        """Probe every configured URI (app.probe) and show what each returned."""
+        if not self._entries or self.first_error() is not None:
+            return None
+        servers = self.servers()
+        self.test_button.setEnabled(False)
+        self.status.setText("Testing…")
+        return self._run(self._test(servers), "Test ICE servers")
+
+    async def _test(self, servers: list[IceServer]) -> None:
+        try:
+            results = await probe_servers(servers)
+        finally:
+            self.test_button.setEnabled(True)
+        self.results = results
+        start = 0
+        for row, server in enumerate(servers):
+            mine = results[start : start + len(server.urls)]  # probe_servers keeps the order
+            start += len(server.urls)
+            if len(mine) == 1:
+                self._results[row] = mine[0].summary
+            else:
+                self._results[row] = "; ".join(f"{r.uri}: {r.summary}" for r in mine)
+            self._fill_row(row)
+        ok = sum(r.ok for r in results)
+        self.status.setText(f"Tested {len(results)} URI(s): {ok} answered")
+        self.testFinished.emit(results)
+
+    def result_text(self, row: int) -> str:
+        return self._results[row]
+
+
+# --- Signaling --------------------------------------------------------------------------------
+
+
+class SignalingPage(QWidget):
+    """Backend and its options, and hosting the embedded signaling server."""
+
+    changed = Signal()
+
+    def __init__(self, host: SignalingHost, run: Runner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self._run = run
+        self.backend = QComboBox()
+        self.backend.addItems(list(SIGNALING_BACKENDS))
+        self.url = QLineEdit()
+        self.url_error = _error_label()
+        self.room = QLineEdit()
+        self.secret = QLineEdit()
+        self.secret.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.host_switch = QCheckBox("Host a signaling server")
+        self.listen = QLineEdit()
+        self.port = QSpinBox()
+        self.port.setRange(0, 65535)
+        self.port.setSpecialValueText("any free port")
+        self.autostart = QCheckBox("Start when PeerCall starts")
+        self.host_url = QLabel()
+        self.host_url.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.host_error = _error_label()
+
+        form = QFormLayout()
+        form.addRow("Backend", self.backend)
+        form.addRow("Server URL", self.url)
+        form.addRow("", self.url_error)
+        form.addRow("Room", self.room)
+        form.addRow("Room secret", self.secret)
+        hosting = QGroupBox("Host signaling")
+        hosting_form = QFormLayout(hosting)
+        hosting_form.addRow(self.host_switch)
+        hosting_form.addRow("Listen on", self.listen)
+        hosting_form.addRow("Port", self.port)
+        hosting_form.addRow(self.autostart)
+        hosting_form.addRow("URL", self.host_url)
+        hosting_form.addRow(self.host_error)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(hosting)
+        layout.addStretch(1)
+
+        self.backend.currentTextChanged.connect(self._backend_changed)
+        for edit in (self.url, self.room, self.secret, self.listen):
+            edit.textEdited.connect(self._validate)
+        self.host_switch.toggled.connect(self._toggled)
+        host.runningChanged.connect(self._running)
+        host.errorRaised.connect(self._host_failed)
+
+    def load(self, settings: Settings) -> None:
+        self.backend.setCurrentText(settings["signaling.backend"])
+        self.url.setText(settings["signaling.url"])
+        self.room.setText(settings["signaling.room"])
+        self.secret.setText(settings["signaling.secret"])
+        self.listen.setText(settings["signaling_server.listen"])
+        self.port.setValue(settings["signaling_server.port"])
+        self.autostart.setChecked(settings["signaling_server.enabled"])
+        self.host_error.clear()
+        self._running(self.host.server is not None)
+        self._backend_changed(self.backend.currentText())
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "signaling.backend": self.backend.currentText(),
+            "signaling.url": self.url.text().strip(),
+            "signaling.room": self.room.text(),
+            "signaling.secret": self.secret.text(),
+            "signaling_server.listen": self.listen.text().strip(),
+            "signaling_server.port": self.port.value(),
+            "signaling_server.enabled": self.autostart.isChecked(),
+        }
+
+    def first_error(self) -> str | None:
+        try:
+            BY_NAME["signaling.url"].validate(self.url.text().strip())
+            BY_NAME["signaling_server.listen"].validate(self.listen.text().strip())
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    def _backend_changed(self, backend: str) -> None:
+        for widget in (self.url, self.room, self.secret):
+            widget.setEnabled(backend == "websocket")
+        self._validate()
+
+    def _validate(self) -> None:
+        problem = self.first_error()
+        self.url_error.setText(problem or "")
+        self.url_error.setVisible(problem is not None)
+        self.changed.emit()
+
+    def _toggled(self, on: bool) -> None:
+        if on == (self.host.server is not None):
+            return
+        if on:
+            self.host_error.clear()
+            listen = self.listen.text().strip() or "0.0.0.0"
+            try:
+                BY_NAME["signaling_server.listen"].validate(listen)
+            except ConfigError as exc:
+                self._host_failed(str(exc))
+                self._running(False)
+                return
+            self._run(self.host.start(listen, self.port.value()), "Signaling server")
+        else:
+            self._run(self.host.stop(), "Signaling server")
+
+    def _running(self, running: bool) -> None:
+        running = self.host.server is not None
+        self.host_switch.blockSignals(True)
+        self.host_switch.setChecked(running)
+        self.host_switch.blockSignals(False)
+        self.listen.setEnabled(not running)
+        self.port.setEnabled(not running)
+        self.host_url.setText(self.host.url or "not running")
+
+    def _host_failed(self, message: str) -> None:
+        self.host_error.setText(message)
+
+
+# --- Relay ------------------------------------------------------------------------------------
+
+
+def parse_users(text: str) -> tuple[tuple[str, str], ...]:
+    """``name:password`` per line (password may hold ':'); ConfigError names a bad line."""
+    users = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        name, colon, password = line.partition(":")
+        if not colon or not name or not password:
+            raise ConfigError(f"relay users: line {number} must be name:password")
+        users.append((name, password))
+    return tuple(users)
+
+
+class RelayPage(QWidget):
+    """ "Host a relay": one switch, its options, and while on its status and what to share."""
+
+    changed = Signal()
+
+    def __init__(
+        self, host: RelayHost, settings: Settings, run: Runner, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.settings = settings
+        self._run = run
+        self.status = RelayStatus(False)
+        self.share = ""
+        self.qr_text = ""
+        self.switch = QCheckBox("Host a relay (STUN/TURN)")
+        self.switch.setStyleSheet("QCheckBox { font-weight: bold; }")
+        self.listen = QLineEdit()
+        self.port = QSpinBox()
+        self.port.setRange(0, 65535)
+        self.port.setSpecialValueText("any free port")
+        self.min_port = QSpinBox()
+        self.min_port.setRange(1, 65535)
+        self.max_port = QSpinBox()
+        self.max_port.setRange(1, 65535)
+        self.realm = QLineEdit()
+        self.external_ip = QLineEdit()
+        self.external_ip.setPlaceholderText("public address, when behind NAT")
+        self.users = QPlainTextEdit()
+        self.users.setPlaceholderText("name:password per line (empty: one is generated)")
+        self.users.setMaximumHeight(60)
+        self.autostart = QCheckBox("Start when PeerCall starts")
+        self.error = _error_label()
+        self.error.setObjectName("relayError")
+        self.addresses = QLabel("—")
+        self.allocations = QLabel("0")
+        self.relayed = QLabel("0 B")
+        self.share_box = QPlainTextEdit()
+        self.share_box.setReadOnly(True)
+        self.share_box.setMaximumHeight(90)
+        self.copy_button = QPushButton("Copy")
+        self.use_button = QPushButton("Use it for my calls")
+        self.use_button.setToolTip("Add this relay to my ICE servers")
+        self.qr = QLabel()
+        self.qr.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
+        options = QFormLayout()
+        options.addRow(self.switch)
+        options.addRow("Listen on", self.listen)
+        options.addRow("Port", self.port)
+        ports = QHBoxLayout()
+        ports.addWidget(self.min_port)
+        ports.addWidget(QLabel("to"))
+        ports.addWidget(self.max_port)
+        options.addRow("Relay ports", ports)
+        options.addRow("Realm", self.realm)
+        options.addRow("External IP", self.external_ip)
+        options.addRow("Users", self.users)
+        options.addRow(self.autostart)
+        options.addRow(self.error)
+        status = QGroupBox("Status")
+        status_form = QFormLayout(status)
+        status_form.addRow("Listening", self.addresses)
+        status_form.addRow("Allocations", self.allocations)
+        status_form.addRow("Relayed", self.relayed)
+        share_row = QHBoxLayout()
+        share_row.addWidget(self.share_box, 1)
+        share_row.addWidget(self.qr)
+        status_form.addRow("Give the other person", share_row)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.use_button)
+        buttons.addStretch(1)
+        status_form.addRow(buttons)
+        layout = QVBoxLayout(self)
+        layout.addLayout(options)
+        layout.addWidget(status)
+        layout.addStretch(1)
+
+        self.switch.toggled.connect(self._toggled)
+        self.copy_button.clicked.connect(self.copy)
+        for edit in (self.listen, self.realm, self.external_ip):
+            edit.textEdited.connect(self._validate)
+        for spin in (self.port, self.min_port, self.max_port):
+            spin.valueChanged.connect(self._validate)
+        self.users.textChanged.connect(self._validate)
+        host.runningChanged.connect(self._running)
+        host.statusChanged.connect(self.show_status)
+        host.errorRaised.connect(self._failed)
+        self._running(host.running)
+
+    def load(self, settings: Settings) -> None:
+        self.listen.setText(settings["relay.listen"])
+        self.port.setValue(settings["relay.port"])
+        self.min_port.setValue(settings["relay.min_port"])
+        self.max_port.setValue(settings["relay.max_port"])
+        self.realm.setText(settings["relay.realm"])
+        self.external_ip.setText(settings["relay.external_ip"])
+        self.users.setPlainText("\n".join(f"{n}:{p}" for n, p in settings["relay.users"]))
+        self.autostart.setChecked(settings["relay.enabled"])
+        self.error.clear()
+        self._running(self.host.running)
+
+    def values(self) -> dict[str, Any]:
+        """The relay settings as typed (ConfigError if the users text is malformed)."""
+        return {
+            "relay.listen": self.listen.text().strip(),
+            "relay.port": self.port.value(),
+            "relay.min_port": self.min_port.value(),
+            "relay.max_port": self.max_port.value(),
+            "relay.realm": self.realm.text().strip(),
+            "relay.external_ip": self.external_ip.text().strip(),
+            "relay.users": [list(u) for u in parse_users(self.users.toPlainText())],
+            "relay.enabled": self.autostart.isChecked(),
+        }
+
+    def first_error(self) -> str | None:
+        try:
+            self.settings.check(self.values())
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    def _validate(self) -> None:
+        problem = self.first_error()
+        if not self.host.running:
+            self.error.setText(problem or "")
+        self.changed.emit()
+
+    def relay_settings(self) -> RelaySettings:
+        """What the switch starts; a user is generated (and shown) when none is given."""
+        values = self.values()
+        self.settings.check(values)
+        users = tuple((n, p) for n, p in values["relay.users"])
+        if not users:
+            users = (("peercall", new_password()),)
+            self.users.setPlainText(f"{users[0][0]}:{users[0][1]}")
+        return RelaySettings(
+            listen=values["relay.listen"] or "0.0.0.0",
+            port=values["relay.port"],
+            min_port=values["relay.min_port"],
+            max_port=values["relay.max_port"],
+            realm=values["relay.realm"],
+            external_ip=values["relay.external_ip"],
+            users=users,
+        )
+
+    def _toggled(self, on: bool) -> None:
+        if on == self.host.running:
+            return
+        if on:
+            self.error.clear()
+            try:
+                values = self.relay_settings()
+            except ConfigError as exc:
+                self._failed(f"Relay: {exc}")
+                self._running(False)
+                return
+            self._run(self.host.start(values), "Relay")
+        else:
+            self._run(self.host.stop(), "Relay")
+
+    def _running(self, running: bool) -> None:
+        running = self.host.running
+        self.switch.blockSignals(True)
+        self.switch.setChecked(running)
+        self.switch.blockSignals(False)
+        for widget in (
+            self.listen,
+            self.port,
+            self.min_port,
+            self.max_port,
+            self.realm,
+            self.external_ip,
+            self.users,
+        ):
+            widget.setEnabled(not running)
+        self.show_status(self.host.status())
+
+    def _failed(self, message: str) -> None:
+        self.error.setText(message)
+
+    def show_status(self, status: RelayStatus) -> None:
+        """Paint a status snapshot (RelayHost refreshes it every second while running)."""
+        self.status = status
+        self.addresses.setText("\n".join(status.addresses) if status.running else "not running")
+        self.allocations.setText(str(status.allocations))
+        self.relayed.setText(
+            f"{_bytes(status.relayed_bytes)} in {status.relayed_packets} packets"
+            if status.running
+            else "—"
+        )
+        external = self.external_ip.text().strip()
+        share = share_text(status, external)
+        if share != self.share:
+            self.share = share
+            self.share_box.setPlainText(share)
+            uris = share_uris(status.uris, external)
+            if status.running and uris and status.users:
+                self.qr_text = share_spec(uris[0], *status.users[0])
+                self.qr.setPixmap(QPixmap.fromImage(qr_image(self.qr_text, scale=3)))
+            else:
+                self.qr_text = ""
+                self.qr.clear()
+        for widget in (self.copy_button, self.use_button):
+            widget.setEnabled(status.running)
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.share)
+
+    def ice_entry(self) -> dict[str, str] | None:
+        """The ICE server entry for my own relay (its first URI and user), if it runs."""
+        status = self.status
+        uris = share_uris(status.uris, self.external_ip.text().strip())
+        if not status.running or not uris or not status.users:
+            return None
+        user, password = status.users[0]
+        urls = " ".join(u.replace("turn:0.0.0.0:", "turn:127.0.0.1:") for u in uris)
+        return {"urls": urls, "username": user, "credential": password}
+
+
+def _bytes(n: int) -> str:
+    """1234567 -> "1.2 MB" (decimal units, like network figures)."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+# --- Audio & video ----------------------------------------------------------------------------
+
+
+class MediaPage(QWidget):
+    """Devices, a live input level meter while shown, a test tone, noise suppression and gain."""
+
+    changed = Signal()
+    toneFinished = Signal()
+    meterOpened = Signal(bool)
+
+    def __init__(self, run: Runner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._run = run
+        self.track: Any = None
+        self._meter_task: asyncio.Task[Any] | None = None
+        self.peak = 0.0
+        self.microphone = QComboBox()
+        self.speaker = QComboBox()
+        self.camera = QComboBox()
+        self.refresh_button = QPushButton("Rescan devices")
+        self.meter = LevelMeter()
+        self.meter.setObjectName("inputLevel")
+        self.device_note = QLabel()
+        self.device_note.setStyleSheet(NOTE_STYLE)
+        self.device_note.setWordWrap(True)
+        self.tone_button = QPushButton("Play test tone")
+        self.video = QCheckBox("Send video when a call starts")
+        self.noise = QComboBox()
+        self.noise.addItems(list(NOISE_LEVELS))
+        self.noise.setToolTip("WebRTC noise suppression (webrtc-noise-gain); adds about 7 ms")
+        self.gain = QSpinBox()
+        self.gain.setRange(0, 31)
+        self.gain.setSpecialValueText("Off")
+        self.gain.setSuffix(" dBFS target")
+        self.gain.setToolTip("WebRTC automatic gain control: the level it aims for, below full")
+        echo = QLabel(
+            "Echo cancellation: none in PeerCall itself. Use headphones, or your system's"
+            " echo-cancelling microphone (PulseAudio/PipeWire 'echo-cancel') as the microphone."
+        )
+        echo.setWordWrap(True)
+        echo.setStyleSheet(NOTE_STYLE)
+
+        form = QFormLayout(self)
+        form.addRow("Microphone", self.microphone)
+        form.addRow("Input level", self.meter)
+        form.addRow("Speaker", self.speaker)
+        form.addRow("", self.tone_button)
+        form.addRow("Camera", self.camera)
+        form.addRow("", self.video)
+        form.addRow("", self.refresh_button)
+        form.addRow(self.device_note)
+        form.addRow("Noise suppression", self.noise)
+        form.addRow("Auto gain", self.gain)
+        form.addRow(echo)
+
+        self.microphone.currentIndexChanged.connect(self._microphone_changed)
+        self.noise.currentIndexChanged.connect(self._processing_changed)
+        self.gain.valueChanged.connect(self._processing_changed)
+        self.tone_button.clicked.connect(self.play_tone)
+        self.refresh_button.clicked.connect(self.rescan)
+
+    # --- devices ----------------------------------------------------------------------------
+
+    def list_devices(self, settings: Settings | dict[str, Any]) -> None:
+        """Fill the device choices (``settings`` says which to select); say so when none."""
+        from app.media import devices
+        from app.media.video import list_cameras
+
+        notes = []
+        try:
+            found = devices.list_audio_devices()
+        except Exception as exc:
+            found = []
+            notes.append(f"Audio unavailable: {user_message(exc)}")
+        inputs = [d.name for d in found if d.supports("input")]
+        outputs = [d.name for d in found if d.supports("output")]
+        if found and not inputs:
+            notes.append("No microphone found.")
+        if found and not outputs:
+            notes.append("No speaker found.")
+        if not found and not notes:
+            notes.append("No audio devices found (is a sound server running?).")
+        cameras = [c.path for c in list_cameras()]
+        if not cameras:
+            notes.append("No camera found: calls send the test pattern when video is on.")
+        for combo, names, key, default in (
+            (self.microphone, inputs, "audio.input", "System default"),
+            (self.speaker, outputs, "audio.output", "System default"),
+            (self.camera, cameras, "video.camera", "First found / none"),
+        ):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem(default, "")
+            for name in names:
+                combo.addItem(name, name)
+            current = settings[key]
+            if current and current not in names:
+                combo.addItem(f"{current} (not present)", current)
+            combo.setCurrentIndex(max(0, combo.findData(current)))
+            combo.blockSignals(False)
+        self.device_note.setText(" ".join(notes))
+        self.device_note.setVisible(bool(notes))
+
+    def load(self, settings: Settings) -> None:
+        self.list_devices(settings)
+        self.video.setChecked(settings["video.enabled"])
+        self.noise.setCurrentIndex(settings["audio.noise_suppression"])
+        self.gain.setValue(settings["audio.auto_gain"])
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "audio.input": self.microphone.currentData() or "",
+            "audio.output": self.speaker.currentData() or "",
+            "video.camera": self.camera.currentData() or "",
+            "video.enabled": self.video.isChecked(),
+            "audio.noise_suppression": self.noise.currentIndex(),
+            "audio.auto_gain": self.gain.value(),
+        }
+
+    def rescan(self) -> None:
+        """Re-enumerate devices (PortAudio lists them once); the meter is closed meanwhile."""
+        from app.media import devices
+
+        was_open = self.track is not None
+        self.stop_meter()
+        try:
+            devices.refresh()
+        except Exception as exc:
+            self.device_note.setText(f"Audio unavailable: {user_message(exc)}")
+        self.list_devices(self.values())
+        if was_open:
+            self.start_meter()
+
+    # --- level meter ------------------------------------------------------------------------
+
+    def _processing(self) -> Any:
+        from app.audio_processing import AudioProcessing
+
+        processing = AudioProcessing(self.noise.currentIndex(), self.gain.value())
+        return processing if processing.enabled else None
+
+    def start_meter(self) -> None:
+        """Open the chosen microphone and feed the meter (idempotent)."""
+        if self.track is not None or (self._meter_task and not self._meter_task.done()):
+            return
+        self._meter_task = self._run(self._open_meter(), "Microphone")
+
+    async def _open_meter(self) -> None:
+        from app.media.audio import MicrophoneTrack
+
+        device = self.microphone.currentData() or None
+        try:
+            track = MicrophoneTrack(device, on_block=self._on_block, process=self._processing())
+            await track.start()
+        except Exception as exc:
+            self.device_note.setText(f"Microphone: {user_message(exc)}")
+            self.device_note.setVisible(True)
+            self.meterOpened.emit(False)
+            return
+        if self._meter_task is None:  # stopped while opening
+            track.stop()
+            return
+        self.track = track
+        self.meterOpened.emit(True)
+
+    def _on_block(self, samples: Any, at: float) -> None:
+        level = block_level(samples)
+        self.peak = max(self.peak, level)
+        self.meter.set_level(level)
+
+    def stop_meter(self) -> None:
+        track, self.track = self.track, None
+        task, self._meter_task = self._meter_task, None
+        if task is not None and not task.done():
+            task.cancel()
+        if track is not None:
+            track.stop()
+        self.meter.set_level(0.0)
+
+    def _microphone_changed(self) -> None:
+        if self.track is not None:
+            self.stop_meter()
+            self.start_meter()
+        self.changed.emit()
+
+    def _processing_changed(self) -> None:
+        if self.track is not None:
+            self.track.process = self._processing()
+        self.changed.emit()
+
+    # --- test tone --------------------------------------------------------------------------
+
+    def play_tone(self) -> asyncio.Task[Any] | None:
+        """Play a 440 Hz tone for about a second on the chosen speaker."""
+        if not self.tone_button.isEnabled():
+            return None
+        self.tone_button.setEnabled(False)
+        return self._run(self._play_tone(self.speaker.currentData() or None), "Test tone")
+
+    async def _play_tone(self, device: str | None) -> None:
+        from app.media.audio import SpeakerSink
+        from app.media.synthetic import ToneTrack
+
+        track = ToneTrack(440.0, 0.3)
+        sink: Any = None
+        try:
+            sink = SpeakerSink(device)
+            await sink.start(track)
+            await asyncio.sleep(TONE_SECONDS)
+        except Exception as exc:
+            self.device_note.setText(f"Speaker: {user_message(exc)}")
+            self.device_note.setVisible(True)
+        finally:
+            if sink is not None:
+                await sink.stop()
+            track.stop()
+            self.tone_button.setEnabled(True)
+            self.toneFinished.emit()
+
+
+# --- the dialog -------------------------------------------------------------------------------
+
+
+class SettingsDialog(QDialog):
+    """Settings as pages; Save validates everything, writes atomically and emits ``saved``."""
+
+    saved = Signal()
+
+    def __init__(
+        self,
+        settings: Settings,
+        relay_host: RelayHost,
+        signaling_host: SignalingHost,
+        run: Runner,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("PeerCall settings")
+        self.settings = settings
+        self.run = run
+        self.ice = IceServersPage(run)
+        self.signaling = SignalingPage(signaling_host, run)
+        self.relay = RelayPage(relay_host, settings, run)
+        self.media = MediaPage(run)
+        self.display_name = QLineEdit()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.ice, "ICE servers")
+        self.tabs.addTab(self.signaling, "Signaling")
+        self.tabs.addTab(self.relay, "Host a relay")
+        self.tabs.addTab(self.media, "Audio && video")
+        self.error = _error_label()
+        self.error.setObjectName("settingsError")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        name_row = QFormLayout()
+        name_row.addRow("Your name", self.display_name)
+        layout = QVBoxLayout(self)
+        layout.addLayout(name_row)
+        layout.addWidget(self.tabs)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        self.resize(640, 560)
+
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        for page in (self.ice, self.signaling, self.relay, self.media):
+            page.changed.connect(self.validate)
+        self.relay.use_button.clicked.connect(self.use_my_relay)
+        self.tabs.currentChanged.connect(self._page_changed)
+
+    def load(self) -> None:
+        """Show the current settings (discarding unsaved edits)."""
+        self.display_name.setText(self.settings["display_name"])
+        self.ice.set_entries(self.settings["ice_servers"])
+        self.signaling.load(self.settings)
+        self.relay.load(self.settings)
+        self.media.load(self.settings)
+        self.validate()
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "display_name": self.display_name.text().strip(),
+            "ice_servers": self.ice.entries(),
+            **self.signaling.values(),
+            **self.relay.values(),
+            **self.media.values(),
+        }
+
+    def first_error(self) -> str | None:
+        for page in (self.ice, self.signaling, self.relay):
+            problem = page.first_error()
+            if problem is not None:
+                return problem
+        try:
+            self.settings.check(self.values())
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    def validate(self) -> bool:
+        problem = self.first_error()
+        self.error.setText(problem or "")
+        self.save_button.setEnabled(problem is None)
+        return problem is None
+
+    def save(self) -> bool:
+        """Store and write the settings; on failure the one-line reason stays on screen."""
+        if not self.validate():
+            return False
+        try:
+            self.settings.update(self.values())
+            self.settings.save()
+        except (ConfigError, OSError) as exc:
+            self.error.setText(f"Cannot save settings: {user_message(exc)}")
+            return False
+        self.saved.emit()
+        self.accept()
+        return True
+
+    def use_my_relay(self) -> None:
+        entry = self.relay.ice_entry()
+        if entry is not None:
+            self.ice.add_entry(entry["urls"], entry["username"], entry["credential"])
+            self.tabs.setCurrentWidget(self.ice)
+
+    # --- the level meter runs only while the audio page is visible --------------------------
+
+    def _page_changed(self) -> None:
+        if self.isVisible() and self.tabs.currentWidget() is self.media:
+            self.media.start_meter()
+        else:
+            self.media.stop_meter()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._page_changed()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.media.stop_meter()
+        super().hideEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.media.stop_meter()
+        super().closeEvent(event)
