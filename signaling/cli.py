@@ -40,8 +40,12 @@ On start the server prints 'listening on ws://HOST:PORT' (with the real port whe
 and 'ready'. SIGINT or SIGTERM stop it cleanly (exit 0); a port in use or a bad option is one
 line on stderr and exit 2.
 
+With --cert and --key the server speaks TLS (wss://); clients of a self-signed certificate
+need it as their CA file.
+
 examples:
   peercall signal --host 0.0.0.0 --port 8765
+  peercall signal --host 0.0.0.0 --cert fullchain.pem --key privkey.pem
   PEERCALL_TURN_SECRET=s3cret peercall signal --turn-uri turn:relay.example.org:3478
   peercall signal --host 0.0.0.0 --advertise --name "Kitchen PC"
 """
@@ -96,6 +100,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=_port,
         default=DEFAULT_PORT,
         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free port and prints it)",
+    )
+    listen.add_argument(
+        "--cert",
+        metavar="FILE",
+        type=Path,
+        help="serve wss:// (TLS) with this PEM certificate (chain, leaf first); needs --key",
+    )
+    listen.add_argument(
+        "--key",
+        metavar="FILE",
+        type=Path,
+        help="the certificate's PEM private key, unencrypted (with --cert)",
     )
     turn = parser.add_argument_group("TURN credentials handed to clients")
     turn.add_argument(
@@ -220,6 +236,8 @@ def build_server(args: argparse.Namespace) -> SignalingServer:
     """The server the options describe; raises :class:`SignalingError` for bad values."""
     from signaling.server import SignalingServer
 
+    if (args.cert is None) != (args.key is None):
+        raise SignalingError("--cert and --key go together: give both to serve wss://")
     return SignalingServer(
         args.host,
         args.port,
@@ -231,6 +249,8 @@ def build_server(args: argparse.Namespace) -> SignalingServer:
         ping_interval=args.ping_interval or None,
         resume_grace=args.resume_grace,
         max_queue=args.max_queue,
+        cert=args.cert,
+        key=args.key,
     )
 
 

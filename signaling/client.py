@@ -16,9 +16,11 @@ import logging
 import os
 import random
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,6 +35,7 @@ from websockets.protocol import State
 
 from signaling.errors import ChannelClosed, MessageError, PeerRejected, SignalingError
 from signaling.messages import Message
+from signaling.tls import client_context
 from signaling.ws_protocol import Ack as AckFrame
 from signaling.ws_protocol import (
     Deliver,
@@ -92,6 +95,8 @@ class WebSocketChannel:
     reconnects by itself until ``close`` or until ``reconnect_timeout`` seconds pass without
     a link. ``ice_servers`` holds the short-lived TURN credentials the server handed out;
     ``peer_present`` / ``on_presence`` / :meth:`wait_for_peer` report the other peer.
+    ``wss://`` URLs are verified against the system CAs, or only against ``ca_file`` (PEM) for
+    a self-signed or private-CA server certificate.
     """
 
     supports_trickle = True
@@ -111,7 +116,13 @@ class WebSocketChannel:
         ping_interval: float | None = 20.0,
         on_presence: Callable[[Presence], None] | None = None,
         ack_delay: float = DEFAULT_ACK_DELAY,
+        ca_file: str | Path | None = None,
     ) -> None:
+        secure = url.lower().startswith("wss://")
+        if ca_file is not None and not secure:
+            raise SignalingError(f"a CA file is only used with wss:// URLs, not {url!r}")
+        # Built once (and the CA file read once): a bad file fails here, not at each reconnect.
+        self._ssl = client_context(ca_file) if secure else None
         self.url = url
         self.room = room
         self.secret = secret
@@ -236,6 +247,7 @@ class WebSocketChannel:
                 ping_timeout=self.ping_interval,
                 compression=None,
                 max_size=4 * 2**20,  # the server's relays are capped far below this
+                ssl=self._ssl,
             )
         except InvalidURI as exc:
             raise SignalingError(f"invalid signaling server URL {self.url!r}: {exc}") from None
@@ -246,6 +258,9 @@ class WebSocketChannel:
             ) from None
         except TimeoutError:
             raise SignalingError(f"cannot reach signaling server {self.url}: timed out") from None
+        except ssl.SSLError as exc:  # before OSError, its base: errno means nothing here
+            reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            raise SignalingError(f"TLS with signaling server {self.url} failed: {reason}") from None
         except (OSError, InvalidHandshake) as exc:
             if isinstance(exc, OSError) and exc.errno:
                 reason = os.strerror(exc.errno).lower()  # asyncio's strerror is "Connect call.."

@@ -25,10 +25,12 @@ import hmac
 import http
 import logging
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
@@ -39,6 +41,7 @@ from websockets.http11 import Request, Response
 
 from nat.auth import rest_credentials
 from signaling.errors import SignalingError
+from signaling.tls import server_context
 from signaling.ws_protocol import (
     ROOM_RE,
     Ack,
@@ -147,7 +150,17 @@ class SignalingServer:
         join_timeout: float | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
         clock: Callable[[], float] = time.time,
+        ssl_context: ssl.SSLContext | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
     ) -> None:
+        if (cert is None) != (key is None):
+            raise SignalingError("TLS needs both a certificate file and its key file")
+        if cert is not None and key is not None:
+            if ssl_context is not None:
+                raise SignalingError("give either an SSL context or certificate/key files")
+            ssl_context = server_context(cert, key)
+        self.ssl_context = ssl_context
         self.turn_uris = tuple(turn_uris)
         for uri in self.turn_uris:
             if not uri.lower().startswith(("stun:", "stuns:", "turn:", "turns:")):
@@ -198,6 +211,7 @@ class SignalingServer:
                 compression=None,  # SDP compresses poorly; deflate costs ~100 KiB per client
                 process_request=self._process_request,
                 server_header=None,
+                ssl=self.ssl_context,
             )
         except OSError as exc:
             reason = (
@@ -235,9 +249,10 @@ class SignalingServer:
 
     @property
     def url(self) -> str:
-        """``ws://host:port`` (IPv6 hosts in brackets)."""
+        """``ws://host:port``, or ``wss://`` with TLS (IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        scheme = "ws" if self.ssl_context is None else "wss"
+        return f"{scheme}://{host}:{self.port}"
 
     def room_count(self) -> int:
         return len(self._rooms)
