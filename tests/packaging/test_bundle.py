@@ -104,3 +104,20 @@ def test_bundled_app_opens_its_main_window_and_exits_cleanly(bundle: Path, tmp_p
         [str(bundle), "--version"], capture_output=True, text=True, timeout=60, check=True
     )
     assert version.stdout.strip() == "peercall 0.1.0"
+
+
+@pytest.mark.audio
+@pytest.mark.timeout(300)
+def test_bundled_portaudio_sees_the_virtual_sound_card(bundle: Path, virtual_audio: object) -> None:
+    """The bundled PortAudio finds PulseAudio through the system's ALSA plugins."""
+    proc = subprocess.run(
+        [str(bundle), "--self-check", "--require-audio", "--call-seconds", "0.5"],
+        cwd=bundle.parent,
+        env=headless_env(),  # carries PULSE_SERVER/XDG_RUNTIME_DIR set by virtual_audio
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "default input" in proc.stdout

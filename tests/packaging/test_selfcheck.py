@@ -124,3 +124,14 @@ def test_selfcheck_module_does_not_import_qt_or_aiortc_at_import_time() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.audio
+@pytest.mark.slow
+def test_require_audio_passes_with_the_virtual_sound_card(virtual_audio: object) -> None:
+    # virtual_audio put PULSE_SERVER/XDG_RUNTIME_DIR in os.environ; the child inherits them.
+    proc = run_peercall("--self-check", "--require-audio", "--call-seconds", "0.5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    line = step_lines(proc.stdout)["audio devices"]
+    assert line.startswith("✓")
+    assert "default input" in line
