@@ -4,17 +4,27 @@
 processing module; it takes 10 ms chunks of 16 kHz mono int16. Our microphone delivers 48 kHz
 mono int16 blocks (20 ms), so :class:`AudioProcessing` decimates by 3 through a low-pass FIR,
 processes the 16 kHz chunks, and interpolates back by 3 through the same filter. Speech sits
-well below the 8 kHz band edge, and Opus in WebRTC spends its bits where the energy is, so the
-band limit costs nothing audible; removing stationary noise lowers what Opus has to code.
+well below the 8 kHz band edge, so the band limit costs little. It does not save bandwidth:
+aiortc's Opus encoder aims at 96 kb/s either way (bench/bench_audio_processing.py measures
+the bitrate with and without it).
 
 Both off is a bit-exact passthrough (the block is returned untouched) so the setting costs
 nothing when unused. No Qt here: the UI builds one from the settings and hands it to
 :class:`app.media.audio.MicrophoneTrack` as its ``process`` step.
+
+Echo cancellation is not done here: it needs the speaker signal and the microphone on one
+clock. PulseAudio ships WebRTC's canceller as ``module-echo-cancel``;
+:func:`enable_system_echo_cancel` loads it and points this process's PulseAudio streams at
+its source and sink (``PULSE_SOURCE``/``PULSE_SINK``, read by libpulse when a stream opens).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -128,3 +138,95 @@ def from_settings(settings: Any) -> AudioProcessing | None:
         int(settings["audio.noise_suppression"]), int(settings["audio.auto_gain"])
     )
     return processing if processing.enabled else None
+
+
+# --- echo cancellation by the sound server ---------------------------------------------------
+
+EC_SOURCE = "peercall_echo_cancel_source"
+EC_SINK = "peercall_echo_cancel_sink"
+
+
+@dataclass(frozen=True)
+class SystemEchoCancel:
+    """Our loaded ``module-echo-cancel``: its PulseAudio module index, source and sink."""
+
+    module: int
+    source: str = EC_SOURCE
+    sink: str = EC_SINK
+
+
+def _pactl(*args: str, timeout: float = 5.0) -> str:
+    """Run pactl; MediaError with pactl's own one-line reason when it fails."""
+    exe = shutil.which("pactl")
+    if exe is None:
+        raise MediaError(
+            "echo cancellation needs PulseAudio (or PipeWire's pulse server) and pactl"
+        )
+    try:
+        done = subprocess.run(
+            [exe, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise MediaError(
+            "echo cancellation: pactl did not answer (is the sound server up?)"
+        ) from None
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise MediaError(f"echo cancellation: pactl {args[0]}: {reason}")
+    return done.stdout
+
+
+def find_system_echo_cancel() -> SystemEchoCancel | None:
+    """Our module if it is loaded (by this or an earlier run), else None."""
+    for line in _pactl("list", "short", "modules").splitlines():
+        fields = line.split("\t")
+        if (
+            len(fields) >= 3
+            and fields[1] == "module-echo-cancel"
+            and f"source_name={EC_SOURCE}" in fields[2]
+        ):
+            return SystemEchoCancel(int(fields[0]))
+    return None
+
+
+def enable_system_echo_cancel(
+    source_master: str | None = None, sink_master: str | None = None
+) -> SystemEchoCancel:
+    """Load PulseAudio's WebRTC echo canceller (once) and use it for streams opened from now on.
+
+    The masters default to the sound server's default source and sink. Only streams that go
+    through PulseAudio (the ``pulse``/``default`` devices) are affected; a raw ``hw:`` device
+    bypasses it. Raises MediaError (one line) if the server refuses.
+    """
+    loaded = find_system_echo_cancel()
+    if loaded is None:
+        args = [
+            "load-module",
+            "module-echo-cancel",
+            "aec_method=webrtc",
+            f"source_name={EC_SOURCE}",
+            f"sink_name={EC_SINK}",
+            "rate=48000",
+            "channels=1",
+        ]
+        if source_master:
+            args.append(f"source_master={source_master}")
+        if sink_master:
+            args.append(f"sink_master={sink_master}")
+        loaded = SystemEchoCancel(int(_pactl(*args).strip()))
+        logger.info("loaded module-echo-cancel (webrtc) as module %d", loaded.module)
+    os.environ["PULSE_SOURCE"] = loaded.source
+    os.environ["PULSE_SINK"] = loaded.sink
+    return loaded
+
+
+def disable_system_echo_cancel() -> None:
+    """Stop using (and unload) our echo canceller; a no-op unless we were using it."""
+    if os.environ.get("PULSE_SOURCE") != EC_SOURCE:
+        return
+    os.environ.pop("PULSE_SOURCE", None)
+    if os.environ.get("PULSE_SINK") == EC_SINK:
+        os.environ.pop("PULSE_SINK", None)
+    loaded = find_system_echo_cancel()
+    if loaded is not None:
+        _pactl("unload-module", str(loaded.module))

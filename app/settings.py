@@ -217,6 +217,12 @@ SETTINGS: tuple[Setting, ...] = (
         "WebRTC automatic gain target in dBFS (0 off .. 31)",
         _int_range(0, 31),
     ),
+    Setting(
+        "audio.echo_cancel",
+        bool,
+        False,
+        "use PulseAudio's WebRTC echo canceller (module-echo-cancel) for calls",
+    ),
     Setting("relay.enabled", bool, False, "host the embedded STUN/TURN relay at start-up"),
     Setting("relay.listen", str, "0.0.0.0", "address the relay listens on", _ip_or_empty),
     Setting("relay.port", int, 3478, "relay STUN/TURN port (UDP and TCP)", _port_or_zero),

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from app.errors import MediaError
 from app.iceservers import IceServer
 from app.session import CallOptions, CallSession
 from app.settings import Settings
@@ -73,8 +74,21 @@ def device_media(settings: Settings, on_level: LevelHook | None = None) -> CallM
         def hook(samples: Any, at: float) -> None:
             level_hook(block_level(samples))
 
-    from app.audio_processing import from_settings
+    from app.audio_processing import (
+        disable_system_echo_cancel,
+        enable_system_echo_cancel,
+        from_settings,
+    )
 
+    # Echo cancellation by the sound server: set up before the streams open (they pick their
+    # PulseAudio source/sink when they open). A failure costs the canceller, not the call.
+    try:
+        if settings["audio.echo_cancel"]:
+            enable_system_echo_cancel()
+        else:
+            disable_system_echo_cancel()
+    except MediaError as exc:
+        logger.warning("%s; calling without it", exc)
     # Noise suppression / auto gain (webrtc-noise-gain) when the settings ask for it.
     source: Any = MicrophoneTrack(
         settings["audio.input"] or None, on_block=hook, process=from_settings(settings)

@@ -737,6 +737,7 @@ class MediaPage(QWidget):
     changed = Signal()
     toneFinished = Signal()
     meterOpened = Signal(bool)
+    echoApplied = Signal(bool)
 
     def __init__(self, run: Runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -763,9 +764,14 @@ class MediaPage(QWidget):
         self.gain.setSpecialValueText("Off")
         self.gain.setSuffix(" dBFS target")
         self.gain.setToolTip("WebRTC automatic gain control: the level it aims for, below full")
+        self.echo = QCheckBox("Echo cancellation (system)")
+        self.echo.setToolTip(
+            "Loads PulseAudio's WebRTC echo canceller (module-echo-cancel) and records from it"
+        )
+        self.echo_error = _error_label()
         echo = QLabel(
-            "Echo cancellation: none in PeerCall itself. Use headphones, or your system's"
-            " echo-cancelling microphone (PulseAudio/PipeWire 'echo-cancel') as the microphone."
+            "The system canceller removes what your speaker plays from your microphone, for the"
+            " pulse/default devices only (not raw hw: devices). Without it, use headphones."
         )
         echo.setWordWrap(True)
         echo.setStyleSheet(NOTE_STYLE)
@@ -781,12 +787,15 @@ class MediaPage(QWidget):
         form.addRow(self.device_note)
         form.addRow("Noise suppression", self.noise)
         form.addRow("Auto gain", self.gain)
+        form.addRow("", self.echo)
+        form.addRow(self.echo_error)
         form.addRow(echo)
 
         self.microphone.currentIndexChanged.connect(self._microphone_changed)
         self.noise.currentIndexChanged.connect(self._processing_changed)
         self.gain.valueChanged.connect(self._processing_changed)
         self.tone_button.clicked.connect(self.play_tone)
+        self.echo.toggled.connect(self._echo_toggled)
         self.refresh_button.clicked.connect(self.rescan)
 
     # --- devices ----------------------------------------------------------------------------
@@ -836,6 +845,10 @@ class MediaPage(QWidget):
         self.video.setChecked(settings["video.enabled"])
         self.noise.setCurrentIndex(settings["audio.noise_suppression"])
         self.gain.setValue(settings["audio.auto_gain"])
+        self.echo.blockSignals(True)
+        self.echo.setChecked(settings["audio.echo_cancel"])
+        self.echo.blockSignals(False)
+        self.echo_error.clear()
 
     def values(self) -> dict[str, Any]:
         return {
@@ -845,6 +858,7 @@ class MediaPage(QWidget):
             "video.enabled": self.video.isChecked(),
             "audio.noise_suppression": self.noise.currentIndex(),
             "audio.auto_gain": self.gain.value(),
+            "audio.echo_cancel": self.echo.isChecked(),
         }
 
     def rescan(self) -> None:
@@ -916,6 +930,30 @@ class MediaPage(QWidget):
     def _processing_changed(self) -> None:
         if self.track is not None:
             self.track.process = self._processing()
+        self.changed.emit()
+
+    # --- echo cancellation (by the sound server) -------------------------------------------
+
+    def _echo_toggled(self, on: bool) -> None:
+        self.echo_error.clear()
+        self._run(self._apply_echo(on), "Echo cancellation")
+
+    async def _apply_echo(self, on: bool) -> None:
+        """Load/unload the canceller now (pactl, off the loop); reopen the meter on it."""
+        from app.audio_processing import disable_system_echo_cancel, enable_system_echo_cancel
+
+        reopen = self.track is not None
+        self.stop_meter()
+        try:
+            await asyncio.to_thread(enable_system_echo_cancel if on else disable_system_echo_cancel)
+        except Exception as exc:
+            self.echo_error.setText(user_message(exc))
+            self.echo.blockSignals(True)
+            self.echo.setChecked(False)
+            self.echo.blockSignals(False)
+        if reopen:
+            self.start_meter()
+        self.echoApplied.emit(self.echo.isChecked())
         self.changed.emit()
 
     # --- test tone --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -424,3 +425,60 @@ def test_level_meter_moves_with_the_test_tone(
     assert d.media.meter.value() == 0
     d.close()
     assert runner.errors == []
+
+
+# --- from the main window ---------------------------------------------------------------------
+
+
+def test_main_window_opens_the_dialog_and_applies_what_is_saved(
+    qtbot: Any, make_window: Any
+) -> None:
+    window = make_window("Main")
+    assert window.settings_action.isEnabled()
+    window.settings_action.trigger()
+    d = window.settings_dialog
+    assert isinstance(d, SettingsDialog)
+    assert d.isVisible()
+    assert d.relay.host is window.relay_host
+    d.signaling.room.setText("from-the-dialog")
+    d.ice.add_entry()
+    edit(d, "turn:192.0.2.9:3478", "eve", "pw")
+    assert d.save()
+    assert window.room.text() == "from-the-dialog"
+    assert window.settings["ice_servers"] == [
+        {"urls": ["turn:192.0.2.9:3478"], "username": "eve", "credential": "pw"}
+    ]
+    assert not d.isVisible()
+
+
+def test_relay_port_in_use_reaches_the_main_window_as_one_line(
+    qtbot: Any, make_window: Any
+) -> None:
+    window = make_window("Main")
+    d = window.open_settings()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        set_relay_fields(d, held.getsockname()[1], "u:p")
+        with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
+            d.relay.switch.click()
+    assert len(window.errors) == 1
+    assert window.errors[0] == d.relay.error.text()
+    assert "already in use" in window.errors[0]
+    for box in list(window.error_boxes):
+        box.close()
+
+
+@pytest.mark.audio
+def test_echo_cancel_switch_reports_a_refusal_in_one_line(
+    qtbot: Any, dialog: SettingsDialog, virtual_audio: VirtualAudio
+) -> None:
+    """The test sound card's microphone is its speaker's monitor, which PulseAudio refuses to
+    cancel between: the switch says so in one line and goes back off."""
+    with qtbot.waitSignal(dialog.media.echoApplied, timeout=10_000) as applied:
+        dialog.media.echo.click()
+    assert applied.args == [False]
+    assert not dialog.media.echo.isChecked()
+    text = dialog.media.echo_error.text()
+    assert text.startswith("echo cancellation: pactl load-module: ")
+    assert "\n" not in text
+    assert os.environ.get("PULSE_SOURCE") is None
