@@ -2,7 +2,8 @@
 
 Usage: .venv/bin/python bench/bench_nat_vs_coturn.py [--clients 100] [--messages 1000]
 
-For each server, one after the other, on loopback with the same settings:
+Servers: coturn, ``peercall`` (``peercall relay --event-loop uvloop``) and ``peercall-asyncio``
+(``--event-loop asyncio``, asyncio's own loop as under the GUI's qasync). For each server, one after the other, on loopback with the same settings:
 
 1. Relay: coturn's ``turnutils_uclient`` (``-m`` clients, ``-n`` messages each of ``-l`` bytes
    every ``-z`` ms, channels, no RTCP) sends through the relay to ``turnutils_peer``, which
@@ -15,7 +16,7 @@ For each server, one after the other, on loopback with the same settings:
 
 Ratios are PeerCall / coturn for rates (higher is better for PeerCall) and coturn / PeerCall
 for CPU per message (so > 1 would mean PeerCall is cheaper). coturn runs with its default relay
-threads (it may use both cores); PeerCall is one asyncio thread. The load generators share the
+threads (it may use both cores); PeerCall is one event-loop thread. The load generators share the
 2 cores, so a server that is not CPU-saturated is generator-bound: the CPU-per-message figure is
 the fairer comparison then, and the utilisation printed says which case it was.
 """
@@ -152,6 +153,8 @@ def start(name: str, workdir: Path) -> Server:
             "0",
             "--user-quota",
             "0",
+            "--event-loop",
+            "asyncio" if name == "peercall-asyncio" else "uvloop",
         ]
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -333,7 +336,9 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=1, help="uclient -z ms (default 1)")
     parser.add_argument("--stun-seconds", type=float, default=10, help="STUN load duration")
     parser.add_argument(
-        "--servers", default="coturn,peercall", help="comma-separated: coturn, peercall"
+        "--servers",
+        default="coturn,peercall,peercall-asyncio",
+        help="comma-separated: coturn, peercall (on uvloop), peercall-asyncio (asyncio's loop)",
     )
     args = parser.parse_args()
     for tool in ("turnserver", "turnutils_uclient", "turnutils_peer"):
@@ -359,13 +364,13 @@ def main() -> int:
             try:
                 relay[name] = r = relay_load(server, peer_port, args)
                 print(
-                    f"{name:9} relay: {r.received}/{r.sent} messages, loss {r.lost_percent:.2f} %,"
+                    f"{name:16} relay: {r.received}/{r.sent} messages, loss {r.lost_percent:.2f} %,"
                     f" {r.rate:,.0f} msg/s while transmitting, server CPU {r.cpu:.2f} s "
                     f"= {r.cpu_per_message * 1e6:.1f} µs/msg (run {r.wall:.1f} s)"
                 )
                 stun[name] = s = stun_load(server, args.stun_seconds)
                 print(
-                    f"{name:9} STUN:  {s.rate:,.0f} Binding/s, server CPU {s.cpu:.2f} s over "
+                    f"{name:16} STUN:  {s.rate:,.0f} Binding/s, server CPU {s.cpu:.2f} s over "
                     f"{s.seconds:.1f} s ({s.cpu / s.seconds:.0%} of a core) = "
                     f"{s.cpu_per_request * 1e6:.1f} µs/request"
                 )
@@ -374,19 +379,16 @@ def main() -> int:
     finally:
         peer.terminate()
         peer.wait(10)
-    if {"coturn", "peercall"} <= relay.keys():
-        ours, ref = relay["peercall"], relay["coturn"]
-        print(
-            f"relay ratio PeerCall/coturn: rate {ours.rate / ref.rate:.2f}x "
-            f"(target >= 0.5x); CPU per message coturn/PeerCall "
-            f"{ref.cpu_per_message / ours.cpu_per_message:.2f}x"
-        )
-        sours, sref = stun["peercall"], stun["coturn"]
-        print(
-            f"STUN ratio PeerCall/coturn: rate {sours.rate / sref.rate:.2f}x "
-            f"(target >= 0.5x); CPU per request coturn/PeerCall "
-            f"{sref.cpu_per_request / sours.cpu_per_request:.2f}x"
-        )
+    for name in ("peercall", "peercall-asyncio"):
+        if {"coturn", name} <= relay.keys():
+            ours, ref = relay[name], relay["coturn"]
+            sours, sref = stun[name], stun["coturn"]
+            print(
+                f"{name} / coturn: relay rate {ours.rate / ref.rate:.2f}x, CPU per message "
+                f"coturn/PeerCall {ref.cpu_per_message / ours.cpu_per_message:.2f}x; "
+                f"STUN rate {sours.rate / sref.rate:.2f}x, CPU per request coturn/PeerCall "
+                f"{sref.cpu_per_request / sours.cpu_per_request:.2f}x (rate targets >= 0.5x)"
+            )
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

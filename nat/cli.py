@@ -12,7 +12,8 @@ import logging
 import signal
 import sys
 import time
-from typing import TextIO
+from collections.abc import Coroutine
+from typing import Any, TextIO
 
 from nat.conffile import SETTINGS, NoticeKind, Setting, Settings, parse_conffile
 from nat.config import RelayConfig
@@ -109,6 +110,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--check-config",
         action="store_true",
         help="validate the configuration, print the resulting settings and exit",
+    )
+    general.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop of the headless relay: uvloop relays about twice as fast as asyncio's "
+        "own; auto (the default) uses uvloop when it is installed",
     )
     general.add_argument(
         "-n",
@@ -306,4 +314,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"uri: {uri}")
         print("configuration OK")
         return 0
-    return asyncio.run(serve(config, sys.stdout))
+    return _run_loop(serve(config, sys.stdout), args.event_loop)
+
+
+def _run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
+    """Run ``main`` on uvloop or asyncio's own loop, as ``--event-loop`` asks."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError as exc:
+            if choice == "uvloop":
+                raise ConfigError("--event-loop uvloop: uvloop is not installed") from exc
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)

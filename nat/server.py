@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -70,6 +71,8 @@ REASONS: Final[dict[int, str]] = {
 _FAMILY_CODE: Final = {1: 4, 2: 6}  # REQUESTED-ADDRESS-FAMILY value -> IP version (RFC 6156)
 _SEND_INDICATION: Final = 0x0016
 _KNOWN_REQUIRED: Final = frozenset(t for t in stun.ATTRIBUTES if t < 0x8000)
+_BARE_BINDING: Final = b"\x00\x01\x00\x00" + stun.MAGIC_COOKIE.to_bytes(4, "big")
+_CHANNEL_HEAD: Final = struct.Struct(">HH").pack
 
 
 # --- actions ------------------------------------------------------------------------------------
@@ -182,6 +185,9 @@ class TurnServer:
         for host in config.relay_ips or config.listening_ips:
             self._relay_hosts.setdefault(6 if ":" in host else 4, host)
         self._external: str | None = config.external_ip
+        self._encode_binding = stun.binding_response_encoder(
+            self._software, add_fingerprint=self._fingerprint
+        )
 
     # --- events in ------------------------------------------------------------------------------
 
@@ -212,30 +218,42 @@ class TurnServer:
         """Data from ``peer`` on the relay socket ``relay``: pass it to the client as
         ChannelData if a channel is bound, else as a Data indication (RFC 8656 §11.3, §12.7),
         provided a permission exists for the peer's IP (§9)."""
+        found = self.relay_received_fast(relay, data, peer, now)
+        if found is None:
+            return []
+        ft, out = found
+        return [SendToClient(Transport(ft.protocol, ft.server), ft.client, out)]
+
+    def relay_received_fast(
+        self, relay: Address, data: bytes, peer: Address, now: float
+    ) -> tuple[FiveTuple, bytes] | None:
+        """:meth:`relay_received` without building actions, for the I/O layer's hot path:
+        ``(client five-tuple, bytes to send it)``, or None when dropped (counted)."""
         allocation = self.allocations.by_relay.get(relay)
         if allocation is None:
-            return []
+            return None
         perm = allocation.permissions.get(peer[0])
         if perm is None or now >= perm.expires:
             self.counters.dropped += 1
-            return []
+            return None
         size = len(data)
         if allocation.max_bps and not allocation.within_bandwidth(size, now):
             self.counters.dropped += 1
-            return []
+            return None
+        ft = allocation.five_tuple
         channel = allocation.channel_by_peer.get(peer)
         if channel is not None and now < channel.expires:
-            out = stun.encode_channel_data(
-                channel.number, data, pad=allocation.five_tuple.protocol != "udp"
-            )
+            # RFC 8656 §12.5: ChannelData, padded to 4 bytes over TCP/TLS.
+            out = _CHANNEL_HEAD(channel.number, size) + data
+            if ft.protocol != "udp" and size & 3:
+                out += b"\x00\x00\x00"[: -size & 3]
         else:
             tid = self._fast_random.getrandbits(96).to_bytes(12, "big")
             out = stun.encode_data_indication(tid, peer, data, add_fingerprint=self._fingerprint)
         counters = self.counters
         counters.relayed_packets += 1
         counters.relayed_bytes += size
-        ft = allocation.five_tuple
-        return [SendToClient(Transport(ft.protocol, ft.server), ft.client, out)]
+        return ft, out
 
     def relay_opened(
         self, five_tuple: FiveTuple, relay: Address, reserved: Address | None, now: float
@@ -330,29 +348,47 @@ class TurnServer:
         self, data: bytes, source: Address, transport: Transport, now: float
     ) -> list[Action]:
         """ChannelData from the client (RFC 8656 §12.5): relay to the channel's peer."""
+        found = self.channel_data_fast(data, source, transport, now)
+        if found is None:
+            return []
+        return [SendToPeer(*found)]
+
+    def channel_data_fast(
+        self, data: bytes, source: Address, transport: Transport, now: float
+    ) -> tuple[Address, Address, bytes] | None:
+        """ChannelData from the client without building actions, for the I/O layer's hot path:
+        ``(relay, peer, payload)`` to send, or None when dropped (counted)."""
         # A plain tuple hashes and compares like the FiveTuple key, and is cheaper to build.
         allocation = self.allocations.by_five_tuple.get(
             cast(FiveTuple, (transport[0], source, transport[1]))
         )
         if allocation is None or len(data) < 4:
             self.counters.dropped += 1
-            return []
+            return None
         number = data[0] << 8 | data[1]
         length = data[2] << 8 | data[3]
         channel = allocation.channels.get(number)
         if channel is None or now >= channel.expires or length > len(data) - 4:
             self.counters.dropped += 1
-            return []
+            return None
         # No permission check here: RFC 8656 §12.5 relays on a bound channel (whose binding
         # passed the peer policy); permissions gate peer-to-client traffic (§11.3).
-        peer = channel.peer
         if allocation.max_bps and not allocation.within_bandwidth(length, now):
             self.counters.dropped += 1
-            return []
+            return None
         counters = self.counters
         counters.relayed_packets += 1
         counters.relayed_bytes += length
-        return [SendToPeer(allocation.relay, peer, data[4 : 4 + length])]
+        return allocation.relay, channel.peer, data[4 : 4 + length]
+
+    def binding_fast(self, data: bytes, source: Address) -> bytes | None:
+        """The answer to a bare Binding request (20 bytes, no attributes), or None for anything
+        else (then :meth:`handle` decides). Same bytes as :meth:`_binding` (RFC 8489 §6.3.1),
+        built by a lean encoder: Binding is what STUN-only clients flood a server with."""
+        if len(data) != stun.HEADER_LENGTH or data[:8] != _BARE_BINDING:
+            return None
+        self.counters.stun_requests += 1
+        return self._encode_binding(data[8:20], source)
 
     def _send_indication(
         self, data: bytes, source: Address, transport: Transport, now: float

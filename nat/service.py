@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import random
 import socket
@@ -49,6 +48,9 @@ MAX_STREAMS = 4096
 TICK_MAX = 1.0
 """Longest sleep of the expiry timer, so deadlines added meanwhile are never late by more."""
 _BIND_ATTEMPTS = 20
+DRAIN_MAX = 64
+"""Datagrams read from one UDP socket per readiness event before other work gets a turn."""
+RECV_SIZE = 65535
 
 
 @dataclass(frozen=True)
@@ -93,35 +95,124 @@ def _udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _ClientDatagrams(asyncio.DatagramProtocol):
-    """A UDP listener: each datagram goes to the core as it is."""
+class _UdpEndpoint:
+    """A bound UDP socket served by a callback per datagram.
+
+    Where the loop offers ``add_reader`` (asyncio's selector loop, uvloop, qasync) the socket is
+    drained on each readiness event, up to :data:`DRAIN_MAX` datagrams: one epoll round trip
+    per burst instead of per datagram, which is most of a relay's CPU in Python. Sending is a
+    plain non-blocking ``sendto``; a full socket buffer drops the datagram, as UDP would
+    anyway. Elsewhere (e.g. the Windows proactor loop) it falls back to a datagram transport.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        on_datagram: Callable[[bytes, tuple[str | int, ...]], None],
+        name: str,
+    ) -> None:
+        self.sock = sock
+        self.loop = loop
+        self.on_datagram = on_datagram
+        self.name = name
+        self.dropped = 0
+        self.transport: asyncio.DatagramTransport | None = None
+        self.closed = False
+
+    async def start(self) -> None:
+        """Start reading (raises OSError if the loop cannot watch the socket)."""
+        try:
+            self.loop.add_reader(self.sock.fileno(), self._readable)
+        except NotImplementedError:
+            self.transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: _DatagramAdapter(self), sock=self.sock
+            )
+            self.sendto = self.transport.sendto  # type: ignore[method-assign]
+
+    def _readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        on_datagram = self.on_datagram
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # ICMP errors from peers (port unreachable...) are normal on a relay.
+                logger.debug("udp %s: %s", self.name, exc)
+                if self.closed:
+                    return
+                continue
+            on_datagram(data, addr)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        """Send one datagram now, or drop it if the socket buffer is full."""
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+        except OSError as exc:  # unreachable peer, closed socket...
+            self.dropped += 1
+            logger.debug("udp %s -> %s: %s", self.name, addr, exc)
+
+    def close(self) -> None:
+        """Stop reading and close the socket; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+            return
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+class _DatagramAdapter(asyncio.DatagramProtocol):
+    """The fallback of :class:`_UdpEndpoint` on loops without ``add_reader``."""
+
+    def __init__(self, endpoint: _UdpEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.endpoint.on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("udp %s: %s", self.endpoint.name, exc)
+
+
+class _ClientDatagrams:
+    """A UDP listener's traffic: the hot paths (ChannelData, bare Binding) through the core's
+    lean entry points, everything else through :meth:`TurnServer.handle` and its actions."""
 
     def __init__(self, service: RelayServer, key: Transport) -> None:
         self.service = service
         self.key = key
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.endpoint: _UdpEndpoint | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         service = self.service
+        core = service.core
         source: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
-        actions = service.core.handle(data, source, self.key, service.clock())
-        # The hot path (ChannelData / Send indication -> one SendToPeer) inline, the rest generic.
-        if len(actions) == 1 and type(actions[0]) is SendToPeer:
-            action = actions[0]
-            relay = service.relays.get(action.relay)
-            if relay is not None:
-                relay.sendto(action.data, action.peer)
-        elif actions:
+        if data and data[0] & 0xC0 == 0x40:
+            found = core.channel_data_fast(data, source, self.key, service.clock())
+            if found is not None:
+                relay = service.relays.get(found[0])
+                if relay is not None:
+                    relay.sendto(found[2], found[1])
+            return
+        answer = core.binding_fast(data, source)
+        if answer is not None:
+            assert self.endpoint is not None
+            self.endpoint.sendto(answer, source)
+            return
+        actions = core.handle(data, source, self.key, service.clock())
+        if actions:
             service.perform(actions)
 
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("udp listener %s: %s", self.key.local, exc)
 
-
-class _PeerDatagrams(asyncio.DatagramProtocol):
+class _PeerDatagrams:
     """A relay socket: datagrams from peers go to the core, tagged with the relay address."""
 
     def __init__(self, service: RelayServer, relay: Address) -> None:
@@ -131,19 +222,18 @@ class _PeerDatagrams(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         service = self.service
         peer: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
-        actions = service.core.relay_received(self.relay, data, peer, service.clock())
-        if actions:
-            action = actions[0]
-            if type(action) is SendToClient and action.transport.protocol == "udp":
-                listener = service.udp_listeners.get(action.transport)
-                if listener is not None:
-                    listener.sendto(action.data, action.client)
-            else:
-                service.perform(actions)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors from peers (port unreachable...) are normal on a relay.
-        logger.debug("relay %s: %s", self.relay, exc)
+        found = service.core.relay_received_fast(self.relay, data, peer, service.clock())
+        if found is None:
+            return
+        ft, out = found
+        if ft.protocol == "udp":
+            listener = service.udp_by_local.get(ft.server)
+            if listener is not None:
+                listener.sendto(out, ft.client)
+        else:
+            stream = service.streams.get(((ft.protocol, ft.server), ft.client))  # type: ignore[arg-type]
+            if stream is not None:
+                stream.write(out)
 
 
 class _ClientStream(asyncio.Protocol):
@@ -229,8 +319,9 @@ class RelayServer:
         self.config = config
         self.clock = clock
         self.core = TurnServer(config)
-        self.udp_listeners: dict[Transport, asyncio.DatagramTransport] = {}
-        self.relays: dict[Address, asyncio.DatagramTransport] = {}
+        self.udp_listeners: dict[Transport, _UdpEndpoint] = {}
+        self.udp_by_local: dict[Address, _UdpEndpoint] = {}
+        self.relays: dict[Address, _UdpEndpoint] = {}
         self.streams: dict[tuple[Transport, Address], _ClientStream] = {}
         self.dropped_to_slow_clients = 0
         self._held: dict[Address, socket.socket] = {}  # ports reserved by EVEN-PORT's R bit
@@ -290,6 +381,7 @@ class RelayServer:
         for listener in self.udp_listeners.values():
             listener.close()
         self.udp_listeners.clear()
+        self.udp_by_local.clear()
         self._addresses.clear()
         # Let the transports' close callbacks run so their sockets are really closed now.
         for _ in range(3):
@@ -368,10 +460,16 @@ class RelayServer:
                 bound = sock.getsockname()[1]
                 port = port or bound
                 key = Transport("udp", (host, bound))
-                transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_ClientDatagrams, self, key), sock=sock
-                )
-                self.udp_listeners[key] = transport
+                handler = _ClientDatagrams(self, key)
+                endpoint = _UdpEndpoint(loop, sock, handler.datagram_received, f"{host}:{bound}")
+                handler.endpoint = endpoint
+                try:
+                    await endpoint.start()
+                except BaseException:
+                    endpoint.close()
+                    raise
+                self.udp_listeners[key] = endpoint
+                self.udp_by_local[key.local] = endpoint
                 self._addresses.append(("udp", host, bound))
             if not config.no_tcp:
                 await self._listen_stream("tcp", host, port, None)
@@ -416,6 +514,7 @@ class RelayServer:
         for listener in self.udp_listeners.values():
             listener.close()
         self.udp_listeners.clear()
+        self.udp_by_local.clear()
         for _, server in self._servers:
             server.close()
             await server.wait_closed()
@@ -465,10 +564,10 @@ class RelayServer:
         relay: Address = sock.getsockname()[:2]
         registered = False
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _PeerDatagrams(self, relay), sock=sock
-            )
-            self.relays[relay] = transport
+            handler = _PeerDatagrams(self, relay)
+            endpoint = _UdpEndpoint(loop, sock, handler.datagram_received, _hostport(*relay))
+            await endpoint.start()
+            self.relays[relay] = endpoint
             registered = True
         finally:
             if not registered:

@@ -288,3 +288,21 @@ def test_port_in_use_is_one_line_exit_2(tmp_path: Path) -> None:
     assert str(port) in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+
+
+# --- event loop ---------------------------------------------------------------------------------
+
+
+async def _loop_module() -> str:
+    import asyncio
+
+    return type(asyncio.get_running_loop()).__module__
+
+
+@pytest.mark.parametrize(("choice", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_event_loop_choice_is_honoured(choice: str, module: str) -> None:
+    pytest.importorskip("uvloop")
+    name: object = cli._run_loop(_loop_module(), choice)  # type: ignore[arg-type]
+    assert str(name).split(".")[0] == module
+    assert parse("--event-loop", choice).event_loop == choice
+    assert parse().event_loop == "auto"

@@ -595,3 +595,84 @@ def test_five_tuple_key_and_relay_map(alice: Client) -> None:
     assert server.allocations.by_five_tuple[FiveTuple("udp", alice.source, UDP.local)] is allocation
     assert server.allocations.by_relay[alice.relay] is allocation
     assert dataclasses.replace(CloseRelay(("a", 1))) == CloseRelay(("a", 1))
+
+
+# --- lean entry points for the I/O layer's hot path ---------------------------------------------
+
+
+@pytest.mark.parametrize("fingerprint", [True, False])
+@pytest.mark.parametrize("source", [("198.51.100.1", 1234), ("2001:db8::5", 65000), ("0.0.0.0", 0)])
+def test_binding_fast_gives_the_same_bytes_as_the_full_path(
+    fingerprint: bool, source: tuple[str, int]
+) -> None:
+    server = make_server(fingerprint=fingerprint, server_name="relay-x")
+    request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, bytes(range(12))).encode()
+    (full,) = sent_to_client(server.handle(request, source, UDP, T0))
+    assert server.binding_fast(request, source) == full.data
+    assert server.counters.stun_requests == 2
+
+
+def test_binding_fast_leaves_anything_but_a_bare_request_to_the_core(server: TurnServer) -> None:
+    tid = bytes(12)
+    bare = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, tid).encode()
+    with_attr = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, tid)
+    with_attr.add(stun.SOFTWARE, "client")
+    source = ("192.0.2.1", 9)
+    assert server.binding_fast(with_attr.encode(), source) is None
+    assert server.binding_fast(bare[:19], source) is None
+    assert server.binding_fast(b"\x00\x01\x00\x00" + bytes(16), source) is None  # RFC 3489
+    assert server.binding_fast(b"\x01\x01" + bare[2:], source) is None  # a response
+    assert server.counters.stun_requests == 0
+
+
+def test_channel_data_fast_matches_the_action_path(alice: Client) -> None:
+    server = alice.server
+    alice.bind(0x4001, PEER, T0)
+    data = stun.encode_channel_data(0x4001, b"abc")
+    fast = server.channel_data_fast(data, alice.source, alice.transport, T0)
+    assert fast == (alice.relay, PEER, b"abc")
+    assert alice.send(data, T0) == [SendToPeer(*fast)]
+    assert (server.counters.relayed_packets, server.counters.relayed_bytes) == (2, 6)
+    # Unbound channel, expired channel, unknown client: dropped by both, and counted.
+    unbound = stun.encode_channel_data(0x4002, b"abc")
+    for now, raw, source in [
+        (T0, unbound, alice.source),
+        (T0 + 600, data, alice.source),
+        (T0, data, ("198.51.100.99", 1)),
+    ]:
+        before = server.counters.dropped
+        assert server.channel_data_fast(raw, source, alice.transport, now) is None
+        assert server.handle(raw, source, alice.transport, now) == []
+        assert server.counters.dropped == before + 2
+    assert server.counters.relayed_packets == 2
+
+
+def test_relay_received_fast_matches_the_action_path(alice: Client) -> None:
+    server = alice.server
+    alice.bind(0x4001, PEER, T0)
+    fast = server.relay_received_fast(alice.relay, b"xyz", PEER, T0)
+    assert fast == (alice.five_tuple, b"\x40\x01\x00\x03xyz")
+    (action,) = server.relay_received(alice.relay, b"xyz", PEER, T0)
+    assert action == SendToClient(alice.transport, alice.source, fast[1])
+    # Permission expired (300 s) though the channel lives 600 s: dropped by both.
+    dropped = server.counters.dropped
+    assert server.relay_received_fast(alice.relay, b"xyz", PEER, T0 + 300) is None
+    assert server.relay_received(alice.relay, b"xyz", PEER, T0 + 300) == []
+    # A peer IP without permission, or an unknown relay: dropped too.
+    assert server.relay_received_fast(alice.relay, b"xyz", ("203.0.113.99", 1), T0) is None
+    assert server.relay_received_fast(("127.0.0.1", 1), b"xyz", PEER, T0) is None
+    assert server.counters.dropped == dropped + 3  # an unknown relay is not a drop to count
+    assert (server.counters.relayed_packets, server.counters.relayed_bytes) == (2, 6)
+
+
+def test_fast_paths_honour_the_bandwidth_cap() -> None:
+    server = make_server(max_bps=1000)
+    client = Client(server)
+    client.allocate(T0)
+    client.bind(0x4000, PEER, T0)
+    data = stun.encode_channel_data(0x4000, b"x" * 400)
+    assert server.channel_data_fast(data, client.source, client.transport, T0) is not None
+    assert server.relay_received_fast(client.relay, b"y" * 400, PEER, T0) is not None
+    assert server.channel_data_fast(data, client.source, client.transport, T0) is None
+    assert server.relay_received_fast(client.relay, b"y" * 400, PEER, T0) is None
+    assert server.counters.dropped == 2

@@ -503,3 +503,63 @@ async def test_bad_clients_do_not_stop_the_others() -> None:
         slow_writer.close()
         await slow_writer.wait_closed()
         del slow_reader
+
+
+# --- the UDP hot path (ChannelData both ways, bare Binding) -------------------------------------
+
+
+@pytest.mark.parametrize("reader", ["add_reader", "transport fallback"])
+async def test_udp_fast_path_relays_and_drops_like_the_core(
+    reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if reader != "add_reader":
+
+        def no_reader(*args: object) -> None:
+            raise NotImplementedError
+
+        monkeypatch.setattr(asyncio.get_running_loop(), "add_reader", no_reader)
+    clock = [1_700_000_000.0]
+    async with (
+        running(clock=lambda: clock[0]) as server,
+        udp_endpoint() as (t, inbox),
+        udp_endpoint() as (peer_t, peer_inbox),
+    ):
+        client = RawClient(t, inbox, ("127.0.0.1", port_of(server)))
+        response = await client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+        relayed = response.get(stun.XOR_RELAYED_ADDRESS)
+        assert relayed is not None
+        peer = peer_t.get_extra_info("sockname")
+        bound = await client.request(
+            stun.Method.CHANNEL_BIND,
+            [(stun.CHANNEL_NUMBER, 0x4000), (stun.XOR_PEER_ADDRESS, peer)],
+        )
+        assert error(bound) is None
+        # A burst client -> peer arrives whole and in order (one drain per readiness event).
+        for i in range(200):
+            t.sendto(stun.encode_channel_data(0x4000, b"%03d" % i), client.server)
+        got = [(await peer_inbox.get())[0] for _ in range(200)]
+        assert got == [b"%03d" % i for i in range(200)]
+        # peer -> client: ChannelData.
+        peer_t.sendto(b"pong", relayed)
+        data, _ = await inbox.get()
+        assert data == b"\x40\x00\x00\x04pong"
+        assert server.stats().relayed_packets == 201
+        # An unbound channel is dropped and counted.
+        dropped = server.core.counters.dropped
+        t.sendto(stun.encode_channel_data(0x4001, b"lost"), client.server)
+        await eventually(lambda: server.core.counters.dropped == dropped + 1)
+        # After 300 s the permission has expired (the channel lives 600 s): peer data is
+        # dropped, while client -> peer still flows on the bound channel (RFC 8656 §12.5).
+        clock[0] += 300
+        peer_t.sendto(b"late", relayed)
+        await eventually(lambda: server.core.counters.dropped == dropped + 2)
+        t.sendto(stun.encode_channel_data(0x4000, b"still"), client.server)
+        assert (await peer_inbox.get())[0] == b"still"
+        assert inbox.queue.empty()
+        # A bare Binding request takes the lean encoder and is counted.
+        requests = server.stats().stun_requests
+        request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, new_tid())
+        t.sendto(request.encode(), client.server)
+        answer = stun.parse_message((await inbox.get())[0])
+        assert answer.get(stun.XOR_MAPPED_ADDRESS) == t.get_extra_info("sockname")
+        assert server.stats().stun_requests == requests + 1
