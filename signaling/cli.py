@@ -28,6 +28,9 @@ DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_RESUME_GRACE = 30.0
 DEFAULT_TURN_TTL = 3600.0
 DEFAULT_MAX_QUEUE = 256
+DEFAULT_RATE_LIMIT = 50.0
+DEFAULT_RATE_BURST = 200
+DEFAULT_MAX_CONNECTIONS_PER_IP = 100
 TURN_SECRET_ENV = "PEERCALL_TURN_SECRET"
 
 _EPILOG = f"""\
@@ -69,6 +72,16 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
@@ -183,6 +196,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         f"'queue-full' (default {DEFAULT_MAX_QUEUE})",
     )
     limits.add_argument(
+        "--rate-limit",
+        metavar="FRAMES",
+        type=_non_negative_float,
+        default=DEFAULT_RATE_LIMIT,
+        help=f"frames per second a connection may send, sustained (default "
+        f"{DEFAULT_RATE_LIMIT:g}; 0 disables); a client over it gets 'rate-limited' and is "
+        "disconnected (1008)",
+    )
+    limits.add_argument(
+        "--rate-burst",
+        metavar="N",
+        type=_positive(int),
+        default=DEFAULT_RATE_BURST,
+        help=f"frames a connection may send at once above the rate (default {DEFAULT_RATE_BURST})",
+    )
+    limits.add_argument(
+        "--max-connections-per-ip",
+        metavar="N",
+        type=_non_negative_int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_IP,
+        help=f"open connections allowed from one IP address (default "
+        f"{DEFAULT_MAX_CONNECTIONS_PER_IP}; 0 disables); more are refused with HTTP 429",
+    )
+    limits.add_argument(
         "--event-loop",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
@@ -249,6 +286,9 @@ def build_server(args: argparse.Namespace) -> SignalingServer:
         ping_interval=args.ping_interval or None,
         resume_grace=args.resume_grace,
         max_queue=args.max_queue,
+        rate_limit=args.rate_limit or None,
+        rate_burst=args.rate_burst,
+        max_connections_per_ip=args.max_connections_per_ip or None,
         cert=args.cert,
         key=args.key,
     )

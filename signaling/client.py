@@ -253,8 +253,9 @@ class WebSocketChannel:
             raise SignalingError(f"invalid signaling server URL {self.url!r}: {exc}") from None
         except InvalidStatus as exc:
             status = exc.response.status_code
+            why = " (too many connections from this address)" if status == 429 else ""
             raise SignalingError(
-                f"signaling server {self.url} refused the WebSocket upgrade (HTTP {status})"
+                f"signaling server {self.url} refused the WebSocket upgrade (HTTP {status}){why}"
             ) from None
         except TimeoutError:
             raise SignalingError(f"cannot reach signaling server {self.url}: timed out") from None

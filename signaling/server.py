@@ -20,6 +20,7 @@ in ``docs/signaling-protocol.md``. What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hmac
 import http
@@ -76,6 +77,13 @@ DEFAULT_PING_INTERVAL: Final = 20.0
 DEFAULT_RESUME_GRACE: Final = 30.0
 DEFAULT_TURN_TTL: Final = 3600.0
 DEFAULT_MAX_QUEUE: Final = 256
+# A call's signaling is a handful of frames (join, offer/answer, tens of candidates, acks,
+# a ping every 20 s); 50 frames/s sustained with bursts of 200 never touches it, while a
+# client in a send loop is cut off within a second.
+DEFAULT_RATE_LIMIT: Final = 50.0
+DEFAULT_RATE_BURST: Final = 200
+# Enough for an office or a family behind one NAT address; a bench on loopback raises it.
+DEFAULT_MAX_CONNECTIONS_PER_IP: Final = 100
 HARD_LIMIT_FACTOR: Final = 4
 
 
@@ -119,6 +127,18 @@ class _Conn:
     ws: ServerConnection
     room: _Room | None = None
     slot: _Slot | None = None
+    tokens: float = 0.0  # rate limit: a token bucket, one token per frame
+    stamp: float = 0.0  # time.monotonic() of the last refill
+
+
+def _address(ws: ServerConnection) -> str:
+    """The peer's IP address (what the per-address connection cap counts)."""
+    remote = ws.remote_address
+    return str(remote[0]) if remote else "?"
+
+
+def _too_many(cap: int) -> str:
+    return f"at most {cap} connections per address; closing"
 
 
 @dataclass
@@ -149,6 +169,9 @@ class SignalingServer:
         resume_grace: float = DEFAULT_RESUME_GRACE,
         join_timeout: float | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        rate_limit: float | None = DEFAULT_RATE_LIMIT,
+        rate_burst: int = DEFAULT_RATE_BURST,
+        max_connections_per_ip: int | None = DEFAULT_MAX_CONNECTIONS_PER_IP,
         clock: Callable[[], float] = time.time,
         ssl_context: ssl.SSLContext | None = None,
         cert: str | Path | None = None,
@@ -173,6 +196,14 @@ class SignalingServer:
             raise SignalingError(f"max message size must be at least 1024, got {max_message_bytes}")
         if idle_timeout <= 0:
             raise SignalingError(f"idle timeout must be positive, got {idle_timeout:g}")
+        if rate_limit is not None and rate_limit <= 0:
+            raise SignalingError(f"rate limit must be positive, got {rate_limit:g}")
+        if rate_burst < 1:
+            raise SignalingError(f"rate burst must be at least 1, got {rate_burst}")
+        if max_connections_per_ip is not None and max_connections_per_ip < 1:
+            raise SignalingError(
+                f"connections per address must be at least 1, got {max_connections_per_ip}"
+            )
         if resume_grace < 0:
             raise SignalingError(f"resume grace must not be negative, got {resume_grace:g}")
         self.host = host
@@ -187,7 +218,11 @@ class SignalingServer:
         self.resume_grace = resume_grace
         self.join_timeout = join_timeout if join_timeout is not None else min(10.0, idle_timeout)
         self.max_queue = max_queue
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst
+        self.max_connections_per_ip = max_connections_per_ip
         self.clock = clock
+        self._per_ip: dict[str, int] = {}
         self.stats = ServerStats()
         self._rooms: dict[str, _Room] = {}
         self._server: Server | None = None
@@ -268,15 +303,36 @@ class SignalingServer:
     # --- connections --------------------------------------------------------------------
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        """``GET /healthz`` answers 200 for monitoring; everything else is a WebSocket."""
+        """``GET /healthz`` answers 200 for monitoring; everything else is a WebSocket.
+
+        An address already holding ``max_connections_per_ip`` connections gets HTTP 429 (RFC
+        6585 §4) before the upgrade, which costs the server nothing.
+        """
         if request.path == "/healthz":
             return Response(http.HTTPStatus.OK, "OK", Headers(), b"ok\n")
+        cap = self.max_connections_per_ip
+        if cap is not None and self._per_ip.get(_address(conn), 0) >= cap:
+            self.stats.errors += 1
+            logger.warning("refused %s: %d connections from it already", _address(conn), cap)
+            return Response(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                Headers([("Retry-After", "10")]),
+                f"at most {cap} connections per address\n".encode(),
+            )
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
-        conn = _Conn(ws)
+        conn = _Conn(ws, tokens=float(self.rate_burst), stamp=time.monotonic())
         self.stats.connections += 1
+        address = _address(ws)
+        self._per_ip[address] = count = self._per_ip.get(address, 0) + 1
         try:
+            cap = self.max_connections_per_ip
+            if cap is not None and count > cap:  # handshakes that raced past _process_request
+                self._send(conn, ErrorFrame(ErrorCode.TOO_MANY_CONNECTIONS, _too_many(cap), True))
+                await ws.close(1008, "too many connections")
+                return
             while True:
                 timeout = self.idle_timeout if conn.slot is not None else self.join_timeout
                 try:
@@ -294,6 +350,9 @@ class SignalingServer:
                     )
                     await ws.close(1008, "idle timeout")
                     return
+                if self.rate_limit is not None and not self._take_token(conn):
+                    await self._rate_limited(conn)
+                    return
                 if self._on_frame(conn, raw):
                     await ws.close(1000, "left")
                     return
@@ -304,7 +363,40 @@ class SignalingServer:
             await ws.close(1011, "internal error")
         finally:
             self.stats.connections -= 1
+            left = self._per_ip[address] - 1
+            if left:
+                self._per_ip[address] = left
+            else:
+                del self._per_ip[address]
             self._on_disconnect(conn)
+
+    def _take_token(self, conn: _Conn) -> bool:
+        """Token bucket: ``rate_limit`` frames/s sustained, ``rate_burst`` at once."""
+        assert self.rate_limit is not None
+        now = time.monotonic()
+        conn.tokens = min(
+            float(self.rate_burst), conn.tokens + (now - conn.stamp) * self.rate_limit
+        )
+        conn.stamp = now
+        if conn.tokens < 1.0:
+            return False
+        conn.tokens -= 1.0
+        return True
+
+    async def _rate_limited(self, conn: _Conn) -> None:
+        """Tell a flooding client why, then close: it must not slow the other rooms down."""
+        self.stats.errors += 1
+        logger.warning("closing %s: over the rate limit", _address(conn.ws))
+        message = f"more than {self.rate_limit:g} frames/s (bursts of {self.rate_burst}); closing"
+        self._send(conn, ErrorFrame(ErrorCode.RATE_LIMITED, message, fatal=True))
+        # Keep reading (and discarding) while closing: a flooder's frames fill websockets'
+        # incoming queue, which pauses reading, and the client's close frame would sit behind
+        # them until close_timeout. websockets aborts the TCP link if the close stalls anyway.
+        closing = asyncio.create_task(conn.ws.close(1008, "rate limit"))
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await conn.ws.recv(decode=False)
+        await closing
 
     def _send(self, conn: _Conn, frame: ServerFrame) -> None:
         self._send_text(conn, encode_frame(frame))

@@ -52,6 +52,8 @@ class ErrorCode:
     IDLE_TIMEOUT = "idle-timeout"
     SHUTTING_DOWN = "shutting-down"
     REPLACED = "replaced"
+    RATE_LIMITED = "rate-limited"
+    TOO_MANY_CONNECTIONS = "too-many-connections"
 
 
 class FrameError(MessageError):

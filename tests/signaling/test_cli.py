@@ -33,6 +33,9 @@ def test_defaults_mirror_the_server() -> None:
     assert cli.DEFAULT_RESUME_GRACE == server.DEFAULT_RESUME_GRACE
     assert cli.DEFAULT_TURN_TTL == server.DEFAULT_TURN_TTL
     assert cli.DEFAULT_MAX_QUEUE == server.DEFAULT_MAX_QUEUE
+    assert cli.DEFAULT_RATE_LIMIT == server.DEFAULT_RATE_LIMIT
+    assert cli.DEFAULT_RATE_BURST == server.DEFAULT_RATE_BURST
+    assert cli.DEFAULT_MAX_CONNECTIONS_PER_IP == server.DEFAULT_MAX_CONNECTIONS_PER_IP
 
 
 def test_help_documents_every_option() -> None:
@@ -198,3 +201,17 @@ def test_event_loop_uvloop_when_missing_is_one_line(monkeypatch: pytest.MonkeyPa
     with pytest.raises(SignalingError) as info:
         cli.run(args)
     assert str(info.value) == "--event-loop uvloop: uvloop is not installed"
+
+
+def test_limit_options_reach_the_server_and_zero_disables() -> None:
+    built = cli.build_server(
+        signal_parser().parse_args(
+            ["--rate-limit", "5", "--rate-burst", "7", "--max-connections-per-ip", "9"]
+        )
+    )
+    assert (built.rate_limit, built.rate_burst, built.max_connections_per_ip) == (5.0, 7, 9)
+    off = cli.build_server(
+        signal_parser().parse_args(["--rate-limit", "0", "--max-connections-per-ip", "0"])
+    )
+    assert off.rate_limit is None
+    assert off.max_connections_per_ip is None

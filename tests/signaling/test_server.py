@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import urllib.request
 
@@ -10,6 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from nat.auth import rest_password, rest_username_expiry
+from signaling.client import WebSocketChannel
 from signaling.errors import SignalingError
 from signaling.messages import Answer, Candidate, Offer
 from signaling.server import SignalingServer
@@ -26,6 +28,7 @@ from signaling.ws_protocol import (
     Leave,
     PeerJoined,
     PeerLeft,
+    Ping,
     Relay,
 )
 from tests.signaling.conftest import RawClient
@@ -335,3 +338,96 @@ async def test_many_bad_clients_do_not_disturb_a_call(server: SignalingServer) -
         vandal.ws.transport.abort()
     assert await a.until_pong() == []
     assert server.stats.errors >= 10 * len(garbage)
+
+
+async def test_a_flooding_client_is_cut_off_while_other_rooms_carry_on() -> None:
+    """Over the rate limit: a fatal ``rate-limited`` error, close 1008; others unaffected."""
+    async with SignalingServer(
+        "127.0.0.1", 0, rate_limit=20.0, rate_burst=40, ping_interval=None
+    ) as server:
+        flooder = await joined(server.url, A, room="noisy")
+        good_a = WebSocketChannel(server.url, "quiet", "pw", reconnect=False)
+        good_b = WebSocketChannel(server.url, "quiet", "pw", reconnect=False)
+        await good_a.connect()
+        await good_b.connect()
+
+        async def flood() -> None:
+            # 1,000 frames back to back: far beyond 40 + 20/s however slow the machine is.
+            # Once the server closes, websockets raises ConnectionClosed on a later send.
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(1000):
+                    await flooder.send(Ping())
+
+        async def exchange() -> None:
+            await good_a.send(Offer(SDP))
+            async with asyncio.timeout(10):
+                assert await good_b.receive() == Offer(SDP)
+            for n in range(5):
+                await good_b.send(Candidate(f"candidate:{n} 1 udp 1 192.0.2.1 5000 typ host"))
+            async with asyncio.timeout(10):
+                for n in range(5):
+                    received = await good_a.receive()
+                    assert isinstance(received, Candidate)
+                    assert received.candidate.startswith(f"candidate:{n} ")
+
+        await asyncio.gather(flood(), exchange())
+        frames = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                frames.append(await flooder.recv())
+        errors = [f for f in frames if isinstance(f, ErrorFrame)]
+        assert len(errors) == 1, frames
+        assert errors[0].code == ErrorCode.RATE_LIMITED
+        assert errors[0].fatal is True
+        assert errors[0].message == "more than 20 frames/s (bursts of 40); closing"
+        assert flooder.ws.close_code == 1008
+        # The quiet room is still in business after the flooder is gone.
+        await good_b.send(Answer(SDP))
+        async with asyncio.timeout(10):
+            assert await good_a.receive() == Answer(SDP)
+        assert server.stats.connections == 2
+        await good_a.close()
+        await good_b.close()
+
+
+async def test_a_burst_within_the_limit_is_served() -> None:
+    async with SignalingServer(
+        "127.0.0.1", 0, rate_limit=1.0, rate_burst=30, ping_interval=None
+    ) as server:
+        client = await joined(server.url, A)  # the join is frame 1 of 30
+
+        for _ in range(28):
+            await client.send(Ping())
+        frames = [await client.recv() for _ in range(28)]
+        assert all(not isinstance(f, ErrorFrame) for f in frames)
+        await client.close()
+
+
+async def test_connections_per_address_are_capped_with_http_429() -> None:
+    async with SignalingServer(
+        "127.0.0.1", 0, max_connections_per_ip=3, ping_interval=None
+    ) as server:
+        clients = [await RawClient.open(server.url) for _ in range(3)]
+        channel = WebSocketChannel(server.url, "r", "pw", reconnect=False)
+        with pytest.raises(SignalingError) as info:
+            await channel.connect()
+        assert str(info.value) == (
+            f"signaling server {server.url} refused the WebSocket upgrade (HTTP 429) "
+            "(too many connections from this address)"
+        )
+        await clients.pop().close()
+        async with asyncio.timeout(5):
+            while server.stats.connections > 2:  # noqa: ASYNC110 (the server notices the close)
+                await asyncio.sleep(0.01)
+        clients.append(await RawClient.open(server.url))  # a freed place can be taken again
+        for client in clients:
+            await client.close()
+
+
+def test_bad_limits_are_refused() -> None:
+    with pytest.raises(SignalingError, match="rate limit must be positive"):
+        SignalingServer(rate_limit=0)
+    with pytest.raises(SignalingError, match="rate burst must be at least 1"):
+        SignalingServer(rate_burst=0)
+    with pytest.raises(SignalingError, match="connections per address must be at least 1"):
+        SignalingServer(max_connections_per_ip=0)
