@@ -102,3 +102,20 @@ def test_windows_icon_holds_png_frames() -> None:
         assert offset + length <= len(data)
         sizes.append(width or 256)
     assert sizes == [16, 32, 48, 256]
+
+
+def test_make_install_desktop_puts_files_where_desktops_look(tmp_path: Path) -> None:
+    data_home = tmp_path / "share"
+    subprocess.run(
+        [tool("make"), "-s", "install-desktop", f"DATA_HOME={data_home}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (data_home / "applications" / f"{APP_ID}.desktop").read_bytes() == DESKTOP.read_bytes()
+    assert (data_home / "metainfo" / f"{APP_ID}.metainfo.xml").is_file()
+    for size in SIZES:
+        icon = data_home / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{APP_ID}.png"
+        assert png_size(icon) == (size, size)
+    assert (data_home / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg").is_file()
