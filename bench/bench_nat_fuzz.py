@@ -194,6 +194,11 @@ class Harness:
         client = CLIENTS[data[0] // KINDS % len(CLIENTS)]
         if kind == 0:
             self.parse(body)
+            fast = self.server.binding_fast(body, client)
+            if fast is not None:  # the I/O layer's lean Binding answer must match the core's
+                full = self.server.handle(body, client, UDP, self.now)
+                if [getattr(a, "data", None) for a in full] != [fast]:
+                    raise Crash(f"binding_fast differs from handle on input {data.hex()}")
             self.handle(body, client, UDP)
         elif kind == 1:
             self.parse(body)

@@ -3,7 +3,8 @@
 Usage: .venv/bin/python bench/bench_nat_vs_coturn.py [--clients 100] [--messages 1000]
 
 Servers: coturn, ``peercall`` (``peercall relay --event-loop uvloop``) and ``peercall-asyncio``
-(``--event-loop asyncio``, asyncio's own loop as under the GUI's qasync). For each server, one after the other, on loopback with the same settings:
+(``--event-loop asyncio``, asyncio's own loop as under the GUI's qasync). For each server, one
+after the other, on loopback with the same settings:
 
 1. Relay: coturn's ``turnutils_uclient`` (``-m`` clients, ``-n`` messages each of ``-l`` bytes
    every ``-z`` ms, channels, no RTCP) sends through the relay to ``turnutils_peer``, which

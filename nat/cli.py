@@ -59,6 +59,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "total-quota",
         "max-bps",
         "max-allocate-lifetime",
+        "max-allocate-timeout",
         "channel-lifetime",
         "permission-lifetime",
         "stale-nonce",

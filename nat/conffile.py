@@ -332,7 +332,8 @@ SETTINGS: tuple[Setting, ...] = (
         "user-quota",
         "user_quota",
         _count,
-        "most allocations one user may hold at once (default 10; 0 = unlimited)",
+        "most allocations one user may hold at once (default 0 = unlimited, as coturn; "
+        "total-quota still bounds the whole relay)",
         "N",
         short="-q",
     ),
@@ -357,6 +358,14 @@ SETTINGS: tuple[Setting, ...] = (
         "max_allocate_lifetime",
         _seconds,
         "longest allocation lifetime a client may ask for (default 3600)",
+        "SECONDS",
+    ),
+    _s(
+        "max-allocate-timeout",
+        "max_allocate_timeout",
+        _seconds,
+        "idle timeout of TCP/TLS clients: a connection without an allocation, or stalled in "
+        "the middle of a message, for this long is closed (default 60, as coturn)",
         "SECONDS",
     ),
     _s(
@@ -440,7 +449,6 @@ UNSUPPORTED_KEYS: dict[str, str] = {
         ),
         "STUN and TURN are always both served": "stun-only no-stun",
         "the REST username separator is always ':'": "rest-api-separator",
-        "no allocation establishment timeout setting": "max-allocate-timeout",
         "no HTTP handling": "acme-redirect web-admin web-admin-ip web-admin-port "
         "web-admin-listen-on-workers prometheus prometheus-port",
         "Binding requests are always unauthenticated": "secure-stun",

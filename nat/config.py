@@ -63,10 +63,11 @@ class RelayConfig:
     allowed_peer_ips: tuple[IPRange, ...] = ()  # allowed-peer-ip (single ip or range a-b)
     denied_peer_ips: tuple[IPRange, ...] = ()  # denied-peer-ip
     no_multicast_peers: bool = True  # no-multicast-peers (secure default)
-    user_quota: int = 10  # user-quota: max allocations per username (0 = unlimited)
-    total_quota: int = 1000  # total-quota (0 = unlimited)
+    user_quota: int = 0  # user-quota: max allocations per username (0 = unlimited, as coturn)
+    total_quota: int = 1000  # total-quota (0 = unlimited; bounded by default, unlike coturn)
     max_bps: int = 0  # max-bps per allocation, bytes/s as coturn (0 = unlimited)
     max_allocate_lifetime: int = 3600  # max-allocate-lifetime
+    max_allocate_timeout: int = 60  # max-allocate-timeout: TCP/TLS time to allocate (or stall)
     channel_lifetime: int = 600  # channel-lifetime
     permission_lifetime: int = 300  # permission-lifetime
     stale_nonce: int = 600  # stale-nonce (seconds a nonce lives)
@@ -118,6 +119,7 @@ class RelayConfig:
         _check_non_negative("total-quota", self.total_quota)
         _check_non_negative("max-bps", self.max_bps)
         _check_positive("max-allocate-lifetime", self.max_allocate_lifetime)
+        _check_positive("max-allocate-timeout", self.max_allocate_timeout)
         _check_positive("channel-lifetime", self.channel_lifetime)
         _check_positive("permission-lifetime", self.permission_lifetime)
         _check_positive("stale-nonce", self.stale_nonce)

@@ -245,6 +245,8 @@ class _ClientStream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client: Address = ("", 0)
         self.buffer = bytearray()
+        self.idle_since = service.clock()  # last time it had an allocation (or connected)
+        self.partial_since: float | None = None  # since when a partial frame waits
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
@@ -257,9 +259,19 @@ class _ClientStream(asyncio.Protocol):
         self.service.streams[(self.key, self.client)] = self
 
     def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        completed = self._consume()
+        if not self.buffer:
+            self.partial_since = None
+        elif completed or self.partial_since is None:
+            # A new partial frame: the stall clock starts now (trickling bytes do not reset it).
+            self.partial_since = self.service.clock()
+
+    def _consume(self) -> int:
+        """Hand every complete frame in the buffer to the core; returns how many."""
         buffer = self.buffer
-        buffer += data
         service = self.service
+        completed = 0
         while True:
             try:
                 size = stun.stream_frame_length(buffer)
@@ -267,25 +279,26 @@ class _ClientStream(asyncio.Protocol):
                 logger.info("closing %s/%s: %s", self.key.protocol, self.client, exc)
                 service.core.counters.malformed += 1
                 self.close()
-                return
+                return completed
             if size is None:
-                return
+                return completed
             if buffer[0] & 0xC0 == 0x40 and service.core.allocation(self.client, self.key) is None:
                 # ChannelData before any allocation: not a TURN client (e.g. "GET ..." parses
                 # as channel 0x4745). Close rather than wait for a 20 kB "frame".
                 logger.info("closing %s/%s: not speaking TURN", self.key.protocol, self.client)
                 service.core.counters.malformed += 1
                 self.close()
-                return
+                return completed
             if len(buffer) < size:
-                return
+                return completed
             frame = bytes(buffer[:size])
             del buffer[:size]
+            completed += 1
             actions = service.core.handle(frame, self.client, self.key, service.clock())
             if actions:
                 service.perform(actions)
             if self.transport is None or self.transport.is_closing():
-                return
+                return completed
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -623,4 +636,27 @@ class RelayServer:
             deadline = self.core.next_deadline()
             delay = TICK_MAX if deadline is None else min(TICK_MAX, deadline - self.clock())
             await asyncio.sleep(max(0.0, delay))
-            self.perform(self.core.tick(self.clock()))
+            now = self.clock()
+            self.perform(self.core.tick(now))
+            self._close_idle_streams(now)
+
+    def _close_idle_streams(self, now: float) -> None:
+        """``max-allocate-timeout`` for TCP/TLS (as coturn): close a connection that has had no
+        allocation, or has sat in the middle of a message, for that long. Bounds what clients
+        that connect and never speak (or stall) can hold; MAX_STREAMS caps how many."""
+        timeout = self.config.max_allocate_timeout
+        core = self.core
+        for stream in list(self.streams.values()):
+            if stream.partial_since is not None and now - stream.partial_since >= timeout:
+                reason = "stalled in the middle of a message"
+            elif core.allocation(stream.client, stream.key) is not None:
+                stream.idle_since = now
+                continue
+            elif now - stream.idle_since >= timeout:
+                reason = "no allocation"
+            else:
+                continue
+            logger.info(
+                "closing %s/%s: %s for %d s", stream.key.protocol, stream.client, reason, timeout
+            )
+            stream.close()

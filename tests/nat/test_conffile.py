@@ -75,6 +75,7 @@ KEY_CASES: list[tuple[str, str, object]] = [
     ("total-quota=0", "total_quota", 0),
     ("max-bps=64000", "max_bps", 64000),
     ("max-allocate-lifetime=7200", "max_allocate_lifetime", 7200),
+    ("max-allocate-timeout=30", "max_allocate_timeout", 30),
     ("channel-lifetime=60", "channel_lifetime", 60),
     ("permission-lifetime=30", "permission_lifetime", 30),
     ("stale-nonce", "stale_nonce", 600),
@@ -442,3 +443,10 @@ def test_cross_field_error_names_the_overriding_source() -> None:
     with pytest.raises(ConfigError) as exc:
         base.merged(cli).to_config()
     assert str(exc.value) == "f:1: min-port 40000 is greater than max-port 30000"
+
+
+def test_quota_and_timeout_defaults_match_coturn() -> None:
+    config = parse_conf_text("", "turnserver.conf").to_config()
+    assert config.user_quota == 0  # coturn: unlimited per user
+    assert config.max_allocate_timeout == 60  # coturn's default
+    assert config.total_quota == 1000  # PeerCall bounds the whole relay (documented in --help)

@@ -563,3 +563,31 @@ async def test_udp_fast_path_relays_and_drops_like_the_core(
         answer = stun.parse_message((await inbox.get())[0])
         assert answer.get(stun.XOR_MAPPED_ADDRESS) == t.get_extra_info("sockname")
         assert server.stats().stun_requests == requests + 1
+
+
+# --- max-allocate-timeout: idle TCP/TLS clients -------------------------------------------------
+
+
+async def test_idle_and_stalled_tcp_clients_are_closed_but_allocated_ones_stay() -> None:
+    clock = [1_700_000_000.0]
+    async with running(clock=lambda: clock[0], max_allocate_timeout=60) as server:
+        address = ("127.0.0.1", port_of(server, "tcp"))
+        turn, _client = await create_turn_endpoint(Inbox, address, USER, PASSWORD, transport="tcp")
+        silent_r, silent_w = await asyncio.open_connection(*address)
+        stalled_r, stalled_w = await asyncio.open_connection(*address)
+        request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, new_tid()).encode()
+        stalled_w.write(request[:10])  # half a header, then nothing
+        await stalled_w.drain()
+        await eventually(lambda: len(server.streams) == 3)
+        clock[0] += 59
+        await asyncio.sleep(1.2)  # a timer round: nobody is due yet
+        assert len(server.streams) == 3
+        clock[0] += 1
+        assert await asyncio.wait_for(silent_r.read(), 5) == b""  # closed by the server
+        assert await asyncio.wait_for(stalled_r.read(), 5) == b""
+        await eventually(lambda: len(server.streams) == 1)
+        assert server.stats().allocations == 1  # the allocated client was left alone
+        silent_w.close()
+        stalled_w.close()
+        turn.close()
+        await asyncio.sleep(0)
