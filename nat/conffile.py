@@ -206,7 +206,9 @@ SETTINGS: tuple[Setting, ...] = (
         "listening-ip",
         "listening_ips",
         _ip,
-        "address to listen on for STUN/TURN (repeatable; default 127.0.0.1)",
+        "address to listen on for STUN/TURN (repeatable; default 127.0.0.1). With 0.0.0.0 or "
+        ":: and no relay-ip/external-ip, each allocation advertises the address its client "
+        "reached",
         "IP",
         repeatable=True,
         short="-L",

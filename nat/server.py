@@ -73,6 +73,7 @@ _SEND_INDICATION: Final = 0x0016
 _KNOWN_REQUIRED: Final = frozenset(t for t in stun.ATTRIBUTES if t < 0x8000)
 _BARE_BINDING: Final = b"\x00\x01\x00\x00" + stun.MAGIC_COOKIE.to_bytes(4, "big")
 _CHANNEL_HEAD: Final = struct.Struct(">HH").pack
+_WILDCARDS: Final = ("0.0.0.0", "::")
 
 
 # --- actions ------------------------------------------------------------------------------------
@@ -256,10 +257,21 @@ class TurnServer:
         return ft, out
 
     def relay_opened(
-        self, five_tuple: FiveTuple, relay: Address, reserved: Address | None, now: float
+        self,
+        five_tuple: FiveTuple,
+        relay: Address,
+        reserved: Address | None,
+        now: float,
+        *,
+        reached: str | None = None,
     ) -> list[Action]:
         """The relay socket asked for by :class:`OpenRelay` is bound at ``relay`` (and
-        ``reserved`` holds port + 1 when the R bit asked for it): finish the Allocate."""
+        ``reserved`` holds port + 1 when the R bit asked for it): finish the Allocate.
+
+        ``reached`` is the local address the client's packets arrived at (the I/O layer knows
+        it); it is advertised instead of a wildcard relay address (listening-ip 0.0.0.0 or ::
+        without relay-ip/external-ip), as coturn advertises a real interface address.
+        """
         pending = self._pending.pop(five_tuple, None)
         if pending is None:  # the client went away meanwhile
             closes: list[Action] = [CloseRelay(relay)]
@@ -269,6 +281,8 @@ class TurnServer:
         advertised = relay
         if self._external is not None and (":" in self._external) == (":" in relay[0]):
             advertised = (self._external, relay[1])
+        elif relay[0] in _WILDCARDS and reached and (":" in reached) == (":" in relay[0]):
+            advertised = (reached, relay[1])
         allocation = Allocation(
             five_tuple=five_tuple,
             username=pending.username,

@@ -32,7 +32,7 @@ from typing import cast
 from nat import stun
 from nat.config import RelayConfig
 from nat.errors import ServiceError, StunFormatError
-from nat.five_tuple import Address, Transport
+from nat.five_tuple import Address, FiveTuple, Transport
 from nat.server import Action, CloseRelay, OpenRelay, SendToClient, SendToPeer, TurnServer
 
 logger = logging.getLogger(__name__)
@@ -591,9 +591,31 @@ class RelayServer:
         if reserved is not None:
             reserved_address = reserved.getsockname()[:2]
             self._held[reserved_address] = reserved
+        reached = self._reached(action.five_tuple) if relay[0] in ("0.0.0.0", "::") else None
         self.perform(
-            self.core.relay_opened(action.five_tuple, relay, reserved_address, self.clock())
+            self.core.relay_opened(
+                action.five_tuple, relay, reserved_address, self.clock(), reached=reached
+            )
         )
+
+    def _reached(self, ft: FiveTuple) -> str | None:
+        """The local address ``ft``'s client talks to: the connection's own address for
+        TCP/TLS, the listener's if it is specific, else the one the kernel routes to the
+        client from (a connected UDP socket sends nothing)."""
+        if ft.protocol != "udp":
+            stream = self.streams.get((ft.transport, ft.client))
+            if stream is not None and stream.transport is not None:
+                local = stream.transport.get_extra_info("sockname")
+                if local:
+                    return str(local[0])
+        if ft.server[0] not in ("0.0.0.0", "::"):
+            return ft.server[0]
+        try:
+            with socket.socket(_family(ft.client[0]), socket.SOCK_DGRAM) as probe:
+                probe.connect(ft.client)
+                return str(probe.getsockname()[0])
+        except OSError:
+            return None
 
     def _bind_relay(self, action: OpenRelay) -> tuple[socket.socket, socket.socket | None]:
         """A UDP socket on ``action.host`` in min-port..max-port (even, and with port + 1 held,

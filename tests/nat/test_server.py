@@ -283,6 +283,30 @@ def test_external_ip_is_advertised() -> None:
     assert server.allocations.by_relay.keys() == {("127.0.0.1", 50123)}
 
 
+@pytest.mark.parametrize(
+    ("external", "reached", "advertised"),
+    [
+        (None, "192.0.2.10", ("192.0.2.10", 50123)),  # wildcard: the address the client reached
+        ("203.0.113.77", "192.0.2.10", ("203.0.113.77", 50123)),  # external-ip wins
+        (None, "2001:db8::1", ("0.0.0.0", 50123)),  # other family: nothing better known
+    ],
+)
+def test_wildcard_relay_advertises_the_address_the_client_reached(
+    external: str | None, reached: str, advertised: tuple[str, int]
+) -> None:
+    server = make_server(listening_ips=("0.0.0.0",), external_ip=external)
+    client = Client(server)
+    actions = client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], T0)
+    (opening,) = [a for a in actions if isinstance(a, OpenRelay)]
+    assert opening.host == "0.0.0.0"
+    relay = ("0.0.0.0", 50123)
+    response = only_response(
+        server.relay_opened(opening.five_tuple, relay, None, T0, reached=reached)
+    )
+    assert response.get(stun.XOR_RELAYED_ADDRESS) == advertised
+    assert server.allocations.by_relay.keys() == {relay}
+
+
 def test_ipv6_allocation_rfc6156() -> None:
     server = make_server(listening_ips=("127.0.0.1", "::1"), allow_loopback_peers=True)
     client = Client(server)

@@ -591,3 +591,21 @@ async def test_idle_and_stalled_tcp_clients_are_closed_but_allocated_ones_stay()
         stalled_w.close()
         turn.close()
         await asyncio.sleep(0)
+
+
+async def test_wildcard_listener_advertises_the_address_the_client_reached() -> None:
+    # listening-ip 0.0.0.0 without relay-ip/external-ip: never advertise 0.0.0.0.
+    async with running(listening_ips=("0.0.0.0",)) as server, udp_endpoint() as (t, inbox):
+        client = RawClient(t, inbox, ("127.0.0.1", port_of(server)))
+        response = await client.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+        relayed = response.get(stun.XOR_RELAYED_ADDRESS)
+        assert relayed is not None
+        assert relayed[0] == "127.0.0.1"
+        assert ("0.0.0.0", relayed[1]) in server.relays
+        # TCP: the connection's own local address.
+        turn, _client = await create_turn_endpoint(
+            Inbox, ("127.0.0.1", port_of(server, "tcp")), USER, PASSWORD, transport="tcp"
+        )
+        assert turn.get_extra_info("sockname")[0] == "127.0.0.1"
+        turn.close()
+        await asyncio.sleep(0)
