@@ -80,12 +80,19 @@ def _rows(table: QTableWidget) -> list[list[str]]:
 class Graph(pg.PlotWidget):  # type: ignore[misc]
     """One live plot with up to two named series over "seconds since start"."""
 
-    def __init__(self, title: str, unit: str, series: tuple[str, ...]) -> None:
+    def __init__(self, title: str, unit: str, series: tuple[str, ...], floor: float = 1.0) -> None:
         super().__init__()
+        # The Y axis starts at 0 and spans at least ``floor``: a flat zero-loss line stays at
+        # the bottom instead of being centred in a range of ±400 milli-percent.
+        self.floor = floor
         self.setBackground("w")
         self.setTitle(title, color="#111827", size="10pt")
         self.setLabel("left", unit)
         self.setLabel("bottom", "s")
+        self.getAxis("left").enableAutoSIPrefix(False)
+        self.getAxis("bottom").enableAutoSIPrefix(False)
+        self.enableAutoRange(axis="y", enable=False)
+        self.setYRange(0, floor, padding=0)
         self.showGrid(x=True, y=True, alpha=0.25)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
@@ -108,12 +115,15 @@ class Graph(pg.PlotWidget):  # type: ignore[misc]
         ys.append(value)
         del xs[:-MAX_POINTS], ys[:-MAX_POINTS]
         self.curves[name].setData(xs, ys)
+        top = max((max(v) for _, v in self.points.values() if v), default=0.0)
+        self.setYRange(0, max(self.floor, top * 1.15), padding=0)
 
     def clear_points(self) -> None:
         for name, (xs, ys) in self.points.items():
             xs.clear()
             ys.clear()
             self.curves[name].setData([], [])
+        self.setYRange(0, self.floor, padding=0)
 
 
 class DebugPanel(QWidget):
@@ -143,10 +153,10 @@ class DebugPanel(QWidget):
         self.pairs = _table(PAIR_COLUMNS, "pairs")
         self.timeline = _table(("Time", "Layer", "State"), "timeline")
 
-        self.rtt = Graph("Round-trip time", "ms", ("rtt",))
-        self.jitter = Graph("Jitter", "ms", ("jitter",))
-        self.loss = Graph("Loss", "%", ("loss",))
-        self.bitrate = Graph("Bitrate", "kbit/s", ("in", "out"))
+        self.rtt = Graph("Round-trip time", "ms", ("rtt",), floor=10)
+        self.jitter = Graph("Jitter", "ms", ("jitter",), floor=10)
+        self.loss = Graph("Loss", "%", ("loss",), floor=5)
+        self.bitrate = Graph("Bitrate", "kbit/s", ("in", "out"), floor=40)
         graphs = QWidget()
         grid = QVBoxLayout(graphs)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -162,7 +172,7 @@ class DebugPanel(QWidget):
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(lower_tabs)
         lower.addWidget(graphs)
-        lower.setSizes([500, 700])
+        lower.setSizes([620, 620])
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(self.candidates)
         main.addWidget(lower)

@@ -40,9 +40,9 @@ class _Relay(QObject):
 
 
 def peer_label(service: Any) -> str:
-    """``"Alice — 192.168.1.5:8765"`` plus a lock for PIN rooms."""
+    """``"Alice — 192.168.1.5:8765"``, plus "(asks for a PIN)" for PIN rooms."""
     host = service.url.removeprefix("ws://").removeprefix("wss://")
-    lock = "" if service.open else "  🔒 PIN"
+    lock = "" if service.open else "  (asks for a PIN)"
     return f"{service.name} — {host}{lock}"
 
 
@@ -79,7 +79,7 @@ class LanPage(QWidget):
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #4a5568;")
         self.pin = QLineEdit()
-        self.pin.setPlaceholderText("PIN (only if the peer shows 🔒)")
+        self.pin.setPlaceholderText("PIN (only if the peer asks for one)")
         self.call_button = QPushButton("Call selected peer")
         self.call_button.setEnabled(False)
         self.reachable_button = QPushButton("Be reachable on the LAN")

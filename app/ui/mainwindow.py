@@ -209,7 +209,6 @@ class MainWindow(QMainWindow):
         bar.addStretch(1)
         bar.addWidget(self.sas)
         bar.addStretch(1)
-        bar.addWidget(QLabel("⏱"))
         bar.addWidget(self.timer)
         self._top_bar = bar
 
@@ -285,8 +284,9 @@ class MainWindow(QMainWindow):
         # Centre: video and controls.
         self.remote_video = VideoView("No video from the other person (audio-only call)")
         self.remote_video.setMinimumSize(420, 300)
-        self.local_video = VideoView("Camera off", self.remote_video)
+        self.local_video = VideoView("Camera off")
         self.local_video.setFixedSize(176, 132)
+        self.remote_video.set_overlay(self.local_video)
         self.hangup_button = QPushButton("Hang up")
         self.hangup_button.setStyleSheet("background: #c53030; color: white; padding: 6px 16px;")
         self.mute_button = QPushButton("Mute")

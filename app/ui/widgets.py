@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPen, QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -125,6 +125,8 @@ class CallTimer(QLabel):
         self._timer.setInterval(500)
         self._timer.timeout.connect(self._tick)
         self.setToolTip("Call duration")
+        self.setObjectName("callTimer")
+        self.setStyleSheet("QLabel { font-weight: bold; font-size: 11pt; }")
 
     def start(self) -> None:
         self._since = self._clock()
@@ -152,6 +154,7 @@ class VideoView(QWidget):
         self._placeholder = placeholder
         self._source: Callable[[], Any] | None = None
         self._image: QImage | None = None
+        self._overlay: QWidget | None = None
         self.frames_painted = 0
         self._timer = QTimer(self)
         self._timer.setInterval(40)  # 25 fps is plenty for a preview
@@ -167,6 +170,25 @@ class VideoView(QWidget):
         else:
             self._timer.start()
         self.update()
+
+    def set_overlay(self, child: QWidget) -> None:
+        """Keep ``child`` (the local preview) in the bottom-right corner of this view."""
+        child.setParent(self)
+        self._overlay = child
+        self._place_overlay()
+        child.raise_()
+
+    def _place_overlay(self) -> None:
+        child = self._overlay
+        if child is not None:
+            margin = 12
+            child.move(
+                self.width() - child.width() - margin, self.height() - child.height() - margin
+            )
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_overlay()
 
     def set_frame(self, rgb: Any) -> None:
         array = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -185,9 +207,10 @@ class VideoView(QWidget):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
-        painter.fillRect(self.rect(), QColor("#111827"))
+        inset = self.parentWidget() is not None and isinstance(self.parentWidget(), VideoView)
+        painter.fillRect(self.rect(), QColor("#374151" if inset else "#111827"))
         if self._image is None:
-            painter.setPen(QColor("#9ca3af"))
+            painter.setPen(QColor("#d1d5db" if inset else "#9ca3af"))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
         else:
             scaled = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
@@ -195,6 +218,9 @@ class VideoView(QWidget):
             y = (self.height() - scaled.height()) // 2
             painter.drawImage(QRect(x, y, scaled.width(), scaled.height()), self._image)
             self.frames_painted += 1
+        if inset:  # the local preview: a frame so it stands out from the remote video
+            painter.setPen(QPen(QColor("#9ca3af"), 2))
+            painter.drawRect(self.rect().adjusted(1, 1, -1, -1))
         painter.end()
 
 
