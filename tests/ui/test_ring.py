@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from app.history import History
 from app.media.analysis import tone_power
 from app.media.audio import MicrophoneTrack
 from app.media.base import AUDIO_RATE
+from app.session import CallOptions, CallSession
+from app.settings import Settings
+from app.ui import callsetup
+from app.ui.mainwindow import MainWindow
 from app.ui.ring import Ringer, RingPattern, ring_samples
+from signaling.memory import memory_pair
 from tests.audio import VirtualAudio
 
 PATTERN = RingPattern()
@@ -75,3 +83,48 @@ async def test_ring_is_heard_on_the_speaker_monitor_and_stops(virtual_audio: Vir
     assert tone_power(before, 425) < 1e-6  # the control: silence before the ring
     assert tone_power(during, 425) > 0.01
     assert tone_power(after, 425) < 1e-6
+
+
+@pytest.mark.audio
+def test_window_rings_on_the_speaker_until_declined(
+    virtual_audio: VirtualAudio,
+    qtbot: Any,
+    qloop: asyncio.AbstractEventLoop,
+    arun: Any,
+    tmp_path: Path,
+) -> None:
+    """The whole path: an incoming call in a real window plays the ring; Decline silences it."""
+    settings = Settings(tmp_path / "settings.json")
+    settings.set("audio.output", "pulse")
+    bob = MainWindow(
+        settings,
+        History(tmp_path / "history.json"),
+        media=callsetup.synthetic_media,  # the call itself needs no sound card...
+        loopback=True,
+        ring_audio=True,  # ...but the ring goes to the (virtual) speaker
+    )
+    qtbot.addWidget(bob)
+    caller = CallSession(CallOptions(loopback_candidates=True))
+    a, b = memory_pair()
+    mic = MicrophoneTrack("pulse")  # hears the speaker's monitor
+    try:
+        before = arun(record(mic, 10))
+        with qtbot.waitSignal(bob.adapter.incomingCall, timeout=10_000):
+            bob.wait_for_call(b, "alice")
+            dialing = asyncio.ensure_future(caller.dial(a))
+        qtbot.waitUntil(bob.ringer.is_ringing, timeout=5_000)
+        arun(record(mic, 5))
+        during = arun(record(mic, 25))
+        bob.decline_button.click()
+        qtbot.waitUntil(lambda: not bob.ringer.is_ringing(), timeout=5_000)
+        arun(record(mic, 10))
+        after = arun(record(mic, 25))
+        qtbot.waitUntil(dialing.done, timeout=10_000)
+    finally:
+        mic.stop()
+        arun(caller.hangup())
+        arun(bob.shutdown())
+    assert tone_power(before, 425) < 1e-6
+    assert tone_power(during, 425) > 0.01
+    assert tone_power(after, 425) < 1e-6
+    assert bob.history.records[-1].outcome == "declined"

@@ -239,3 +239,31 @@ def test_relay_port_in_use_is_one_line_dialog(
     assert window.errors[0].startswith("Relay: ")
     assert "address already in use" in window.errors[0]
     assert_one_line_errors(window)
+
+
+def test_start_up_hosts_what_the_settings_say(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    """`peercall gui` start-up runs the settings dialog's autostart hook (relay + signaling)."""
+    from app.ui import hosting, main
+
+    if getattr(hosting, "autostart", None) is None:
+        pytest.skip("app/ui/hosting.py has no autostart() yet")
+    window = make_window(
+        "alice",
+        **{
+            "relay.enabled": True,
+            "relay.listen": "127.0.0.1",
+            "relay.port": 0,
+            "relay.users": [["guest", "pw"]],
+            "signaling_server.enabled": True,
+            "signaling_server.listen": "127.0.0.1",
+            "signaling_server.port": 0,
+        },
+    )
+    main._autostart_hosting(window, window.settings)
+    qtbot.waitUntil(
+        lambda: window.relay_host.running and window.signaling_host.url is not None, timeout=10_000
+    )
+    assert window.signaling_host.url.startswith("ws://127.0.0.1:")
+    assert window.errors == []
