@@ -28,6 +28,13 @@ room with its own random secret. What is measured:
 3. Server memory: VmRSS from /proc/<pid>/status before any client, with all clients connected
    and idle, and the peak (sampled every 50 ms, and the kernel's VmHWM).
 
+Set-up that matters for the tail (see the report in git history, "p99 148 -> 4 ms"): the server
+runs as `peercall signal` does (start-up objects frozen, full GC collections deferred,
+uvloop when installed: ``--event-loop``), the load generator gets the same GC treatment after
+connecting and prints its own collection pauses per round (they would count as latency), and
+clients coalesce their cumulative acks (``--ack-delay``; 0 acks every relay, as before).
+The per-address connection cap is lifted (every client comes from 127.0.0.1).
+
 Usage: ``.venv/bin/python bench/bench_signaling_load.py [--rooms 1000] [--candidates 10]``
 """
 
@@ -52,7 +59,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from signaling.cli import tune_gc
-from signaling.client import WebSocketChannel
+from signaling.client import DEFAULT_ACK_DELAY, WebSocketChannel
 from signaling.errors import SignalingError
 from signaling.messages import Answer, Candidate, Message, Offer
 
@@ -321,13 +328,18 @@ async def run(args: argparse.Namespace) -> int:
         rss_idle = rss_kib(pid)
         print(
             f"== signaling load: {args.rooms} rooms, {clients_wanted} WebSocketChannel clients, "
-            f"server {url} (pid {pid}, event loop {args.event_loop}), {os.cpu_count()} cores"
+            f"server {url} (pid {pid}, event loop {args.event_loop}), {os.cpu_count()} cores, "
+            f"client ack delay {args.ack_delay:g} s"
         )
 
         for i in range(args.rooms):
             room, secret = f"bench-{i}-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
             pair = tuple(
-                Client(WebSocketChannel(url, room, secret, name=who, reconnect=False))
+                Client(
+                    WebSocketChannel(
+                        url, room, secret, name=who, reconnect=False, ack_delay=args.ack_delay
+                    )
+                )
                 for who in ("caller", "callee")
             )
             pairs.append((pair[0], pair[1]))
@@ -478,6 +490,12 @@ def main() -> int:
     )
     parser.add_argument("--connect-concurrency", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=60.0, help="per exchange round")
+    parser.add_argument(
+        "--ack-delay",
+        type=float,
+        default=DEFAULT_ACK_DELAY,
+        help="clients' ack coalescing delay (WebSocketChannel ack_delay; 0 acks every relay)",
+    )
     parser.add_argument(
         "--event-loop",
         choices=("auto", "uvloop", "asyncio"),

@@ -35,7 +35,6 @@ from websockets.protocol import State
 
 from signaling.errors import ChannelClosed, MessageError, PeerRejected, SignalingError
 from signaling.messages import Message
-from signaling.tls import client_context
 from signaling.ws_protocol import Ack as AckFrame
 from signaling.ws_protocol import (
     Deliver,
@@ -122,7 +121,11 @@ class WebSocketChannel:
         if ca_file is not None and not secure:
             raise SignalingError(f"a CA file is only used with wss:// URLs, not {url!r}")
         # Built once (and the CA file read once): a bad file fails here, not at each reconnect.
-        self._ssl = client_context(ca_file) if secure else None
+        self._ssl: ssl.SSLContext | None = None
+        if secure:
+            from signaling.tls import client_context  # imports cryptography: only for wss://
+
+            self._ssl = client_context(ca_file)
         self.url = url
         self.room = room
         self.secret = secret

@@ -42,7 +42,6 @@ from websockets.http11 import Request, Response
 
 from nat.auth import rest_credentials
 from signaling.errors import SignalingError
-from signaling.tls import server_context
 from signaling.ws_protocol import (
     ROOM_RE,
     Ack,
@@ -182,6 +181,8 @@ class SignalingServer:
         if cert is not None and key is not None:
             if ssl_context is not None:
                 raise SignalingError("give either an SSL context or certificate/key files")
+            from signaling.tls import server_context  # cryptography: ~9 MiB, only for TLS
+
             ssl_context = server_context(cert, key)
         self.ssl_context = ssl_context
         self.turn_uris = tuple(turn_uris)
