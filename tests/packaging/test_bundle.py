@@ -68,6 +68,14 @@ def test_bundle_builds_with_portaudio_and_without_heavy_qt(bundle: Path) -> None
     for heavy in ("libQt6WebEngineCore", "libQt6Qml", "libQt6Quick", "libQt6Multimedia"):
         assert heavy not in qt_libs
     assert not list(internal.rglob("*pytest*")), "test tools leaked into the bundle"
+    # The spec strips debug info from unpatched extension modules (tens of MiB).
+    readelf = shutil.which("readelf")
+    assert readelf, "binutils missing: run scripts/install-system-deps.sh"
+    for module in [*internal.glob("webrtc_noise_gain/*.so"), *internal.glob("uvloop/loop*.so")]:
+        sections = subprocess.run(
+            [readelf, "-S", "-W", str(module)], capture_output=True, text=True, check=True
+        ).stdout
+        assert ".debug_info" not in sections, f"{module.name} still carries debug info"
 
 
 @pytest.mark.timeout(300)
