@@ -845,7 +845,9 @@ class CallSession:
                 bytes_out += stat.bytesSent or 0
             elif kind == "inbound-rtp":
                 if stat.jitter is not None and stat.kind == "audio":
-                    jitter = float(stat.jitter) * 1000.0 / 48.0  # RTP units at 48 kHz -> ms
+                    # aiortc reports RFC 3550 §6.4.1 interarrival jitter in RTP timestamp units;
+                    # Opus always uses a 48 kHz RTP clock (RFC 7587 §4.1), so 48 units = 1 ms.
+                    jitter = float(stat.jitter) / 48.0
                 if stat.packetsLost is not None:
                     lost += stat.packetsLost
                     seen_lost = True

@@ -430,3 +430,25 @@ async def test_video_call_delivers_frames_and_sends_black_when_camera_is_off() -
     assert float(rgb.mean()) < 30  # black frames while the camera is off
     await caller.hangup()
     await callee.hangup()
+
+
+def test_stats_sample_converts_rtp_jitter_units_to_milliseconds() -> None:
+    # RFC 3550 jitter comes in RTP timestamp units; Opus clocks at 48 kHz, so 480 units = 10 ms.
+    from datetime import datetime, timezone
+
+    from aiortc.stats import RTCInboundRtpStreamStats
+
+    stat = RTCInboundRtpStreamStats(
+        timestamp=datetime.now(timezone.utc),
+        type="inbound-rtp",
+        id="in-audio",
+        ssrc=1,
+        kind="audio",
+        transportId="t",
+        packetsReceived=100,
+        packetsLost=2,
+        jitter=480,
+    )
+    sample = CallSession()._sample({"in-audio": stat})
+    assert sample.jitter_ms == pytest.approx(10.0)
+    assert sample.packets_lost == 2
