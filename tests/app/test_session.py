@@ -434,12 +434,12 @@ async def test_video_call_delivers_frames_and_sends_black_when_camera_is_off() -
 
 def test_stats_sample_converts_rtp_jitter_units_to_milliseconds() -> None:
     # RFC 3550 jitter comes in RTP timestamp units; Opus clocks at 48 kHz, so 480 units = 10 ms.
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from aiortc.stats import RTCInboundRtpStreamStats
 
     stat = RTCInboundRtpStreamStats(
-        timestamp=datetime.now(timezone.utc),
+        timestamp=datetime.now(UTC),
         type="inbound-rtp",
         id="in-audio",
         ssrc=1,
