@@ -8,8 +8,7 @@ and keep the call up for a few seconds so the debug panel's graphs have data. Th
 - ``main-window.png``: Alice's window in the call (badge, quality, SAS, timer, chat);
 - ``debug-panel.png``: her debug panel (candidates, pairs, graphs), ``debug-timeline.png``:
   the same panel on its timeline tab;
-- ``settings-relay.png``: the settings dialog on "Host a relay" with the relay running
-  (skipped with a note when app/ui/settingsdialog.py is not there).
+- ``settings-relay.png``: the settings dialog on "Host a relay" with the relay running.
 
 Usage: ``.venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--seconds 8]``
 """
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import sys
 import tempfile
@@ -140,14 +138,11 @@ async def scene(out: Path, seconds: float, config: Path) -> None:
         await save(panel, out / "debug-timeline.png")
         tabs.setCurrentWidget(panel.pairs)
 
-        if importlib.util.find_spec("app.ui.settingsdialog") is None:
-            print("note: app/ui/settingsdialog.py is not built yet: no settings screenshot")
-        else:
-            dialog: Any = alice.open_settings()
-            dialog.resize(900, 720)
-            dialog.tabs.setCurrentWidget(dialog.relay)
-            await asyncio.sleep(1.2)  # one status refresh (allocations, relayed bytes)
-            await save(dialog, out / "settings-relay.png")
+        dialog: Any = alice.open_settings()
+        dialog.resize(900, 720)
+        dialog.tabs.setCurrentWidget(dialog.relay)
+        await asyncio.sleep(1.2)  # one status refresh (allocations, relayed bytes)
+        await save(dialog, out / "settings-relay.png")
 
         alice.hangup_button.click()
         await until(lambda: not alice.adapter.in_call and not bob.adapter.in_call, "hang-up")

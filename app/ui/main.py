@@ -104,13 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _autostart_hosting(window: Any, settings: Any) -> None:
     """Start the relay / signaling server the settings say to host at start-up."""
-    from app.ui import hosting
+    from app.ui.hosting import autostart
 
-    autostart = getattr(hosting, "autostart", None)  # the settings dialog's start-up hook
-    if autostart is not None:
-        window.adapter.run(
-            autostart(settings, window.relay_host, window.signaling_host), "Hosting at start-up"
-        )
+    window.adapter.run(
+        autostart(settings, window.relay_host, window.signaling_host), "Hosting at start-up"
+    )
 
 
 async def _self_test(window: Any, result: dict[str, int]) -> None:

@@ -8,7 +8,6 @@ window owns the text boxes the copy-paste backend reads and writes).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import socket
 import time
@@ -343,9 +342,6 @@ class MainWindow(QMainWindow):
         for action in (self.settings_action, self.debug_action, self.quit_action):
             menu.addAction(action)
         self.settings_action.triggered.connect(self.open_settings)
-        if importlib.util.find_spec("app.ui.settingsdialog") is None:
-            self.settings_action.setEnabled(False)
-            self.settings_action.setToolTip("The settings dialog is not built yet (issue 5)")
         self.debug_action.triggered.connect(self.open_debug_panel)
         self.quit_action.triggered.connect(self.close)
 
@@ -623,7 +619,7 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> Any:
         if self.settings_dialog is None:
-            from app.ui.settingsdialog import SettingsDialog  # type: ignore[import-not-found,unused-ignore]
+            from app.ui.settingsdialog import SettingsDialog
 
             self.settings_dialog = SettingsDialog(
                 self.settings, self.relay_host, self.signaling_host, self.adapter.run, self
@@ -635,6 +631,7 @@ class MainWindow(QMainWindow):
         return self.settings_dialog
 
     def _on_settings_saved(self) -> None:
+        self.ringer.device = self.settings["audio.output"] or None
         self.always_relay.setChecked(bool(self.settings["relay_only"]))
         backend = self.settings["signaling.backend"]
         self.backend.setCurrentIndex(BACKEND_PAGES.index(backend))

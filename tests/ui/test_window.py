@@ -245,10 +245,8 @@ def test_start_up_hosts_what_the_settings_say(
     qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
 ) -> None:
     """`peercall gui` start-up runs the settings dialog's autostart hook (relay + signaling)."""
-    from app.ui import hosting, main
+    from app.ui import main
 
-    if getattr(hosting, "autostart", None) is None:
-        pytest.skip("app/ui/hosting.py has no autostart() yet")
     window = make_window(
         "alice",
         **{
