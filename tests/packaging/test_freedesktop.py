@@ -119,3 +119,17 @@ def test_make_install_desktop_puts_files_where_desktops_look(tmp_path: Path) -> 
         icon = data_home / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{APP_ID}.png"
         assert png_size(icon) == (size, size)
     assert (data_home / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg").is_file()
+
+
+def test_metainfo_screenshots_are_files_of_this_repo() -> None:
+    text = METAINFO.read_text(encoding="utf-8")
+    prefix = "https://raw.githubusercontent.com/peercall/peercall/main/"
+    urls = [
+        line.split("<image>")[1].split("</image>")[0]
+        for line in text.splitlines()
+        if "<image>" in line
+    ]
+    assert urls
+    for url in urls:
+        assert url.startswith(prefix), url
+        assert (ROOT / url.removeprefix(prefix)).is_file(), f"{url} has no file in the repo"
