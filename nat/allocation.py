@@ -30,6 +30,7 @@ class Allocation:
     transaction_id: bytes  # of the Allocate request, to answer its retransmissions (§7.2)
     success: bytes = b""  # the encoded success response, resent on retransmission
     max_bps: int = 0
+    extra_relay: Address | None = None  # the IPv6 relay of a dual allocation (RFC 8656 §7.2)
     permissions: dict[str, Permission] = field(default_factory=dict)
     channels: dict[int, ChannelBinding] = field(default_factory=dict)
     channel_by_peer: dict[Address, ChannelBinding] = field(default_factory=dict)
@@ -44,6 +45,21 @@ class Allocation:
     def transport(self) -> Transport:
         """The listener the client talks to us on."""
         return self.five_tuple.transport
+
+    @property
+    def relays(self) -> tuple[Address, ...]:
+        """Every relay socket address of this allocation (two for a dual allocation)."""
+        return (self.relay,) if self.extra_relay is None else (self.relay, self.extra_relay)
+
+    def has_family(self, version: int) -> bool:
+        """Whether a relayed address of IP ``version`` (4 or 6) exists (RFC 8656 §7.2)."""
+        return version == self.family or (self.extra_relay is not None and version == 6)
+
+    def relay_for(self, host: str) -> Address:
+        """The relay socket that talks to peer ``host``: the one of its address family."""
+        if self.extra_relay is not None and ":" in host:
+            return self.extra_relay
+        return self.relay
 
     def permitted(self, ip: str, now: float) -> bool:
         """Whether a valid permission exists for peer ``ip`` (any port, RFC 8656 §9)."""

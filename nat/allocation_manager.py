@@ -83,7 +83,8 @@ class AllocationManager:
         """Register a held allocation now that its relay is open (after :meth:`hold`)."""
         self._pending -= 1
         self.by_five_tuple[allocation.five_tuple] = allocation
-        self.by_relay[allocation.relay] = allocation
+        for relay in allocation.relays:
+            self.by_relay[relay] = allocation
         self.schedule(allocation)
 
     def remove(self, allocation: Allocation) -> None:
@@ -92,7 +93,8 @@ class AllocationManager:
             return
         allocation.closed = True
         del self.by_five_tuple[allocation.five_tuple]
-        del self.by_relay[allocation.relay]
+        for relay in allocation.relays:
+            del self.by_relay[relay]
         self._uncount(allocation.quota_name)
 
     def reserve(self, token: bytes, relay: Address, now: float) -> Reservation:

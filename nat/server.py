@@ -76,6 +76,10 @@ _CHANNEL_HEAD: Final = struct.Struct(">HH").pack
 _WILDCARDS: Final = ("0.0.0.0", "::")
 
 
+def _relays_of(item: Allocation | Reservation) -> tuple[Address, ...]:
+    return item.relays if isinstance(item, Allocation) else (item.relay,)
+
+
 # --- actions ------------------------------------------------------------------------------------
 
 
@@ -112,6 +116,7 @@ class OpenRelay:
     port: int | None = None
     even: bool = False
     reserve_next: bool = False
+    additional_host: str | None = None  # also bind an IPv6 relay here (dual allocation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,7 @@ class _PendingAllocate:
     key: bytes
     family: int
     lifetime: int
+    dual: str = ""  # ADDITIONAL-ADDRESS-FAMILY asked: "" no, "440" no IPv6 relay, "ok" opened
 
 
 @dataclass(slots=True)
@@ -264,6 +270,7 @@ class TurnServer:
         now: float,
         *,
         reached: str | None = None,
+        additional: Address | None = None,
     ) -> list[Action]:
         """The relay socket asked for by :class:`OpenRelay` is bound at ``relay`` (and
         ``reserved`` holds port + 1 when the R bit asked for it): finish the Allocate.
@@ -271,18 +278,16 @@ class TurnServer:
         ``reached`` is the local address the client's packets arrived at (the I/O layer knows
         it); it is advertised instead of a wildcard relay address (listening-ip 0.0.0.0 or ::
         without relay-ip/external-ip), as coturn advertises a real interface address.
+        ``additional`` is the IPv6 relay of a dual allocation (None if it could not be bound).
         """
         pending = self._pending.pop(five_tuple, None)
         if pending is None:  # the client went away meanwhile
             closes: list[Action] = [CloseRelay(relay)]
-            if reserved is not None:
-                closes.append(CloseRelay(reserved))
+            for extra in (reserved, additional):
+                if extra is not None:
+                    closes.append(CloseRelay(extra))
             return closes
-        advertised = relay
-        if self._external is not None and (":" in self._external) == (":" in relay[0]):
-            advertised = (self._external, relay[1])
-        elif relay[0] in _WILDCARDS and reached and (":" in reached) == (":" in relay[0]):
-            advertised = (reached, relay[1])
+        advertised = self._advertise(relay, reached)
         allocation = Allocation(
             five_tuple=five_tuple,
             username=pending.username,
@@ -293,11 +298,20 @@ class TurnServer:
             expires=now + pending.lifetime,
             transaction_id=pending.request.transaction_id,
             max_bps=self.config.max_bps,
+            extra_relay=additional if pending.dual else None,
         )
         allocation._stamp = now
         self.allocations.add(allocation)
-        attrs: list[tuple[stun.Attr[Any], Any]] = [
-            (stun.XOR_RELAYED_ADDRESS, advertised),
+        attrs: list[tuple[stun.Attr[Any], Any]] = [(stun.XOR_RELAYED_ADDRESS, advertised)]
+        if pending.dual and additional is not None:
+            # RFC 8656 §7.2: one XOR-RELAYED-ADDRESS per family of a dual allocation.
+            attrs.append((stun.XOR_RELAYED_ADDRESS, self._advertise(additional, reached)))
+        elif pending.dual:
+            # RFC 8656 §7.2: the IPv4 allocation succeeds; ADDRESS-ERROR-CODE says why the
+            # IPv6 one did not (440: no IPv6 relay address here, 508: no free port).
+            code = 440 if pending.dual == "440" else 508
+            attrs.append((stun.ADDRESS_ERROR_CODE, (2, stun.ErrorCode(code, REASONS[code]))))
+        attrs += [
             (stun.LIFETIME, pending.lifetime),
             (stun.XOR_MAPPED_ADDRESS, five_tuple.client),
         ]
@@ -315,6 +329,15 @@ class TurnServer:
             *five_tuple.client,
         )
         return [SendToClient(five_tuple.transport, five_tuple.client, response)]
+
+    def _advertise(self, relay: Address, reached: str | None) -> Address:
+        """What the client is told for ``relay``: external-ip, else the address it reached
+        when the relay is bound to a wildcard, else the relay itself."""
+        if self._external is not None and (":" in self._external) == (":" in relay[0]):
+            return (self._external, relay[1])
+        if relay[0] in _WILDCARDS and reached and (":" in reached) == (":" in relay[0]):
+            return (reached, relay[1])
+        return relay
 
     def relay_failed(self, five_tuple: FiveTuple, now: float) -> list[Action]:
         """No relay socket could be bound for the pending Allocate: answer 508 (RFC 8656 §7.2)."""
@@ -334,7 +357,7 @@ class TurnServer:
         if allocation is None:
             return []
         self.allocations.remove(allocation)
-        return [CloseRelay(allocation.relay)]
+        return [CloseRelay(relay) for relay in allocation.relays]
 
     def tick(self, now: float) -> list[Action]:
         """End whatever lifetimes have run out by ``now`` (allocations, permissions, channels,
@@ -343,7 +366,7 @@ class TurnServer:
         for item in closed:
             if isinstance(item, Allocation):
                 logger.info("allocation %s of %r expired", item.relay, item.username)
-        return [CloseRelay(item.relay) for item in closed]
+        return [CloseRelay(relay) for item in closed for relay in _relays_of(item)]
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` should next be called (None: nothing is scheduled)."""
@@ -354,7 +377,9 @@ class TurnServer:
         for pending in self._pending.values():
             self.allocations.release(pending.quota_name)
         self._pending.clear()
-        return [CloseRelay(item.relay) for item in self.allocations.close_all()]
+        return [
+            CloseRelay(relay) for item in self.allocations.close_all() for relay in _relays_of(item)
+        ]
 
     # --- fast paths -----------------------------------------------------------------------------
 
@@ -393,7 +418,10 @@ class TurnServer:
         counters = self.counters
         counters.relayed_packets += 1
         counters.relayed_bytes += length
-        return allocation.relay, channel.peer, data[4 : 4 + length]
+        peer = channel.peer
+        if allocation.extra_relay is not None:
+            return allocation.relay_for(peer[0]), peer, data[4 : 4 + length]
+        return allocation.relay, peer, data[4 : 4 + length]
 
     def binding_fast(self, data: bytes, source: Address) -> bytes | None:
         """The answer to a bare Binding request (20 bytes, no attributes), or None for anything
@@ -437,7 +465,7 @@ class TurnServer:
         counters = self.counters
         counters.relayed_packets += 1
         counters.relayed_bytes += size
-        return [SendToPeer(allocation.relay, peer, payload)]
+        return [SendToPeer(allocation.relay_for(peer[0]), peer, payload)]
 
     # --- STUN requests --------------------------------------------------------------------------
 
@@ -501,8 +529,17 @@ class TurnServer:
         token = msg.get(stun.RESERVATION_TOKEN)
         even = msg.get(stun.EVEN_PORT)
         family_code = msg.get(stun.REQUESTED_ADDRESS_FAMILY)
+        additional = msg.get(stun.ADDITIONAL_ADDRESS_FAMILY)
+        if additional is None:
+            additional = msg.get(stun.ADDITIONAL_ADDRESS_FAMILY_DRAFT)
         if token is not None and (even is not None or family_code is not None):
             return self._error(msg, ft, 400, key)  # RFC 8656 §7.2 items 4 and 5
+        if additional is not None and (
+            family_code is not None or token is not None or even is True or additional != 2
+        ):
+            # RFC 8656 §7.2: dual allocation asks for IPv6 (0x02) on top of the default IPv4,
+            # never with REQUESTED-ADDRESS-FAMILY, a reservation or EVEN-PORT's R bit.
+            return self._error(msg, ft, 400, key)
         if family_code is not None and family_code not in _FAMILY_CODE:
             return self._error(msg, ft, 440, key)
         family = _FAMILY_CODE.get(family_code or 1, 4)
@@ -522,9 +559,20 @@ class TurnServer:
                 return self._error(msg, ft, 440, key)
             host = found
         lifetime = self._lifetime(msg.get(stun.LIFETIME))
+        additional_host = self._relay_hosts.get(6) if additional is not None else None
+        dual = "" if additional is None else ("ok" if additional_host else "440")
         self.allocations.hold(quota_name)
-        self._pending[ft] = _PendingAllocate(msg, username, quota_name, key, family, lifetime)
-        return [OpenRelay(ft, host, port=port, even=even is not None, reserve_next=even is True)]
+        self._pending[ft] = _PendingAllocate(msg, username, quota_name, key, family, lifetime, dual)
+        return [
+            OpenRelay(
+                ft,
+                host,
+                port=port,
+                even=even is not None,
+                reserve_next=even is True,
+                additional_host=additional_host,
+            )
+        ]
 
     def _refresh(self, msg: Message, ft: FiveTuple, now: float) -> list[Action]:
         """Refresh request (RFC 8656 §7.3): new lifetime, or delete with LIFETIME 0."""
@@ -532,13 +580,15 @@ class TurnServer:
         allocation = self._allocation_for(msg, ft, username, key)
         self._check_unknown(msg, ft, key)
         family_code = msg.get(stun.REQUESTED_ADDRESS_FAMILY)
-        if family_code is not None and _FAMILY_CODE.get(family_code) != allocation.family:
-            return self._error(msg, ft, 443, key)  # RFC 6156 §4.3
+        family = _FAMILY_CODE.get(family_code or 0)
+        if family_code is not None and (family is None or not allocation.has_family(family)):
+            return self._error(msg, ft, 443, key)  # RFC 6156 §4.3, RFC 8656 §7.3
         requested = msg.get(stun.LIFETIME)
         if requested == 0:
             self.allocations.remove(allocation)
             reply = self._reply(msg, [(stun.LIFETIME, 0)], key)
-            return [CloseRelay(allocation.relay), SendToClient(ft.transport, ft.client, reply)]
+            closes: list[Action] = [CloseRelay(relay) for relay in allocation.relays]
+            return [*closes, SendToClient(ft.transport, ft.client, reply)]
         lifetime = self._lifetime(requested)
         allocation.expires = now + lifetime
         self.allocations.schedule(allocation)
@@ -656,7 +706,7 @@ class TurnServer:
     ) -> None:
         """443 for a peer of the other address family (RFC 6156 §4.4), 403 when the policy
         forbids the peer (RFC 8656 §10.2 / §21.2.3)."""
-        if (6 if ":" in host else 4) != allocation.family:
+        if not allocation.has_family(6 if ":" in host else 4):
             raise _Reject(self._error(msg, ft, 443, key))
         if not self.policy.permits(host):
             raise _Reject(self._error(msg, ft, 403, key))

@@ -566,37 +566,57 @@ class RelayServer:
                     held.close()
 
     async def _open_relay(self, action: OpenRelay) -> None:
-        """Bind the relay socket for an Allocate and report the outcome to the core."""
-        loop = asyncio.get_running_loop()
+        """Bind the relay socket(s) for an Allocate and report the outcome to the core."""
         try:
             sock, reserved = self._bind_relay(action)
         except OSError as exc:
             logger.warning("no relay port for %s: %s", action.five_tuple.client, exc)
             self.perform(self.core.relay_failed(action.five_tuple, self.clock()))
             return
-        relay: Address = sock.getsockname()[:2]
-        registered = False
         try:
-            handler = _PeerDatagrams(self, relay)
-            endpoint = _UdpEndpoint(loop, sock, handler.datagram_received, _hostport(*relay))
-            await endpoint.start()
-            self.relays[relay] = endpoint
-            registered = True
-        finally:
-            if not registered:
-                sock.close()
-                if reserved is not None:
-                    reserved.close()
+            relay = await self._serve_relay(sock)
+        except BaseException:
+            if reserved is not None:
+                reserved.close()
+            raise
         reserved_address: Address | None = None
         if reserved is not None:
             reserved_address = reserved.getsockname()[:2]
             self._held[reserved_address] = reserved
+        additional: Address | None = None
+        if action.additional_host is not None:  # the IPv6 half of a dual allocation
+            try:
+                extra = self._bind_relay(OpenRelay(action.five_tuple, action.additional_host))[0]
+            except OSError as exc:
+                logger.warning("no IPv6 relay port for %s: %s", action.five_tuple.client, exc)
+            else:
+                additional = await self._serve_relay(extra)
         reached = self._reached(action.five_tuple) if relay[0] in ("0.0.0.0", "::") else None
         self.perform(
             self.core.relay_opened(
-                action.five_tuple, relay, reserved_address, self.clock(), reached=reached
+                action.five_tuple,
+                relay,
+                reserved_address,
+                self.clock(),
+                reached=reached,
+                additional=additional,
             )
         )
+
+    async def _serve_relay(self, sock: socket.socket) -> Address:
+        """Register the bound relay socket ``sock`` (closed on failure); its address."""
+        relay: Address = sock.getsockname()[:2]
+        try:
+            handler = _PeerDatagrams(self, relay)
+            endpoint = _UdpEndpoint(
+                asyncio.get_running_loop(), sock, handler.datagram_received, _hostport(*relay)
+            )
+            await endpoint.start()
+        except BaseException:
+            sock.close()
+            raise
+        self.relays[relay] = endpoint
+        return relay
 
     def _reached(self, ft: FiveTuple) -> str | None:
         """The local address ``ft``'s client talks to: the connection's own address for

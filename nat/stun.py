@@ -207,6 +207,16 @@ def _dec_error_code(value: bytes, tid: bytes) -> ErrorCode:
     return ErrorCode(klass * 100 + number, value[4:].decode("utf-8"))
 
 
+def _enc_address_error(value: tuple[int, ErrorCode], tid: bytes) -> bytes:
+    family, (code, reason) = value
+    return bytes((family, 0, code // 100, code % 100)) + reason.encode("utf-8")
+
+
+def _dec_address_error(value: bytes, tid: bytes) -> tuple[int, ErrorCode]:
+    """ADDRESS-ERROR-CODE (RFC 8656 §18.12): (family 1|2, ERROR-CODE-like code and reason)."""
+    return value[0] if value else 0, _dec_error_code(value, tid)
+
+
 def _enc_unknown(value: tuple[int, ...], tid: bytes) -> bytes:
     return b"".join(_U16.pack(t) for t in value)
 
@@ -323,6 +333,14 @@ USE_CANDIDATE: Final = Attr(0x0025, "USE-CANDIDATE", _enc_empty, _dec_empty)
 ADDITIONAL_ADDRESS_FAMILY: Final = Attr(
     0x8000, "ADDITIONAL-ADDRESS-FAMILY", _enc_u8_rffu, _dec_u8_rffu
 )
+ADDITIONAL_ADDRESS_FAMILY_DRAFT: Final = Attr(
+    0x8032, "ADDITIONAL-ADDRESS-FAMILY-DRAFT", _enc_u8_rffu, _dec_u8_rffu
+)
+"""The pre-RFC code point of ADDITIONAL-ADDRESS-FAMILY (draft-ietf-tram-turnbis), still sent by
+coturn's turnutils_uclient -Z; accepted as an alias."""
+ADDRESS_ERROR_CODE: Final = Attr(
+    0x8001, "ADDRESS-ERROR-CODE", _enc_address_error, _dec_address_error
+)
 SOFTWARE: Final = Attr(0x8022, "SOFTWARE", *_software_codec)
 ALTERNATE_SERVER: Final = Attr(0x8023, "ALTERNATE-SERVER", _enc_address, _dec_address)
 FINGERPRINT: Final = Attr(0x8028, "FINGERPRINT", _enc_u32, _dec_u32)
@@ -355,6 +373,8 @@ ATTRIBUTES: Final[dict[int, Attr[Any]]] = {
         PRIORITY,
         USE_CANDIDATE,
         ADDITIONAL_ADDRESS_FAMILY,
+        ADDRESS_ERROR_CODE,
+        ADDITIONAL_ADDRESS_FAMILY_DRAFT,
         SOFTWARE,
         ALTERNATE_SERVER,
         FINGERPRINT,

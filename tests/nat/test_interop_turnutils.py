@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,32 @@ def test_stunclient_gets_its_mapped_address(kind: str, tmp_path: Path) -> None:
     assert mapped, proc.stdout
     assert mapped[0][0] == LOOPBACK
     assert 0 < int(mapped[0][1]) < 65536
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_uclient_dual_allocation(echo_peer: EchoPeer, tmp_path: Path) -> None:
+    # -Z: ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §7.2, coturn sends the draft code point 0x8032);
+    # its Refreshes randomly carry REQUESTED-ADDRESS-FAMILY IPv4 or IPv6, which only succeed
+    # when the allocation really holds both relayed addresses. 6 clients: both cases occur.
+    server = start_server("peercall", "lt", tmp_path, "--listening-ip", "::1")
+    try:
+        flags = ("-Z",)
+        cmd = uclient_command(server, echo_peer, flags)
+        cmd[cmd.index("-m") + 1] = "6"
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    finally:
+        server.stop()
+    result = parse_uclient(proc.returncode, proc.stdout + proc.stderr)
+    assert result.returncode == 0, result.summary()
+    assert result.lost_percent == 0.0, result.summary()
+    assert result.sent >= MESSAGES, result.summary()
+    assert result.received == result.sent, result.summary()

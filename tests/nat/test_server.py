@@ -323,6 +323,79 @@ def test_ipv6_allocation_rfc6156() -> None:
     assert error_code(client.call(stun.Method.REFRESH, attrs, T0)) == 443
 
 
+@pytest.mark.parametrize(
+    "attr", [stun.ADDITIONAL_ADDRESS_FAMILY, stun.ADDITIONAL_ADDRESS_FAMILY_DRAFT]
+)
+def test_dual_allocation_rfc8656(attr: stun.Attr[int]) -> None:
+    server = make_server(listening_ips=("127.0.0.1", "::1"), allow_loopback_peers=True)
+    client = Client(server)
+    attrs: list[tuple[stun.Attr[Any], Any]] = [
+        (stun.REQUESTED_TRANSPORT, 17),
+        (attr, 2),
+        (stun.EVEN_PORT, False),
+    ]
+    actions = client.request(stun.Method.ALLOCATE, attrs, T0)
+    assert actions == [OpenRelay(client.five_tuple, "127.0.0.1", even=True, additional_host="::1")]
+    v4, v6 = ("127.0.0.1", 50000), ("::1", 50001)
+    msg = only_response(server.relay_opened(client.five_tuple, v4, None, T0, additional=v6))
+    assert msg.get_all(stun.XOR_RELAYED_ADDRESS) == [v4, v6]
+    assert server.allocations.by_relay.keys() == {v4, v6}
+    client.relay = v4
+    # Peers of both families; each is relayed from the relay of its family.
+    assert error_code(client.bind(0x4000, ("127.0.0.2", 7), T0)) is None
+    assert error_code(client.bind(0x4001, ("::1", 7), T0)) is None
+    assert client.send(stun.encode_channel_data(0x4000, b"a"), T0) == [
+        SendToPeer(v4, ("127.0.0.2", 7), b"a")
+    ]
+    assert client.send(stun.encode_channel_data(0x4001, b"b"), T0) == [
+        SendToPeer(v6, ("::1", 7), b"b")
+    ]
+    assert client.send_indication(("::1", 9), b"c", T0) == [SendToPeer(v6, ("::1", 9), b"c")]
+    (back,) = server.relay_received(v6, b"d", ("::1", 7), T0)
+    assert isinstance(back, SendToClient)
+    assert back.data == b"\x40\x01\x00\x01d"
+    # Refresh may name either family (RFC 8656 §7.3); deleting closes both relays.
+    for family in (1, 2):
+        reply = client.call(stun.Method.REFRESH, [(stun.REQUESTED_ADDRESS_FAMILY, family)], T0)
+        assert error_code(reply) is None
+    actions = client.request(stun.Method.REFRESH, [(stun.LIFETIME, 0)], T0)
+    assert closes(actions) == [v4, v6]
+    assert server.allocations.by_relay == {}
+
+
+def test_dual_allocation_without_ipv6_relay_gets_address_error_code(server: TurnServer) -> None:
+    client = Client(server)
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.ADDITIONAL_ADDRESS_FAMILY, 2)]
+    msg = client.allocate(T0, attrs=attrs)
+    assert msg.get_all(stun.XOR_RELAYED_ADDRESS) == [client.relay]
+    assert msg.get(stun.ADDRESS_ERROR_CODE) == (2, (440, "Address Family not Supported"))
+    assert server.allocation(client.source, client.transport) is not None
+
+
+def test_dual_allocation_whose_ipv6_port_failed_gets_508() -> None:
+    server = make_server(listening_ips=("127.0.0.1", "::1"))
+    client = Client(server)
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.ADDITIONAL_ADDRESS_FAMILY, 2)]
+    client.request(stun.Method.ALLOCATE, attrs, T0)
+    msg = only_response(server.relay_opened(client.five_tuple, ("127.0.0.1", 5), None, T0))
+    assert msg.get(stun.ADDRESS_ERROR_CODE) == (2, (508, "Insufficient Capacity"))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [(stun.ADDITIONAL_ADDRESS_FAMILY, 1)],  # must be IPv6
+        [(stun.ADDITIONAL_ADDRESS_FAMILY, 2), (stun.REQUESTED_ADDRESS_FAMILY, 1)],
+        [(stun.ADDITIONAL_ADDRESS_FAMILY, 2), (stun.EVEN_PORT, True)],
+        [(stun.ADDITIONAL_ADDRESS_FAMILY, 2), (stun.RESERVATION_TOKEN, bytes(8))],
+    ],
+)
+def test_bad_dual_allocation_requests_are_400(extra: list[tuple[stun.Attr[Any], Any]]) -> None:
+    server = make_server(listening_ips=("127.0.0.1", "::1"))
+    attrs: list[tuple[stun.Attr[Any], Any]] = [(stun.REQUESTED_TRANSPORT, 17), *extra]
+    assert error_code(Client(server).allocate(T0, attrs=attrs)) == 400
+
+
 def test_even_port_reservation_and_token(server: TurnServer) -> None:
     rtp = Client(server, ("192.0.2.1", 1))
     attrs: list[tuple[stun.Attr[Any], Any]] = [

@@ -609,3 +609,30 @@ async def test_wildcard_listener_advertises_the_address_the_client_reached() -> 
         assert turn.get_extra_info("sockname")[0] == "127.0.0.1"
         turn.close()
         await asyncio.sleep(0)
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+async def test_dual_allocation_relays_both_families_and_closes_both() -> None:
+    async with (
+        running(listening_ips=("127.0.0.1", "::1")) as server,
+        udp_endpoint() as (t, inbox),
+        udp_endpoint("::1") as (peer6, peer6_inbox),
+    ):
+        client = RawClient(t, inbox, ("127.0.0.1", port_of(server)))
+        response = await client.request(
+            stun.Method.ALLOCATE,
+            [(stun.REQUESTED_TRANSPORT, 17), (stun.ADDITIONAL_ADDRESS_FAMILY, 2)],
+        )
+        v4, v6 = response.get_all(stun.XOR_RELAYED_ADDRESS)
+        assert (v4[0], v6[0]) == ("127.0.0.1", "::1")
+        peer = peer6.get_extra_info("sockname")[:2]
+        permitted = await client.request(
+            stun.Method.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, peer)]
+        )
+        assert error(permitted) is None
+        client.indicate(peer, b"over six")  # an IPv4 client reaching an IPv6 peer
+        data, source = await peer6_inbox.get()
+        assert (data, source[:2]) == (b"over six", v6)
+        deleted = await client.request(stun.Method.REFRESH, [(stun.LIFETIME, 0)])
+        assert error(deleted) is None
+        await eventually(lambda: port_is_free(*v4) and port_is_free(*v6))
