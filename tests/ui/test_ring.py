@@ -120,6 +120,7 @@ def test_window_rings_on_the_speaker_until_declined(
         arun(record(mic, 10))
         after = arun(record(mic, 25))
         qtbot.waitUntil(dialing.done, timeout=10_000)
+        assert dialing.exception() is not None  # the caller's dial ends: declined
     finally:
         mic.stop()
         arun(caller.hangup())
