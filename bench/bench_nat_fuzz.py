@@ -65,6 +65,7 @@ class Harness:
         self.config = RelayConfig(
             users=((USER, KEY),),
             realm=REALM,
+            listening_ips=("127.0.0.1", "::1"),  # IPv6 and dual allocations too
             allow_loopback_peers=True,
             user_quota=8,
             total_quota=64,
@@ -95,7 +96,13 @@ class Harness:
                 self.next_port = 20000 + (self.next_port - 19999) % 20000
                 reserved = (action.host, relay[1] + 1) if action.reserve_next else None
                 self.relays.append(relay)
-                out = self.server.relay_opened(action.five_tuple, relay, reserved, self.now)
+                additional = None
+                if action.additional_host is not None and self.next_port % 5:
+                    additional = (action.additional_host, relay[1] + 2)
+                    self.relays.append(additional)
+                out = self.server.relay_opened(
+                    action.five_tuple, relay, reserved, self.now, additional=additional
+                )
                 self.perform(out, depth + 1)
             elif isinstance(action, CloseRelay):
                 if action.relay in self.relays:
@@ -231,6 +238,8 @@ class Harness:
 def fuzz_value(attr: stun.Attr[Any], rng: random.Random) -> Any:
     """A value of the right Python type for ``attr`` (edge cases included)."""
     name = attr.name
+    if name == "ADDRESS-ERROR-CODE":
+        return rng.choice([1, 2, 0]), stun.ErrorCode(rng.choice([440, 508, 300]), "x")
     if "ADDRESS" in name or name in ("ALTERNATE-SERVER", "RESPONSE-ORIGIN", "OTHER-ADDRESS"):
         if "FAMILY" in name:
             return rng.choice([1, 2, 3, 0, 255])
