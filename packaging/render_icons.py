@@ -1,4 +1,4 @@
-"""Render packaging/linux/icons/peercall.svg to the PNG sizes of the freedesktop icon theme spec.
+"""Render app/ui/peercall.svg to the PNG sizes of the freedesktop icon theme spec.
 
 Uses Qt's own SVG renderer (QtSvg ships in PySide6-Essentials), so no extra tool is needed:
 ``python packaging/render_icons.py`` rewrites ``packaging/linux/icons/hicolor/<N>x<N>/apps/``
@@ -22,7 +22,7 @@ APP_ID = "org.peercall.PeerCall"
 SIZES = (16, 32, 48, 64, 128, 256, 512)
 ICO_SIZES = (16, 32, 48, 256)
 HERE = Path(__file__).resolve().parent
-SVG = HERE / "linux" / "icons" / "peercall.svg"
+SVG = HERE.parent / "app" / "ui" / "peercall.svg"  # also the window icon at run time
 
 
 def render(renderer: QSvgRenderer, size: int) -> QImage:
@@ -39,7 +39,7 @@ def png_bytes(image: QImage) -> bytes:
     data = QByteArray()
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
+    image.save(buffer, "PNG")  # type: ignore[call-overload]  # stub says bytes; PySide6 wants str
     return bytes(data.data())
 
 

@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("PeerCall")
+    # Wayland docks and taskbars match the window to packaging/linux's .desktop entry by this id.
+    app.setDesktopFileName("org.peercall.PeerCall")
+    app.setWindowIcon(_window_icon())
     app.setQuitOnLastWindowClosed(False)  # we quit after the asynchronous shutdown instead
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -100,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
     if self_test_task is not None and not self_test_task.done():
         result["code"] = 1
     return result["code"]
+
+
+def _window_icon() -> Any:
+    """The theme's icon when installed (make install-desktop), else the SVG shipped in app/ui."""
+    from PySide6.QtGui import QIcon
+
+    fallback = QIcon(str(Path(__file__).with_name("peercall.svg")))
+    return QIcon.fromTheme("org.peercall.PeerCall", fallback)
 
 
 def _autostart_hosting(window: Any, settings: Any) -> None:

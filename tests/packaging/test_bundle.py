@@ -68,6 +68,9 @@ def test_bundle_builds_with_portaudio_and_without_heavy_qt(bundle: Path) -> None
     for heavy in ("libQt6WebEngineCore", "libQt6Qml", "libQt6Quick", "libQt6Multimedia"):
         assert heavy not in qt_libs
     assert not list(internal.rglob("*pytest*")), "test tools leaked into the bundle"
+    # The window icon (app/ui/peercall.svg) and the Qt plugin that renders SVG icons.
+    assert (internal / "app" / "ui" / "peercall.svg").is_file()
+    assert list((internal / "PySide6" / "Qt" / "plugins").rglob("libqsvg*.so"))
     # The spec strips debug info from unpatched extension modules (tens of MiB).
     readelf = shutil.which("readelf")
     assert readelf, "binutils missing: run scripts/install-system-deps.sh"

@@ -84,7 +84,7 @@ def test_png_icon_exists_at_each_theme_size(size: int) -> None:
 
 def test_scalable_icon_is_the_source_svg() -> None:
     scalable = ICONS / "scalable" / "apps" / f"{APP_ID}.svg"
-    source = LINUX / "icons" / "peercall.svg"
+    source = ROOT / "app" / "ui" / "peercall.svg"
     assert scalable.read_bytes() == source.read_bytes()
     assert b"<svg" in source.read_bytes()
 
