@@ -209,7 +209,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         type=_positive(int),
         default=DEFAULT_RATE_BURST,
-        help=f"frames a connection may send at once above the rate (default {DEFAULT_RATE_BURST})",
+        help="frames a connection may send back to back before --rate-limit applies (default "
+        f"{DEFAULT_RATE_BURST})",
     )
     limits.add_argument(
         "--max-connections-per-ip",
@@ -333,6 +334,7 @@ async def serve(args: argparse.Namespace) -> int:
                 args.room,
                 secret=None if args.room_secret else secret,  # a PIN is never published
                 addresses=addresses,
+                tls=server.ssl_context is not None,
             )
             await advertiser.start()
             print(f"advertising {advertiser.instance} (room {args.room})", flush=True)

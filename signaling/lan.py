@@ -2,7 +2,8 @@
 
 A host advertises "this PeerCall is reachable at ws://host:port, room X" as a DNS-SD service
 of type ``_peercall._tcp.local.`` (RFC 6763) over multicast DNS (RFC 6762) with TXT records
-``v`` (wire version), ``name``, ``room``, ``auth`` and, for an open room, ``secret``.
+``v`` (wire version), ``name``, ``room``, ``auth``, for an open room ``secret``, and ``tls=1``
+when the server speaks ``wss://``.
 Others browse for that type and dial without typing an address.
 
 The LAN backend is nothing new on the wire: :class:`LanHost` is the embedded
@@ -112,6 +113,7 @@ class LanAdvertiser:
         secret: str | None = None,
         addresses: Sequence[str] | None = None,
         interfaces: Interfaces = None,
+        tls: bool = False,
     ) -> None:
         if not ROOM_RE.fullmatch(room):
             raise SignalingError(f"room {room!r} must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
@@ -120,6 +122,7 @@ class LanAdvertiser:
         self.room = room
         self.secret = secret
         self.interfaces = interfaces
+        self.tls = tls  # the server speaks wss://: browsers must use that scheme
         if addresses is None:
             addresses = list(interfaces) if interfaces is not None else _all_ipv4() or ["127.0.0.1"]
         self.addresses = list(addresses)
@@ -132,6 +135,8 @@ class LanAdvertiser:
         props["auth"] = "open" if self.secret is not None else "pin"
         if self.secret is not None:
             props["secret"] = self.secret
+        if self.tls:
+            props["tls"] = "1"
         return props
 
     async def start(self) -> None:
@@ -202,7 +207,7 @@ def service_from_info(info: AsyncServiceInfo) -> LanService | None:
         instance=info.name,
         name=_text(props, "name") or info.name.removesuffix("." + SERVICE_TYPE),
         room=room,
-        url=f"ws://{host}:{info.port}",
+        url=f"{'wss' if _text(props, 'tls') == '1' else 'ws'}://{host}:{info.port}",
         addresses=addresses,
         port=info.port,
         version=version,
@@ -370,7 +375,8 @@ class LanHost:
         """The host's own end of the room, over loopback to the embedded server."""
         wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}
         local = wildcard.get(self.server.host)
-        url = f"ws://{local}:{self.server.port}" if local else self.server.url
+        scheme = self.server.url.split(":", 1)[0]
+        url = f"{scheme}://{local}:{self.server.port}" if local else self.server.url
         return WebSocketChannel(url, self.room, self.secret, name=self.name, **options)
 
 

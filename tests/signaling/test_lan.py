@@ -139,3 +139,11 @@ async def test_standalone_server_advertises_a_reserved_room(browser: LanBrowser)
     finally:
         if proc.proc is not None and proc.proc.returncode is None:
             await proc.kill()
+
+
+async def test_a_tls_server_is_advertised_as_wss(browser: LanBrowser) -> None:
+    name = unique("Secure")
+    async with LanAdvertiser(name, 4323, "tls-room", secret="s", interfaces=LO, tls=True):
+        async with asyncio.timeout(20):
+            found = await browser.wait_for(name=name)
+    assert found.url == "wss://127.0.0.1:4323"
