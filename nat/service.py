@@ -11,7 +11,14 @@ listener when ``cert``/``pkey`` are given, one UDP relay socket per allocation w
 ``min-port..max-port``, and one timer task driving expiry. It feeds bytes to the core and
 performs the actions it returns; no protocol decision is made here. One misbehaving client
 costs at most its own connection: frames are bounded, slow TCP readers lose packets instead of
-growing memory, and the core never raises.
+growing memory, idle or stalled TCP/TLS clients are closed after ``max-allocate-timeout``, and
+the core never raises.
+
+Speed: UDP sockets are drained on each readiness event (one epoll round trip per burst), and
+ChannelData, peer data and bare Binding requests go through the core's lean entry points
+(:meth:`TurnServer.channel_data_fast`, :meth:`TurnServer.relay_received_fast`,
+:meth:`TurnServer.binding_fast`) that return plain tuples instead of action objects. This works
+on asyncio's own loop, on qasync (the GUI) and on uvloop (``peercall relay``'s default).
 """
 
 from __future__ import annotations
