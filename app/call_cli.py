@@ -43,6 +43,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--room", default="peercall", help="room name on the server (default: %(default)s)"
     )
     sig.add_argument("--secret", default="", help="room secret both callers share")
+    sig.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="for a wss:// server with a self-signed or private-CA certificate: trust only"
+        " the certificate(s) in this PEM file instead of the system CAs",
+    )
     ice = parser.add_argument_group("NAT traversal")
     ice.add_argument(
         "--ice-server",
@@ -189,6 +195,8 @@ async def _call(args: argparse.Namespace) -> int:
         raise ConfigError("--relay-only needs a TURN server (--ice-server USER:PASS@turn:HOST)")
     if args.gather_timeout <= 0:
         raise ConfigError(f"--gather-timeout must be positive, got {args.gather_timeout}")
+    if args.ca_file and not (args.server or "").lower().startswith("wss://"):
+        raise ConfigError("--ca-file only applies to a wss:// --server")
     options = CallOptions(
         ice_servers=servers,
         relay_only=args.relay_only,
@@ -254,7 +262,7 @@ def _channel(args: argparse.Namespace, read_line: Any) -> Any:
     if args.server:
         from signaling.client import WebSocketChannel
 
-        return WebSocketChannel(args.server, args.room, args.secret)
+        return WebSocketChannel(args.server, args.room, args.secret, ca_file=args.ca_file)
     from signaling.manual import stdio_channel
 
     return stdio_channel(read_line)

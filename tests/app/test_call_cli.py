@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -160,6 +161,11 @@ def test_corrupted_blob_is_named(tmp_path: Path) -> None:
         (["--ice-server", "stun://x"], "no '//' after 'stun:'"),
         (["--relay-only"], "--relay-only needs a TURN server"),
         (["--send-file", "/nonexistent.wav"], "/nonexistent.wav"),
+        (["--ca-file", "/x.pem"], "--ca-file only applies to a wss:// --server"),
+        (
+            ["--no-devices", "--server", "wss://127.0.0.1:9", "--ca-file", "/nonexistent.pem"],
+            "/nonexistent.pem",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
@@ -169,3 +175,34 @@ def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
     assert message in err
     assert err.count("\n") == 1, err
     assert err.startswith("peercall: error: ")
+
+
+@pytest.mark.slow
+async def test_two_processes_call_through_a_wss_server_with_a_self_signed_certificate(
+    tmp_path: Path,
+) -> None:
+    from signaling.server import SignalingServer
+    from tests.signaling.test_tls import make_cert
+
+    cert, key = make_cert(tmp_path)
+    async with SignalingServer("127.0.0.1", 0, cert=cert, key=key) as server:
+        assert server.url.startswith("wss://")
+        common = [
+            sys.executable, "-m", "app.cli", "call", "--loopback", "--no-devices",
+            "--duration", "2", "--server", server.url, "--room", "tls", "--secret", "pw",
+            "--ca-file", str(cert),
+        ]  # fmt: skip
+        callee = await asyncio.create_subprocess_exec(
+            *common, "--answer", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        caller = await asyncio.create_subprocess_exec(
+            *common, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        results = await asyncio.wait_for(
+            asyncio.gather(caller.communicate(), callee.communicate()), 60
+        )
+    errs = [err.decode() for _, err in results]
+    assert (caller.returncode, callee.returncode) == (0, 0), errs
+    for err in errs:
+        assert "call connected" in err
+        assert "Traceback" not in err
