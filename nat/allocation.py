@@ -61,6 +61,24 @@ class Allocation:
             return self.extra_relay
         return self.relay
 
+    def drop_family(self, version: int) -> Address:
+        """Turn a dual allocation into a single one without IP ``version``; returns the relay
+        address that went (its socket is to be closed). Permissions and channels of the other
+        family are dropped with it, since nothing can reach those peers any more."""
+        assert self.extra_relay is not None
+        if version == 6:
+            dropped, self.extra_relay = self.extra_relay, None
+        else:
+            dropped, self.relay, self.extra_relay = self.relay, self.extra_relay, None
+            self.advertised = self.relay
+            self.family = 6
+        keep_v6 = self.family == 6
+        for ip in [ip for ip in self.permissions if (":" in ip) != keep_v6]:
+            del self.permissions[ip]
+        for binding in [b for b in self.channels.values() if (":" in b.peer[0]) != keep_v6]:
+            self.unbind(binding)
+        return dropped
+
     def permitted(self, ip: str, now: float) -> bool:
         """Whether a valid permission exists for peer ``ip`` (any port, RFC 8656 §9)."""
         perm = self.permissions.get(ip)

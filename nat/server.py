@@ -584,6 +584,13 @@ class TurnServer:
         if family_code is not None and (family is None or not allocation.has_family(family)):
             return self._error(msg, ft, 443, key)  # RFC 6156 §4.3, RFC 8656 §7.3
         requested = msg.get(stun.LIFETIME)
+        if requested == 0 and family is not None and allocation.extra_relay is not None:
+            # RFC 8656 §7.3: LIFETIME 0 with REQUESTED-ADDRESS-FAMILY on a dual allocation
+            # deletes that family's relayed address only; the other one lives on.
+            dropped = allocation.drop_family(family)
+            del self.allocations.by_relay[dropped]
+            reply = self._reply(msg, [(stun.LIFETIME, 0)], key)
+            return [CloseRelay(dropped), SendToClient(ft.transport, ft.client, reply)]
         if requested == 0:
             self.allocations.remove(allocation)
             reply = self._reply(msg, [(stun.LIFETIME, 0)], key)

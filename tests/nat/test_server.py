@@ -363,6 +363,35 @@ def test_dual_allocation_rfc8656(attr: stun.Attr[int]) -> None:
     assert server.allocations.by_relay == {}
 
 
+@pytest.mark.parametrize(("family", "kept", "gone"), [(2, 0, 1), (1, 1, 0)])
+def test_refresh_zero_with_a_family_deletes_half_a_dual_allocation(
+    family: int, kept: int, gone: int
+) -> None:
+    server = make_server(listening_ips=("127.0.0.1", "::1"), allow_loopback_peers=True)
+    client = Client(server)
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.ADDITIONAL_ADDRESS_FAMILY, 2)]
+    client.request(stun.Method.ALLOCATE, attrs, T0)
+    relays = [("127.0.0.1", 50000), ("::1", 50001)]
+    server.relay_opened(client.five_tuple, relays[0], None, T0, additional=relays[1])
+    peers = [("127.0.0.2", 7), ("::1", 7)]
+    assert error_code(client.bind(0x4000, peers[0], T0)) is None
+    assert error_code(client.bind(0x4001, peers[1], T0)) is None
+    refresh = [(stun.LIFETIME, 0), (stun.REQUESTED_ADDRESS_FAMILY, family)]
+    actions = client.request(stun.Method.REFRESH, refresh, T0)
+    assert closes(actions) == [relays[gone]]
+    assert error_code(only_response(actions)) is None
+    assert server.allocations.by_relay.keys() == {relays[kept]}
+    # The kept family still relays; the other one is gone (443 for its peers, data dropped).
+    channel = 0x4000 + kept
+    assert client.send(stun.encode_channel_data(channel, b"k"), T0) == [
+        SendToPeer(relays[kept], peers[kept], b"k")
+    ]
+    assert client.send(stun.encode_channel_data(0x4000 + gone, b"g"), T0) == []
+    assert error_code(client.permit(peers[gone], T0)) == 443
+    refresh = [(stun.LIFETIME, 0)]
+    assert closes(client.request(stun.Method.REFRESH, refresh, T0)) == [relays[kept]]
+
+
 def test_dual_allocation_without_ipv6_relay_gets_address_error_code(server: TurnServer) -> None:
     client = Client(server)
     attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.ADDITIONAL_ADDRESS_FAMILY, 2)]
