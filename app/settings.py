@@ -122,6 +122,11 @@ def _ws_url(name: str, value: Any) -> None:
         raise ConfigError(f"{name}: signaling URL must start with ws:// or wss://, got {value!r}")
 
 
+def _pem_file_or_empty(name: str, value: Any) -> None:
+    if value and not Path(value).expanduser().is_file():
+        raise ConfigError(f"{name}: no such file: {value}")
+
+
 def _realm(name: str, value: Any) -> None:
     if not value or any(c.isspace() for c in value):
         raise ConfigError(f"{name}: realm must be a non-empty word, got {value!r}")
@@ -199,6 +204,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signaling.url", str, "ws://127.0.0.1:8765", "WebSocket signaling server", _ws_url),
     Setting("signaling.room", str, "peercall", "room name both people join"),
     Setting("signaling.secret", str, "", "room secret (both people type the same)"),
+    Setting(
+        "signaling.ca_file",
+        str,
+        "",
+        "PEM certificate(s) to trust for a wss:// server with a self-signed certificate"
+        " (empty: the system CAs)",
+        _pem_file_or_empty,
+    ),
     Setting("audio.input", str, "", "microphone (empty: system default)"),
     Setting("audio.output", str, "", "speaker (empty: system default)"),
     Setting("video.camera", str, "", "camera (empty: none / first found)"),

@@ -58,6 +58,7 @@ from app.ui.widgets import (
     SasLabel,
     VideoView,
 )
+from signaling.errors import SignalingError
 
 logger = logging.getLogger(__name__)
 
@@ -445,9 +446,14 @@ class MainWindow(QMainWindow):
             raise ConfigError(f"signaling server URL must start with ws:// or wss://, got {url!r}")
         if not room:
             raise ConfigError("type a room name both of you will join")
+        if not secret:
+            # The server refuses secret-less joins (docs/signaling-protocol.md): say it first.
+            raise ConfigError("type a room secret both of you share, so strangers cannot join")
         from signaling.client import WebSocketChannel
 
-        return WebSocketChannel(url, room, secret)
+        # The CA file only matters for wss:// (a self-signed server); ws:// ignores it.
+        ca_file = self.settings["signaling.ca_file"] if url.startswith("wss://") else ""
+        return WebSocketChannel(url, room, secret, ca_file=ca_file or None)
 
     def start_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial over any SignalingChannel (also the entry point for tests and the self-test)."""
@@ -461,7 +467,7 @@ class MainWindow(QMainWindow):
     def call_room(self) -> None:
         try:
             channel = self._websocket_channel()
-        except (PeerCallError, ImportError) as exc:
+        except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Call: {user_message(exc)}")
             return
         self.start_call(channel, f"room {self.room.text().strip()}")
@@ -469,7 +475,7 @@ class MainWindow(QMainWindow):
     def wait_in_room(self) -> None:
         try:
             channel = self._websocket_channel()
-        except (PeerCallError, ImportError) as exc:
+        except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Waiting for a call: {user_message(exc)}")
             return
         self.wait_for_call(channel, f"room {self.room.text().strip()}")

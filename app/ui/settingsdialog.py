@@ -371,6 +371,12 @@ class SignalingPage(QWidget):
         self.room = QLineEdit()
         self.secret = QLineEdit()
         self.secret.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.ca_file = QLineEdit()
+        self.ca_file.setPlaceholderText("system CAs")
+        self.ca_file.setToolTip(
+            "Only for a wss:// server with a self-signed or private-CA certificate:"
+            " the PEM file to trust instead of the system CAs"
+        )
         self.host_switch = QCheckBox("Host a signaling server")
         self.listen = QLineEdit()
         self.port = QSpinBox()
@@ -387,6 +393,7 @@ class SignalingPage(QWidget):
         form.addRow("", self.url_error)
         form.addRow("Room", self.room)
         form.addRow("Room secret", self.secret)
+        form.addRow("CA file (wss://)", self.ca_file)
         hosting = QGroupBox("Host signaling")
         hosting_form = QFormLayout(hosting)
         hosting_form.addRow(self.host_switch)
@@ -401,7 +408,7 @@ class SignalingPage(QWidget):
         layout.addStretch(1)
 
         self.backend.currentTextChanged.connect(self._backend_changed)
-        for edit in (self.url, self.room, self.secret, self.listen):
+        for edit in (self.url, self.room, self.secret, self.ca_file, self.listen):
             edit.textEdited.connect(self._validate)
         self.host_switch.toggled.connect(self._toggled)
         host.runningChanged.connect(self._running)
@@ -412,6 +419,7 @@ class SignalingPage(QWidget):
         self.url.setText(settings["signaling.url"])
         self.room.setText(settings["signaling.room"])
         self.secret.setText(settings["signaling.secret"])
+        self.ca_file.setText(settings["signaling.ca_file"])
         self.listen.setText(settings["signaling_server.listen"])
         self.port.setValue(settings["signaling_server.port"])
         self.autostart.setChecked(settings["signaling_server.enabled"])
@@ -425,6 +433,7 @@ class SignalingPage(QWidget):
             "signaling.url": self.url.text().strip(),
             "signaling.room": self.room.text(),
             "signaling.secret": self.secret.text(),
+            "signaling.ca_file": self.ca_file.text().strip(),
             "signaling_server.listen": self.listen.text().strip(),
             "signaling_server.port": self.port.value(),
             "signaling_server.enabled": self.autostart.isChecked(),
@@ -433,13 +442,14 @@ class SignalingPage(QWidget):
     def first_error(self) -> str | None:
         try:
             BY_NAME["signaling.url"].validate(self.url.text().strip())
+            BY_NAME["signaling.ca_file"].validate(self.ca_file.text().strip())
             BY_NAME["signaling_server.listen"].validate(self.listen.text().strip())
         except ConfigError as exc:
             return str(exc)
         return None
 
     def _backend_changed(self, backend: str) -> None:
-        for widget in (self.url, self.room, self.secret):
+        for widget in (self.url, self.room, self.secret, self.ca_file):
             widget.setEnabled(backend == "websocket")
         self._validate()
 

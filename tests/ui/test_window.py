@@ -159,6 +159,7 @@ def test_unreachable_signaling_server_is_one_line_dialog(
     window = make_window("alice")
     port = free_port(socket.SOCK_STREAM)  # nothing listens there
     window.server_url.setText(f"ws://127.0.0.1:{port}")
+    window.secret.setText("pw")
     window.call_button.click()
     qtbot.waitUntil(lambda: window.errors != [], timeout=15_000)
     assert window.errors == [
@@ -199,6 +200,7 @@ def test_wrong_room_secret_is_one_line_dialog(
         ("http://127.0.0.1:8765", "r", "signaling server URL must start with ws:// or wss://"),
         ("127.0.0.1:8765", "r", "signaling server URL must start with ws:// or wss://"),
         ("ws://127.0.0.1:8765", "", "type a room name both of you will join"),
+        ("ws://127.0.0.1:8765", "r", "type a room secret both of you share"),
     ],
 )
 def test_bad_signaling_input_is_one_line_dialog_before_any_network(
@@ -265,3 +267,47 @@ def test_start_up_hosts_what_the_settings_say(
     )
     assert window.signaling_host.url.startswith("ws://127.0.0.1:")
     assert window.errors == []
+
+
+def test_wss_room_with_a_self_signed_certificate_needs_its_ca_file(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, arun: Any, tmp_path: Any
+) -> None:
+    from tests.signaling.test_tls import make_cert
+
+    cert, key = make_cert(tmp_path)
+    server = SignalingServer("127.0.0.1", 0, cert=cert, key=key, ping_interval=None)
+    arun(server.start())
+    try:
+        # Without the CA file the system CAs refuse the certificate: one line, no traceback.
+        stranger = make_window(
+            "stranger", **{"signaling.url": server.url, "signaling.secret": "pw"}
+        )
+        stranger.wait_button.click()
+        qtbot.waitUntil(lambda: stranger.errors != [], timeout=15_000)
+        assert stranger.errors[0].startswith(
+            f"Waiting for a call: TLS with signaling server {server.url} failed: "
+        )
+        assert_one_line_errors(stranger)
+        # With it, two windows call each other through the wss:// room.
+        trusting = {
+            "signaling.url": server.url,
+            "signaling.secret": "pw",
+            "signaling.ca_file": str(cert),
+        }
+        bob = make_window("bob", **trusting)
+        alice = make_window("alice", **trusting)
+        bob.wait_button.click()
+        qtbot.waitUntil(lambda: bob.adapter.waiting, timeout=10_000)
+        alice.call_button.click()
+        qtbot.waitUntil(lambda: bob.incoming.isVisible(), timeout=15_000)
+        bob.accept_button.click()
+        for window in (alice, bob):
+            qtbot.waitUntil(
+                lambda w=window: w.adapter.session is not None
+                and w.adapter.session.state is CallState.CONNECTED,
+                timeout=20_000,
+            )
+            assert window.errors == []
+        alice.hangup_button.click()
+    finally:
+        arun(server.stop())
