@@ -303,8 +303,9 @@ def test_wss_room_with_a_self_signed_certificate_needs_its_ca_file(
         bob.accept_button.click()
         for window in (alice, bob):
             qtbot.waitUntil(
-                lambda w=window: w.adapter.session is not None
-                and w.adapter.session.state is CallState.CONNECTED,
+                lambda w=window: (
+                    w.adapter.session is not None and w.adapter.session.state is CallState.CONNECTED
+                ),
                 timeout=20_000,
             )
             assert window.errors == []
