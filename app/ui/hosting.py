@@ -57,18 +57,25 @@ def new_password() -> str:
 def relay_settings(settings: Any, *, allow_loopback_peers: bool = False) -> RelaySettings:
     """The relay as the saved settings describe it; a user is generated (and stored in
     ``settings``, not yet saved) when none is configured, so TURN always has credentials."""
-    users = [tuple(u) for u in settings["relay.users"]]
+    users = tuple((str(n), str(p)) for n, p in settings["relay.users"])
     if not users:
-        users = [("peercall", new_password())]
+        users = (("peercall", new_password()),)
         settings.set("relay.users", [list(u) for u in users])
+    return relay_settings_from(settings, users, allow_loopback_peers=allow_loopback_peers)
+
+
+def relay_settings_from(
+    values: Any, users: tuple[tuple[str, str], ...], *, allow_loopback_peers: bool = False
+) -> RelaySettings:
+    """RelaySettings from the ``relay.*`` values (saved settings or the dialog's fields)."""
     return RelaySettings(
-        listen=settings["relay.listen"] or "0.0.0.0",
-        port=settings["relay.port"],
-        min_port=settings["relay.min_port"],
-        max_port=settings["relay.max_port"],
-        realm=settings["relay.realm"],
-        external_ip=settings["relay.external_ip"],
-        users=tuple((str(n), str(p)) for n, p in users),
+        listen=values["relay.listen"] or "0.0.0.0",
+        port=values["relay.port"],
+        min_port=values["relay.min_port"],
+        max_port=values["relay.max_port"],
+        realm=values["relay.realm"],
+        external_ip=values["relay.external_ip"],
+        users=users,
         allow_loopback_peers=allow_loopback_peers,
     )
 

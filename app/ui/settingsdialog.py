@@ -52,6 +52,7 @@ from app.ui.hosting import (
     RelayStatus,
     SignalingHost,
     new_password,
+    relay_settings_from,
     share_spec,
     share_text,
     share_uris,
@@ -642,15 +643,7 @@ class RelayPage(QWidget):
         if not users:
             users = (("peercall", new_password()),)
             self.users.setPlainText(f"{users[0][0]}:{users[0][1]}")
-        return RelaySettings(
-            listen=values["relay.listen"] or "0.0.0.0",
-            port=values["relay.port"],
-            min_port=values["relay.min_port"],
-            max_port=values["relay.max_port"],
-            realm=values["relay.realm"],
-            external_ip=values["relay.external_ip"],
-            users=users,
-        )
+        return relay_settings_from(values, users)
 
     def _toggled(self, on: bool) -> None:
         if on == self.host.running:

@@ -182,7 +182,7 @@ async def test_two_processes_call_through_a_wss_server_with_a_self_signed_certif
     tmp_path: Path,
 ) -> None:
     from signaling.server import SignalingServer
-    from tests.signaling.test_tls import make_cert
+    from tests.certs import make_cert
 
     cert, key = make_cert(tmp_path)
     async with SignalingServer("127.0.0.1", 0, cert=cert, key=key) as server:

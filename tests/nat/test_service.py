@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import errno
-import ipaddress
 import random
 import socket
 import ssl
@@ -28,6 +26,7 @@ from nat.auth import long_term_key
 from nat.config import RelayConfig
 from nat.errors import ServiceError
 from nat.service import RelayServer, RelayStats
+from tests.certs import make_cert
 from tests.nat.turn_helpers import key_for, new_tid, sign
 
 REALM = "peercall"
@@ -287,43 +286,8 @@ async def test_aioice_wrong_password_is_refused() -> None:
         assert server.stats().allocations == 0
 
 
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_turn_over_tls(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
+    cert, key = make_cert(tmp_path)
     async with (
         running(cert=str(cert), pkey=str(key), tls_listening_port=0) as server,
         udp_endpoint() as (peer, peer_inbox),

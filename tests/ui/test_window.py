@@ -272,7 +272,7 @@ def test_start_up_hosts_what_the_settings_say(
 def test_wss_room_with_a_self_signed_certificate_needs_its_ca_file(
     qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, arun: Any, tmp_path: Any
 ) -> None:
-    from tests.signaling.test_tls import make_cert
+    from tests.certs import make_cert
 
     cert, key = make_cert(tmp_path)
     server = SignalingServer("127.0.0.1", 0, cert=cert, key=key, ping_interval=None)
