@@ -116,8 +116,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--event-loop",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
-        help="event loop of the headless relay: uvloop relays about twice as fast as asyncio's "
-        "own; auto (the default) uses uvloop when it is installed",
+        help="event loop of the headless relay: uvloop spends about a fifth less CPU per "
+        "relayed message than asyncio's own; auto (the default) uses uvloop when installed",
     )
     general.add_argument(
         "-n",
