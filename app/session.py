@@ -839,7 +839,9 @@ class CallSession:
                 if stat.roundTripTime is not None:
                     rtt = stat.roundTripTime * 1000.0
                 if stat.fractionLost is not None:
-                    fraction = float(stat.fractionLost)
+                    # aiortc passes the receiver report's raw 8-bit fixed-point fraction
+                    # (RFC 3550 §6.4.1: lost/expected * 256); StatsSample wants 0..1.
+                    fraction = float(stat.fractionLost) / 256.0
             elif kind == "transport":  # every byte on the path: media, RTCP, chat
                 bytes_in += stat.bytesReceived or 0
                 bytes_out += stat.bytesSent or 0

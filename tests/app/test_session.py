@@ -452,3 +452,27 @@ def test_stats_sample_converts_rtp_jitter_units_to_milliseconds() -> None:
     sample = CallSession()._sample({"in-audio": stat})
     assert sample.jitter_ms == pytest.approx(10.0)
     assert sample.packets_lost == 2
+
+
+def test_stats_sample_converts_rtcp_fraction_lost_to_a_fraction() -> None:
+    # RFC 3550 §6.4.1: the receiver report's fraction lost is 8-bit fixed point (x/256).
+    from datetime import UTC, datetime
+
+    from aiortc.stats import RTCRemoteInboundRtpStreamStats
+
+    stat = RTCRemoteInboundRtpStreamStats(
+        timestamp=datetime.now(UTC),
+        type="remote-inbound-rtp",
+        id="remote-in-audio",
+        ssrc=1,
+        kind="audio",
+        transportId="t",
+        packetsReceived=95,
+        packetsLost=5,
+        jitter=0,
+        roundTripTime=0.05,
+        fractionLost=64,
+    )
+    sample = CallSession()._sample({"remote-in-audio": stat})
+    assert sample.fraction_lost == pytest.approx(0.25)
+    assert sample.rtt_ms == pytest.approx(50.0)
