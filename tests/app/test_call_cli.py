@@ -192,15 +192,23 @@ async def test_two_processes_call_through_a_wss_server_with_a_self_signed_certif
             "--duration", "2", "--server", server.url, "--room", "tls", "--secret", "pw",
             "--ca-file", str(cert),
         ]  # fmt: skip
-        callee = await asyncio.create_subprocess_exec(
-            *common, "--answer", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        caller = await asyncio.create_subprocess_exec(
-            *common, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        results = await asyncio.wait_for(
-            asyncio.gather(caller.communicate(), callee.communicate()), 60
-        )
+        procs = []
+        try:
+            for extra in (["--answer"], []):
+                procs.append(
+                    await asyncio.create_subprocess_exec(
+                        *common, *extra, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+                    )
+                )
+            callee, caller = procs
+            results = await asyncio.wait_for(
+                asyncio.gather(caller.communicate(), callee.communicate()), 90
+            )
+        finally:  # a timed-out call must not leave the two processes running
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
     errs = [err.decode() for _, err in results]
     assert (caller.returncode, callee.returncode) == (0, 0), errs
     for err in errs:
