@@ -33,6 +33,13 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Build dist/peercall into a temp dir (never the repo's own build/ and dist/)."""
     assert PYINSTALLER.exists(), "pyinstaller missing: pip install -e '.[test]'"
     out = tmp_path_factory.mktemp("bundle")
+    try:
+        yield build_bundle(out)
+    finally:  # hundreds of MiB: never leave them to pytest's 3-run retention
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def build_bundle(out: Path) -> Path:
     proc = subprocess.run(
         [
             str(PYINSTALLER),
@@ -54,8 +61,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     exe = out / "dist" / "peercall" / "peercall"
     assert exe.is_file()
-    yield exe
-    shutil.rmtree(out, ignore_errors=True)
+    return exe
 
 
 @pytest.mark.timeout(900)

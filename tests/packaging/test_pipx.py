@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,18 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(src, target)
 
 
+@pytest.fixture
+def pipx_dir(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, emptied afterwards: the pipx venv is ~500 MiB and pytest keeps 3 runs."""
+    yield tmp_path
+    for child in tmp_path.iterdir():
+        shutil.rmtree(child, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_pipx_install_gives_a_working_peercall(tmp_path: Path) -> None:
+def test_pipx_install_gives_a_working_peercall(pipx_dir: Path) -> None:
+    tmp_path = pipx_dir
     source = tmp_path / "peercall-src"
     copy_tree(source)
     env = {
