@@ -325,6 +325,7 @@ def _run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
             import uvloop
         except ImportError as exc:
             if choice == "uvloop":
+                main.close()  # never awaited: without this Python warns on stderr at exit
                 raise ConfigError("--event-loop uvloop: uvloop is not installed") from exc
         else:
             return uvloop.run(main)

@@ -6,6 +6,7 @@ import argparse
 import base64
 import hashlib
 import hmac
+import os
 import signal
 import socket
 import subprocess
@@ -307,3 +308,23 @@ def test_event_loop_choice_is_honoured(choice: str, module: str) -> None:
     assert str(name).split(".")[0] == module
     assert parse("--event-loop", choice).event_loop == choice
     assert parse().event_loop == "auto"
+
+
+def test_event_loop_uvloop_when_missing_is_one_line(tmp_path: Path) -> None:
+    # A real process without uvloop: the error is the only line on stderr (no "coroutine was
+    # never awaited" warning after it).
+    (tmp_path / "uvloop.py").write_text("raise ImportError('uvloop hidden by the test')\n")
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-c", "import sys, app.cli; sys.exit(app.cli.main(sys.argv[1:]))"),
+            *("relay", "-n", "--event-loop", "uvloop", "--user", "a:b"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == "peercall: error: --event-loop uvloop: uvloop is not installed\n"
