@@ -116,7 +116,7 @@ class MicrophoneTrack(AudioStreamTrack):
                 return
             self._loop = asyncio.get_running_loop()
             # Opening a stream talks to the sound server: keep that off the event loop.
-            stream = await asyncio.to_thread(self._open_stream)
+            stream = await _open_off_loop(self._open_stream)
             if not self.is_live():  # stopped while we were opening
                 await asyncio.to_thread(_close_quietly, stream)
                 return
@@ -202,6 +202,24 @@ class MicrophoneTrack(AudioStreamTrack):
         if stream is not None:
             _close_quietly(stream)
         self._deliver_end()  # wake a pending recv()
+
+
+async def _open_off_loop(open_stream: Callable[[], Any]) -> Any:
+    """``open_stream()`` in a worker thread; if we are cancelled meanwhile, the stream it still
+    opens is closed (cancelling ``to_thread`` does not stop the thread, and an unowned stream
+    would keep the device open and its callback running)."""
+    opening = asyncio.ensure_future(asyncio.to_thread(open_stream))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_orphan)
+        raise
+
+
+def _close_orphan(opening: asyncio.Future[Any]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return  # nothing was opened (the exception is retrieved, so it is not logged)
+    _close_quietly(opening.result())
 
 
 def _close_quietly(stream: Any) -> None:
@@ -345,7 +363,7 @@ class SpeakerSink(TrackConsumer):
 
     async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stream = await asyncio.to_thread(self._open_stream)
+        self._stream = await _open_off_loop(self._open_stream)
 
     def _open_stream(self) -> Any:
         sd = devices.sounddevice()

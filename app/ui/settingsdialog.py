@@ -896,15 +896,20 @@ class MediaPage(QWidget):
         from app.media.audio import MicrophoneTrack
 
         device = self.microphone.currentData() or None
+        track: Any = None
         try:
             track = MicrophoneTrack(device, on_block=self._on_block, process=self._processing())
             await track.start()
+        except asyncio.CancelledError:  # stop_meter() while opening
+            if track is not None:
+                track.stop()
+            raise
         except Exception as exc:
             self.device_note.setText(f"Microphone: {user_message(exc)}")
             self.device_note.setVisible(True)
             self.meterOpened.emit(False)
             return
-        if self._meter_task is None:  # stopped while opening
+        if self._meter_task is not asyncio.current_task():  # stopped or restarted meanwhile
             track.stop()
             return
         self.track = track

@@ -430,6 +430,40 @@ def test_level_meter_moves_with_the_test_tone(
     assert runner.errors == []
 
 
+@pytest.mark.audio
+def test_leaving_the_page_while_the_microphone_opens_closes_it(
+    qtbot: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    dialog: SettingsDialog,
+    virtual_audio: VirtualAudio,
+) -> None:
+    """stop_meter() during the threaded open: the stream that open still returns is closed."""
+    import threading
+
+    from app.media import devices
+    from app.media.audio import MicrophoneTrack
+
+    devices.refresh()
+    entered, release = threading.Event(), threading.Event()
+    opened: list[Any] = []
+    original = MicrophoneTrack._open_stream
+
+    def slow_open(track: MicrophoneTrack) -> Any:
+        entered.set()
+        release.wait(10)
+        stream = original(track)
+        opened.append(stream)
+        return stream
+
+    monkeypatch.setattr(MicrophoneTrack, "_open_stream", slow_open)
+    dialog.media.start_meter()
+    qtbot.waitUntil(entered.is_set, timeout=10_000)
+    dialog.media.stop_meter()  # cancels the opening task while the thread is inside the open
+    release.set()
+    qtbot.waitUntil(lambda: bool(opened) and opened[0].closed, timeout=10_000)
+    assert dialog.media.track is None
+
+
 # --- from the main window ---------------------------------------------------------------------
 
 
