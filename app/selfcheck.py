@@ -120,26 +120,29 @@ class SelfCheck:
     def _step(self, name: str, action: Callable[[], str]) -> bool:
         start = time.monotonic()
         try:
-            detail = action()
-            ok = True
-        except StepFailed as exc:
-            detail, ok = str(exc), False
+            outcome: str | Exception = action()
         except Exception as exc:  # a self-check reports every failure, whatever its type
-            logger.debug("self-check step %s failed", name, exc_info=True)
-            detail, ok = f"{type(exc).__name__}: {exc}", False
-        self.report.add(StepResult(name, ok, time.monotonic() - start, detail))
-        return ok
+            outcome = exc
+        return self._record(name, start, outcome)
 
     async def _astep(self, name: str, action: Callable[[], Awaitable[str]]) -> bool:
         start = time.monotonic()
         try:
-            detail = await action()
-            ok = True
-        except StepFailed as exc:
-            detail, ok = str(exc), False
+            outcome: str | Exception = await action()
         except Exception as exc:
-            logger.debug("self-check step %s failed", name, exc_info=True)
-            detail, ok = f"{type(exc).__name__}: {exc}", False
+            outcome = exc
+        return self._record(name, start, outcome)
+
+    def _record(self, name: str, start: float, outcome: str | Exception) -> bool:
+        """Print one step's line: its detail string, or the one-line form of its exception."""
+        if isinstance(outcome, StepFailed):
+            detail = str(outcome)
+        elif isinstance(outcome, Exception):
+            logger.debug("self-check step %s failed", name, exc_info=outcome)
+            detail = f"{type(outcome).__name__}: {outcome}"
+        else:
+            detail = outcome
+        ok = isinstance(outcome, str)
         self.report.add(StepResult(name, ok, time.monotonic() - start, detail))
         return ok
 

@@ -135,3 +135,30 @@ def test_require_audio_passes_with_the_virtual_sound_card(virtual_audio: object)
     line = step_lines(proc.stdout)["audio devices"]
     assert line.startswith("✓")
     assert "default input" in line
+
+
+async def test_steps_report_success_step_failures_and_unexpected_errors() -> None:
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    checker = selfcheck.SelfCheck(selfcheck.Report(out), require_audio=False, call_seconds=1)
+
+    def unexpected() -> str:
+        raise ValueError("boom")
+
+    def failed() -> str:
+        raise selfcheck.StepFailed("no relay")
+
+    async def fine() -> str:
+        return "all good"
+
+    assert checker._step("ok", lambda: "fine")
+    assert not checker._step("failed", failed)
+    assert not checker._step("unexpected", unexpected)
+    assert await checker._astep("async ok", fine)
+    out.flush()
+    lines = out.buffer.getvalue().decode().splitlines()
+    assert [line[0] for line in lines] == ["✓", "✗", "✗", "✓"]
+    assert lines[1].endswith("s  no relay")
+    assert lines[2].endswith("s  ValueError: boom")
+    assert lines[3].endswith("s  all good")
+    assert checker.report.failed is not None
+    assert checker.report.failed.name == "failed"
