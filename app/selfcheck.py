@@ -240,8 +240,15 @@ class SelfCheck:
             if not await self._astep("relay", start_relay):
                 return
             assert relay is not None
-            uri = next(u for u in relay.turn_uris() if u.endswith("transport=udp"))
-            await self._astep("call", lambda: self._call(uri, user, password))
+            uris = relay.turn_uris()
+
+            async def call() -> str:
+                uri = next((u for u in uris if u.endswith("transport=udp")), None)
+                if uri is None:
+                    raise StepFailed(f"the relay offers no UDP TURN address: {', '.join(uris)}")
+                return await self._call(uri, user, password)
+
+            await self._astep("call", call)
         finally:
             if started and relay is not None:
                 running = relay

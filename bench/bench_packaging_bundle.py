@@ -126,7 +126,12 @@ def main() -> int:
         print(f"start, venv peercall (reference): median {statistics.median(venv):.2f} s")
         start = time.perf_counter()
         check = subprocess.run(
-            [str(exe), "--self-check"], env=env(), capture_output=True, text=True, check=False
+            [str(exe), "--self-check"],
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         verdict = "passed" if check.returncode == 0 else f"FAILED ({check.returncode})"
         print(f"bundled --self-check: {verdict} in {time.perf_counter() - start:.2f} s")
