@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint typecheck unit bench sysdeps venv clean screenshots
+.PHONY: run test lint unit bench sysdeps venv clean screenshots
 .PHONY: bundle bundle-check install-desktop
 
 sysdeps:
@@ -31,6 +31,9 @@ unit: venv
 	bash scripts/run-tests.sh $(PY) $(PYTEST_ARGS)
 
 test: sysdeps venv lint unit
+
+screenshots: sysdeps venv
+	QT_QPA_PLATFORM=offscreen $(PY) scripts/screenshots.py --out docs/screenshots
 
 bench: sysdeps venv
 	bash scripts/run-bench.sh $(PY)
