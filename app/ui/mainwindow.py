@@ -658,6 +658,7 @@ class MainWindow(QMainWindow):
             await self.lan.shutdown()
             await self.relay_host.stop()
             await self.signaling_host.stop()
+            await self._release_echo_cancel()
         finally:
             self._shutdown_done = True
             if self.tray is not None:
@@ -667,6 +668,16 @@ class MainWindow(QMainWindow):
                     window.close()
             self.close()
             self.closed.emit()
+
+    async def _release_echo_cancel(self) -> None:
+        """Unload PulseAudio's echo canceller if a call or the settings loaded it: it must not
+        outlive PeerCall in the user's sound server (a no-op when we did not load it)."""
+        from app.audio_processing import disable_system_echo_cancel
+
+        try:
+            await asyncio.to_thread(disable_system_echo_cancel)
+        except PeerCallError as exc:
+            logger.warning("%s", exc)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._shutdown_done:

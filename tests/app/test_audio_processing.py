@@ -147,10 +147,15 @@ def echo_room(virtual_audio: VirtualAudio) -> Iterator[VirtualAudio]:
     try:
         yield virtual_audio
     finally:
-        disable_system_echo_cancel()
-        os.environ.pop("PULSE_SOURCE", None)
-        for module in reversed(modules):
-            virtual_audio.pactl("unload-module", module)
+        # The PulseAudio server is shared by the whole session: leave nothing behind, even
+        # when the test failed halfway (PULSE_SINK may still name ``room``).
+        try:
+            disable_system_echo_cancel()
+        finally:
+            os.environ.pop("PULSE_SOURCE", None)
+            os.environ.pop("PULSE_SINK", None)
+            for module in reversed(modules):
+                virtual_audio.pactl("unload-module", module)
 
 
 @pytest.mark.audio

@@ -312,3 +312,29 @@ def test_wss_room_with_a_self_signed_certificate_needs_its_ca_file(
         alice.hangup_button.click()
     finally:
         arun(server.stop())
+
+
+@pytest.mark.audio
+def test_shutdown_unloads_the_echo_canceller_it_loaded(
+    make_window: Any, arun: Any, virtual_audio: Any
+) -> None:
+    """module-echo-cancel belongs to this run: leaving the app must not leave it loaded."""
+    import os
+
+    from app.audio_processing import (
+        disable_system_echo_cancel,
+        enable_system_echo_cancel,
+        find_system_echo_cancel,
+    )
+
+    window = make_window("Main")
+    # The silent null source as microphone (a monitor would be refused as its own echo).
+    enable_system_echo_cancel(source_master="vmic", sink_master="vspeaker")
+    try:
+        assert find_system_echo_cancel() is not None
+        arun(window.shutdown())
+        assert find_system_echo_cancel() is None
+        assert "PULSE_SOURCE" not in os.environ
+        assert "PULSE_SINK" not in os.environ
+    finally:
+        disable_system_echo_cancel()
