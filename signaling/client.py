@@ -408,10 +408,10 @@ class WebSocketChannel:
                 self._ack_pending[sender] = self._last_seen[sender]
                 self._unacked_in += 1
                 if self._unacked_in >= ACK_EVERY or self.ack_delay <= 0:
-                    self._send_acks(ws)
+                    self._send_acks()
                 elif self._ack_timer is None:
                     self._ack_timer = asyncio.get_running_loop().call_later(
-                        self.ack_delay, self._send_acks, ws
+                        self.ack_delay, self._send_acks
                     )
             case Delivered(seq=seq):
                 self._drop_acked(seq)
@@ -433,14 +433,17 @@ class WebSocketChannel:
             case Pong() | Joined():
                 pass
 
-    def _send_acks(self, ws: ClientConnection) -> None:
-        """Write the pending cumulative acks (without awaiting: acks are tiny, never stall)."""
+    def _send_acks(self) -> None:
+        """Write the pending cumulative acks on the current link (without awaiting: acks are
+        tiny, never stall). The current link, not the one the relays came in on: a timer armed
+        before a reconnect also covers relays the server re-sent on the new link."""
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
         pending, self._ack_pending = self._ack_pending, {}
         self._unacked_in = 0
-        if ws is not self._ws or ws.state is not State.OPEN:
+        ws = self._ws
+        if ws is None or ws.state is not State.OPEN:
             return  # a dead link: the server re-sends after the resume and we ack then
         for sender, seq in pending.items():
             broadcast((ws,), encode_frame(AckFrame(sender, seq)))

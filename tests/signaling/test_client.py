@@ -302,3 +302,30 @@ async def test_acks_are_cumulative_and_coalesced(server: SignalingServer) -> Non
     assert await sender.recv() == Delivered(1)
     await receiver.close()
     await sender.close()
+
+
+async def test_an_ack_timer_armed_before_a_reconnect_acks_on_the_new_link(
+    server: SignalingServer,
+) -> None:
+    """A relay arrives, the link drops before the coalescing delay: the server re-sends the
+    relay on the new link and the pending timer acks it there (not on the dead link)."""
+    from signaling.ws_protocol import Delivered, Join, Joined, PeerJoined, Relay
+    from tests.signaling.conftest import RawClient
+
+    sender = await RawClient.open(server.url)
+    await sender.send(Join("room", "pw", "sender-000", "raw"))
+    assert isinstance(await sender.recv(), Joined)
+    receiver = channel(server.url, "bob", ack_delay=1.0)
+    await receiver.connect()
+    assert isinstance(await sender.recv(), PeerJoined)
+    await sender.send(Relay(1, cand(1)))
+    assert await receive(receiver) == cand(1)  # the ack timer is armed now
+    assert receiver._ws is not None
+    receiver._ws.transport.abort()  # the network drops under the receiver
+    async with asyncio.timeout(30):
+        while not isinstance(frame := await sender.recv(), Delivered):
+            pass  # presence frames while the receiver resumes
+    assert frame == Delivered(1)
+    assert receiver.reconnects == 1
+    await receiver.close()
+    await sender.close()
