@@ -288,6 +288,16 @@ class TurnServer:
                     closes.append(CloseRelay(extra))
             return closes
         advertised = self._advertise(relay, reached)
+        dual = pending.dual
+        extra_closes: list[Action] = []
+        extra_advertised: Address | None = None
+        if additional is not None:
+            extra_advertised = self._advertise(additional, reached)
+            if extra_advertised[0] in _WILDCARDS:
+                # An IPv6 relay on "::" whose client reached us over IPv4: no IPv6 address is
+                # known to advertise, and "::" is none a peer can use. No IPv6 half then (440).
+                extra_closes.append(CloseRelay(additional))
+                dual, additional, extra_advertised = "440", None, None
         allocation = Allocation(
             five_tuple=five_tuple,
             username=pending.username,
@@ -298,18 +308,18 @@ class TurnServer:
             expires=now + pending.lifetime,
             transaction_id=pending.request.transaction_id,
             max_bps=self.config.max_bps,
-            extra_relay=additional if pending.dual else None,
+            extra_relay=additional if dual else None,
         )
         allocation._stamp = now
         self.allocations.add(allocation)
         attrs: list[tuple[stun.Attr[Any], Any]] = [(stun.XOR_RELAYED_ADDRESS, advertised)]
-        if pending.dual and additional is not None:
+        if dual and extra_advertised is not None:
             # RFC 8656 §7.2: one XOR-RELAYED-ADDRESS per family of a dual allocation.
-            attrs.append((stun.XOR_RELAYED_ADDRESS, self._advertise(additional, reached)))
-        elif pending.dual:
+            attrs.append((stun.XOR_RELAYED_ADDRESS, extra_advertised))
+        elif dual:
             # RFC 8656 §7.2: the IPv4 allocation succeeds; ADDRESS-ERROR-CODE says why the
             # IPv6 one did not (440: no IPv6 relay address here, 508: no free port).
-            code = 440 if pending.dual == "440" else 508
+            code = 440 if dual == "440" else 508
             attrs.append((stun.ADDRESS_ERROR_CODE, (2, stun.ErrorCode(code, REASONS[code]))))
         attrs += [
             (stun.LIFETIME, pending.lifetime),
@@ -328,7 +338,7 @@ class TurnServer:
             five_tuple.protocol,
             *five_tuple.client,
         )
-        return [SendToClient(five_tuple.transport, five_tuple.client, response)]
+        return [*extra_closes, SendToClient(five_tuple.transport, five_tuple.client, response)]
 
     def _advertise(self, relay: Address, reached: str | None) -> Address:
         """What the client is told for ``relay``: external-ip, else the address it reached

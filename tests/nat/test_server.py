@@ -401,6 +401,28 @@ def test_dual_allocation_without_ipv6_relay_gets_address_error_code(server: Turn
     assert server.allocation(client.source, client.transport) is not None
 
 
+def test_dual_allocation_never_advertises_a_wildcard_ipv6_relay() -> None:
+    # listening-ip 0.0.0.0 and ::, an IPv4 client: the IPv4 half advertises the address the
+    # client reached; nothing is known for the IPv6 half bound on "::", so it is closed and
+    # answered with ADDRESS-ERROR-CODE 440 rather than advertised as "::".
+    server = make_server(listening_ips=("0.0.0.0", "::"))
+    client = Client(server)
+    attrs = [(stun.REQUESTED_TRANSPORT, 17), (stun.ADDITIONAL_ADDRESS_FAMILY, 2)]
+    (opening,) = [
+        a for a in client.request(stun.Method.ALLOCATE, attrs, T0) if isinstance(a, OpenRelay)
+    ]
+    assert (opening.host, opening.additional_host) == ("0.0.0.0", "::")
+    v4, v6 = ("0.0.0.0", 50000), ("::", 50001)
+    actions = server.relay_opened(
+        client.five_tuple, v4, None, T0, reached="192.0.2.10", additional=v6
+    )
+    assert closes(actions) == [v6]
+    msg = only_response(actions)
+    assert msg.get_all(stun.XOR_RELAYED_ADDRESS) == [("192.0.2.10", 50000)]
+    assert msg.get(stun.ADDRESS_ERROR_CODE) == (2, (440, "Address Family not Supported"))
+    assert server.allocations.by_relay.keys() == {v4}
+
+
 def test_dual_allocation_whose_ipv6_port_failed_gets_508() -> None:
     server = make_server(listening_ips=("127.0.0.1", "::1"))
     client = Client(server)
