@@ -100,6 +100,7 @@ class LanPage(QWidget):
         self.call_button.clicked.connect(self.call_selected)
         self.reachable_button.toggled.connect(self._on_reachable)
         self._busy = False
+        self._closed = False
 
     # --- discovery ----------------------------------------------------------------------
 
@@ -200,11 +201,17 @@ class LanPage(QWidget):
         host = LanHost(self._display_name(), host=self.listen, interfaces=self.interfaces)
         try:
             await host.start()
+        except asyncio.CancelledError:  # the window's shutdown: undo what started
+            await asyncio.shield(self._stop_quietly(host))
+            raise
         except Exception:
             self.reachable_button.setChecked(False)
             raise
-        if not self.reachable_button.isChecked():  # switched off while starting
-            await host.stop()
+        # Switched off, or on again (a second start won), or the window closed, meanwhile:
+        # this host is nobody's, so it must not keep advertising. Shielded: a shutdown that
+        # cancels this task must not leave zeroconf half-closed.
+        if not self.reachable_button.isChecked() or self.host is not None or self._closed:
+            await asyncio.shield(self._stop_quietly(host))
             return
         self.host = host
         if host.advertiser is not None and host.advertiser.instance is not None:
@@ -213,6 +220,13 @@ class LanPage(QWidget):
                 self.peers.takeItem(row)
         self.status.setText(f"Reachable as “{host.name}” on port {host.server.port}")
         self.reachableChanged.emit(True)
+
+    @staticmethod
+    async def _stop_quietly(host: Any) -> None:
+        try:
+            await host.stop()
+        except Exception as exc:
+            logger.info("stopping an unused LAN host: %r", exc)
 
     def host_channel(self) -> Any:
         """Our own seat in the advertised room (the window waits for a call on it)."""
@@ -235,6 +249,7 @@ class LanPage(QWidget):
 
     async def shutdown(self) -> None:
         """Stop advertising (DNS-SD goodbyes) and browsing."""
+        self._closed = True
         await self.stop_hosting()
         browser, self.browser = self.browser, None
         if self._starting is not None and not self._starting.done():

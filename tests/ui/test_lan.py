@@ -71,3 +71,36 @@ def test_reachable_window_is_listed_called_and_both_connect(
     assert bob.lan.host is None
     assert alice.errors == []
     assert bob.errors == []
+
+
+def test_reachable_toggled_on_off_on_while_starting_leaves_one_host(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, monkeypatch: Any
+) -> None:
+    """Two starts in flight: the one that loses stops its host instead of leaking it (its
+    mDNS advertisement and signaling server would outlive the page)."""
+    from signaling.lan import LanHost
+
+    running: set[Any] = set()
+    start, stop = LanHost.start, LanHost.stop
+
+    async def counted_start(self: Any) -> None:
+        await start(self)
+        running.add(self)
+
+    async def counted_stop(self: Any) -> None:
+        running.discard(self)
+        await stop(self)
+
+    monkeypatch.setattr(LanHost, "start", counted_start)
+    monkeypatch.setattr(LanHost, "stop", counted_stop)
+    window = make_window("carol", display_name=unique("Carol"))
+    button = window.lan_wait_button
+    button.click()  # on
+    button.click()  # off before the first host has started
+    button.click()  # on again: a second start while the first is still in flight
+    qtbot.waitUntil(lambda: window.lan.host is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: running == {window.lan.host}, timeout=20_000)
+    assert button.isChecked()
+    qtbot.wait(200)  # the slower start has finished too: still one
+    assert running == {window.lan.host}
+    assert window.errors == []
