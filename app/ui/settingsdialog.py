@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 
 from app.errors import ConfigError
 from app.iceservers import IceServer
+from app.probe import DEFAULT_TIMEOUT as PROBE_TIMEOUT
 from app.probe import ProbeResult, probe_servers
 from app.settings import BY_NAME, SIGNALING_BACKENDS, Settings
 from app.ui.callsetup import block_level
@@ -123,6 +124,7 @@ class IceServersPage(QWidget):
         self._entries: list[dict[str, str]] = []
         self._results: list[str] = []
         self.results: list[ProbeResult] = []
+        self.time_limit = PROBE_TIMEOUT  # seconds per URI
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -332,7 +334,7 @@ class IceServersPage(QWidget):
 
     async def _test(self, servers: list[IceServer]) -> None:
         try:
-            results = await probe_servers(servers)
+            results = await probe_servers(servers, self.time_limit)
         finally:
             self.test_button.setEnabled(True)
         self.results = results
