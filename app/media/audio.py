@@ -208,7 +208,9 @@ async def _open_off_loop(open_stream: Callable[[], Any]) -> Any:
     """``open_stream()`` in a worker thread; if we are cancelled meanwhile, the stream it still
     opens is closed (cancelling ``to_thread`` does not stop the thread, and an unowned stream
     would keep the device open and its callback running)."""
-    opening = asyncio.ensure_future(asyncio.to_thread(open_stream))
+    # A plain executor future, not a task: nothing that cancels the loop's tasks (a shutdown,
+    # a test's teardown) can cancel it and so lose the stream it delivers.
+    opening = asyncio.get_running_loop().run_in_executor(None, open_stream)
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:

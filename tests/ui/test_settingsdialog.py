@@ -244,15 +244,17 @@ def test_relay_switch_runs_a_real_relay_that_counts_an_allocation(
     client = arun(allocate())
     try:
         qtbot.waitUntil(lambda: page.allocations.text() == "1", timeout=10_000)
-        with qtbot.waitSignal(page.host.runningChanged, timeout=10_000):
-            page.switch.click()
-        assert page.host.server is None
-        assert not page.switch.isChecked()
-        assert page.addresses.text() == "not running"
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", port))  # the port is free again
     finally:
+        # Deallocate while the relay still answers: after it stops, the client's Refresh
+        # would retransmit into the void until the test's teardown cancels it.
         client.close()
+    with qtbot.waitSignal(page.host.runningChanged, timeout=10_000):
+        page.switch.click()
+    assert page.host.server is None
+    assert not page.switch.isChecked()
+    assert page.addresses.text() == "not running"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))  # the port is free again
 
 
 def test_use_my_relay_adds_it_to_the_ice_servers(qtbot: Any, dialog: SettingsDialog) -> None:
