@@ -54,37 +54,21 @@ examples:
 """
 
 
-def _positive(kind: type[int] | type[float]) -> argparse._ActionType:
+def _number(kind: type[int] | type[float], *, zero_ok: bool = False) -> argparse._ActionType:
+    """An argparse type for a positive (or, with ``zero_ok``, non-negative) int or float."""
+    noun = "whole number" if kind is int else "number"
+
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+            raise argparse.ArgumentTypeError(f"not a {noun}: {text!r}") from None
+        if value < 0 or (value == 0 and not zero_ok):
+            rule = "must not be negative" if zero_ok else "must be positive"
+            raise argparse.ArgumentTypeError(f"{rule}: {text!r}")
         return value
 
     return parse
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -150,7 +134,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     turn.add_argument(
         "--turn-ttl",
         metavar="SECONDS",
-        type=_positive(float),
+        type=_number(float),
         default=DEFAULT_TURN_TTL,
         help=f"lifetime of handed-out TURN credentials (default {DEFAULT_TURN_TTL:g})",
     )
@@ -158,7 +142,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--max-message-bytes",
         metavar="N",
-        type=_positive(int),
+        type=_number(int),
         default=DEFAULT_MAX_MESSAGE_BYTES,
         help=f"largest frame accepted (default {DEFAULT_MAX_MESSAGE_BYTES}); bigger frames get "
         "a 'too-big' error frame, frames above 4 x N close the connection (1009)",
@@ -166,7 +150,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--idle-timeout",
         metavar="SECONDS",
-        type=_positive(float),
+        type=_number(float),
         default=DEFAULT_IDLE_TIMEOUT,
         help=f"close a connection silent this long (default {DEFAULT_IDLE_TIMEOUT:g}); clients "
         "are told to ping every third of it",
@@ -174,7 +158,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--ping-interval",
         metavar="SECONDS",
-        type=_non_negative_float,
+        type=_number(float, zero_ok=True),
         default=DEFAULT_PING_INTERVAL,
         help=f"WebSocket keepalive ping interval and timeout (default {DEFAULT_PING_INTERVAL:g}; "
         "0 disables)",
@@ -182,7 +166,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--resume-grace",
         metavar="SECONDS",
-        type=_non_negative_float,
+        type=_number(float, zero_ok=True),
         default=DEFAULT_RESUME_GRACE,
         help="how long a disconnected peer's seat and queued messages are kept for it to "
         f"resume (default {DEFAULT_RESUME_GRACE:g})",
@@ -190,7 +174,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--max-queue",
         metavar="N",
-        type=_positive(int),
+        type=_number(int),
         default=DEFAULT_MAX_QUEUE,
         help="most unacknowledged messages queued per peer; beyond it the sender gets "
         f"'queue-full' (default {DEFAULT_MAX_QUEUE})",
@@ -198,7 +182,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--rate-limit",
         metavar="FRAMES",
-        type=_non_negative_float,
+        type=_number(float, zero_ok=True),
         default=DEFAULT_RATE_LIMIT,
         help=f"frames per second a connection may send, sustained (default "
         f"{DEFAULT_RATE_LIMIT:g}; 0 disables); a client over it gets 'rate-limited' and is "
@@ -207,7 +191,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--rate-burst",
         metavar="N",
-        type=_positive(int),
+        type=_number(int),
         default=DEFAULT_RATE_BURST,
         help="frames a connection may send back to back before --rate-limit applies (default "
         f"{DEFAULT_RATE_BURST})",
@@ -215,7 +199,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--max-connections-per-ip",
         metavar="N",
-        type=_non_negative_int,
+        type=_number(int, zero_ok=True),
         default=DEFAULT_MAX_CONNECTIONS_PER_IP,
         help=f"open connections allowed from one IP address (default "
         f"{DEFAULT_MAX_CONNECTIONS_PER_IP}; 0 disables); more are refused with HTTP 429",

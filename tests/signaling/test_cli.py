@@ -126,6 +126,23 @@ def test_argparse_rejects_bad_numbers(argv: list[str]) -> None:
     assert info.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rate-limit", "-1"], "argument --rate-limit: must not be negative: '-1'"),
+        (["--rate-limit", "x"], "argument --rate-limit: not a number: 'x'"),
+        (["--rate-burst", "0"], "argument --rate-burst: must be positive: '0'"),
+        (["--max-connections-per-ip", "1.5"], "not a whole number: '1.5'"),
+    ],
+)
+def test_bad_numbers_name_the_option_and_the_rule(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["signal", *argv])
+    assert message in capsys.readouterr().err
+
+
 def test_port_in_use_is_one_line_and_exit_2() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
