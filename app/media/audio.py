@@ -58,6 +58,31 @@ class AudioStats:
     last_callback: float | None = None  # time.monotonic() of the latest callback
 
 
+def _start_stream(kind: str, index: int, channels: int, latency: Any, **callbacks: Any) -> Any:
+    """Open and start a PortAudio ``kind`` ("input"/"output") stream of 20 ms int16 blocks at
+    48 kHz; a refusal becomes a one-line MediaError naming the device."""
+    sd = devices.sounddevice()
+    factory = sd.InputStream if kind == "input" else sd.OutputStream
+    try:
+        stream = factory(
+            device=index,
+            samplerate=AUDIO_RATE,
+            channels=channels,
+            dtype="int16",
+            blocksize=AUDIO_FRAME_SAMPLES,
+            latency=latency,
+            **callbacks,
+        )
+        stream.start()
+    except (sd.PortAudioError, ValueError) as exc:
+        raise _stream_error(kind, index, exc) from None
+    role = "microphone" if kind == "input" else "speaker"
+    logger.info(
+        "%s '%s' open (latency %.0f ms)", role, devices.device_name(index), stream.latency * 1000
+    )
+    return stream
+
+
 def _stream_error(kind: str, index: int, exc: BaseException) -> MediaError:
     name = devices.device_name(index)
     return MediaError(f"cannot open {kind} device '{name}': {devices.portaudio_message(exc)}")
@@ -123,25 +148,14 @@ class MicrophoneTrack(AudioStreamTrack):
             self._stream = stream
 
     def _open_stream(self) -> Any:
-        sd = devices.sounddevice()
-        try:
-            stream = sd.InputStream(
-                device=self.device_index,
-                samplerate=AUDIO_RATE,
-                channels=self.channels,
-                dtype="int16",
-                blocksize=AUDIO_FRAME_SAMPLES,
-                latency=self._latency,
-                callback=self._callback,
-                finished_callback=self._finished,
-            )
-            stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise _stream_error("input", self.device_index, exc) from None
-        logger.info(
-            "microphone '%s' open (latency %.0f ms)", self.device_name, stream.latency * 1000
+        return _start_stream(
+            "input",
+            self.device_index,
+            self.channels,
+            self._latency,
+            callback=self._callback,
+            finished_callback=self._finished,
         )
-        return stream
 
     # --- PortAudio thread -------------------------------------------------------------------
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
@@ -368,22 +382,9 @@ class SpeakerSink(TrackConsumer):
         self._stream = await _open_off_loop(self._open_stream)
 
     def _open_stream(self) -> Any:
-        sd = devices.sounddevice()
-        try:
-            stream = sd.OutputStream(
-                device=self.device_index,
-                samplerate=AUDIO_RATE,
-                channels=self.channels,
-                dtype="int16",
-                blocksize=AUDIO_FRAME_SAMPLES,
-                latency=self._latency,
-                callback=self._callback,
-            )
-            stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise _stream_error("output", self.device_index, exc) from None
-        logger.info("speaker '%s' open (latency %.0f ms)", self.device_name, stream.latency * 1000)
-        return stream
+        return _start_stream(
+            "output", self.device_index, self.channels, self._latency, callback=self._callback
+        )
 
     async def _close(self) -> None:
         stream, self._stream = self._stream, None
