@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 from signaling.messages import Message
 
@@ -27,3 +28,23 @@ class SignalingChannel(Protocol):
     async def receive(self) -> Message: ...
 
     async def close(self) -> None: ...
+
+
+class Service:
+    """A server-like object with async ``start``/``stop`` that also works as ``async with``:
+    started on entry, stopped on exit (the signaling server and the LAN helpers)."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -26,8 +26,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 import zeroconf
 from zeroconf import (
@@ -40,6 +39,7 @@ from zeroconf import (
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from signaling.base import Service
 from signaling.client import WebSocketChannel
 from signaling.errors import SignalingError
 from signaling.server import SignalingServer
@@ -101,7 +101,7 @@ def _instance_label(name: str) -> str:
     return (label or "PeerCall").encode()[:MAX_INSTANCE_NAME].decode("utf-8", "ignore")
 
 
-class LanAdvertiser:
+class LanAdvertiser(Service):
     """Publishes one PeerCall signaling endpoint on the LAN until stopped."""
 
     def __init__(
@@ -174,15 +174,6 @@ class LanAdvertiser:
                 await (await zc.async_unregister_service(info))
         await zc.async_close()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
 
 def _text(properties: dict[bytes, bytes | None], key: str) -> str | None:
     value = properties.get(key.encode())
@@ -215,7 +206,7 @@ def service_from_info(info: AsyncServiceInfo) -> LanService | None:
     )
 
 
-class LanBrowser:
+class LanBrowser(Service):
     """Finds PeerCalls on the LAN; ``services`` is the current set, events say what changed."""
 
     def __init__(
@@ -249,15 +240,6 @@ class LanBrowser:
             await browser.async_cancel()
         if zc is not None:
             await zc.async_close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def _on_state_change(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
@@ -312,7 +294,7 @@ class LanBrowser:
             await self._changed.wait()
 
 
-class LanHost:
+class LanHost(Service):
     """The answering side of a LAN call: embedded signaling server + advertiser.
 
     ``secret=None`` makes an open room (secret generated and published); a string is a PIN
@@ -361,15 +343,6 @@ class LanHost:
         if self.advertiser is not None:
             await self.advertiser.stop()
         await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def channel(self, **options: Any) -> WebSocketChannel:
         """The host's own end of the room, over loopback to the embedded server."""

@@ -32,8 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
@@ -41,6 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from nat.auth import rest_credentials
+from signaling.base import Service
 from signaling.errors import SignalingError
 from signaling.ws_protocol import (
     ROOM_RE,
@@ -150,7 +150,7 @@ class ServerStats:
     errors: int = 0
 
 
-class SignalingServer:
+class SignalingServer(Service):
     """The signaling server; ``await start()`` binds it, ``.url`` says where it listens."""
 
     def __init__(
@@ -270,18 +270,6 @@ class SignalingServer:
                     slot.expiry.cancel()
         self._rooms.clear()
         self.stats.rooms = 0
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
