@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import selectors
 import shutil
@@ -40,26 +39,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.nat.conftest import (
+    LOOPBACK,
+    PASSWORD,
+    USER,
+    coturn_command,
+    free_udp_tcp_port,
+    peercall_command,
+    relay_port_range,
+)
+
 REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-USER, PASSWORD, REALM = "bench", "bench-password", "peercall"
+HOST = LOOPBACK
 TICKS = os.sysconf("SC_CLK_TCK")
 MAGIC_COOKIE = 0x2112A442
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP (TURN listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port: int = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -105,58 +100,16 @@ class Server:
 
 
 def start(name: str, workdir: Path) -> Server:
-    port = free_port()
-    low = random.randrange(20000, 30000)
-    high = low + 999
+    # The interop tests' own command lines, so the bench runs the servers as they are tested;
+    # quotas off on both, since the load is hundreds of allocations of one user.
+    port = free_udp_tcp_port(HOST)
+    relay_ports = relay_port_range(1000)
     log = workdir / f"{name}.log"
     if name == "coturn":
-        cmd = [
-            "turnserver",
-            "-n",
-            f"--listening-ip={HOST}",
-            f"--listening-port={port}",
-            f"--min-port={low}",
-            f"--max-port={high}",
-            f"--realm={REALM}",
-            "--lt-cred-mech",
-            f"--user={USER}:{PASSWORD}",
-            "--allow-loopback-peers",
-            "--fingerprint",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--no-rfc5780",
-            "--log-file=stdout",
-            "--total-quota=0",
-            "--user-quota=0",
-            f"--pidfile={workdir / 'turnserver.pid'}",
-        ]
+        cmd = coturn_command(port, relay_ports, "lt", workdir, "--total-quota=0", "--user-quota=0")
     else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "relay",
-            "--listening-ip",
-            HOST,
-            "--listening-port",
-            str(port),
-            "--min-port",
-            str(low),
-            "--max-port",
-            str(high),
-            "--realm",
-            REALM,
-            "--user",
-            f"{USER}:{PASSWORD}",
-            "--allow-loopback-peers",
-            "--total-quota",
-            "0",
-            "--user-quota",
-            "0",
-            "--event-loop",
-            "asyncio" if name == "peercall-asyncio" else "uvloop",
-        ]
+        loop = "asyncio" if name == "peercall-asyncio" else "uvloop"
+        cmd = peercall_command(port, relay_ports, "lt", "--total-quota", "0", "--event-loop", loop)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
@@ -347,7 +300,7 @@ def main() -> int:
             print(f"{tool} not found: apt-get install coturn", file=sys.stderr)
             return 2
     workdir = Path(tempfile.mkdtemp(prefix="bench-nat-"))
-    peer_port = free_port()
+    peer_port = free_udp_tcp_port(HOST)
     peer = subprocess.Popen(
         ["turnutils_peer", "-L", HOST, "-p", str(peer_port)],
         stdout=subprocess.DEVNULL,
