@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from signaling.manual import ManualChannel
 from signaling.server import SignalingServer
 from signaling.ws_protocol import (
     ClientFrame,
@@ -129,3 +130,17 @@ async def server_process() -> AsyncIterator[ServerProcess]:
     yield proc
     if proc.proc is not None and proc.proc.returncode is None:
         await proc.kill()
+
+
+def wired_manual_pair() -> tuple[ManualChannel, ManualChannel]:
+    """Two copy-paste channels whose "pastes" are each other's output, through queues."""
+    a_to_b: asyncio.Queue[str | None] = asyncio.Queue()
+    b_to_a: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def a_write(text: str) -> None:
+        a_to_b.put_nowait(text)
+
+    async def b_write(text: str) -> None:
+        b_to_a.put_nowait(text)
+
+    return ManualChannel(b_to_a.get, a_write), ManualChannel(a_to_b.get, b_write)

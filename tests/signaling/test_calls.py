@@ -12,8 +12,8 @@ from app.session import CallOptions, CallSession
 from signaling.base import SignalingChannel
 from signaling.client import WebSocketChannel
 from signaling.lan import LanBrowser, LanHost, channel_to
-from signaling.manual import ManualChannel
 from signaling.server import SignalingServer
+from tests.signaling.conftest import wired_manual_pair
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +41,7 @@ async def call(caller_ch: SignalingChannel, callee_ch: SignalingChannel) -> None
 
 
 async def test_call_over_manual_copy_paste() -> None:
-    a_to_b: asyncio.Queue[str | None] = asyncio.Queue()
-    b_to_a: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def a_write(text: str) -> None:
-        a_to_b.put_nowait(text)
-
-    async def b_write(text: str) -> None:
-        b_to_a.put_nowait(text)
-
-    await call(ManualChannel(b_to_a.get, a_write), ManualChannel(a_to_b.get, b_write))
+    await call(*wired_manual_pair())
 
 
 async def test_call_over_websocket_server() -> None:

@@ -19,6 +19,7 @@ from signaling.errors import (
 )
 from signaling.manual import PREFIX, ManualChannel, decode_blob, encode_blob
 from signaling.messages import Answer, Bye, Candidate, EndOfCandidates, Offer
+from tests.signaling.conftest import wired_manual_pair
 
 # An offer as aiortc writes it (audio + data channel, host and srflx candidates).
 SDP = "\r\n".join(
@@ -242,17 +243,7 @@ async def test_channel_reprompts_on_bad_pastes_then_accepts_a_good_one() -> None
 
 
 async def test_two_manual_channels_wired_together_carry_offer_and_answer() -> None:
-    a_to_b: asyncio.Queue[str | None] = asyncio.Queue()
-    b_to_a: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def a_write(text: str) -> None:
-        a_to_b.put_nowait(text)
-
-    async def b_write(text: str) -> None:
-        b_to_a.put_nowait(text)
-
-    a = ManualChannel(b_to_a.get, a_write)
-    b = ManualChannel(a_to_b.get, b_write)
+    a, b = wired_manual_pair()
     await a.send(OFFER)
     assert await b.receive() == OFFER
     await b.send(Answer(SDP))
