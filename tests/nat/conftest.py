@@ -55,6 +55,16 @@ def free_udp_tcp_port(host: str = LOOPBACK) -> int:
     raise RuntimeError("no port free for both UDP and TCP")
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (IPv6 tests skip on hosts without it)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def relay_port_range(size: int = 200) -> tuple[int, int]:
     """A random window below Linux's ephemeral range (32768+) for relay sockets.
 

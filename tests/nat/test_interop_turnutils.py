@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.nat.conftest import (
     EchoPeer,
     TurnServer,
     UclientResult,
+    has_ipv6_loopback,
     parse_uclient,
     server_kinds,
     start_server,
@@ -149,16 +149,7 @@ def test_stunclient_gets_its_mapped_address(kind: str, tmp_path: Path) -> None:
     assert 0 < int(mapped[0][1]) < 65536
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_uclient_dual_allocation(echo_peer: EchoPeer, tmp_path: Path) -> None:
     # -Z: ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §7.2, coturn sends the draft code point 0x8032);
     # its Refreshes randomly carry REQUESTED-ADDRESS-FAMILY IPv4 or IPv6, which only succeed

@@ -27,6 +27,7 @@ from nat.config import RelayConfig
 from nat.errors import ServiceError
 from nat.service import RelayServer, RelayStats
 from tests.certs import make_cert
+from tests.nat.conftest import has_ipv6_loopback
 from tests.nat.turn_helpers import key_for, new_tid, sign
 
 REALM = "peercall"
@@ -311,15 +312,6 @@ async def test_turn_over_tls(tmp_path: Path) -> None:
 
 
 # --- hand-rolled clients: IPv6, reservations, expiry, capacity ----------------------------------
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 on this host")
