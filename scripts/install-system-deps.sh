@@ -14,6 +14,11 @@ packages=(
   coturn chromium
   # network namespaces and loss/latency emulation for NAT tests; tone tools for audio checks
   iproute2 sox
+  # the NAT lab (tests/netlab): nftables routers in namespaces; a home router speaking
+  # UPnP-IGD/NAT-PMP/PCP (miniupnpd) and its client (upnpc) for the port-mapping tests
+  nftables miniupnpd miniupnpc
+  # shared room state for several signaling nodes (peercall signal --redis)
+  redis-server
   python3-venv
   # packaging: validators for the .desktop entry and AppStream metadata; objdump for PyInstaller
   desktop-file-utils appstream binutils

@@ -1,27 +1,11 @@
-"""Every workaround for aiortc 1.16 / aioice 0.13 weaknesses, in one place.
+"""Fast, trickling candidate gathering (see the package docstring, item 1).
 
-The session calls these; nothing else in PeerCall touches aiortc's or aioice's private attributes.
-
-1. Gathering (:func:`install_gathering`). aioice gathers host, server-reflexive and relayed
-   candidates in one call that waits up to 5 s per unreachable server, and aiortc's
-   ``setLocalDescription`` awaits it, so a dead STUN server delays every call by 5 s per side.
-   We replace the connection's gathering: host candidates are ready at once, STUN/TURN queries run
-   in the background with a bounded timeout, and each candidate is reported as it arrives so the
-   session can trickle it (RFC 8838). When the signaling cannot trickle, the session awaits the
-   background queries (bounded) before it builds the SDP. Optionally only loopback host
-   candidates are offered, which aioice never does on its own.
-2. Audio jitter buffer (:class:`AudioJitterBuffer`). aiortc's buffer waits for a lost packet until
-   16 packets have queued up behind it and then stays 16 deep for the rest of the call (one-way
-   latency ~80 ms -> ~280 ms after one loss). Ours skips a hole after a short wait and drops
-   the oldest frames whenever it is deeper than its target, so latency comes back down.
-3. Private-state readers (:func:`candidate_pairs`, :func:`selected_pair`, ...): the pair list
-   and the nominated pair are only reachable through aioice internals.
+Also the readers that find aioice connections behind an RTCPeerConnection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -39,12 +23,9 @@ from aioice.ice import (
     server_reflexive_candidate,
 )
 from aiortc import RTCIceGatherer, RTCPeerConnection
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
-from aiortc.rtp import RtpPacket
-from aiortc.utils import uint16_add
 
 logger = logging.getLogger(__name__)
+
 
 LOOPBACK_ADDRESSES = ("127.0.0.1",)
 
@@ -245,158 +226,3 @@ def install_gathering(
         conn.gather_candidates = gathering.gather  # type: ignore[method-assign]
         gatherings.append(gathering)
     return gatherings
-
-
-def strip_end_of_candidates(sdp: str) -> str:
-    """Remove ``a=end-of-candidates`` (RFC 8840 §4.1) while candidates are still to be trickled.
-
-    aiortc marks gathering complete as soon as our replacement returns with host candidates;
-    the peer must not take that as the last word.
-    """
-    lines = sdp.split("\r\n")
-    return "\r\n".join(line for line in lines if line != "a=end-of-candidates")
-
-
-class AudioJitterBuffer(JitterBuffer):
-    """A jitter buffer for single-packet audio frames (Opus) that never ratchets latency up.
-
-    Each packet is one frame, so a frame is ready as soon as it is next in sequence. A missing
-    packet is given up on once ``skip_after`` packets are waiting behind it (it is lost, or too
-    late to matter). aiortc hands one frame to the decoder per packet received, so frames queued
-    behind a hole would otherwise stay queued for the rest of the call: when the backlog never fell
-    below ``slack + 1`` frames during the last ``shed_after`` packets, its oldest frame is
-    dropped, and more than ``max_depth`` waiting frames are never kept. ``slack`` frames are kept
-    on purpose, so steady reordering of neighbours costs nothing. A 20 ms glitch now and then is
-    far better than hundreds of milliseconds of extra delay for the rest of the call.
-    """
-
-    def __init__(
-        self,
-        capacity: int = 16,
-        skip_after: int = 3,
-        max_depth: int = 6,
-        shed_after: int = 25,
-        slack: int = 1,
-    ) -> None:
-        super().__init__(capacity=capacity, prefetch=0)
-        self._skip_after = skip_after
-        self._max_depth = max_depth
-        self._shed_after = shed_after
-        self._slack = slack
-        self._window_len = 0
-        self._window_min = capacity
-        self.skipped = 0  # holes given up on
-        self.dropped = 0  # frames discarded to cut delay
-
-    def _count(self) -> int:
-        return sum(1 for p in self._packets if p is not None)
-
-    def _head(self) -> RtpPacket | None:
-        assert self._origin is not None
-        return self._packets[self._origin % self._capacity]
-
-    def _advance_to_next_present(self) -> None:
-        for _ in range(self._capacity):
-            if self._head() is not None:
-                return
-            self.remove(1)
-
-    def _drop_oldest(self) -> None:
-        self._advance_to_next_present()
-        self.remove(1)
-        self.dropped += 1
-
-    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
-        seq = packet.sequence_number
-        if self._origin is None:
-            self._origin = seq
-        delta = uint16_add(seq, -self._origin)
-        if delta >= 0x8000:  # behind what was already played
-            if uint16_add(self._origin, -seq) <= 100:
-                return False, None  # a late packet: its moment has passed
-            self.remove(self._capacity)  # far behind: the sender restarted its sequence
-            self._origin = seq
-        elif delta >= self._capacity:
-            self.remove(self._capacity)  # far ahead: everything buffered is stale
-            self._origin = seq
-        self._packets[seq % self._capacity] = packet
-
-        count = self._count()
-        if self._head() is None and (count >= self._skip_after or count > self._max_depth):
-            self._advance_to_next_present()
-            self.skipped += 1
-        while count > self._max_depth:
-            self._drop_oldest()
-            count -= 1
-        head = self._head()
-        if head is None:
-            return False, None
-        self.remove(1)
-        count -= 1
-        self._window_min = min(self._window_min, count)
-        self._window_len += 1
-        if self._window_len >= self._shed_after:
-            if self._window_min > self._slack:
-                self._drop_oldest()
-            self._window_len, self._window_min = 0, self._capacity
-        return False, JitterFrame(data=head._data, timestamp=head.timestamp)  # type: ignore[attr-defined]
-
-
-def install_audio_jitter_buffers(pc: RTCPeerConnection) -> int:
-    """Swap aiortc's audio jitter buffer for :class:`AudioJitterBuffer` on every audio receiver."""
-    count = 0
-    for transceiver in pc.getTransceivers():
-        receiver: RTCRtpReceiver = transceiver.receiver
-        if transceiver.kind != "audio":
-            continue
-        current = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
-        if not isinstance(current, AudioJitterBuffer):
-            receiver._RTCRtpReceiver__jitter_buffer = AudioJitterBuffer()  # type: ignore[attr-defined]
-            count += 1
-    return count
-
-
-def on_inbound(connection: Connection, callback: Callable[[], None]) -> None:
-    """Call ``callback`` for every datagram the connection receives (media or STUN).
-
-    aioice reports a dead path only after 30 s of failed consent checks (RFC 7675); watching
-    arrivals lets the session notice within a couple of seconds.
-    """
-    data_received = connection.data_received
-
-    def data_hook(data: bytes, component: int) -> None:
-        callback()
-        data_received(data, component)
-
-    connection.data_received = data_hook  # type: ignore[method-assign]
-    for protocol in connection._protocols:
-        datagram_received = protocol.datagram_received
-
-        def stun_hook(data: Any, addr: Any, original: Any = datagram_received) -> None:
-            callback()
-            original(data, addr)
-
-        protocol.datagram_received = stun_hook  # type: ignore[method-assign]
-
-
-def candidate_pairs(pc: RTCPeerConnection) -> list[CandidatePair]:
-    """All ICE candidate pairs of ``pc`` with their check state (RFC 8445 §6.1.2)."""
-    pairs: list[CandidatePair] = []
-    for conn in ice_connections(pc):
-        pairs.extend(conn._check_list)
-    return pairs
-
-
-def selected_pair(pc: RTCPeerConnection) -> CandidatePair | None:
-    """The nominated pair carrying media (component 1), or None."""
-    for conn in ice_connections(pc):
-        pair = conn._nominated.get(1)
-        if pair is not None:
-            return pair
-    return None
-
-
-async def close_quietly(pc: RTCPeerConnection) -> None:
-    """Close ``pc``, never raising: hang-up must always complete."""
-    with contextlib.suppress(Exception):
-        await pc.close()

@@ -1,0 +1,64 @@
+"""Readers of private aioice state: pairs, the nominated pair, arrivals (item 3)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aioice.ice import (
+    CandidatePair,
+    Connection,
+)
+from aiortc import RTCPeerConnection
+
+from app.rtcfixes.gathering import ice_connections
+
+logger = logging.getLogger(__name__)
+
+
+def on_inbound(connection: Connection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` for every datagram the connection receives (media or STUN).
+
+    aioice reports a dead path only after 30 s of failed consent checks (RFC 7675); watching
+    arrivals lets the session notice within a couple of seconds.
+    """
+    data_received = connection.data_received
+
+    def data_hook(data: bytes, component: int) -> None:
+        callback()
+        data_received(data, component)
+
+    connection.data_received = data_hook  # type: ignore[method-assign]
+    for protocol in connection._protocols:
+        datagram_received = protocol.datagram_received
+
+        def stun_hook(data: Any, addr: Any, original: Any = datagram_received) -> None:
+            callback()
+            original(data, addr)
+
+        protocol.datagram_received = stun_hook  # type: ignore[method-assign]
+
+
+def candidate_pairs(pc: RTCPeerConnection) -> list[CandidatePair]:
+    """All ICE candidate pairs of ``pc`` with their check state (RFC 8445 §6.1.2)."""
+    pairs: list[CandidatePair] = []
+    for conn in ice_connections(pc):
+        pairs.extend(conn._check_list)
+    return pairs
+
+
+def selected_pair(pc: RTCPeerConnection) -> CandidatePair | None:
+    """The nominated pair carrying media (component 1), or None."""
+    for conn in ice_connections(pc):
+        pair = conn._nominated.get(1)
+        if pair is not None:
+            return pair
+    return None
+
+
+async def close_quietly(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, never raising: hang-up must always complete."""
+    with contextlib.suppress(Exception):
+        await pc.close()
