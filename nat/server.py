@@ -195,6 +195,9 @@ class TurnServer:
         self._encode_binding = stun.binding_response_encoder(
             self._software, add_fingerprint=self._fingerprint
         )
+        self._encode_challenge = stun.challenge_encoder(
+            self.credentials.realm, self._software, add_fingerprint=self._fingerprint
+        )
 
     # --- events in ------------------------------------------------------------------------------
 
@@ -695,11 +698,12 @@ class TurnServer:
         first_contact = code == 401 and stun.MESSAGE_INTEGRITY not in msg
         if first_contact:
             self.counters.challenges += 1
-        extra: list[tuple[stun.Attr[Any], Any]] = [
-            (stun.REALM, self.credentials.realm),
-            (stun.NONCE, nonce),
-        ]
-        return self._error(msg, ft, code, None, extra, counted=not first_contact)
+        else:
+            self.counters.error_responses += 1
+        # The same bytes as _error with REALM and NONCE, by a lean encoder: the first contact
+        # of every client (and any flood of unauthenticated requests) ends here.
+        data = self._encode_challenge(msg.method, msg.transaction_id, code, REASONS[code], nonce)
+        return [SendToClient(ft.transport, ft.client, data)]
 
     def _allocation_for(self, msg: Message, ft: FiveTuple, username: str, key: bytes) -> Allocation:
         """The allocation of ``ft`` (else 437) created by ``username`` (else 441, RFC 8656 §5)."""
