@@ -683,7 +683,13 @@ class TurnServer:
         nonce = msg.get(stun.NONCE)
         if username is None or nonce is None or stun.REALM not in msg:
             raise _Reject(self._error(msg, ft, 400, None))
-        for key in self.credentials.keys(username, now):
+        # Requests about the allocation this username made may use a REST credential that
+        # has expired since (see CredentialStore.keys); a new Allocate may not.
+        existing = self.allocations.by_five_tuple.get(ft)
+        allocated = (
+            msg.method != Method.ALLOCATE and existing is not None and existing.username == username
+        )
+        for key in self.credentials.keys(username, now, allocated=allocated):
             if msg.check_integrity(key):
                 break
         else:
