@@ -273,7 +273,10 @@ def _setup(kind: str, port: int, sink: tuple[str, int], clients: int) -> list[so
             if kind == "send":
                 turn.request(stun.Method.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, sink)])
             else:
-                bind = [(stun.CHANNEL_NUMBER, 0x4000), (stun.XOR_PEER_ADDRESS, sink)]
+                bind: list[tuple[stun.Attr[Any], Any]] = [
+                    (stun.CHANNEL_NUMBER, 0x4000),
+                    (stun.XOR_PEER_ADDRESS, sink),
+                ]
                 turn.request(stun.Method.CHANNEL_BIND, bind)
             sock = turn.sock
         with contextlib.suppress(OSError):
@@ -482,7 +485,7 @@ class Step:
     runs: list[Run] = field(default_factory=list)
 
     def median(self, attribute: str) -> float:
-        return statistics.median(getattr(r, attribute) for r in self.runs)
+        return float(statistics.median(getattr(r, attribute) for r in self.runs))
 
 
 @dataclass
