@@ -19,10 +19,12 @@ def shared(user_quota: int, total_quota: int, slots: int = 16384) -> SharedLedge
 @pytest.mark.parametrize("make", [LocalLedger, shared])
 def test_user_and_total_quotas(make: type[LocalLedger]) -> None:
     ledger = make(2, 3)
-    assert ledger.try_hold("alice") and ledger.try_hold("alice")
+    assert ledger.try_hold("alice")
+    assert ledger.try_hold("alice")
     assert not ledger.try_hold("alice")
     assert not ledger.left("alice")
-    assert ledger.left("bob") and ledger.try_hold("bob")
+    assert ledger.left("bob")
+    assert ledger.try_hold("bob")
     assert not ledger.try_hold("carol")  # total reached
     ledger.release("alice")
     assert ledger.try_hold("carol")
