@@ -18,6 +18,7 @@ from nat.channel import CHANNEL_COOLDOWN, ChannelBinding
 from nat.five_tuple import Address, FiveTuple
 from nat.permission import Permission
 from nat.quota import LocalLedger, QuotaLedger
+from nat.reservations import ReservationBook
 
 RESERVATION_LIFETIME = 30.0
 """Seconds a port reserved by EVEN-PORT's R bit is held (RFC 8656 §7.2 / RFC 5766 §6.2)."""
@@ -40,12 +41,19 @@ class AllocationManager:
     """Owns the allocations; enforces ``user-quota`` and ``total-quota`` (0 = unlimited)."""
 
     def __init__(
-        self, *, user_quota: int = 0, total_quota: int = 0, ledger: QuotaLedger | None = None
+        self,
+        *,
+        user_quota: int = 0,
+        total_quota: int = 0,
+        ledger: QuotaLedger | None = None,
+        book: ReservationBook | None = None,
     ) -> None:
         self.user_quota = user_quota
         self.total_quota = total_quota
         # Where the quotas are counted: here, or shared with the other worker processes.
         self.ledger: QuotaLedger = ledger or LocalLedger(user_quota, total_quota)
+        # Reservation tokens shared with the other workers (None: only this process's).
+        self.book = book
         self.by_five_tuple: dict[FiveTuple, Allocation] = {}
         self.by_relay: dict[Address, Allocation] = {}
         self.reservations: dict[bytes, Reservation] = {}
@@ -110,10 +118,21 @@ class AllocationManager:
         reservation = Reservation(token, relay, now + RESERVATION_LIFETIME)
         self.reservations[token] = reservation
         self.schedule(reservation)
+        if self.book is not None:
+            self.book.put(token, relay, now, reservation.expires)
         return reservation
 
     def claim(self, token: bytes, now: float) -> Reservation | None:
-        """Take the reservation for ``token`` if it is still valid."""
+        """Take the reservation for ``token`` if it is still valid (once: from any worker when
+        the book is shared; the one that made it closes its held socket at expiry)."""
+        if self.book is not None:
+            relay = self.book.take(token, now)
+            mine = self.reservations.pop(token, None)
+            if mine is not None:
+                mine.closed = True  # the service closes its held socket on binding beside it
+            if relay is None:
+                return None
+            return Reservation(token, relay, now, closed=True)
         reservation = self.reservations.get(token)
         if reservation is None or now >= reservation.expires:
             return None

@@ -41,6 +41,7 @@ from nat.five_tuple import Address, FiveTuple, Transport
 from nat.nonce import NonceManager
 from nat.policy import PeerPolicy
 from nat.quota import QuotaLedger
+from nat.reservations import ReservationBook
 from nat.stun import Message, Method, MsgClass
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ class TurnServer:
         policy: PeerPolicy | None = None,
         credentials: CredentialStore | None = None,
         ledger: QuotaLedger | None = None,
+        reservations: ReservationBook | None = None,
     ) -> None:
         self.config = config
         self._random_bytes = random_bytes
@@ -184,7 +186,10 @@ class TurnServer:
         self.credentials = credentials or CredentialStore.from_config(config)
         self.nonces = NonceManager(random_bytes(20), config.stale_nonce)
         self.allocations = AllocationManager(
-            user_quota=config.user_quota, total_quota=config.total_quota, ledger=ledger
+            user_quota=config.user_quota,
+            total_quota=config.total_quota,
+            ledger=ledger,
+            book=reservations,
         )
         self.counters = Counters()
         self._pending: dict[FiveTuple, _PendingAllocate] = {}
