@@ -174,13 +174,13 @@ async def test_frames_out_of_order(server: SignalingServer) -> None:
     assert await client.until_pong() == []
 
 
-async def test_queue_cap(server: SignalingServer) -> None:
-    server.max_queue = 3
-    a = await joined(server.url, A)
-    for seq in (1, 2, 3):
-        await a.send(Relay(seq, CAND))
-    await a.send(Relay(4, CAND))
-    await expect_error(a, ErrorCode.QUEUE_FULL, "peer has 3 unacknowledged messages")
+async def test_queue_cap() -> None:
+    async with SignalingServer(max_queue=3, ping_interval=None) as server:
+        a = await joined(server.url, A)
+        for seq in (1, 2, 3):
+            await a.send(Relay(seq, CAND))
+        await a.send(Relay(4, CAND))
+        await expect_error(a, ErrorCode.QUEUE_FULL, "peer has 3 unacknowledged messages")
 
 
 async def test_idle_and_join_timeouts_close_with_an_error_frame() -> None:
