@@ -354,6 +354,7 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         files = raise_open_files_limit()
         await server.start()
+        loop.set_exception_handler(server.loop_exception_handler)
         tune_gc()  # after start-up, so that its objects are frozen too
         print(f"listening on {server.url}", flush=True)
         # Each client is one file descriptor: the limit is the most clients this server holds.

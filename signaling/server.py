@@ -96,6 +96,7 @@ HARD_LIMIT_FACTOR: Final = 4
 # this many more, new ones are aborted at once (half-open floods never reach the handshake).
 _TCP_SLACK: Final = 16
 _ACCEPT_LOG_INTERVAL: Final = 10.0
+_FD_RESERVE: Final = 32  # descriptors kept for log files, Redis, DNS ...
 
 
 def _address_of(transport: asyncio.BaseTransport | None) -> str:
@@ -239,7 +240,8 @@ class SignalingServer(Service):
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._last_accept_log = -_ACCEPT_LOG_INTERVAL
-        self._old_handler: Any = None
+        self._tcp_total = 0
+        self._fd_limit = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -255,9 +257,6 @@ class SignalingServer(Service):
             await cluster.start()
             self._cluster = cluster
             self._node = cluster.node + "/"
-        loop = asyncio.get_running_loop()
-        self._old_handler = loop.get_exception_handler()
-        loop.set_exception_handler(self._loop_exception)
         server_ref = self
 
         class _Counted(ServerConnection):
@@ -287,7 +286,6 @@ class SignalingServer(Service):
                 create_connection=_Counted,
             )
         except OSError as exc:
-            loop.set_exception_handler(self._old_handler)
             if self._cluster is not None:
                 await self._cluster.stop()
                 self._cluster = None
@@ -296,6 +294,11 @@ class SignalingServer(Service):
             )
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
         self.port = self._server.sockets[0].getsockname()[1]
+        import resource
+
+        # Each connection is one file descriptor; warn before the accept loop hits the limit
+        # (uvloop then stops accepting without a word).
+        self._fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         logger.info("signaling server listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -311,8 +314,6 @@ class SignalingServer(Service):
         if self._cluster is not None:
             await self._cluster.stop()
             self._cluster = None
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().set_exception_handler(self._old_handler)
         self.table.rooms.clear()
         self.stats.rooms = 0
 
@@ -340,6 +341,9 @@ class SignalingServer(Service):
     def _tcp_opened(self, ws: ServerConnection, transport: asyncio.BaseTransport) -> None:
         address = _address_of(transport)
         self._per_ip[address] = count = self._per_ip.get(address, 0) + 1
+        self._tcp_total += 1
+        if self._fd_limit and self._tcp_total >= self._fd_limit - _FD_RESERVE:
+            self._accept_trouble(f"{self._tcp_total} connections open, near")
         cap = self.max_connections_per_ip
         if (
             cap is not None
@@ -349,6 +353,7 @@ class SignalingServer(Service):
             transport.abort()  # a flood of (half-)open connections: not worth an answer
 
     def _tcp_closed(self, ws: ServerConnection) -> None:
+        self._tcp_total -= 1
         address = _address_of(ws.transport)
         left = self._per_ip.get(address, 1) - 1
         if left > 0:
@@ -356,29 +361,39 @@ class SignalingServer(Service):
         else:
             self._per_ip.pop(address, None)
 
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """Say plainly when the accept loop is refused (EMFILE: out of file descriptors)."""
+    def tcp_connections(self, address: str) -> int:
+        """TCP connections from ``address`` right now, those still in the handshake included."""
+        return self._per_ip.get(address, 0)
+
+    def _accept_trouble(self, what: str) -> None:
+        self.stats.accept_errors += 1
+        now = time.monotonic()
+        if now - self._last_accept_log >= _ACCEPT_LOG_INTERVAL:
+            self._last_accept_log = now
+            logger.error(
+                "cannot accept connections: %s the open files limit %d (%d connections); new "
+                "clients wait until some leave: raise it (ulimit -n, LimitNOFILE=)",
+                what,
+                self._fd_limit,
+                self._tcp_total,
+            )
+
+    def loop_exception_handler(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        """An event-loop exception handler for the headless server (``peercall signal``): says
+        plainly when the accept loop is refused (EMFILE), the rest as asyncio would."""
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-            self.stats.accept_errors += 1
-            now = time.monotonic()
-            if now - self._last_accept_log >= _ACCEPT_LOG_INTERVAL:
-                self._last_accept_log = now
-                import resource
-
-                soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-                logger.error(
-                    "cannot accept connections: %s (open files limit %d, %d connections); "
-                    "new clients wait until some leave",
-                    exc.strerror,
-                    soft,
-                    self.stats.connections,
-                )
+            self._accept_trouble(f"{exc.strerror}:")
             return
-        if self._old_handler is not None:
-            self._old_handler(loop, context)
-        else:
-            loop.default_exception_handler(context)
+        if (
+            self._server is None
+            and isinstance(exc, ValueError)
+            and "_start_serving" in str(context.get("handle", ""))
+        ):
+            return  # asyncio's accept retry timer firing after we stopped listening
+        loop.default_exception_handler(context)
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         """``GET /healthz`` answers 200 for monitoring; everything else is a WebSocket.
