@@ -491,7 +491,7 @@ async def test_running_out_of_file_descriptors_is_logged(loop: str) -> None:
     assert proc.stderr is not None
     socks = []
     try:
-        lines = []
+        lines: list[str] = []
         async with asyncio.timeout(30):
             while not (line := (await proc.stdout.readline()).decode()).startswith("ready"):
                 assert line, lines
