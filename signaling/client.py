@@ -377,7 +377,8 @@ class WebSocketChannel:
             except SignalingError as exc:
                 reason = str(exc)
                 if deadline is not None and time.monotonic() > deadline:
-                    raise GaveUp(f"gave up reconnecting to the signaling server: {reason}") from None
+                    message = f"gave up reconnecting to the signaling server: {reason}"
+                    raise GaveUp(message) from None
                 delay = min(delay * 2, self.backoff_max)
                 continue
             self.reconnects += 1

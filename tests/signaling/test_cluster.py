@@ -169,7 +169,7 @@ async def test_a_full_call_between_two_processes_on_different_nodes(
                     stdin=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     cwd=ROOT,
-                )  # fmt: skip
+                )
             )
         callee, caller = procs
         results = await asyncio.wait_for(
