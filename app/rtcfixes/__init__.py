@@ -14,7 +14,12 @@ The session calls these; nothing else in PeerCall touches aiortc's or aioice's p
    16 packets have queued up behind it and then stays 16 deep for the rest of the call (one-way
    latency ~80 ms -> ~280 ms after one loss). Ours skips a hole after a short wait and drops
    the oldest frames whenever it is deeper than its target, so latency comes back down.
-3. Private-state readers (:func:`candidate_pairs`, :func:`selected_pair`, ...): the pair list
+3. Bundled remote candidates (:func:`install_bundle_fix`). Chromium writes its candidates only
+   in the first bundled m-section; aiortc keeps a shared transport's candidates from the last
+   one it parses, so a relay-only offer answered by Chromium got none. Remote descriptions get
+   the union in every bundled section (:func:`merge_bundled_candidates`), and trickled
+   candidates tagged with any bundled mid reach the shared transport.
+4. Private-state readers (:func:`candidate_pairs`, :func:`selected_pair`, ...): the pair list
    and the nominated pair are only reachable through aioice internals.
 """
 
@@ -27,7 +32,7 @@ from app.rtcfixes.gathering import (
 )
 from app.rtcfixes.jitter import AudioJitterBuffer, install_audio_jitter_buffers
 from app.rtcfixes.readers import candidate_pairs, close_quietly, on_inbound, selected_pair
-from app.rtcfixes.sdp import strip_end_of_candidates
+from app.rtcfixes.sdp import install_bundle_fix, merge_bundled_candidates, strip_end_of_candidates
 
 __all__ = [
     "LOOPBACK_ADDRESSES",
@@ -38,7 +43,9 @@ __all__ = [
     "ice_connections",
     "ice_gatherers",
     "install_audio_jitter_buffers",
+    "install_bundle_fix",
     "install_gathering",
+    "merge_bundled_candidates",
     "on_inbound",
     "selected_pair",
     "strip_end_of_candidates",
