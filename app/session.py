@@ -427,6 +427,7 @@ class CallSession:
             on_candidate=self._on_local_candidate,
             timeout=self.options.gather_timeout,
             loopback_only=self.options.loopback_candidates,
+            servers=self._configuration().iceServers or [],
         )
         for gathering in self._gatherings:
             gathering.done.add_done_callback(self._on_gathering_done)

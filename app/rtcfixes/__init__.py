@@ -25,10 +25,13 @@ The session calls these; nothing else in PeerCall touches aiortc's or aioice's p
 
 from app.rtcfixes.gathering import (
     LOOPBACK_ADDRESSES,
+    CandidateOrigin,
     Gathering,
+    ServerUri,
     ice_connections,
     ice_gatherers,
     install_gathering,
+    server_uris,
 )
 from app.rtcfixes.jitter import AudioJitterBuffer, install_audio_jitter_buffers
 from app.rtcfixes.readers import candidate_pairs, close_quietly, on_inbound, selected_pair
@@ -37,7 +40,9 @@ from app.rtcfixes.sdp import install_bundle_fix, merge_bundled_candidates, strip
 __all__ = [
     "LOOPBACK_ADDRESSES",
     "AudioJitterBuffer",
+    "CandidateOrigin",
     "Gathering",
+    "ServerUri",
     "candidate_pairs",
     "close_quietly",
     "ice_connections",
@@ -48,5 +53,6 @@ __all__ = [
     "merge_bundled_candidates",
     "on_inbound",
     "selected_pair",
+    "server_uris",
     "strip_end_of_candidates",
 ]
