@@ -28,6 +28,7 @@ from aiortc import RTCIceGatherer, RTCIceServer, RTCPeerConnection
 
 from app.errors import ConfigError
 from app.iceservers import parse_ice_uri
+from app.rtcfixes.icechecks import CheckProtocol, install_check_fixes
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class Gathering:
             for address in self._host_addresses():
                 try:
                     _, protocol = await loop.create_datagram_endpoint(
-                        lambda: StunProtocol(conn), local_addr=(address, 0)
+                        lambda: CheckProtocol(conn), local_addr=(address, 0)
                     )
                 except OSError as exc:
                     logger.info("cannot bind a host candidate on %s: %s", address, exc)
@@ -227,11 +228,11 @@ class Gathering:
             relays = 0
             for server in self._servers:
                 if server.kind == "stun":
-                    for protocol in host_protocols:
+                    for base in host_protocols:
                         # aioice queries STUN over IPv4 only; so do we.
-                        if ipaddress.ip_address(protocol.local_candidate.host).version == 4:
-                            queries.append((server, self._srflx(protocol, server)))
-                elif conn._transport_policy in (TransportPolicy.ALL, TransportPolicy.RELAY):
+                        if ipaddress.ip_address(base.local_candidate.host).version == 4:
+                            queries.append((server, self._srflx(base, server)))
+                else:
                     preference = _RELAY_PREFERENCE[server.transport] - relays
                     relays += 1
                     queries.append((server, self._relay(component, server, preference)))
@@ -273,7 +274,7 @@ class Gathering:
         candidate, protocol = await relayed_candidate(
             component=component,
             hide_related_address=conn._transport_policy == TransportPolicy.RELAY,
-            protocol_factory=lambda: StunProtocol(conn),
+            protocol_factory=lambda: CheckProtocol(conn),
             turn_server=(server.host, server.port),
             turn_username=server.username,
             turn_password=server.password,
@@ -350,12 +351,16 @@ def install_gathering(
     loopback_only: bool,
     servers: Sequence[RTCIceServer] | None = None,
     tls_context: ssl.SSLContext | None = None,
+    triggered_checks: bool = True,
+    best_pair: bool = True,
 ) -> list[Gathering]:
     """Replace gathering on every ICE connection of ``pc`` (call before setLocalDescription).
 
     With ``servers`` (the configuration's full list), every STUN and TURN URI in it is queried;
     without, only the one STUN and one TURN server aioice picked. ``tls_context`` verifies
-    ``turns:`` servers (default: the system's trusted certificates).
+    ``turns:`` servers (default: the system's trusted certificates). The connectivity-check
+    fixes of :mod:`app.rtcfixes.icechecks` are installed too (both on unless turned off, which
+    only benchmarks do, to measure them).
     """
     uris = server_uris(servers) if servers is not None else None
     gatherings = []
@@ -372,5 +377,6 @@ def install_gathering(
         )
         # An instance attribute shadows the method: aiortc's RTCIceGatherer.gather() calls it.
         conn.gather_candidates = gathering.gather  # type: ignore[method-assign]
+        install_check_fixes(conn, triggered_checks=triggered_checks, best_pair=best_pair)
         gatherings.append(gathering)
     return gatherings

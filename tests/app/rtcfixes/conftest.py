@@ -21,8 +21,15 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcicetransport import candidate_from_aioice
 
-from app.rtcfixes import Gathering, ice_gatherers, install_bundle_fix, install_gathering
+from app.rtcfixes import (
+    Gathering,
+    candidate_pairs,
+    ice_gatherers,
+    install_bundle_fix,
+    install_gathering,
+)
 from nat.auth import long_term_key
 from nat.config import RelayConfig
 from nat.service import RelayServer
@@ -33,7 +40,7 @@ USER, PASSWORD, REALM = "alice", "wonderland", "peercall"
 
 
 @contextlib.asynccontextmanager
-async def running_relay(tls_dir: Path | None = None) -> AsyncIterator[RelayServer]:
+async def running_relay(tls_dir: Path | None = None, port: int = 0) -> AsyncIterator[RelayServer]:
     """The project's own relay in-process on loopback (UDP + TCP, and TLS with ``tls_dir``)."""
     low, high = relay_port_range()
     extra: dict[str, Any] = {}
@@ -41,7 +48,7 @@ async def running_relay(tls_dir: Path | None = None) -> AsyncIterator[RelayServe
         cert, key = make_cert(tls_dir)
         extra = {"cert": str(cert), "pkey": str(key), "tls_listening_port": 0}
     config = RelayConfig(
-        listening_port=0,
+        listening_port=port,
         min_port=low,
         max_port=high,
         realm=REALM,
@@ -78,17 +85,32 @@ class Peer:
     servers: list[RTCIceServer]
     timeout: float = 3.0
     tls: ssl.SSLContext | None = None
+    best_pair: bool = True
+    triggered_checks: bool = True
     gatherings: list[Gathering] = field(default_factory=list)
     gathered: list[tuple[Candidate, str | None]] = field(default_factory=list)
     # For each gathered candidate: whether some server had not answered yet when it came.
     early: list[bool] = field(default_factory=list)
 
+    # Trickle (RFC 8838): candidates found after the description went out are sent on here.
+    trickle_to: Peer | None = None
+    trickled: list[Candidate] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
     def _on_candidate(self, candidate: Candidate, server: str | None) -> None:
         self.gathered.append((candidate, server))
         self.early.append(not all(g.done.done() for g in self.gatherings))
+        if self.trickle_to is not None:
+            self.trickled.append(candidate)
+            self.tasks.append(asyncio.ensure_future(self.trickle_to.add_remote(candidate)))
 
-    async def gather(self) -> tuple[str, ...]:
-        """Gather from every server (all of them answered or timed out); the failed ones."""
+    async def add_remote(self, candidate: Candidate) -> None:
+        rtc = candidate_from_aioice(candidate)
+        rtc.sdpMid, rtc.sdpMLineIndex = "0", 0
+        await self.pc.addIceCandidate(rtc)
+
+    async def start_gathering(self) -> None:
+        """Install the gathering and return with host candidates (the rest trickles)."""
         self.gatherings = install_gathering(
             self.pc,
             on_candidate=self._on_candidate,
@@ -96,8 +118,14 @@ class Peer:
             loopback_only=True,
             servers=self.servers,
             tls_context=self.tls,
+            best_pair=self.best_pair,
+            triggered_checks=self.triggered_checks,
         )
         await asyncio.gather(*(g.gather() for g in ice_gatherers(self.pc)))
+
+    async def gather(self) -> tuple[str, ...]:
+        """Gather from every server (all of them answered or timed out); the failed ones."""
+        await self.start_gathering()
         failed = await asyncio.gather(*(g.done for g in self.gatherings))
         return tuple(uri for f in failed for uri in f)
 
@@ -113,18 +141,29 @@ def make_peer(servers: list[RTCIceServer], *, relay_only: bool = False, **kwargs
     return Peer(pc, servers, **kwargs)
 
 
-async def negotiate(caller: Peer, callee: Peer) -> None:
-    """Offer/answer with every candidate in the SDP (no trickle), chat channel as PeerCall's."""
+async def negotiate(caller: Peer, callee: Peer, *, trickle: bool = False) -> None:
+    """Offer/answer, chat channel as PeerCall's. Without ``trickle`` every candidate is in the
+    SDP; with it the SDPs carry host candidates and the rest is trickled as it is found."""
     caller.pc.addTransceiver("audio", direction="sendrecv")
     caller.pc.createDataChannel("chat", negotiated=True, id=0)
-    await caller.gather()
+    await (caller.start_gathering() if trickle else caller.gather())
     await caller.pc.setLocalDescription(await caller.pc.createOffer())
     await callee.pc.setRemoteDescription(caller.pc.localDescription)
     callee.pc.createDataChannel("chat", negotiated=True, id=0)
-    await callee.gather()
+    await (callee.start_gathering() if trickle else callee.gather())
     await callee.pc.setLocalDescription(await callee.pc.createAnswer())
     answer = callee.pc.localDescription
+    if trickle:
+        callee.trickle_to = caller
     await caller.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
+    if trickle:
+        caller.trickle_to = callee
+        # What the caller found before the callee had its offer: sent now, as a queue would.
+        sent = {id(c) for c in caller.trickled}
+        offered = caller.pc.localDescription.sdp
+        for candidate, _ in caller.gathered:
+            if id(candidate) not in sent and candidate.to_sdp() not in offered:
+                caller.tasks.append(asyncio.ensure_future(callee.add_remote(candidate)))
 
 
 async def wait_connected(*peers: Peer, limit: float = 30.0) -> None:
@@ -139,6 +178,22 @@ async def wait_connected(*peers: Peer, limit: float = 30.0) -> None:
 
 async def close(*peers: Peer) -> None:
     for peer in peers:
+        peer.trickle_to = None
+        for task in peer.tasks:
+            task.cancel()
         for gathering in peer.gatherings:
             await gathering.close()
         await peer.pc.close()
+
+
+async def settled(*peers: Peer, limit: float = 20.0) -> None:
+    """Wait until no candidate pair of any peer is still waiting for its check to end."""
+
+    def busy(peer: Peer) -> bool:
+        return any(p.task is not None and not p.task.done() for p in candidate_pairs(peer.pc))
+
+    async def wait() -> None:
+        while any(busy(p) for p in peers):  # noqa: ASYNC110 (aioice offers no event for this)
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(wait(), limit)
