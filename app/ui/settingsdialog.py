@@ -78,6 +78,12 @@ def _error_label() -> QLabel:
     return label
 
 
+def _name(widget: QWidget, object_name: str, accessible: str) -> None:
+    """Give a control the names tests and screen readers find it by."""
+    widget.setObjectName(object_name)
+    widget.setAccessibleName(accessible)
+
+
 def split_urls(text: str) -> list[str]:
     """The URIs of one ICE server entry, separated by spaces or commas."""
     return [u for u in text.replace(",", " ").split() if u]
@@ -142,6 +148,11 @@ class IceServersPage(QWidget):
         self.test_button.setToolTip("Ask each server for candidates (srflx, relay)")
         self.uri = QLineEdit()
         self.uri.setPlaceholderText("turn:relay.example.org:3478?transport=udp")
+        _name(self.add_button, "iceAdd", "Add ICE server")
+        _name(self.remove_button, "iceRemove", "Remove ICE server")
+        _name(self.test_button, "iceTest", "Test ICE servers")
+        _name(self.uri, "iceUri", "ICE server URI")
+        _name(self.table, "iceTable", "ICE servers")
         self.uri.setToolTip(
             "One or more stun:/stuns:/turn:/turns: URIs (RFC 7064/7065), separated by spaces."
             " Pasting USER:PASSWORD@URI fills the credentials."
@@ -149,6 +160,8 @@ class IceServersPage(QWidget):
         self.username = QLineEdit()
         self.credential = QLineEdit()
         self.credential.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        _name(self.username, "iceUsername", "ICE server username")
+        _name(self.credential, "iceCredential", "ICE server credential")
         self.error = _error_label()
         self.error.setObjectName("iceError")
         self.status = QLabel()
@@ -170,7 +183,8 @@ class IceServersPage(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.status)
 
-        self.add_button.clicked.connect(self.add_entry)
+        # clicked(bool) would land in add_entry's first parameter: the URI (issue 12.1).
+        self.add_button.clicked.connect(lambda: self.add_entry())
         self.remove_button.clicked.connect(self.remove_entry)
         self.up_button.clicked.connect(lambda: self.move_entry(-1))
         self.down_button.clicked.connect(lambda: self.move_entry(1))
@@ -1032,6 +1046,11 @@ class SettingsDialog(QDialog):
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
         self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        _name(self.save_button, "settingsSave", "Save settings")
+        self.cancel_button = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        _name(self.cancel_button, "settingsCancel", "Cancel settings")
+        _name(self.display_name, "displayName", "Your name")
+        _name(self.tabs, "settingsTabs", "Settings pages")
         name_row = QFormLayout()
         name_row.addRow("Your name", self.display_name)
         layout = QVBoxLayout(self)
