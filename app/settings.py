@@ -165,6 +165,27 @@ def _relay_users(name: str, value: Any) -> None:
             raise ConfigError(f"{name}: user name {entry[0]!r} must not contain ':'")
 
 
+MAX_RECENT = 8
+
+
+def _recent_rooms(name: str, value: Any) -> None:
+    for entry in value:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not all(isinstance(x, str) and x for x in entry)
+        ):
+            raise ConfigError(f"{name}: each entry must be a [server URL, room] pair")
+    if len(value) > MAX_RECENT:
+        raise ConfigError(f"{name}: at most {MAX_RECENT} entries, got {len(value)}")
+
+
+def remember_room(recent: list[list[str]], url: str, room: str) -> list[list[str]]:
+    """``recent`` with ``[url, room]`` moved to the front (newest first, at most MAX_RECENT)."""
+    entry = [url, room]
+    return ([entry] + [e for e in recent if e != entry])[:MAX_RECENT]
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its key, JSON type, default, a line of help and an optional check."""
@@ -211,6 +232,13 @@ SETTINGS: tuple[Setting, ...] = (
         "PEM certificate(s) to trust for a wss:// server with a self-signed certificate"
         " (empty: the system CAs)",
         _pem_file_or_empty,
+    ),
+    Setting(
+        "signaling.recent",
+        list,
+        [],
+        "rooms joined lately as [server URL, room], newest first",
+        _recent_rooms,
     ),
     Setting("audio.input", str, "", "microphone (empty: system default)"),
     Setting("audio.output", str, "", "speaker (empty: system default)"),

@@ -42,12 +42,12 @@ from PySide6.QtWidgets import (
 from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
-from app.settings import Settings
+from app.settings import Settings, remember_room
 from app.ui import callsetup
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
-from app.ui.presenters import format_duration, user_message
+from app.ui.presenters import BACKEND_LABELS, format_duration, user_message
 from app.ui.ring import Ringer
 from app.ui.widgets import (
     CallTimer,
@@ -63,7 +63,12 @@ from signaling.errors import SignalingError
 logger = logging.getLogger(__name__)
 
 BACKEND_PAGES = ("websocket", "lan", "manual")
-BACKEND_LABELS = {"websocket": "Server room", "lan": "LAN peer", "manual": "Copy / paste"}
+
+
+def _name(widget: QWidget, object_name: str, accessible: str) -> None:
+    """Give a control the names tests and screen readers find it by."""
+    widget.setObjectName(object_name)
+    widget.setAccessibleName(accessible)
 
 
 class ManualPanel(QWidget):
@@ -246,6 +251,16 @@ class MainWindow(QMainWindow):
         self.call_button.setToolTip("Join the room and call whoever waits there")
         self.wait_button = QPushButton("Wait for a call")
         self.wait_button.setToolTip("Join the room and ring when someone calls")
+        self.recent = QComboBox()
+        _name(self.recent, "recentRooms", "Recent rooms")
+        self.recent.setToolTip("Rooms you joined lately: pick one to fill server and room")
+        _name(self.server_url, "serverUrl", "Signaling server")
+        _name(self.room, "room", "Room")
+        _name(self.secret, "secret", "Room secret")
+        _name(self.call_button, "callButton", "Call")
+        _name(self.wait_button, "waitButton", "Wait for a call")
+        self._fill_recent()
+        form.addRow("Recent", self.recent)
         form.addRow("Server", self.server_url)
         form.addRow("Room", self.room)
         form.addRow("Secret", self.secret)
@@ -382,6 +397,7 @@ class MainWindow(QMainWindow):
         self.lan.errorRaised.connect(self.show_error)
         self.lan.reachableChanged.connect(self._on_lan_reachable)
         self.call_button.clicked.connect(self.call_room)
+        self.recent.activated.connect(self._pick_recent)
         self.wait_button.clicked.connect(self.wait_in_room)
         self.manual.offer_button.clicked.connect(self.manual_offer)
         self.manual.answer_button.clicked.connect(self.manual_answer)
@@ -397,8 +413,45 @@ class MainWindow(QMainWindow):
         name: str = self.settings["display_name"]
         return name.strip() or socket.gethostname().split(".")[0] or "PeerCall"
 
+    def _fill_recent(self) -> None:
+        self.recent.blockSignals(True)
+        self.recent.clear()
+        self.recent.addItem("—", None)
+        for url, room in self.settings["signaling.recent"]:
+            self.recent.addItem(f"{room} — {url}", [url, room])
+        self.recent.setEnabled(self.recent.count() > 1)
+        self.recent.blockSignals(False)
+
+    def _pick_recent(self, index: int) -> None:
+        entry = self.recent.itemData(index)
+        if entry:
+            self.server_url.setText(entry[0])
+            self.room.setText(entry[1])
+
+    def _remember_room(self) -> None:
+        """Keep what the user typed for the next start and in the recent list (issue 12.5)."""
+        url, room = self.server_url.text().strip(), self.room.text().strip()
+        try:
+            self.settings.update(
+                {
+                    "signaling.url": url,
+                    "signaling.room": room,
+                    "signaling.secret": self.secret.text(),
+                    "signaling.backend": "websocket",
+                    "signaling.recent": remember_room(self.settings["signaling.recent"], url, room),
+                }
+            )
+        except ConfigError as exc:  # cannot happen after _websocket_channel's checks
+            logger.warning("not remembering the room: %s", exc)
+            return
+        self._save_settings()
+        self._fill_recent()
+
     def _on_backend(self, index: int) -> None:
         self.pages.setCurrentIndex(index)
+        if self.settings["signaling.backend"] != BACKEND_PAGES[index]:
+            self.settings.set("signaling.backend", BACKEND_PAGES[index])
+            self._save_settings()
         if BACKEND_PAGES[index] == "lan":
             self.lan.start_browsing()
 
@@ -470,6 +523,7 @@ class MainWindow(QMainWindow):
         except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Call: {user_message(exc)}")
             return
+        self._remember_room()
         self.start_call(channel, f"room {self.room.text().strip()}")
 
     def wait_in_room(self) -> None:
@@ -478,6 +532,7 @@ class MainWindow(QMainWindow):
         except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Waiting for a call: {user_message(exc)}")
             return
+        self._remember_room()
         self.wait_for_call(channel, f"room {self.room.text().strip()}")
 
     def manual_offer(self) -> None:
@@ -637,13 +692,20 @@ class MainWindow(QMainWindow):
         return self.settings_dialog
 
     def _on_settings_saved(self) -> None:
+        changed = self.settings_dialog.changed_keys if self.settings_dialog is not None else set()
         self.ringer.device = self.settings["audio.output"] or None
         self.always_relay.setChecked(bool(self.settings["relay_only"]))
-        backend = self.settings["signaling.backend"]
-        self.backend.setCurrentIndex(BACKEND_PAGES.index(backend))
-        self.server_url.setText(self.settings["signaling.url"])
-        self.room.setText(self.settings["signaling.room"])
-        self.secret.setText(self.settings["signaling.secret"])
+        # Only fields the dialog changed: a Save elsewhere must not wipe what the user typed
+        # in the window (issue 12.5).
+        if "signaling.backend" in changed:
+            self.backend.setCurrentIndex(BACKEND_PAGES.index(self.settings["signaling.backend"]))
+        for key, edit in (
+            ("signaling.url", self.server_url),
+            ("signaling.room", self.room),
+            ("signaling.secret", self.secret),
+        ):
+            if key in changed:
+                edit.setText(self.settings[key])
 
     # --- exit ---------------------------------------------------------------------------
 

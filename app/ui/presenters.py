@@ -15,6 +15,10 @@ from app.events import CallState, CandidateInfo, CandidatePairInfo, SelectedPair
 logger = logging.getLogger(__name__)
 
 
+# One name per signaling backend, the same in the main window and in Settings (issue 12.11).
+BACKEND_LABELS = {"websocket": "Server room", "lan": "LAN peer", "manual": "Copy / paste"}
+
+
 @dataclass(frozen=True)
 class Badge:
     """The always-visible connection badge: a key for tests, text, colour and a tooltip."""

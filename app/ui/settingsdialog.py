@@ -58,7 +58,7 @@ from app.ui.hosting import (
     share_text,
     share_uris,
 )
-from app.ui.presenters import user_message
+from app.ui.presenters import BACKEND_LABELS, user_message
 from app.ui.widgets import LevelMeter
 
 logger = logging.getLogger(__name__)
@@ -382,7 +382,8 @@ class SignalingPage(QWidget):
         self.host = host
         self._run = run
         self.backend = QComboBox()
-        self.backend.addItems(list(SIGNALING_BACKENDS))
+        for key in SIGNALING_BACKENDS:
+            self.backend.addItem(BACKEND_LABELS[key], key)
         self.url = QLineEdit()
         self.url_error = _error_label()
         self.room = QLineEdit()
@@ -424,7 +425,7 @@ class SignalingPage(QWidget):
         layout.addWidget(hosting)
         layout.addStretch(1)
 
-        self.backend.currentTextChanged.connect(self._backend_changed)
+        self.backend.currentIndexChanged.connect(lambda _: self._backend_changed(self.key()))
         for edit in (self.url, self.room, self.secret, self.ca_file, self.listen):
             edit.textEdited.connect(self._validate)
         self.host_switch.toggled.connect(self._toggled)
@@ -432,7 +433,7 @@ class SignalingPage(QWidget):
         host.errorRaised.connect(self._host_failed)
 
     def load(self, settings: Settings) -> None:
-        self.backend.setCurrentText(settings["signaling.backend"])
+        self.backend.setCurrentIndex(max(0, self.backend.findData(settings["signaling.backend"])))
         self.url.setText(settings["signaling.url"])
         self.room.setText(settings["signaling.room"])
         self.secret.setText(settings["signaling.secret"])
@@ -442,11 +443,11 @@ class SignalingPage(QWidget):
         self.autostart.setChecked(settings["signaling_server.enabled"])
         self.host_error.clear()
         self._running(self.host.server is not None)
-        self._backend_changed(self.backend.currentText())
+        self._backend_changed(self.key())
 
     def values(self) -> dict[str, Any]:
         return {
-            "signaling.backend": self.backend.currentText(),
+            "signaling.backend": self.key(),
             "signaling.url": self.url.text().strip(),
             "signaling.room": self.room.text(),
             "signaling.secret": self.secret.text(),
@@ -455,6 +456,10 @@ class SignalingPage(QWidget):
             "signaling_server.port": self.port.value(),
             "signaling_server.enabled": self.autostart.isChecked(),
         }
+
+    def key(self) -> str:
+        """The chosen backend's settings key (the combo shows the window's labels)."""
+        return str(self.backend.currentData())
 
     def first_error(self) -> str | None:
         try:
@@ -1035,6 +1040,7 @@ class SettingsDialog(QDialog):
         self.relay = RelayPage(relay_host, settings, run)
         self.media = MediaPage(run)
         self.display_name = QLineEdit()
+        self.changed_keys: set[str] = set()  # what the last Save changed
         self.tabs = QTabWidget()
         self.tabs.addTab(self.ice, "ICE servers")
         self.tabs.addTab(self.signaling, "Signaling")
@@ -1107,8 +1113,13 @@ class SettingsDialog(QDialog):
         if not self.validate():
             return False
         try:
-            self.settings.update(self.values())
+            values = self.values()
+            before = self.settings.as_dict()
+            self.settings.update(values)
             self.settings.save()
+            # Only what this dialog changed: the window must not lose what the user typed
+            # there since (issue 12.5).
+            self.changed_keys = {k for k, v in values.items() if before.get(k) != v}
         except (ConfigError, OSError) as exc:
             self.error.setText(f"Cannot save settings: {user_message(exc)}")
             return False

@@ -36,3 +36,57 @@ def test_adding_an_ice_server_by_typing(qtbot: Any, make_window: Any) -> None:
     saved = json.loads(window.settings.path.read_text())["values"]
     assert saved["ice_servers"] == expected
     assert window.errors == []
+
+
+def test_saving_settings_keeps_what_was_typed_in_the_window(qtbot: Any, make_window: Any) -> None:
+    window = make_window("Main", **{"signaling.secret": "saved-secret"})
+    type_into(qtbot, child(window, "serverUrl", QLineEdit), "ws://192.0.2.20:8765")
+    type_into(qtbot, child(window, "room", QLineEdit), "typed-room")
+    type_into(qtbot, child(window, "secret", QLineEdit), "typed-secret")
+    window.settings_action.trigger()
+    d = window.settings_dialog
+    type_into(qtbot, child(d, "displayName", QLineEdit), "Alice")
+    click(qtbot, child(d, "settingsSave", QPushButton))
+    assert window.settings["display_name"] == "Alice"
+    assert window.server_url.text() == "ws://192.0.2.20:8765"
+    assert window.room.text() == "typed-room"
+    assert window.secret.text() == "typed-secret"
+
+
+def test_the_room_is_remembered_across_restarts(
+    qtbot: Any, make_window: Any, qloop: Any, tmp_path: Any
+) -> None:
+    from app.history import History
+    from app.settings import Settings
+    from app.ui import callsetup
+    from app.ui.mainwindow import MainWindow
+
+    window = make_window("Main")
+    for room in ("first-room", "second-room"):
+        type_into(qtbot, child(window, "serverUrl", QLineEdit), "ws://127.0.0.1:9")
+        type_into(qtbot, child(window, "room", QLineEdit), room)
+        type_into(qtbot, child(window, "secret", QLineEdit), "s3cret")
+        click(qtbot, child(window, "waitButton", QPushButton))
+        # Nobody listens on port 9: the wait fails, which is fine here.
+        qtbot.waitUntil(lambda: not window.adapter.in_call, timeout=10_000)
+    # A second start reads the same settings file.
+    again = MainWindow(
+        Settings.load(window.settings.path),
+        History(tmp_path / "h.json"),
+        media=callsetup.synthetic_media,
+        loopback=True,
+    )
+    qtbot.addWidget(again)
+    assert again.room.text() == "second-room"
+    assert again.secret.text() == "s3cret"
+    recent = child(again, "recentRooms")
+    assert [recent.itemText(i) for i in range(recent.count())] == [
+        "—",
+        "second-room — ws://127.0.0.1:9",
+        "first-room — ws://127.0.0.1:9",
+    ]
+    recent.setCurrentIndex(2)
+    recent.activated.emit(2)  # what choosing an entry in the drop-down emits
+    assert again.room.text() == "first-room"
+    for box in list(window.error_boxes):
+        box.close()

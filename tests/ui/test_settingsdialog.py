@@ -380,7 +380,7 @@ def test_signaling_options_validate_and_save(dialog: SettingsDialog, tmp_path: P
     assert not dialog.save_button.isEnabled()
     page.url.setText("wss://signal.example.org")
     page.url.textEdited.emit(page.url.text())
-    page.backend.setCurrentText("lan")
+    page.backend.setCurrentText("LAN peer")
     assert not page.url.isEnabled()
     page.room.setText("book-club")
     assert dialog.save()
