@@ -47,7 +47,7 @@ from app.ui import callsetup
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
-from app.ui.presenters import BACKEND_LABELS, format_duration, user_message
+from app.ui.presenters import BACKEND_LABELS, end_news, format_duration, user_message
 from app.ui.ring import Ringer
 from app.ui.widgets import (
     CallTimer,
@@ -171,8 +171,12 @@ class MainWindow(QMainWindow):
         self._media_factory = media
         self._shutting_down = False
         self._shutdown_done = False
-        self.error_boxes: list[QMessageBox] = []
+        self.error_boxes: list[QMessageBox] = []  # stays empty: errors are shown inline
         self.errors: list[str] = []
+        self._call_error: str | None = None  # the failure to name when the call ends
+        self._peer_label = "the other person"
+        self._leave_confirmed = False
+        self.leave_box: QMessageBox | None = None
         self.setWindowTitle(name)
         self.resize(1100, 680)
 
@@ -217,15 +221,23 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.timer)
         self._top_bar = bar
 
+        self.news = QLabel("")
+        _name(self.news, "callNews", "Call status")
+        self.news.setWordWrap(True)
+        self.news.hide()
+
         self.incoming = QFrame()
         self.incoming.setObjectName("incomingBar")
         self.incoming.setStyleSheet(
             "#incomingBar { background: #fefcbf; border: 1px solid #d69e2e; border-radius: 6px; }"
         )
         self.incoming_label = QLabel("Incoming call")
+        self.incoming_label.setObjectName("incomingLabel")
         self.accept_button = QPushButton("Accept")
+        _name(self.accept_button, "acceptButton", "Accept call")
         self.accept_button.setStyleSheet("background: #2f855a; color: white; padding: 4px 14px;")
         self.decline_button = QPushButton("Decline")
+        _name(self.decline_button, "declineButton", "Decline call")
         self.decline_button.setStyleSheet("background: #c53030; color: white; padding: 4px 14px;")
         row = QHBoxLayout(self.incoming)
         row.addWidget(self.incoming_label, 1)
@@ -284,6 +296,7 @@ class MainWindow(QMainWindow):
             self.pages.addWidget(page)
 
         start = QGroupBox("Start a call")
+        self.start_panel = start
         start_layout = QVBoxLayout(start)
         start_layout.addWidget(self.backend)
         start_layout.addWidget(self.pages)
@@ -303,10 +316,13 @@ class MainWindow(QMainWindow):
         self.local_video.setFixedSize(176, 132)
         self.remote_video.set_overlay(self.local_video)
         self.hangup_button = QPushButton("Hang up")
+        _name(self.hangup_button, "hangupButton", "Hang up")
         self.hangup_button.setStyleSheet("background: #c53030; color: white; padding: 6px 16px;")
         self.mute_button = QPushButton("Mute")
+        _name(self.mute_button, "muteButton", "Mute microphone")
         self.mute_button.setCheckable(True)
         self.camera_button = QPushButton("Camera")
+        _name(self.camera_button, "cameraButton", "Send camera video")
         self.camera_button.setCheckable(True)
         self._set_camera_available()
         controls = QHBoxLayout()
@@ -338,6 +354,7 @@ class MainWindow(QMainWindow):
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addLayout(self._top_bar)
+        layout.addWidget(self.news)
         layout.addWidget(self.incoming)
         layout.addWidget(splitter, 1)
         self.setCentralWidget(body)
@@ -510,12 +527,42 @@ class MainWindow(QMainWindow):
 
     def start_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial over any SignalingChannel (also the entry point for tests and the self-test)."""
-        self.chat.add_note(f"Calling {peer}…")
+        self._new_call_view(f"Calling {peer}…", "calling", peer)
         return self.adapter.call(channel, peer)
 
     def wait_for_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
-        self.chat.add_note(f"Waiting for a call ({peer})…")
+        self._new_call_view(f"Waiting for a call ({peer})…", "waiting", peer)
         return self.adapter.listen(channel, peer)
+
+    def _new_call_view(self, news: str, phase: str, peer: str) -> None:
+        """Nothing of the previous call stays up when a new one starts (issue 12.9)."""
+        self._call_error = None
+        self._peer_label = peer
+        self.chat.clear()
+        self.chat.add_note(news)
+        self.set_news(news)
+        self.badge.set_phase(phase)
+        self._clear_call_figures()
+
+    def _clear_call_figures(self) -> None:
+        self.sas.clear_sas()
+        self.quality.reset()
+        self.quality_label.setText("")
+        self.timer.reset()
+
+    def set_news(self, text: str, tone: str = "info") -> None:
+        """Call-state news inline in the window, instead of a dialog (issue 12.6)."""
+        colors = {"info": "#1e3a5f", "ok": "#22543d", "error": "#9b2c2c"}
+        backgrounds = {"info": "#ebf4ff", "ok": "#f0fff4", "error": "#fff5f5"}
+        self.news.setStyleSheet(
+            f"QLabel {{ color: {colors[tone]}; background: {backgrounds[tone]};"
+            " border-radius: 4px; padding: 4px 8px; }"
+        )
+        self.news.setText(text)
+        self.news.setProperty("tone", tone)
+        self.news.setVisible(bool(text))
+        if self.tray is not None:
+            self.tray.setToolTip(f"PeerCall — {text}" if text else "PeerCall")
 
     def call_room(self) -> None:
         try:
@@ -590,11 +637,19 @@ class MainWindow(QMainWindow):
             self.debug_panel.reset()
 
     def _on_state(self, change: ev.StateChanged) -> None:
-        self.badge.set_state(change.new)
+        early = (ev.CallState.IDLE, ev.CallState.GATHERING, ev.CallState.OFFERING)
+        if not (change.new in early and self.badge.badge.key in ("waiting", "calling", "ringing")):
+            self.badge.set_state(change.new)  # else keep saying we wait / call / ring
+        if change.new is ev.CallState.CONNECTING:
+            self.set_news("Connecting…")
+        elif change.new.value == "reconnecting":  # the call core's RECONNECTING state
+            self.set_news("Reconnecting…")
         if change.new is ev.CallState.CONNECTED:
             self.timer.start()
             self.chat.set_enabled(True)
             self.chat.add_note("Connected")
+            self.set_news(f"In a call with {self._peer_label}", "ok")
+            self.start_panel.hide()  # the call gets the room (issue 12.10)
         elif change.new in (ev.CallState.ENDED, ev.CallState.FAILED):
             self.timer.stop()
             self.chat.set_enabled(False)
@@ -606,6 +661,9 @@ class MainWindow(QMainWindow):
 
     def _on_incoming(self, peer: str) -> None:
         self.incoming_label.setText(f"Incoming call from {peer}")
+        self._peer_label = peer
+        self.badge.set_phase("ringing")
+        self.set_news(f"Incoming call from {peer}")
         self.incoming.show()
         self.adapter.run(self.ringer.start(), "Ring")
         if self.tray is not None and not self.isActiveWindow():
@@ -622,12 +680,24 @@ class MainWindow(QMainWindow):
                 self.adapter.run(self.lan.stop_hosting(), "Stop being reachable")
             else:  # still reachable: wait for the next call once this one is closed
                 QTimer.singleShot(300, self._listen_on_lan)
+        self._clear_call_figures()
+        self.badge.set_phase(None)
+        self.badge.set_state(None)
+        self.start_panel.show()
         if not self.adapter.last_recorded:  # a wait that ended before anyone called
             self.chat.add_note("Stopped waiting")
+            if self._call_error is None:
+                self.set_news("")
             return
         self.history_view.prepend(record)
         route = {"relay": " via relay", "direct": " direct", "none": ""}[record.route]
         self.chat.add_note(f"Call {record.outcome}{route}, {format_duration(record.duration)}")
+        servers = self.settings["ice_servers"]
+        has_turn = any(u.startswith(("turn:", "turns:")) for s in servers for u in s["urls"])
+        text = end_news(
+            record.outcome, format_duration(record.duration), self._call_error, has_turn
+        )
+        self.set_news(text, "error" if record.outcome == "failed" else "info")
 
     def _set_in_call(self, busy: bool) -> None:
         for widget in (
@@ -647,20 +717,17 @@ class MainWindow(QMainWindow):
     # --- errors -------------------------------------------------------------------------
 
     def show_error(self, message: str) -> None:
-        """One line in the status bar and a non-blocking dialog; never a traceback."""
+        """One line inline and in the status bar; never a modal box, never a traceback.
+
+        Dialogs are kept for decisions (leaving a call); news is not a decision (issue 12.6).
+        """
         line = message.splitlines()[0] if message else "unknown error"
         logger.warning("%s", line)
         self.errors.append(line)
+        if self.adapter.in_call:
+            self._call_error = line
         self.statusBar().showMessage(line, 15000)
-        box = QMessageBox(
-            QMessageBox.Icon.Warning, "PeerCall", line, QMessageBox.StandardButton.Ok, self
-        )
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.finished.connect(
-            lambda _=0, b=box: self.error_boxes.remove(b) if b in self.error_boxes else None
-        )
-        self.error_boxes.append(box)
-        box.open()
+        self.set_news(line, "error")
 
     # --- other windows ------------------------------------------------------------------
 
@@ -741,11 +808,44 @@ class MainWindow(QMainWindow):
         except PeerCallError as exc:
             logger.warning("%s", exc)
 
+    def _ask_to_leave(self) -> None:
+        if self.leave_box is not None:
+            self.leave_box.raise_()
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Leave the call?",
+            "Closing PeerCall hangs up the call. Leave it?",
+            QMessageBox.StandardButton.NoButton,
+            self,
+        )
+        box.setObjectName("leaveCallBox")
+        leave = box.addButton("Hang up and quit", QMessageBox.ButtonRole.AcceptRole)
+        _name(leave, "leaveCall", "Hang up and quit")
+        stay = box.addButton("Stay in the call", QMessageBox.ButtonRole.RejectRole)
+        _name(stay, "stayInCall", "Stay in the call")
+        box.setDefaultButton(stay)
+
+        def decided(button: Any) -> None:
+            self.leave_box = None
+            if button is leave:
+                self._leave_confirmed = True
+                self.close()  # shutdown() hangs up: the peer gets our Bye
+
+        box.buttonClicked.connect(decided)
+        box.finished.connect(lambda _=0: setattr(self, "leave_box", None))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.leave_box = box
+        box.open()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._shutdown_done:
             event.accept()
             return
         event.ignore()
+        if self.adapter.in_call and not self._shutting_down and not self._leave_confirmed:
+            self._ask_to_leave()  # a decision: the one kind of dialog we keep (issue 12.7)
+            return
         if not self._shutting_down:
             self._shutting_down = True
             task = asyncio.ensure_future(self.shutdown())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from PySide6.QtWidgets import QLineEdit, QPushButton
+from PySide6.QtWidgets import QComboBox, QLineEdit, QPushButton
 
 from tests.ui.conftest import child, click, type_into
 
@@ -79,7 +79,7 @@ def test_the_room_is_remembered_across_restarts(
     qtbot.addWidget(again)
     assert again.room.text() == "second-room"
     assert again.secret.text() == "s3cret"
-    recent = child(again, "recentRooms")
+    recent = child(again, "recentRooms", QComboBox)
     assert [recent.itemText(i) for i in range(recent.count())] == [
         "—",
         "second-room — ws://127.0.0.1:9",
