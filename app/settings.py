@@ -265,15 +265,16 @@ SETTINGS: tuple[Setting, ...] = (
         "use PulseAudio's WebRTC echo canceller (module-echo-cancel) for calls",
     ),
     Setting("relay.enabled", bool, False, "host the embedded STUN/TURN relay at start-up"),
-    Setting("relay.listen", str, "0.0.0.0", "address the relay listens on", _ip_or_empty),
+    # Loopback unless the user hosts for others (then 0.0.0.0: every interface), issue 12.2.
+    Setting("relay.listen", str, "127.0.0.1", "address the relay listens on", _ip_or_empty),
     Setting("relay.port", int, 3478, "relay STUN/TURN port (UDP and TCP)", _port_or_zero),
     Setting("relay.min_port", int, 49152, "lowest relayed port", _port),
-    Setting("relay.max_port", int, 65535, "highest relayed port", _port),
+    Setting("relay.max_port", int, 49252, "highest relayed port (a range easy to forward)", _port),
     Setting("relay.realm", str, "peercall", "TURN realm", _realm),
     Setting("relay.external_ip", str, "", "public address to advertise (behind NAT)", _ip_or_empty),
     Setting("relay.users", list, [], "TURN users as [name, password] pairs", _relay_users),
     Setting("signaling_server.enabled", bool, False, "host the signaling server at start-up"),
-    Setting("signaling_server.listen", str, "0.0.0.0", "address it listens on", _ip_or_empty),
+    Setting("signaling_server.listen", str, "127.0.0.1", "address it listens on", _ip_or_empty),
     Setting("signaling_server.port", int, 8765, "its TCP port", _port_or_zero),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -218,6 +218,16 @@ class MainWindow(QMainWindow):
         bar.addStretch(1)
         bar.addWidget(self.sas)
         bar.addStretch(1)
+        self.hosting = QPushButton("")
+        _name(self.hosting, "hostingIndicator", "Hosting status")
+        self.hosting.setFlat(True)
+        self.hosting.setToolTip("What this PeerCall hosts for others; click for the settings")
+        self.hosting.setStyleSheet("QPushButton { color: #2b6cb0; font-weight: bold; }")
+        self.hosting.hide()
+        self._hosting_timer = QTimer(self)
+        self._hosting_timer.setInterval(2000)  # rooms come and go without a signal
+        self._hosting_timer.timeout.connect(self._show_hosting)
+        bar.addWidget(self.hosting)
         bar.addWidget(self.timer)
         self._top_bar = bar
 
@@ -302,6 +312,7 @@ class MainWindow(QMainWindow):
         start_layout.addWidget(self.pages)
         start_layout.addStretch(1)
         self.always_relay = QCheckBox("Always relay")
+        _name(self.always_relay, "alwaysRelay", "Always relay")
         self.always_relay.setToolTip(
             "Send media only through a TURN relay, so the other person never learns your"
             " address (needs a turn: server in Settings)"
@@ -407,6 +418,10 @@ class MainWindow(QMainWindow):
         a.busyChanged.connect(self._set_in_call)
         a.sessionStarted.connect(self._on_session_started)
         self.relay_host.errorRaised.connect(self.show_error)
+        self.relay_host.statusChanged.connect(lambda _: self._show_hosting())
+        self.relay_host.runningChanged.connect(lambda _: self._show_hosting())
+        self.signaling_host.runningChanged.connect(lambda _: self._show_hosting())
+        self.hosting.clicked.connect(self._open_hosting_settings)
         self.signaling_host.errorRaised.connect(self.show_error)
         self.chat.sendRequested.connect(a.send_chat)
         self.backend.currentIndexChanged.connect(self._on_backend)
@@ -424,6 +439,27 @@ class MainWindow(QMainWindow):
         self.accept_button.clicked.connect(self._accept)
         self.decline_button.clicked.connect(self._decline)
         self.always_relay.toggled.connect(self._on_always_relay)
+
+    def _show_hosting(self) -> None:
+        """The indicator: what we host, with its allocations / rooms (issue 12.2)."""
+        parts = []
+        if self.relay_host.running:
+            count = self.relay_host.status().allocations
+            parts.append(f"relay: {count} allocation{'s' * (count != 1)}")
+        server = self.signaling_host.server
+        if server is not None:
+            rooms = server.room_count()
+            parts.append(f"signaling: {rooms} room{'s' * (rooms != 1)} in use")
+        self.hosting.setText("Hosting " + " · ".join(parts) if parts else "")
+        self.hosting.setVisible(bool(parts))
+        if server is not None and not self._hosting_timer.isActive():
+            self._hosting_timer.start()
+        elif server is None:
+            self._hosting_timer.stop()
+
+    def _open_hosting_settings(self) -> None:
+        dialog = self.open_settings()
+        dialog.tabs.setCurrentWidget(dialog.relay if self.relay_host.running else dialog.signaling)
 
     def display_name(self) -> str:
         """How peers see us: the configured display name, else this machine's host name."""

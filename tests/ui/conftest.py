@@ -127,10 +127,16 @@ def child(parent: QWidget, name: str, kind: type[W] = QWidget) -> W:  # type: ig
 
 def click(qtbot: Any, widget: QWidget) -> None:
     """A left click in the middle of ``widget``, as a person does (must be enabled)."""
-    from PySide6.QtCore import Qt
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtWidgets import QCheckBox, QRadioButton
 
     assert widget.isEnabled(), f"{widget.objectName() or widget.accessibleName()} is disabled"
-    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)
+    assert widget.isVisible(), f"{widget.objectName() or widget.accessibleName()} is hidden"
+    if isinstance(widget, QCheckBox | QRadioButton):
+        # On the box itself: a check box stretched by its layout ignores clicks past its text.
+        qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=QPoint(8, widget.height() // 2))
+    else:
+        qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)
 
 
 def type_into(qtbot: Any, edit: QWidget, text: str, *, replace: bool = True) -> None:
