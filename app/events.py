@@ -14,14 +14,16 @@ from typing import Literal
 
 
 class CallState(enum.Enum):
-    """The call's lifecycle. Allowed moves are a table in ``app.session``."""
+    """The call's lifecycle. Allowed moves are a table in ``app.call.state``."""
 
     IDLE = "idle"
+    RINGING = "ringing"  # an offer arrived; waiting for the user to accept or decline
     GATHERING = "gathering"
     OFFERING = "offering"
     ANSWERING = "answering"
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  # the path went silent: recovering (ICE restart)
     ENDED = "ended"
     FAILED = "failed"
 
@@ -48,6 +50,12 @@ class CandidateInfo:
     tcp_type: str | None = None
     at: float = 0.0  # seconds since session start when gathered / received
     server: str | None = None  # STUN/TURN URI that produced a srflx/relay candidate
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """What tells two candidates apart: on a public host the srflx candidate has the host
+        candidate's address and port, so address:port alone would merge them."""
+        return (self.type, self.protocol, self.address, self.port)
 
     @property
     def type_preference(self) -> int:
@@ -159,6 +167,18 @@ class ChatReceived:
 
 
 @dataclass(frozen=True)
+class ChatStateChanged:
+    """The chat channel opened (``"open"``) or is still being set up (``"connecting"``).
+
+    The call is connected once media flows; chat rides on SCTP, which may take longer under
+    loss. Lines sent while it connects are queued and go out when it opens.
+    """
+
+    state: Literal["connecting", "open"]
+    at: float
+
+
+@dataclass(frozen=True)
 class SasReady:
     """The short authentication string both ends should read aloud and compare."""
 
@@ -196,6 +216,7 @@ Event = (
     | SelectedPairChanged
     | StatsSample
     | ChatReceived
+    | ChatStateChanged
     | SasReady
     | SdpExchanged
     | ErrorOccurred

@@ -15,7 +15,14 @@ The session calls these; nothing else in PeerCall touches aiortc's or aioice's p
    latency ~80 ms -> ~280 ms after one loss). Ours skips a hole after a short wait and drops
    the oldest frames whenever it is deeper than its target, so latency comes back down.
 3. Private-state readers (:func:`candidate_pairs`, :func:`selected_pair`, ...): the pair list
-   and the nominated pair are only reachable through aioice internals.
+   and the nominated pair are only reachable through aioice internals; so are arriving RTP
+   (:func:`on_rtp`), the DTLS certificates a renegotiated path must keep
+   (:func:`certificates`, :func:`use_certificates`) and the jitter buffers.
+4. SCTP (:func:`tune_sctp`): RFC 4960's 3 s initial RTO is far too slow for a call's data
+   channels under loss.
+
+:data:`PRIVATE_ATTRIBUTES` lists every private name used here, so a canary test can name the
+one an upgraded aiortc/aioice no longer has.
 """
 
 from app.rtcfixes.gathering import (
@@ -26,7 +33,17 @@ from app.rtcfixes.gathering import (
     install_gathering,
 )
 from app.rtcfixes.jitter import AudioJitterBuffer, install_audio_jitter_buffers
-from app.rtcfixes.readers import candidate_pairs, close_quietly, on_inbound, selected_pair
+from app.rtcfixes.readers import (
+    candidate_pairs,
+    certificates,
+    close_quietly,
+    jitter_buffer,
+    on_inbound,
+    on_rtp,
+    selected_pair,
+    use_certificates,
+)
+from app.rtcfixes.sctp import tune_sctp
 from app.rtcfixes.sdp import strip_end_of_candidates
 
 __all__ = [
@@ -34,12 +51,17 @@ __all__ = [
     "AudioJitterBuffer",
     "Gathering",
     "candidate_pairs",
+    "certificates",
     "close_quietly",
     "ice_connections",
     "ice_gatherers",
     "install_audio_jitter_buffers",
     "install_gathering",
+    "jitter_buffer",
     "on_inbound",
+    "on_rtp",
     "selected_pair",
     "strip_end_of_candidates",
+    "tune_sctp",
+    "use_certificates",
 ]
