@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from app.iceservers import IceServer
 
 
 class CallState(enum.Enum):
@@ -167,6 +170,15 @@ class ChatReceived:
 
 
 @dataclass(frozen=True)
+class IceServersInUse:
+    """The STUN/TURN servers a peer connection is built with; each has an ``origin`` (typed by
+    the user, or handed out by the signaling server on join)."""
+
+    servers: tuple[IceServer, ...]
+    at: float
+
+
+@dataclass(frozen=True)
 class ChatStateChanged:
     """The chat channel opened (``"open"``) or is still being set up (``"connecting"``).
 
@@ -217,6 +229,7 @@ Event = (
     | StatsSample
     | ChatReceived
     | ChatStateChanged
+    | IceServersInUse
     | SasReady
     | SdpExchanged
     | ErrorOccurred

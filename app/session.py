@@ -42,7 +42,7 @@ from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
 from app.call.state import FINAL_STATES, TRANSITIONS, CallEvent, CallStateMachine
-from app.errors import CallError, ConnectionFailed, IllegalTransition
+from app.errors import CallError, ConfigError, ConnectionFailed, IllegalTransition
 from app.events import (
     CallState,
     CandidateGathered,
@@ -53,6 +53,7 @@ from app.events import (
     ErrorOccurred,
     Event,
     GatheringFinished,
+    IceServersInUse,
     Layer,
     PairsUpdated,
     RemoteCandidateAdded,
@@ -63,7 +64,7 @@ from app.events import (
     StatsSample,
     TransportStateChanged,
 )
-from app.iceservers import IceServer
+from app.iceservers import IceServer, merge_ice_servers
 from app.media.base import MediaSink
 from signaling.base import SignalingChannel
 from signaling.errors import ChannelClosed, SignalingError
@@ -373,9 +374,32 @@ class CallSession:
             iceServers=servers, iceTransportPolicy=policy, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
         )
 
+    def _adopt_channel_servers(self, channel: SignalingChannel | None) -> None:
+        """Use the ICE servers the signaling server handed out on join (issue 11), after the
+        user's own. Called before each peer connection is built, so a restart picks up
+        credentials the server refreshed meanwhile."""
+        listed = getattr(channel, "ice_servers", None) or []
+        offered = []
+        for data in listed:
+            try:
+                offered.append(IceServer.from_dict(data, origin="signaling server"))
+            except ConfigError as exc:
+                logger.warning("ignoring an ICE server from the signaling server: %s", exc)
+        user = [s for s in self.options.ice_servers if s.origin == "user"]
+        self.options = dataclasses.replace(
+            self.options, ice_servers=merge_ice_servers(user, offered)
+        )
+
+    @property
+    def ice_servers(self) -> tuple[IceServer, ...]:
+        """The servers in use, each with its ``origin``."""
+        return self.options.ice_servers
+
     def _ensure_pc(self) -> RTCPeerConnection:
         if self._pc is not None:
             return self._pc
+        self._adopt_channel_servers(self._channel)
+        self._emit(IceServersInUse(self.options.ice_servers, self.now()))
         pc = RTCPeerConnection(self._configuration())
         # One DTLS certificate for the whole call: a renegotiated path keeps the fingerprints
         # (and so the SAS) the users compared. aiortc reads it when transports are created.
