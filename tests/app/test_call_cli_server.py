@@ -104,7 +104,7 @@ async def test_signaling_server_gone_for_good_mid_call(tmp_path: Path) -> None:
         codes = await asyncio.gather(caller.finish(30), callee.finish(30))
     finally:
         await kill_all(caller, callee)
-    assert codes == [0, 0], f"caller:\n{caller.text}\ncallee:\n{callee.text}"
+    assert list(codes) == [0, 0], f"caller:\n{caller.text}\ncallee:\n{callee.text}"
     assert "call ended (the other person hung up)" in callee.text
     assert tone_at_end(wav, 700.0) > 0.005  # still hearing the caller after the loss
     for side in (caller, callee):
@@ -152,7 +152,7 @@ async def test_relay_only_call_with_credentials_from_the_signaling_server(tmp_pa
     finally:
         await server.kill()
         relay.stop()
-    assert codes == [0, 0], f"caller:\n{caller.text}\ncallee:\n{callee.text}"
+    assert list(codes) == [0, 0], f"caller:\n{caller.text}\ncallee:\n{callee.text}"
     for side in (caller, callee):
         assert f"ICE servers from the signaling server: {uri}" in side.text
         assert f"path via relay {uri} (ours) over UDP" in side.text
