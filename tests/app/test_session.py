@@ -498,3 +498,30 @@ def test_stats_sample_converts_rtcp_fraction_lost_to_a_fraction() -> None:
     sample = CallSession()._sample({"remote-in-audio": stat})
     assert sample.fraction_lost == pytest.approx(0.25)
     assert sample.rtt_ms == pytest.approx(50.0)
+
+
+async def test_no_path_without_ice_servers_fails_soon_with_a_hint() -> None:
+    """Candidates that cannot meet (as across two NATs with no STUN/TURN server): one line
+    saying what would help, and a deadline well inside 10 s."""
+    import app.session as session_module
+
+    assert session_module.CONNECT_TIMEOUT_NO_SERVERS < 10
+
+    def unreachable(sdp: str) -> str:  # the peer's candidates never arrive
+        return "".join(line for line in sdp.splitlines(True) if not line.startswith("a=cand"))
+
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    offer = await caller.create_offer()
+    answer = await callee.accept_offer(Offer(unreachable(offer.sdp)))
+    await caller.accept_answer(Answer(unreachable(answer.sdp)))
+    for _ in range(1000):
+        if state_of(caller) is CallState.FAILED:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(caller) is CallState.FAILED
+    final = [e for e in caller.events if isinstance(e, StateChanged)][-1]
+    assert final.reason == (
+        "no network path to the other person: add a STUN/TURN server or host a relay"
+    )
+    await caller.hangup()
+    await callee.hangup()
