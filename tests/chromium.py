@@ -62,8 +62,9 @@ class Chromium:
         *extra_flags: str,
         prefix: Sequence[str] = (),
         connect_tcp: Callable[[int], socket.socket] | None = None,
+        without: Sequence[str] = (),
     ) -> None:
-        self.extra_flags = extra_flags
+        self.flags = [f for f in FLAGS if f not in without] + list(extra_flags)
         self.prefix = tuple(prefix)
         self.connect_tcp = connect_tcp or (
             lambda port: socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -80,8 +81,7 @@ class Chromium:
                 [
                     *self.prefix,
                     CHROMIUM,
-                    *FLAGS,
-                    *self.extra_flags,
+                    *self.flags,
                     f"--user-data-dir={self.profile}",
                 ],
                 stdout=out,
@@ -199,13 +199,14 @@ class Page:
         if result.get("errorText"):
             raise ChromiumError(f"navigating to {url}: {result['errorText']}")
 
-    async def deny(self, *permissions: str) -> None:
-        """Deny permissions ("camera", "microphone") as a user who clicked Block."""
+    async def deny(self, origin: str, *permissions: str) -> None:
+        """Deny permissions ("camera", "microphone") to ``origin``, as a user who clicked Block."""
         for name in permissions:
             await self.tools.call(
                 "Browser.setPermission",
                 permission={"name": name},
                 setting="denied",
+                origin=origin,
                 browserContextId=self.context,
             )
 
