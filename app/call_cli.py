@@ -44,6 +44,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     sig.add_argument("--secret", default="", help="room secret both callers share")
     sig.add_argument(
+        "--print-link",
+        action="store_true",
+        help="first print the link that joins this room from a web browser (for someone"
+        " without PeerCall), then call as usual",
+    )
+    sig.add_argument(
         "--ca-file",
         metavar="PEM",
         help="for a wss:// server with a self-signed or private-CA certificate: trust only"
@@ -197,6 +203,12 @@ async def _call(args: argparse.Namespace) -> int:
         raise ConfigError(f"--gather-timeout must be positive, got {args.gather_timeout}")
     if args.ca_file and not (args.server or "").lower().startswith("wss://"):
         raise ConfigError("--ca-file only applies to a wss:// --server")
+    if args.print_link:
+        if not args.server:
+            raise ConfigError("--print-link needs --server: the signaling server serves the page")
+        from signaling.web import call_link
+
+        print(call_link(args.server, args.room, args.secret), flush=True)
     options = CallOptions(
         ice_servers=servers,
         relay_only=args.relay_only,

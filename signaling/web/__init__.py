@@ -15,10 +15,13 @@ import functools
 import http
 from importlib import resources
 from typing import Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from signaling.errors import SignalingError
+from signaling.ws_protocol import MAX_SECRET, ROOM_RE
 
 # URL path -> file in this package. Nothing else is served: no directory walking.
 FILES: Final = {
@@ -84,3 +87,24 @@ def serve_static(request: Request) -> Response | None:
         body = f"not found: {quote(path)[:200]} (the call page is at /)\n".encode()
         return _response(http.HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", body)
     return _response(http.HTTPStatus.OK, TYPES[name.rpartition(".")[2]], read(name))
+
+
+def call_link(server_url: str, room: str, secret: str) -> str:
+    """The link that joins ``room`` from a browser: the page on ``server_url``'s own port.
+
+    ``ws://host:port`` gives ``http://host:port/#room=…&secret=…`` and ``wss://`` gives
+    ``https://``. Room and secret travel in the fragment, which browsers never send to a
+    server (RFC 3986 §3.5), so they stay out of logs and proxies.
+    """
+    parts = urlsplit(server_url.strip())
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise SignalingError(
+            f"signaling server URL {server_url!r} must be ws://HOST:PORT or wss://"
+        )
+    if not ROOM_RE.fullmatch(room):
+        raise SignalingError(f"room {room!r} must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+    if not 1 <= len(secret) <= MAX_SECRET:
+        raise SignalingError(f"a call link needs a room secret of 1-{MAX_SECRET} characters")
+    fragment = urlencode({"room": room, "secret": secret}, quote_via=quote)
+    return f"{scheme}://{parts.netloc}/#{fragment}"

@@ -160,10 +160,13 @@ async def test_browser_calls_desktop(
 async def test_desktop_calls_browser(
     lab: LoopbackNamespace, devtools: DevTools, signal_server: Process, tmp_path: Path
 ) -> None:
-    proc = desktop(lab, tmp_path, "porch")
+    proc = desktop(lab, tmp_path, "porch", "--print-link")
     try:
         await proc.until(r"call offering")
-        page = await devtools.new_page(link("porch", SECRET, "loopback"))
+        printed = (await proc.until(r"^(http://\S+)$")).group(1)
+        assert printed == link("porch", SECRET)
+        # The printed link as the person gets it; "loopback" keeps the test on 127.0.0.1.
+        page = await devtools.new_page(printed + "&loopback")
         await check_browser_desktop_call(
             page, proc, tmp_path / "desktop-heard.wav", "connected direct"
         )
