@@ -134,6 +134,7 @@ async function getMedia() {
     }
   }
   if (localStream) $("local-video").srcObject = localStream;
+  performance.mark("peercall-media"); // read by bench/bench_browser.py
 }
 
 // --- signaling -----------------------------------------------------------------------------
@@ -209,6 +210,7 @@ const ERRORS = {
 async function onFrame(frame, room) {
   switch (frame.type) {
     case "joined":
+      performance.mark("peercall-joined");
       iceServers = frame.iceServers || [];
       heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || 20) * 1000);
       setState("waiting");
