@@ -286,9 +286,17 @@ class MainWindow(QMainWindow):
         form.addRow("Server", self.server_url)
         form.addRow("Room", self.room)
         form.addRow("Secret", self.secret)
+        # Someone without PeerCall joins the room from a browser (the server serves the page).
+        self.copy_link_button = QPushButton("Copy call link")
+        self.copy_link_button.setObjectName("copyCallLink")
+        self.copy_link_button.setToolTip(
+            "Copy the link that joins this room from a web browser, to send to someone"
+            " who does not have PeerCall"
+        )
         buttons = QHBoxLayout()
         buttons.addWidget(self.call_button)
         buttons.addWidget(self.wait_button)
+        buttons.addWidget(self.copy_link_button)
         form.addRow(buttons)
         # LAN.
         self.lan = LanPage(
@@ -431,6 +439,7 @@ class MainWindow(QMainWindow):
         self.call_button.clicked.connect(self.call_room)
         self.recent.activated.connect(self._pick_recent)
         self.wait_button.clicked.connect(self.wait_in_room)
+        self.copy_link_button.clicked.connect(self.copy_call_link)
         self.manual.offer_button.clicked.connect(self.manual_offer)
         self.manual.answer_button.clicked.connect(self.manual_answer)
         self.hangup_button.clicked.connect(self.hangup)
@@ -617,6 +626,18 @@ class MainWindow(QMainWindow):
             return
         self._remember_room()
         self.wait_for_call(channel, f"room {self.room.text().strip()}")
+
+    def copy_call_link(self) -> None:
+        """Put the browser link for this room on the clipboard (signaling.web.call_link)."""
+        from signaling.web import call_link
+
+        try:
+            link = call_link(self.server_url.text(), self.room.text().strip(), self.secret.text())
+        except SignalingError as exc:
+            self.show_error(f"Copy call link: {user_message(exc)}")
+            return
+        QGuiApplication.clipboard().setText(link)
+        self.statusBar().showMessage("Call link copied: send it, then Wait for a call", 15000)
 
     def manual_offer(self) -> None:
         self.start_call(self.manual.channel(self.show_error), "copy-paste peer")
