@@ -110,6 +110,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="the certificate's PEM private key, unencrypted (with --cert)",
     )
+    from nat.portmap.cli import add_option
+
+    add_option(listen)
     turn = parser.add_argument_group("TURN credentials handed to clients")
     turn.add_argument(
         "--turn-secret",
@@ -297,9 +300,14 @@ async def serve(args: argparse.Namespace) -> int:
             installed.append(signum)
         except (NotImplementedError, RuntimeError):  # not the main thread / not Unix
             pass
+    from nat.portmap.cli import map_signaling, unmap
+
     advertiser: LanAdvertiser | None = None
+    mapper = None
     try:
         await server.start()
+        if args.map_ports:
+            mapper = await map_signaling(server.port, sys.stdout)
         tune_gc()  # after start-up, so that its objects are frozen too
         print(f"listening on {server.url}", flush=True)
         if server.turn_uris:
@@ -330,6 +338,7 @@ async def serve(args: argparse.Namespace) -> int:
         if advertiser is not None:
             await advertiser.stop()
         await server.stop()
+        await unmap(mapper, sys.stdout)
     print("stopped", flush=True)
     return 0
 
