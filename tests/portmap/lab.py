@@ -34,6 +34,10 @@ INTERNET_IP2 = "198.18.0.3"
 ROUTER_LAN_IP = "198.19.1.1"
 HOST_IP = "198.19.1.2"
 FRIEND_IP = "198.19.1.3"
+FAR_WAN_IP = "198.18.0.4"  # the friend's own router, elsewhere on the internet
+FAR_LAN_IP = "198.19.2.1"
+FAR_FRIEND_IP = "198.19.2.2"
+RELAY_LAB_IP = "198.18.0.5"  # a relay on the "internet" (the comparison in the benchmark)
 TOOLS = ("ip", "nft", "miniupnpd", "upnpc", "turnserver")
 
 
@@ -71,10 +75,20 @@ _ENTRY = re.compile(r"^\s*\d+\s+(UDP|TCP)\s+(\d+)->([\d.]+):(\d+)\s+'([^']*)'")
 
 
 class RouterLab:
-    def __init__(self, workdir: Path, *, upnp: bool = True, min_lifetime: int = 120) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        upnp: bool = True,
+        min_lifetime: int = 120,
+        far_nat: str | None = None,
+    ) -> None:
+        """``far_nat`` ("cone" or "symmetric") adds a second router with a friend behind it."""
         tag = f"{os.getpid() % 100000}{secrets.token_hex(2)}"
         self.inet, self.router = f"pmi{tag}", f"pmr{tag}"
         self.host, self.friend = f"pmh{tag}", f"pmf{tag}"
+        self.far_router, self.far_friend = f"pmR{tag}", f"pmF{tag}"
+        self.far_nat = far_nat
         self.tag = tag
         self.dir = workdir
         self.upnp = upnp
@@ -99,7 +113,11 @@ class RouterLab:
         for ns in (self.inet, self.router, self.host, self.friend):
             self._ns(ns)
         self.wan, self.lan = f"w{t}", f"l{t}"
-        self._veth(self.inet, f"i{t}", self.router, self.wan)
+        # The "internet" is a bridge, so that a second router can join it.
+        sh("ip", "-n", self.inet, "link", "add", f"i{t}", "type", "bridge")
+        self._veth(self.inet, f"iw{t}", self.router, self.wan)
+        sh("ip", "-n", self.inet, "link", "set", f"iw{t}", "master", f"i{t}")
+        sh("ip", "-n", self.inet, "link", "set", f"iw{t}", "up")
         sh("ip", "-n", self.router, "link", "add", f"br{t}", "type", "bridge")
         self._veth(self.router, f"lh{t}", self.host, f"h{t}")
         self._veth(self.router, f"lf{t}", self.friend, f"f{t}")
@@ -110,6 +128,7 @@ class RouterLab:
         self.lan = f"br{t}"
         sh("ip", "-n", self.inet, "addr", "add", f"{INTERNET_IP}/24", "dev", f"i{t}")
         sh("ip", "-n", self.inet, "addr", "add", f"{INTERNET_IP2}/24", "dev", f"i{t}")
+        sh("ip", "netns", "exec", self.inet, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         sh("ip", "-n", self.inet, "link", "set", f"i{t}", "up")
         sh("ip", "-n", r, "addr", "add", f"{WAN_IP}/24", "dev", self.wan)
         sh("ip", "-n", r, "link", "set", self.wan, "up")
@@ -149,10 +168,57 @@ table inet pcnat {{
 """
         )
         sh("ip", "netns", "exec", r, "nft", "-f", str(rules))
+        # A default route for the internet (into a dead end): without one, sends to
+        # unroutable private candidates fail with ENETUNREACH (SETUP-NOTES).
+        sh("ip", "-n", self.inet, "link", "add", f"d{t}", "type", "veth", "peer", "name", f"D{t}")
+        sh("ip", "-n", self.inet, "link", "set", f"d{t}", "up")  # its peer stays down
+        sh("ip", "-n", self.inet, "route", "add", "default", "dev", f"d{t}")
+        if self.far_nat:
+            self._far_router()
         if self.upnp:
             self._start_stun()
             self._start_miniupnpd()
         return self
+
+    def _far_router(self) -> None:
+        """The friend's home: a router (cone or symmetric NAT) with one computer behind it."""
+        t, r, f = self.tag, self.far_router, self.far_friend
+        self._ns(r)
+        self._ns(f)
+        self._veth(self.inet, f"iW{t}", r, f"W{t}")
+        sh("ip", "-n", self.inet, "link", "set", f"iW{t}", "master", f"i{t}")
+        sh("ip", "-n", self.inet, "link", "set", f"iW{t}", "up")
+        self._veth(r, f"L{t}", f, f"F{t}")
+        sh("ip", "-n", r, "addr", "add", f"{FAR_WAN_IP}/24", "dev", f"W{t}")
+        sh("ip", "-n", r, "link", "set", f"W{t}", "up")
+        sh("ip", "-n", r, "addr", "add", f"{FAR_LAN_IP}/24", "dev", f"L{t}")
+        sh("ip", "-n", r, "link", "set", f"L{t}", "up")
+        sh("ip", "-n", r, "route", "add", "default", "via", INTERNET_IP)
+        sh("ip", "-n", f, "addr", "add", f"{FAR_FRIEND_IP}/24", "dev", f"F{t}")
+        sh("ip", "-n", f, "link", "set", f"F{t}", "up")
+        sh("ip", "-n", f, "route", "add", "default", "via", FAR_LAN_IP)
+        sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # Plain masquerade keeps the port for every destination (a port-restricted cone);
+        # "random" gives a new port per destination (symmetric), as SETUP-NOTES measured.
+        how = "masquerade random" if self.far_nat == "symmetric" else "masquerade"
+        rules = self.dir / "far-router.nft"
+        rules.write_text(
+            f"""table inet far {{
+  chain input {{ type filter hook input priority 0; policy accept;
+    iifname "W{t}" ct state established,related accept
+    iifname "W{t}" drop; }}
+  chain forward {{ type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname "L{t}" accept; }}
+  chain postrouting {{ type nat hook postrouting priority 100; policy accept;
+    oifname "W{t}" {how}; }}
+}}
+"""
+        )
+        sh("ip", "netns", "exec", r, "nft", "-f", str(rules))
+
+    def add_internet_address(self, ip: str) -> None:
+        sh("ip", "-n", self.inet, "addr", "add", f"{ip}/24", "dev", f"i{self.tag}")
 
     def popen(self, ns: str, *cmd: str, log: Path, **kw: object) -> subprocess.Popen[bytes]:
         out = log.open("wb")
