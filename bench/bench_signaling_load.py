@@ -373,7 +373,7 @@ def run_step(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i, n in enumerate(per)
         if n
     ]
