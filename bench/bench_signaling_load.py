@@ -121,6 +121,7 @@ class WorkerTally:
     sent: int = 0
     received: int = 0
     errors: int = 0
+    closed: int = 0
     measuring: bool = False
 
 
@@ -173,6 +174,8 @@ async def worker_main(args: argparse.Namespace) -> None:
                         await send_relay(p, "answer")
                 elif kind == "error":
                     tally.errors += 1
+        if tally.measuring:
+            tally.closed += 1  # the lean client does not resume: what was queued is lost
 
     async def open_peer(url: str, room: str, caller: bool) -> Peer:
         ws = await connect(url, compression=None, max_size=None, ping_interval=20, open_timeout=60)
@@ -229,6 +232,7 @@ async def worker_main(args: argparse.Namespace) -> None:
                 "sent": tally.sent,
                 "received": tally.received,
                 "errors": tally.errors,
+                "closed": tally.closed,
                 "cpu": cpu,
             }
         ),
@@ -327,6 +331,8 @@ class Step:
     gen_cpu: float
     other_cpu: float
     rss: float
+    errors: int = 0
+    closed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -432,6 +438,8 @@ def run_step(
         gen_cpu=gen / elapsed,
         other_cpu=other / elapsed,
         rss=rss,
+        errors=sum(r["errors"] for r in results),
+        closed=sum(r["closed"] for r in results),
     )
 
 
@@ -447,7 +455,12 @@ def print_step(step: Step) -> None:
         f"max {step.worst:7.1f} ms  loss {step.loss * 100:4.1f}%  {step.msgs_per_s:6.0f} msg/s | "
         f"server {step.server_cpu * 100:4.0f}% {step.us_per_msg:5.0f} us/msg  "
         f"rss {step.rss:6.1f} MiB{redis} | generator {step.gen_cpu * 100:4.0f}%  "
-        f"others {step.other_cpu * 100:4.0f}%  {'ok' if step.ok else 'OVER'}",
+        f"others {step.other_cpu * 100:4.0f}%  {'ok' if step.ok else 'OVER'}"
+        + (
+            f"  ({step.errors} error frames, {step.closed} links closed)"
+            if step.errors or step.closed
+            else ""
+        ),
         flush=True,
     )
 
@@ -486,6 +499,13 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
         if redis:
             redis[0].terminate()
             redis[0].wait(10)
+        problems = [
+            line
+            for line in errlog.read_text().splitlines()
+            if " WARNING " in line or " ERROR " in line
+        ]
+        if problems:
+            print(f"  server log: {len(problems)} warnings/errors, the last: {problems[-1][:300]}")
     return held, steps
 
 

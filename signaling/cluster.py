@@ -56,7 +56,9 @@ logger = logging.getLogger(__name__)
 
 PREFIX: Final = "peercall:"
 BEAT: Final = 1.0  # seconds between a node's heartbeats
-DEAD_AFTER: Final = 3.5  # a node silent this long has died; its seats start their grace
+# A node silent this long has died; its seats start their grace. Generous: a busy node's beat
+# may be late, and a false "dead" costs the peer a peer-left; a resume never waits for it.
+DEAD_AFTER: Final = 10.0
 _RETRIES: Final = 16
 _PONG: Final = encode_frame(Pong())
 
@@ -119,6 +121,7 @@ class RedisRooms:
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
         self.round_trips = 0  # Redis commands sent (for the benchmark's cost per message)
+        self.conflicts = 0  # compare-and-set failures (another node changed the room first)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -237,7 +240,9 @@ class RedisRooms:
                     logger.info("node of %s in room %s is gone", slot.peer, room.name)
                     out += self.table.detach(room, slot, now)
 
-    async def _run_on_room(self, name: str, now: float, rule: Any) -> list[Action]:
+    async def _run_on_room(
+        self, name: str, now: float, rule: Any, acting: str | None = None
+    ) -> list[Action]:
         """Apply ``rule()`` (a RoomTable call) to room ``name`` and store the result with a
         compare-and-set; on a conflict (another node changed the room) run it again on the room
         as it is now. Starts from this node's cached copy, so an event usually costs one round
@@ -249,7 +254,18 @@ class RedisRooms:
             self.round_trips += 1
             copy = self._parse(str(version or "0"), str(data or ""))
         for _ in range(_RETRIES):
-            saved = {cid: (c.room, c.peer) for cid, c in conns.items() if c.room == name}
+            # The connections a rule may move in or out of the room: the acting one and the
+            # local ones seated in it (a resume clears a replaced link). Restored on a conflict.
+            involved = {acting} if acting is not None else set()
+            if copy.room is not None:
+                involved.update(
+                    s.conn for s in copy.room.slots if s.conn and s.conn.startswith(self._me)
+                )
+            saved = {
+                cid: (conns[cid], conns[cid].room, conns[cid].peer)
+                for cid in involved
+                if cid in conns
+            }
             out: list[Action] = []
             room = copy.room
             if room is not None:
@@ -286,34 +302,34 @@ class RedisRooms:
                 }
                 for node in nodes:
                     remote += [self._channel(node), f"R{name}\n{new_version}\n{after}"]
-            result = await self._store(
-                keys=[PREFIX + "room:" + name],
-                args=[
-                    copy.version,
-                    after if changed else "=",
-                    self.room_ttl_ms,
-                    new_version,
-                    *remote,
-                ],
-            )
+            try:
+                result = await self._store(
+                    keys=[PREFIX + "room:" + name],
+                    args=[
+                        copy.version,
+                        after if changed else "=",
+                        self.room_ttl_ms,
+                        new_version,
+                        *remote,
+                    ],
+                )
+            except BaseException:
+                self._copies.pop(name, None)  # changed in place but maybe not stored
+                raise
             self.round_trips += 1
             if int(result[0]) == 1:
                 if after_room is None:
                     self._copies.pop(name, None)
                 elif changed:
-                    self._copies[name] = _Copy(
-                        new_version, after, room_from_dict(json.loads(after))
-                    )
+                    self._copies[name] = _Copy(new_version, after, after_room)
                 else:
                     self._copies[name] = copy
                 return local
+            self.conflicts += 1
             copy = self._parse(str(result[1]), str(result[2]))  # another node won: again
-            for cid, (room_name, peer) in saved.items():
-                if cid in conns:
-                    conns[cid].room, conns[cid].peer = room_name, peer
-            for cid, c in conns.items():
-                if c.room == name and cid not in saved:
-                    c.room = c.peer = None
+            for cid, (conn, room_name, peer) in saved.items():
+                conns[cid] = conn  # (a disconnect removed it)
+                conn.room, conn.peer = room_name, peer
         raise SignalingError(f"room {name} is too busy (gave up after {_RETRIES} tries)")
 
     def _refresh_copy(self, name: str, version: str, text: str) -> None:
@@ -321,8 +337,8 @@ class RedisRooms:
         copy = self._copies.get(name)
         if copy is not None and _counter(copy.version) >= _counter(version):
             return
-        if copy is None and not any(c.room == name for c in self.table.conns.values()):
-            return  # nobody here is in that room
+        if copy is None:
+            return  # no copy: nobody here is in that room (or the next event reads it anyway)
         if not text:
             self._copies.pop(name, None)
         else:
@@ -340,8 +356,12 @@ class RedisRooms:
 
     def _forget_copy(self, name: str) -> None:
         """No connection of ours is in room ``name`` any more: drop the cached copy."""
-        if not any(c.room == name for c in self.table.conns.values()):
+        copy = self._copies.get(name)
+        if copy is None or copy.room is None:
             self._copies.pop(name, None)
+            return
+        if not any(s.conn and s.conn.startswith(self._me) for s in copy.room.slots):
+            del self._copies[name]
 
     async def handle(self, conn_id: str, raw: bytes, now: float) -> list[Action]:
         """One frame: parsed here, its room's rules run against Redis; the actions are
@@ -367,7 +387,7 @@ class RedisRooms:
         try:
             async with self._room_lock(name):
                 actions = await self._run_on_room(
-                    name, now, lambda: table.dispatch(conn, frame, now)
+                    name, now, lambda: table.dispatch(conn, frame, now), conn_id
                 )
                 self.server._run(actions)
         except (RedisError, OSError, SignalingError) as exc:
@@ -383,7 +403,7 @@ class RedisRooms:
         name = conn.room
         async with self._room_lock(name):
             actions = await self._run_on_room(
-                name, now, lambda: self.table.disconnect(conn_id, now)
+                name, now, lambda: self.table.disconnect(conn_id, now), conn_id
             )
             self.server._run(actions)
             self._forget_copy(name)
