@@ -115,6 +115,7 @@ class RedisRooms:
         self._store: Any = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._copies: dict[str, _Copy] = {}
+        self._touched: dict[str, float] = {}  # room -> when this node last refreshed its TTL
         self._me = self.node + "/"
         self._alive: set[str] = set()
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -318,6 +319,8 @@ class RedisRooms:
                 raise
             self.round_trips += 1
             if int(result[0]) == 1:
+                if changed:
+                    self._touched[name] = time.monotonic()
                 if after_room is None:
                     self._copies.pop(name, None)
                 elif changed:
@@ -357,11 +360,13 @@ class RedisRooms:
     def _forget_copy(self, name: str) -> None:
         """No connection of ours is in room ``name`` any more: drop the cached copy."""
         copy = self._copies.get(name)
-        if copy is None or copy.room is None:
+        if (
+            copy is None
+            or copy.room is None
+            or not any(s.conn and s.conn.startswith(self._me) for s in copy.room.slots)
+        ):
             self._copies.pop(name, None)
-            return
-        if not any(s.conn and s.conn.startswith(self._me) for s in copy.room.slots):
-            del self._copies[name]
+            self._touched.pop(name, None)
 
     async def handle(self, conn_id: str, raw: bytes, now: float) -> list[Action]:
         """One frame: parsed here, its room's rules run against Redis; the actions are
@@ -380,9 +385,13 @@ class RedisRooms:
         if name is None:
             return table.dispatch(conn, frame, now)  # not joined: the core answers
         if isinstance(frame, Ping):  # keep the room alive; no need to load it
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.pexpire(PREFIX + "room:" + name, self.room_ttl_ms)
-                self.round_trips += 1
+            # A ping every heartbeat from every client would cost a round trip each: refresh
+            # the room's TTL only when a third of it has passed since this node last did.
+            if time.monotonic() - self._touched.get(name, 0.0) > self.room_ttl_ms / 3000:
+                self._touched[name] = time.monotonic()
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.pexpire(PREFIX + "room:" + name, self.room_ttl_ms)
+                    self.round_trips += 1
             return [Send(conn_id, _PONG)]
         try:
             async with self._room_lock(name):
