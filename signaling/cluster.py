@@ -60,6 +60,7 @@ BEAT: Final = 1.0  # seconds between a node's heartbeats
 # may be late, and a false "dead" costs the peer a peer-left; a resume never waits for it.
 DEAD_AFTER: Final = 10.0
 _RETRIES: Final = 16
+POOL_SIZE: Final = 16
 _PONG: Final = encode_frame(Pong())
 
 # Compare-and-set of one room, and the frames it sends to other nodes, in one round trip.
@@ -107,7 +108,13 @@ class RedisRooms:
         self.url = url
         self.node = secrets.token_hex(5)
         try:
-            self.redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+            # A bounded pool that makes callers wait: redis-py opens one connection per command
+            # in flight, so a burst of events would open thousands (and hit "Too many
+            # connections") where a few busy connections serve them faster.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL_SIZE, timeout=30, decode_responses=True
+            )
+            self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         except ValueError as exc:
             raise SignalingError(f"invalid Redis URL {url!r}: {exc}") from None
         # A room stays while its peers ping (every heartbeat) and for the grace after that.
@@ -134,7 +141,7 @@ class RedisRooms:
             self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             await self._pubsub.subscribe(self._channel(self.node))
         except (RedisError, OSError) as exc:
-            await self.redis.aclose()
+            await self.redis.aclose(close_connection_pool=True)
             raise SignalingError(f"cannot use Redis at {self.url}: {exc}") from None
         self._tasks = [
             asyncio.create_task(self._beat_loop(), name="redis heartbeat"),
@@ -154,7 +161,7 @@ class RedisRooms:
             if self._pubsub is not None:
                 await self._pubsub.aclose()
             await self.redis.zrem(PREFIX + "nodes", self.node)
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     @staticmethod
     def _channel(node: str) -> str:
