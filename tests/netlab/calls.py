@@ -7,6 +7,8 @@ only grows while RTP arrives (no packets, no frames), which is what makes it a c
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import re
 import sys
@@ -27,9 +29,9 @@ WAV_HEADER = 44  # Python's wave module writes the plain 44-byte PCM header
 BLOCK = AUDIO_RATE // 50  # 20 ms, one Opus frame
 TONES = (440.0, 1000.0)  # caller's and answerer's tone: each must arrive at the other
 
-_PATH = re.compile(
-    r"peercall: path (?P<how>direct \((?P<local>\w+) <-> (?P<remote>\w+)\)|via relay)"
-)
+# "path direct (host <-> srflx) over UDP: …", "path via relay turn:… (ours) over TCP: …",
+# "path via the other person's relay over UDP: …" (app/call/iceview.describe_path).
+_PATH = re.compile(r"^peercall: path (?P<how>.*)$", re.MULTILINE)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Caller:
             time.sleep(0.05)
 
     def paths(self) -> list[str]:
-        """Every path line so far: "direct (host <-> srflx)", "via relay", …"""
+        """Every path line so far, without "peercall: path ": "direct (host <-> srflx) …"."""
         return [m.group("how") for m in _PATH.finditer(self.output())]
 
     def samples(self) -> npt.NDArray[np.int16]:
@@ -76,6 +78,16 @@ class Caller:
     def stop(self) -> int | None:
         """Hang up as Ctrl-C does (SIGTERM) and return the exit code."""
         return self.lab.stop(self.proc, grace=10)
+
+
+@functools.cache
+def _call_options() -> frozenset[str]:
+    """The options ``peercall call`` has in this checkout (the CLI grows as issue 15 lands)."""
+    from app import call_cli
+
+    parser = argparse.ArgumentParser()
+    call_cli.configure_parser(parser)
+    return frozenset(o for action in parser._actions for o in action.option_strings)
 
 
 def tone_seconds(samples: npt.ArrayLike, freq: float) -> float:
@@ -112,6 +124,8 @@ def start_call(
     ]  # fmt: skip
     if answer:
         argv.append("--answer")
+        if "--auto-answer" in _call_options():
+            argv.append("--auto-answer")  # an answering CLI that rings would wait on stdin
     for spec in ice_servers:
         argv += ["--ice-server", spec]
     argv += extra
