@@ -40,7 +40,9 @@ USER, PASSWORD, REALM = "alice", "wonderland", "peercall"
 
 
 @contextlib.asynccontextmanager
-async def running_relay(tls_dir: Path | None = None, port: int = 0) -> AsyncIterator[RelayServer]:
+async def running_relay(
+    tls_dir: Path | None = None, port: int = 0, **overrides: Any
+) -> AsyncIterator[RelayServer]:
     """The project's own relay in-process on loopback (UDP + TCP, and TLS with ``tls_dir``)."""
     low, high = relay_port_range()
     extra: dict[str, Any] = {}
@@ -55,6 +57,7 @@ async def running_relay(tls_dir: Path | None = None, port: int = 0) -> AsyncIter
         users=((USER, long_term_key(USER, REALM, PASSWORD)),),
         allow_loopback_peers=True,  # both peers' relayed addresses are on 127.0.0.1
         **extra,
+        **overrides,
     )
     async with RelayServer(config) as relay:
         yield relay
