@@ -29,6 +29,7 @@ from app.rtcfixes import (
     ice_gatherers,
     install_bundle_fix,
     install_gathering,
+    strip_end_of_candidates,
 )
 from nat.auth import long_term_key
 from nat.config import RelayConfig
@@ -147,18 +148,26 @@ def make_peer(servers: list[RTCIceServer], *, relay_only: bool = False, **kwargs
 async def negotiate(caller: Peer, callee: Peer, *, trickle: bool = False) -> None:
     """Offer/answer, chat channel as PeerCall's. Without ``trickle`` every candidate is in the
     SDP; with it the SDPs carry host candidates and the rest is trickled as it is found."""
+
+    def edit(description: RTCSessionDescription) -> RTCSessionDescription:
+        if trickle:
+            # More candidates follow: the peer must not take the SDP as the last word.
+            sdp = strip_end_of_candidates(description.sdp)
+            description = RTCSessionDescription(sdp=sdp, type=description.type)
+        return description
+
     caller.pc.addTransceiver("audio", direction="sendrecv")
     caller.pc.createDataChannel("chat", negotiated=True, id=0)
     await (caller.start_gathering() if trickle else caller.gather())
     await caller.pc.setLocalDescription(await caller.pc.createOffer())
-    await callee.pc.setRemoteDescription(caller.pc.localDescription)
+    await callee.pc.setRemoteDescription(edit(caller.pc.localDescription))
     callee.pc.createDataChannel("chat", negotiated=True, id=0)
     await (callee.start_gathering() if trickle else callee.gather())
     await callee.pc.setLocalDescription(await callee.pc.createAnswer())
     answer = callee.pc.localDescription
     if trickle:
         callee.trickle_to = caller
-    await caller.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
+    await caller.pc.setRemoteDescription(edit(answer))
     if trickle:
         caller.trickle_to = callee
         # What the caller found before the callee had its offer: sent now, as a queue would.
