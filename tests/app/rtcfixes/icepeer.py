@@ -3,7 +3,8 @@
 Speaks JSON lines on stdio. The offerer prints ``{"type": "offer", "sdp": ...}`` and reads the
 answer; the answerer reads the offer and prints the answer. Both gather every candidate first
 (no trickle). Then each prints ``{"event": "connected", ...}`` with its timings (event-loop
-clock), and answers commands: ``{"cmd": "report"}`` prints the selected pair, the check counters
+clock), and answers commands: ``{"cmd": "report"}`` prints the selected pair (and the server and
+transport of our end, if relayed), the check counters
 and how many chat messages arrived (each side sends one every 50 ms); ``{"cmd": "quit"}`` closes.
 """
 
@@ -24,6 +25,8 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from app.rtcfixes import (
+    Gathering,
+    candidate_origin,
     check_stats,
     ice_connections,
     ice_gatherers,
@@ -52,6 +55,7 @@ async def main(args: argparse.Namespace) -> None:
     servers = [RTCIceServer(args.stun)]
     if args.turn:
         servers.append(RTCIceServer(args.turn, args.user, args.password))
+    gatherings: list[Gathering] = []
     pc = RTCPeerConnection(
         RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
@@ -72,10 +76,10 @@ async def main(args: argparse.Namespace) -> None:
     received = 0
 
     async def gather() -> None:
-        gatherings = install_gathering(
+        gatherings[:] = install_gathering(
             pc,
             on_candidate=lambda c, s: None,
-            timeout=5.0,
+            timeout=args.gather_timeout,
             loopback_only=False,
             servers=servers,
             triggered_checks=not args.no_triggered,
@@ -111,9 +115,11 @@ async def main(args: argparse.Namespace) -> None:
     def pair_fields() -> dict[str, Any]:
         pair = selected_pair(pc)
         assert pair is not None
+        origin = candidate_origin(gatherings, pair.local_candidate)
         return {
             "local": [pair.local_candidate.type, *pair.local_addr],
             "remote": [pair.remote_candidate.type, *pair.remote_addr],
+            "via": None if origin is None else [origin.server, origin.transport],
         }
 
     emit(
@@ -149,7 +155,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--role", choices=["offer", "answer"], required=True)
     parser.add_argument("--stun", required=True)
-    parser.add_argument("--turn")
+    parser.add_argument("--turn", action="append", help="a TURN URI (repeatable, in order)")
+    parser.add_argument("--gather-timeout", type=float, default=5.0)
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--no-triggered", action="store_true")

@@ -169,6 +169,25 @@ class NatPair:
             else:
                 _run(["ip", "netns", "exec", router, "nft", "delete", "table", "inet", "block"])
 
+    def block_udp(self, blocked: bool) -> None:
+        """Router 1 forwards TCP only (outbound UDP blocked, as some networks do), or all again."""
+        if blocked:
+            rules = (
+                "table inet udpblock {\n"
+                "  chain forward { type filter hook forward priority -10;"
+                ' iifname "lan" meta l4proto udp drop; }\n'
+                "}\n"
+            )
+            _run(["ip", "netns", "exec", self.router1, "nft", "-f", "-"], stdin=rules)
+        else:
+            _run(
+                ["ip", "netns", "exec", self.router1, "nft", "delete", "table", "inet", "udpblock"]
+            )
+
+    @property
+    def turn_tcp_uri(self) -> str:
+        return f"turn:{RELAY_IP}:{RELAY_PORT}?transport=tcp"
+
     def popen(self, host: str, argv: Sequence[str]) -> subprocess.Popen[str]:
         """Start a program in a host namespace with pipes for stdin/stdout (text)."""
         return subprocess.Popen(

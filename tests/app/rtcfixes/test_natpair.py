@@ -89,3 +89,24 @@ def test_relay_gives_way_to_a_direct_path_that_answers_late(lab: NatPair) -> Non
     finally:
         with contextlib.suppress(RuntimeError):
             lab.block_direct(False)  # already lifted unless the test failed early
+
+
+@pytest.mark.parametrize("tcp_first", [False, True], ids=["udp-listed-first", "tcp-listed-first"])
+def test_udp_blocked_side_connects_through_turn_tcp(lab: NatPair, tcp_first: bool) -> None:
+    uris = [lab.turn_uri, lab.turn_tcp_uri]
+    if tcp_first:
+        uris.reverse()
+    args = [a for uri in uris for a in ("--turn", uri)]
+    args += ["--user", RELAY_USER, "--password", RELAY_PASSWORD, "--gather-timeout", "2"]
+    lab.block_udp(True)
+    try:
+        with call(lab, *args) as (offerer, answerer, first_o, _):
+            # Everything UDP from host 1 is dropped at its router: only TURN over TCP is left.
+            assert first_o["local"][0] == "relay"
+            assert first_o["via"] == [lab.turn_tcp_uri, "tcp"]
+            time.sleep(0.5)
+            o, a = reports(offerer, answerer)
+            assert o["received"] > 0
+            assert a["received"] > 0
+    finally:
+        lab.block_udp(False)
