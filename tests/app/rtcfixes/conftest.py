@@ -86,7 +86,7 @@ class Peer:
     """One aiortc peer connection with PeerCall's gathering and bundle fixes installed."""
 
     pc: RTCPeerConnection
-    servers: list[RTCIceServer]
+    servers: list[RTCIceServer] | None
     timeout: float = 3.0
     tls: ssl.SSLContext | None = None
     best_pair: bool = True

@@ -160,3 +160,15 @@ async def test_session_shows_the_mapped_address_of_a_hidden_relay() -> None:
         finally:
             await caller.hangup()
             await callee.hangup()
+
+
+async def test_without_a_server_list_aioices_own_pick_is_used(blackhole: int) -> None:
+    # The default (no ``servers``): only the first STUN and first TURN URI, as aioice chose.
+    first, second = f"stun:127.0.0.1:{blackhole}", "stun:127.0.0.1:9"
+    peer = make_peer([RTCIceServer([first, second])], timeout=0.5)
+    peer.servers = None
+    peer.pc.addTransceiver("audio")
+    try:
+        assert await peer.gather() == (first,)
+    finally:
+        await close(peer)
