@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
         lan_interfaces: Sequence[str] | None = None,
         lan_listen: str = "0.0.0.0",
         ring_audio: bool | None = None,
+        video: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -169,12 +170,16 @@ class MainWindow(QMainWindow):
         self._lan_interfaces = lan_interfaces
         self._lan_listen = lan_listen
         self._media_factory = media
+        self._video = video  # negotiate video (camera or test pattern) in every call
+        self._tap: Any = None  # the self-view tap on what we send
+        self._remote_sink: Any = None  # keeps the other side's newest frame
         self._shutting_down = False
         self._shutdown_done = False
         self.error_boxes: list[QMessageBox] = []  # stays empty: errors are shown inline
         self.errors: list[str] = []
         self._call_error: str | None = None  # the failure to name when the call ends
         self._peer_label = "the other person"
+        self._ended_outcome: str | None = None  # how the last call ended
         self._leave_confirmed = False
         self.leave_box: QMessageBox | None = None
         self.setWindowTitle(name)
@@ -435,7 +440,7 @@ class MainWindow(QMainWindow):
         self.manual.answer_button.clicked.connect(self.manual_answer)
         self.hangup_button.clicked.connect(self.hangup)
         self.mute_button.toggled.connect(self._on_mute)
-        self.camera_button.toggled.connect(a.set_video_enabled)
+        self.camera_button.toggled.connect(self._on_camera)
         self.accept_button.clicked.connect(self._accept)
         self.decline_button.clicked.connect(self._decline)
         self.always_relay.toggled.connect(self._on_always_relay)
@@ -520,19 +525,43 @@ class MainWindow(QMainWindow):
             self.wait_for_call(channel, "LAN caller")
 
     def _set_camera_available(self) -> None:
-        try:
-            from app.media import video  # noqa: F401
-        except ImportError:
-            self.camera_button.setEnabled(False)
-            self.camera_button.setToolTip("Camera support is not available in this build yet")
+        import importlib.util
+
+        # Only ask whether PyAV is there: importing it (and aiortc) costs start-up time.
+        if not self._video or importlib.util.find_spec("av") is None:
+            self._video = False
+            self.camera_button.setToolTip("Video is not available in this build")
+        else:
+            self.camera_button.setToolTip(
+                "Send my camera video (V); without a camera, a test pattern"
+            )
+        self.camera_button.setEnabled(False)
 
     # --- calls --------------------------------------------------------------------------
 
     def _new_session(self) -> Any:
         media = self._media_factory() if self._media_factory else self._device_media()
-        return callsetup.new_session(
-            callsetup.call_options(self.settings, loopback=self.loopback), media
+        self._tap = self._remote_sink = None
+        if self._video:
+            try:
+                media, self._tap, self._remote_sink = callsetup.with_video(
+                    media, self.settings["video.camera"]
+                )
+            except (PeerCallError, ImportError, OSError) as exc:
+                self.show_error(f"Video: {user_message(exc)}; calling with audio only")
+        options = callsetup.call_options(
+            self.settings, loopback=self.loopback, video=self._tap is not None
         )
+        session = callsetup.new_session(options, media)
+        # The camera starts as the settings say ("Send video when a call starts"); a previous
+        # call's button state does not carry over (issue 12.9).
+        camera = bool(self.settings["video.enabled"]) and self._tap is not None
+        session.set_video_enabled(camera)
+        self.camera_button.blockSignals(True)
+        self.camera_button.setChecked(camera)
+        self.camera_button.blockSignals(False)
+        self.camera_button.setEnabled(self._tap is not None)
+        return session
 
     def _device_media(self) -> callsetup.CallMedia:
         try:
@@ -573,6 +602,7 @@ class MainWindow(QMainWindow):
     def _new_call_view(self, news: str, phase: str, peer: str) -> None:
         """Nothing of the previous call stays up when a new one starts (issue 12.9)."""
         self._call_error = None
+        self._ended_outcome = None
         self._peer_label = peer
         self.chat.clear()
         self.chat.add_note(news)
@@ -640,6 +670,18 @@ class MainWindow(QMainWindow):
         self.incoming.hide()
         self.adapter.run(self.ringer.stop(), "Ring")
 
+    def _on_camera(self, on: bool) -> None:
+        """Camera on/off mid-call: the peer gets black frames while off (its badge shows)."""
+        self.adapter.set_video_enabled(on)
+        self._show_self_view(on)
+
+    def _show_self_view(self, on: bool) -> None:
+        tap = self._tap
+        if on and tap is not None:
+            self.local_video.set_source(tap.latest_rgb)
+        else:
+            self.local_video.clear()
+
     def _on_mute(self, muted: bool) -> None:
         self.adapter.set_muted(muted)
         self.mute_button.setText("Unmute" if muted else "Mute")
@@ -665,6 +707,11 @@ class MainWindow(QMainWindow):
     # --- engine signals -----------------------------------------------------------------
 
     def _on_session_started(self, session: object) -> None:
+        sink = self._remote_sink
+        self.remote_video.clear()
+        self.remote_video.off_text = f"{self._peer_label}: camera off"
+        self.remote_video.set_source(sink.latest_rgb if sink is not None else None)
+        self._show_self_view(self.camera_button.isChecked())
         self.sas.clear_sas()
         self.quality.reset()
         self.quality_label.setText("")
@@ -717,6 +764,12 @@ class MainWindow(QMainWindow):
             else:  # still reachable: wait for the next call once this one is closed
                 QTimer.singleShot(300, self._listen_on_lan)
         self._clear_call_figures()
+        self.remote_video.clear()
+        self.local_video.clear()
+        self.camera_button.blockSignals(True)
+        self.camera_button.setChecked(False)
+        self.camera_button.blockSignals(False)
+        self.camera_button.setEnabled(False)
         self.badge.set_phase(None)
         self.badge.set_state(None)
         self.start_panel.show()
@@ -725,6 +778,7 @@ class MainWindow(QMainWindow):
             if self._call_error is None:
                 self.set_news("")
             return
+        self._ended_outcome = record.outcome
         self.history_view.prepend(record)
         route = {"relay": " via relay", "direct": " direct", "none": ""}[record.route]
         self.chat.add_note(f"Call {record.outcome}{route}, {format_duration(record.duration)}")
@@ -758,6 +812,12 @@ class MainWindow(QMainWindow):
         Dialogs are kept for decisions (leaving a call); news is not a decision (issue 12.6).
         """
         line = message.splitlines()[0] if message else "unknown error"
+        if not self.adapter.in_call and self._ended_outcome not in (None, "failed"):
+            if "call ended:" in line:
+                # The flow's own echo of an end already shown ("Call ended — declined"):
+                # one event, one line (issue 12.6).
+                logger.info("%s", line)
+                return
         logger.warning("%s", line)
         self.errors.append(line)
         if self.adapter.in_call:
