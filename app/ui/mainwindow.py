@@ -812,12 +812,12 @@ class MainWindow(QMainWindow):
         Dialogs are kept for decisions (leaving a call); news is not a decision (issue 12.6).
         """
         line = message.splitlines()[0] if message else "unknown error"
-        if not self.adapter.in_call and self._ended_outcome not in (None, "failed"):
-            if "call ended:" in line:
-                # The flow's own echo of an end already shown ("Call ended — declined"):
-                # one event, one line (issue 12.6).
-                logger.info("%s", line)
-                return
+        echo = not self.adapter.in_call and self._ended_outcome not in (None, "failed")
+        if echo and "call ended:" in line:
+            # The flow's own echo of an end already shown ("Call ended — declined"): one
+            # event, one line (issue 12.6).
+            logger.info("%s", line)
+            return
         logger.warning("%s", line)
         self.errors.append(line)
         if self.adapter.in_call:
