@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from app.errors import MediaError
 from app.iceservers import IceServer
-from app.session import CallOptions, CallSession
 from app.settings import Settings
+
+if TYPE_CHECKING:  # aiortc, PyAV and numpy load on the first call, not at start-up (12, bench)
+    from app.session import CallOptions, CallSession
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def call_options(
     camera can be switched on mid-call without renegotiating: while it is off the sender
     gates frames to black, as WebRTC does for a disabled track.
     """
+    from app.session import CallOptions
+
     return CallOptions(
         ice_servers=ice_servers(settings),
         relay_only=bool(settings["relay_only"]),
@@ -51,6 +53,8 @@ def call_options(
 
 def block_level(samples: Any) -> float:
     """Peak level 0..1 of an int16 block (for the input level meter)."""
+    import numpy as np
+
     array = np.asarray(samples)
     if array.size == 0:
         return 0.0
@@ -163,6 +167,8 @@ class PreviewTap:
         if self._latest is None:
             return None
         if self._rgb is None:
+            import numpy as np
+
             self._rgb = np.asarray(self._latest.to_ndarray(format="rgb24"), dtype=np.uint8)
         return self._rgb
 
@@ -187,6 +193,8 @@ def synthetic_media() -> CallMedia:
 
 
 def new_session(options: CallOptions, media: CallMedia) -> CallSession:
+    from app.session import CallSession
+
     return CallSession(
         options,
         audio_source=media.audio_source,

@@ -7,7 +7,6 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPen, QResizeEvent
 from PySide6.QtWidgets import (
@@ -216,6 +215,8 @@ class VideoView(QWidget):
         self._place_overlay()
 
     def set_frame(self, rgb: Any) -> None:
+        import numpy as np  # loaded with the first frame, not at start-up
+
         array = np.ascontiguousarray(rgb, dtype=np.uint8)
         height, width = array.shape[:2]
         self._image = QImage(

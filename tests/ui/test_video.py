@@ -62,6 +62,7 @@ def test_video_call_shows_the_test_pattern_and_the_camera_switch(
     assert bob.remote_video.off_text == "alice: camera off"
     click(qtbot, child(alice, "hangupButton", QPushButton))
     qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
+    qtbot.waitUntil(lambda: not alice.adapter.in_call, timeout=10_000)
     # Nothing carries over: views back to their placeholders, the camera button off.
     for window in (alice, bob):
         assert not window.camera_button.isChecked()
