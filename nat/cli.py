@@ -76,6 +76,8 @@ the file's whole list). Flags accept an optional on/off value, e.g. --fingerprin
 Unknown keys and coturn keys PeerCall does not implement are reported with their line and
 ignored (--strict makes them errors). TURN REST API credentials (--use-auth-secret) are the
 same as coturn's: username '<expiry>:<name>', password base64(HMAC-SHA1(secret, username)).
+The expiry is checked when a credential creates an allocation; the allocation it made can still
+be refreshed after it (a call does not drop at the TTL), as with coturn.
 
 examples:
   peercall relay --listening-ip 0.0.0.0 --external-ip 203.0.113.7 --user alice:secret
@@ -119,6 +121,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="event loop of the headless relay: uvloop spends about a fifth less CPU per "
         "relayed message than asyncio's own; auto (the default) uses uvloop when installed",
     )
+    from nat.portmap.cli import add_option
+
+    add_option(general)
     general.add_argument(
         "-n",
         dest="relay_no_conf",
@@ -263,10 +268,16 @@ def describe(config: RelayConfig) -> list[str]:
     return lines
 
 
-async def serve(config: RelayConfig, out: TextIO, stop: asyncio.Event | None = None) -> int:
+async def serve(
+    config: RelayConfig, out: TextIO, stop: asyncio.Event | None = None, map_ports: bool = False
+) -> int:
     """Run the relay until SIGINT/SIGTERM (or ``stop`` is set), then stop it cleanly."""
+    from nat.portmap.cli import map_relay, unmap
     from nat.service import RelayServer
 
+    mapper = None
+    if map_ports:  # before the server exists: the router's address becomes its external-ip
+        config, mapper = await map_relay(config, out)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     server = RelayServer(config)
@@ -291,6 +302,7 @@ async def serve(config: RelayConfig, out: TextIO, stop: asyncio.Event | None = N
         for signum in installed:
             loop.remove_signal_handler(signum)
         await server.stop()
+        await unmap(mapper, out)
     stats = server.stats()
     print(
         f"relay stopped: {stats.stun_requests} STUN requests, {stats.relayed_packets} packets "
@@ -315,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"uri: {uri}")
         print("configuration OK")
         return 0
-    return _run_loop(serve(config, sys.stdout), args.event_loop)
+    return _run_loop(serve(config, sys.stdout, map_ports=args.map_ports), args.event_loop)
 
 
 def _run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:

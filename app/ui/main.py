@@ -22,6 +22,11 @@ READY_MARKER = "peercall: window shown"
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "link",
+        nargs="?",
+        help="a peercall:// link to join: fills the server room (the desktop URL handler)",
+    )
+    parser.add_argument(
         "--config-dir",
         type=Path,
         help="keep settings.json and history.json here instead of the per-user directory",
@@ -104,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         video=not self_test or bool(args.bench_video),
     )
     window.show()
+    if getattr(args, "link", None):
+        from app.ui.hostcall import open_link
+
+        open_link(window, args.link)
     if args.print_ready:
         # Printed from the first loop iteration: the window is shown *and* the loop runs.
         loop.call_soon(lambda: print(f"{READY_MARKER} {time.monotonic() - start:.3f}", flush=True))

@@ -43,7 +43,7 @@ from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
 from app.settings import Settings, remember_room
-from app.ui import callsetup
+from app.ui import callsetup, hostcall
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
@@ -291,9 +291,17 @@ class MainWindow(QMainWindow):
         form.addRow("Server", self.server_url)
         form.addRow("Room", self.room)
         form.addRow("Secret", self.secret)
+        # Someone without PeerCall joins the room from a browser (the server serves the page).
+        self.copy_link_button = QPushButton("Copy call link")
+        self.copy_link_button.setObjectName("copyCallLink")
+        self.copy_link_button.setToolTip(
+            "Copy the link that joins this room from a web browser, to send to someone"
+            " who does not have PeerCall"
+        )
         buttons = QHBoxLayout()
         buttons.addWidget(self.call_button)
         buttons.addWidget(self.wait_button)
+        buttons.addWidget(self.copy_link_button)
         form.addRow(buttons)
         # LAN.
         self.lan = LanPage(
@@ -388,6 +396,7 @@ class MainWindow(QMainWindow):
         self.debug_action.setShortcut(QKeySequence("Ctrl+D"))
         self.quit_action = QAction("&Quit", self)
         self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        hostcall.install(self, menu)  # "Host a call…" (issue 13)
         for action in (self.settings_action, self.debug_action, self.quit_action):
             menu.addAction(action)
         self.settings_action.triggered.connect(self.open_settings)
@@ -436,6 +445,7 @@ class MainWindow(QMainWindow):
         self.call_button.clicked.connect(self.call_room)
         self.recent.activated.connect(self._pick_recent)
         self.wait_button.clicked.connect(self.wait_in_room)
+        self.copy_link_button.clicked.connect(self.copy_call_link)
         self.manual.offer_button.clicked.connect(self.manual_offer)
         self.manual.answer_button.clicked.connect(self.manual_answer)
         self.hangup_button.clicked.connect(self.hangup)
@@ -647,6 +657,18 @@ class MainWindow(QMainWindow):
             return
         self._remember_room()
         self.wait_for_call(channel, f"room {self.room.text().strip()}")
+
+    def copy_call_link(self) -> None:
+        """Put the browser link for this room on the clipboard (signaling.web.call_link)."""
+        from signaling.web import call_link
+
+        try:
+            link = call_link(self.server_url.text(), self.room.text().strip(), self.secret.text())
+        except SignalingError as exc:
+            self.show_error(f"Copy call link: {user_message(exc)}")
+            return
+        QGuiApplication.clipboard().setText(link)
+        self.statusBar().showMessage("Call link copied: send it, then Wait for a call", 15000)
 
     def manual_offer(self) -> None:
         self.start_call(self.manual.channel(self.show_error), "copy-paste peer")
@@ -883,6 +905,7 @@ class MainWindow(QMainWindow):
             await self.lan.shutdown()
             await self.relay_host.stop()
             await self.signaling_host.stop()
+            await hostcall.shutdown(self)  # remove the router's forwardings (issue 13)
             await self._release_echo_cancel()
         finally:
             self._shutdown_done = True
