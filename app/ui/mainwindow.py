@@ -742,7 +742,12 @@ class MainWindow(QMainWindow):
             self.debug_panel.reset()
 
     def _on_state(self, change: ev.StateChanged) -> None:
-        early = (ev.CallState.IDLE, ev.CallState.GATHERING, ev.CallState.OFFERING)
+        early = (
+            ev.CallState.IDLE,
+            ev.CallState.GATHERING,
+            ev.CallState.OFFERING,
+            ev.CallState.RINGING,
+        )
         if not (change.new in early and self.badge.badge.key in ("waiting", "calling", "ringing")):
             self.badge.set_state(change.new)  # else keep saying we wait / call / ring
         if change.new is ev.CallState.CONNECTING:
