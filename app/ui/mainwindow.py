@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -245,6 +246,7 @@ class MainWindow(QMainWindow):
         self.incoming.setObjectName("incomingBar")
         self.incoming.setStyleSheet(
             "#incomingBar { background: #fefcbf; border: 1px solid #d69e2e; border-radius: 6px; }"
+            " #incomingBar QLabel { color: #1a202c; }"  # readable in dark mode too
         )
         self.incoming_label = QLabel("Incoming call")
         self.incoming_label.setObjectName("incomingLabel")
@@ -403,6 +405,74 @@ class MainWindow(QMainWindow):
         self.debug_action.triggered.connect(self.open_debug_panel)
         self.quit_action.triggered.connect(self.close)
 
+        # The call controls as menu entries with the shortcuts Jitsi users know (M, V), shown
+        # in the menu and in each button's tooltip (issue 12.13). Single letters do not fire
+        # while a text field has focus: typing "m" in the chat stays typing.
+        call_menu = self.menuBar().addMenu("&Call")
+        self.call_actions: dict[str, QAction] = {}
+        for key, text, shortcut, button in (
+            ("mute", "&Mute microphone", "M", self.mute_button),
+            ("camera", "&Camera on/off", "V", self.camera_button),
+            ("hangup", "&Hang up", "Ctrl+E", self.hangup_button),
+            ("accept", "&Accept incoming call", "Ctrl+Shift+A", self.accept_button),
+            ("decline", "&Decline incoming call", "Ctrl+Shift+D", self.decline_button),
+        ):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(shortcut))
+            action.setObjectName(f"{key}Action")
+            action.triggered.connect(lambda _=False, b=button: b.isEnabled() and b.click())
+            shown = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            tip = button.toolTip() or button.text()
+            button.setToolTip(f"{tip} ({shown})")
+            call_menu.addAction(action)
+            self.call_actions[key] = action
+            self.addAction(action)  # the shortcut works with the menu closed
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = QAction("&About PeerCall", self)
+        self.about_action.setObjectName("aboutAction")
+        self.about_action.triggered.connect(self.show_about)
+        help_menu.addAction(self.about_action)
+        self.about_box: QMessageBox | None = None
+
+    def about_text(self) -> str:
+        """Version and the README sections a new user needs (a local README when there is
+        one, the project page otherwise)."""
+        from importlib import metadata
+        from pathlib import Path
+
+        try:
+            version = metadata.version("peercall")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        readme = Path(__file__).resolve().parents[2] / "README.md"
+        base = readme.as_uri() if readme.exists() else "https://github.com/peercall/peercall"
+        links = (
+            ("A first call", "a-first-call"),
+            ("Hosting a relay for friends behind NAT", "hosting-a-relay-for-friends-behind-nat"),
+            ("Troubleshooting with the debug panel", "troubleshooting-with-the-debug-panel"),
+            ("The window", "the-window"),
+        )
+        items = "".join(f"<li><a href='{base}#{anchor}'>{t}</a></li>" for t, anchor in links)
+        return (
+            f"<b>PeerCall {version}</b><br>Peer-to-peer audio/video calls: your own signaling,"
+            f" relay and media, no account.<br>Read in the README:<ul>{items}</ul>"
+            "Shortcuts: M mute, V camera, Ctrl+E hang up, Ctrl+Shift+A accept,"
+            " Ctrl+Shift+D decline, Ctrl+D debug panel."
+        )
+
+    def show_about(self) -> None:
+        box = QMessageBox(self)
+        box.setObjectName("aboutBox")
+        box.setWindowTitle("About PeerCall")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(self.about_text())
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _=0: setattr(self, "about_box", None))
+        self.about_box = box
+        box.open()
+
     def _build_tray(self) -> None:
         self.tray: QSystemTrayIcon | None = None
         if not QSystemTrayIcon.isSystemTrayAvailable():
@@ -412,6 +482,13 @@ class MainWindow(QMainWindow):
         self.tray = QSystemTrayIcon(QIcon(icon), self)
         self.tray.setToolTip("PeerCall")
         self.tray.activated.connect(self._show_from_tray)
+        menu = QMenu(self)
+        menu.addAction("Show PeerCall", self._show_from_tray)
+        menu.addAction(self.call_actions["mute"])
+        menu.addAction(self.call_actions["hangup"])
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        self.tray.setContextMenu(menu)
         self.tray.show()
 
     def _show_from_tray(self) -> None:
@@ -542,9 +619,7 @@ class MainWindow(QMainWindow):
             self._video = False
             self.camera_button.setToolTip("Video is not available in this build")
         else:
-            self.camera_button.setToolTip(
-                "Send my camera video (V); without a camera, a test pattern"
-            )
+            self.camera_button.setToolTip("Send my camera video; without a camera, a test pattern")
         self.camera_button.setEnabled(False)
 
     # --- calls --------------------------------------------------------------------------
