@@ -223,7 +223,12 @@ class CallHost:
         await relay.start()
         self.relay = relay
         turn_host = f"[{public}]" if ":" in public else public
+        # Both sides get the configured STUN servers too: with one outside the host's router
+        # the host learns its own server-reflexive address (its relay, behind the same
+        # router, cannot tell it without hairpin NAT), so two cone NATs can go direct.
+        stun_uris = tuple(f"stun:{f'[{h}]' if ':' in h else h}:{p}" for h, p in opts.stun_servers)
         signaling.turn_uris = (
+            *stun_uris,
             f"turn:{turn_host}:{external_turn}?transport=udp",
             f"turn:{turn_host}:{external_turn}?transport=tcp",
         )
