@@ -217,7 +217,13 @@ class CallHost:
                 external_ip=external_ip,
                 use_auth_secret=True,
                 static_auth_secrets=(self.turn_secret,),
-                allowed_peer_ips=tuple(ip_range(r) for r in opts.allowed_peer_ips),
+                # The deny list stays (no door into the host's LAN) except for this very
+                # computer: a friend on the relay must reach the host's own app, whose LAN
+                # address is private (RFC 1918) in any home.
+                allowed_peer_ips=(
+                    *(ip_range(r) for r in opts.allowed_peer_ips),
+                    *((ip_range(lan),) if lan not in ("127.0.0.1", "::1") else ()),
+                ),
             )
         )
         await relay.start()
