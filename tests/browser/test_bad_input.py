@@ -29,7 +29,8 @@ async def test_full_room(devtools: DevTools, signal_server: Process) -> None:
     first = await devtools.new_page(link("hall", "pw", "loopback"))
     await first.wait_for("document.body.dataset.state === 'waiting'")
     second = await devtools.new_page(link("hall", "pw", "loopback"))
-    await second.wait_for("document.body.dataset.state !== 'joining'")
+    for page in (first, second):  # both seats taken
+        await page.wait_for("document.body.dataset.state === 'connected'")
     third = await devtools.new_page(link("hall", "pw", "loopback"))
     message = await third.wait_for(ERROR)
     assert message == 'Room "hall" is full: two people are already in it.'
