@@ -34,6 +34,7 @@ from tests.browser.conftest import (
     running,
 )
 from tests.browser.lab import LoopbackNamespace
+from tests.certs import make_cert
 from tests.chromium import DevTools, Page
 
 SECRET = "s3cret"
@@ -303,3 +304,32 @@ async def test_desktop_relay_only(
         assert re.search(r"^peercall: path via relay", proc.output(), re.MULTILINE)
     finally:
         proc.stop()
+
+
+async def test_over_https_with_a_self_signed_certificate(
+    lab: LoopbackNamespace, devtools: DevTools, tmp_path: Path
+) -> None:
+    """`peercall signal --cert/--key` serves the page over https and signals over wss://."""
+    cert, key = make_cert(tmp_path)
+    with running(
+        lab,
+        tmp_path / "signal.log",
+        "signal",
+        "--port",
+        str(SIGNAL_PORT),
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        ready=r"^ready",
+    ) as signal:
+        assert f"listening on wss://127.0.0.1:{SIGNAL_PORT}" in signal.output()
+        url = f"https://127.0.0.1:{SIGNAL_PORT}/#room=vault&secret={SECRET}&loopback"
+        # The guest clicked through the self-signed certificate warning.
+        first = await devtools.new_page(url, ignore_tls=True)
+        await first.wait_for("document.body.dataset.state === 'waiting'")
+        second = await devtools.new_page(url, ignore_tls=True)
+        for page in (first, second):
+            await page.wait_for(CONNECTED)
+            assert await page.evaluate("window.isSecureContext && location.protocol") == "https:"
+            assert await page.evaluate("document.getElementById('local-video').srcObject !== null")
