@@ -9,6 +9,7 @@ stream for the desktop's tone.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import json
@@ -71,7 +72,7 @@ HEAR_JS = """
 })()
 """
 
-CONNECTED = "document.body.dataset.state === 'connected'"
+CONNECTED = "document.body?.dataset.state === 'connected'"
 
 
 def desktop_sas(fingerprint_a: str, fingerprint_b: str) -> str:
@@ -86,7 +87,7 @@ def link(room: str, secret: str = SECRET, *flags: str) -> str:
 
 
 def desktop(lab: LoopbackNamespace, tmp_path: Path, room: str, *extra: str) -> Process:
-    """`peercall call` sending a 1 kHz tone and recording what it hears, 10 s once connected."""
+    """`peercall call` sending a 1 kHz tone and recording what it hears, 12 s once connected."""
     return Process(
         lab,
         tmp_path / "desktop.log",
@@ -104,7 +105,7 @@ def desktop(lab: LoopbackNamespace, tmp_path: Path, room: str, *extra: str) -> P
         "--record",
         str(tmp_path / "desktop-heard.wav"),
         "--duration",
-        "10",
+        "12",
         "--chat",
         "hello from the desktop",
         *extra,
@@ -136,9 +137,20 @@ async def chat_both_ways(page: Page, desktop_proc: Process) -> None:
     await desktop_proc.until(r"^<peer> hello from the browser$")
 
 
+async def wait_connected(page: Page, proc: Process) -> None:
+    """The page reaches connected; a desktop that exits first fails at once, with its output."""
+    for _ in range(300):
+        if await page.evaluate(CONNECTED):
+            return
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"the desktop exited before connecting:\n{proc.output()}")
+        await asyncio.sleep(0.1)
+    await page.wait_for(CONNECTED, within=0)  # fails with the page's state
+
+
 async def check_browser_desktop_call(page: Page, proc: Process, wav: Path, badge: str) -> None:
     """Connected, same SAS, tone each way, chat each way, hang-up reaches the page."""
-    await page.wait_for(CONNECTED)
+    await wait_connected(page, proc)
     browser_sas = await page.wait_for("document.getElementById('sas').textContent")
     desktop_sas = (await proc.until(SAS_RE)).group(1)
     assert browser_sas == desktop_sas
