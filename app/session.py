@@ -41,16 +41,19 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
-from app.errors import CallError, ConnectionFailed, IllegalTransition
+from app.call.state import FINAL_STATES, TRANSITIONS, CallEvent, CallStateMachine
+from app.errors import CallError, ConfigError, ConnectionFailed, IllegalTransition
 from app.events import (
     CallState,
     CandidateGathered,
     CandidateInfo,
     CandidatePairInfo,
     ChatReceived,
+    ChatStateChanged,
     ErrorOccurred,
     Event,
     GatheringFinished,
+    IceServersInUse,
     Layer,
     PairsUpdated,
     RemoteCandidateAdded,
@@ -61,38 +64,35 @@ from app.events import (
     StatsSample,
     TransportStateChanged,
 )
-from app.iceservers import IceServer
+from app.iceservers import IceServer, merge_ice_servers
 from app.media.base import MediaSink
 from signaling.base import SignalingChannel
 from signaling.errors import ChannelClosed, SignalingError
 from signaling.messages import Answer, Bye, Candidate, EndOfCandidates, Message, Offer
+from signaling.messages import decode as decode_message
+from signaling.messages import encode as encode_message
 
 logger = logging.getLogger(__name__)
 
 S = CallState
-#: Every allowed move of the call state machine. ENDED and FAILED are final.
-TRANSITIONS: dict[CallState, frozenset[CallState]] = {
-    S.IDLE: frozenset({S.GATHERING, S.ENDED, S.FAILED}),
-    S.GATHERING: frozenset({S.OFFERING, S.ANSWERING, S.ENDED, S.FAILED}),
-    S.OFFERING: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
-    S.ANSWERING: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
-    S.CONNECTING: frozenset({S.CONNECTED, S.ENDED, S.FAILED}),
-    # CONNECTED -> CONNECTING: the path died and the call renegotiates (see _restart).
-    S.CONNECTED: frozenset({S.CONNECTING, S.ENDED, S.FAILED}),
-    S.ENDED: frozenset(),
-    S.FAILED: frozenset(),
-}
-FINAL_STATES = frozenset({S.ENDED, S.FAILED})
+E = CallEvent
+__all__ = ["TRANSITIONS", "CallOptions", "CallSession", "CallStateMachine", "short_auth_string"]
 
 MAX_CHAT_LENGTH = 16 * 1024  # one SCTP message, comfortably below aiortc's limits
 CONNECT_TIMEOUT = 30.0  # ICE + DTLS must finish within this after both descriptions are set
+# With no STUN/TURN server only host candidates exist: if they have not met within this, they
+# will not (a NAT is in the way), and the user needs to hear what would help.
+CONNECT_TIMEOUT_NO_SERVERS = 8.0
+NO_PATH_MESSAGE = "no network path to the other person: add a STUN/TURN server or host a relay"
+CONTROL_LABEL = "peercall-control"
+BYE_FLUSH = 0.2  # how long a hang-up waits for a bye on the data channel to leave
 BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
 # Dead-path detection. Audio flows every 20 ms and RTCP every second or so, so this much
 # silence means the path is gone; aioice would only notice after 30 s of failed consent checks.
 SILENCE_DISCONNECTED = 2.0  # report "disconnected"
 SILENCE_RESTART = 3.0  # the dialer renegotiates on a fresh path (needs trickling signaling)
 SILENCE_RESTART_ANSWERER = 5.0  # the other side only if the dialer did not (one-way loss)
-SILENCE_FAILED = 10.0  # give up when no renegotiation is possible (copy-paste signaling)
+SILENCE_FAILED = 30.0  # give up recovering: RFC 7675 §5.1 consent expires after 30 s
 
 
 @dataclass(frozen=True)
@@ -105,20 +105,6 @@ class CallOptions:
     gather_timeout: float = 1.0  # the longest we wait on any STUN/TURN server
     audio: bool = True
     video: bool = False
-
-
-class CallStateMachine:
-    """The call's state, moved only along :data:`TRANSITIONS`."""
-
-    def __init__(self) -> None:
-        self.state = CallState.IDLE
-
-    def move(self, new: CallState) -> CallState:
-        """Move to ``new`` and return the old state; raises IllegalTransition otherwise."""
-        if new not in TRANSITIONS[self.state]:
-            raise IllegalTransition(f"call cannot go from {self.state.value} to {new.value}")
-        old, self.state = self.state, new
-        return old
 
 
 def short_auth_string(fingerprint_a: str, fingerprint_b: str) -> str:
@@ -148,13 +134,18 @@ def sdp_candidates(sdp: str) -> list[str]:
 
 
 class _GatedTrack(MediaStreamTrack):
-    """Forwards a source track, replacing its frames by silence/black while gated (mute)."""
+    """Forwards a source track, replacing its frames by silence/black while gated (mute).
 
-    def __init__(self, source: MediaStreamTrack) -> None:
+    One gate per peer connection: aiortc's RTCRtpSender stops its track when its connection
+    closes, and a renegotiated path must not lose the microphone or tone with the old one. So
+    ``stop()`` ends this gate only; the session stops the shared source at hang-up.
+    """
+
+    def __init__(self, source: MediaStreamTrack, *, enabled: bool = True) -> None:
         super().__init__()
         self.kind = source.kind
         self.source = source
-        self.enabled = True
+        self.enabled = enabled
 
     async def recv(self) -> av.AudioFrame | av.VideoFrame:
         frame = await self.source.recv()
@@ -176,10 +167,6 @@ class _GatedTrack(MediaStreamTrack):
         out.pts = frame.pts
         out.time_base = frame.time_base or fractions.Fraction(1, 48000)
         return out
-
-    def stop(self) -> None:
-        super().stop()
-        self.source.stop()
 
 
 class _RemoteFeed(MediaStreamTrack):
@@ -277,10 +264,11 @@ class CallSession:
         self._machine = CallStateMachine()
         self.events: list[Event] = []
         self._subscribers: list[Callable[[Event], None]] = []
-        self._audio = (
-            _GatedTrack(audio_source or AudioStreamTrack()) if self.options.audio else None
-        )
-        self._video = _GatedTrack(video_source) if video_source is not None else None
+        # The sources live for the whole call; each peer connection gets its own gates.
+        self._audio_source = (audio_source or AudioStreamTrack()) if self.options.audio else None
+        self._video_source = video_source
+        self._audio: _GatedTrack | None = None
+        self._video: _GatedTrack | None = None
         self._audio_sink = audio_sink
         self._video_sink = video_sink
         self._blackholes: list[MediaBlackhole] = []
@@ -298,8 +286,15 @@ class CallSession:
         self._connected: asyncio.Future[None] | None = None
         self._closing = False
         self._closed = asyncio.Event()
-        self._local_infos: dict[tuple[str, int], CandidateInfo] = {}
-        self._remote_infos: dict[tuple[str, int], CandidateInfo] = {}
+        # Keyed by CandidateInfo.key (type, transport, address, port).
+        self._local_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
+        self._remote_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
+        self._control: RTCDataChannel | None = None
+        self._signaling_failed = False  # the channel gave up: no renegotiation through it
+        self._watched_pc: RTCPeerConnection | None = None
+        self._path_back = False
+        self._chat_queue: list[str] = []
+        self.connected_once = False  # reached CONNECTED at least once (exit status, history)
         self.sas: str | None = None
         self.muted = False
         self.video_enabled = True
@@ -316,6 +311,7 @@ class CallSession:
         self._pairs_snapshot: tuple[CandidatePairInfo, ...] = ()
         self._selected_key: tuple[str, int, str, int] | None = None
         self._last_counters: dict[str, float] = {}
+        self._rtp_at: float | None = None  # loop time of the last RTP packet on this path
 
     # -- observation -------------------------------------------------------------------
 
@@ -345,8 +341,9 @@ class CallSession:
             except Exception:  # a broken view must not break the call
                 logger.exception("event subscriber %r failed on %r", callback, event)
 
-    def _move(self, new: CallState, reason: str | None = None) -> None:
-        old = self._machine.move(new)
+    def _move(self, event: CallEvent, reason: str | None = None) -> None:
+        old = self._machine.handle(event)
+        new = self._machine.state
         logger.info("call %s -> %s%s", old.value, new.value, f" ({reason})" if reason else "")
         self._emit(StateChanged(old, new, self.now(), reason))
 
@@ -377,30 +374,61 @@ class CallSession:
             iceServers=servers, iceTransportPolicy=policy, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
         )
 
+    def _adopt_channel_servers(self, channel: SignalingChannel | None) -> None:
+        """Use the ICE servers the signaling server handed out on join (issue 11), after the
+        user's own. Called before each peer connection is built, so a restart picks up
+        credentials the server refreshed meanwhile."""
+        listed = getattr(channel, "ice_servers", None) or []
+        offered = []
+        for data in listed:
+            try:
+                offered.append(IceServer.from_dict(data, origin="signaling server"))
+            except ConfigError as exc:
+                logger.warning("ignoring an ICE server from the signaling server: %s", exc)
+        user = [s for s in self.options.ice_servers if s.origin == "user"]
+        self.options = dataclasses.replace(
+            self.options, ice_servers=merge_ice_servers(user, offered)
+        )
+
+    @property
+    def ice_servers(self) -> tuple[IceServer, ...]:
+        """The servers in use, each with its ``origin``."""
+        return self.options.ice_servers
+
     def _ensure_pc(self) -> RTCPeerConnection:
         if self._pc is not None:
             return self._pc
+        self._adopt_channel_servers(self._channel)
+        self._emit(IceServersInUse(self.options.ice_servers, self.now()))
         pc = RTCPeerConnection(self._configuration())
         rtcfixes.install_bundle_fix(pc)
         # One DTLS certificate for the whole call: a renegotiated path keeps the fingerprints
         # (and so the SAS) the users compared. aiortc reads it when transports are created.
         if self._certificates is None:
-            self._certificates = pc._RTCPeerConnection__certificates  # type: ignore[attr-defined]
+            self._certificates = rtcfixes.certificates(pc)
         else:
-            pc._RTCPeerConnection__certificates = self._certificates  # type: ignore[attr-defined]
+            rtcfixes.use_certificates(pc, self._certificates)
         self._pc = pc
-        if self._audio is not None:
+        if self._audio_source is not None:
+            self._audio = _GatedTrack(self._audio_source, enabled=not self.muted)
             pc.addTrack(self._audio)
         if self.options.video:
-            if self._video is not None:
+            if self._video_source is not None:
+                self._video = _GatedTrack(self._video_source, enabled=self.video_enabled)
                 pc.addTrack(self._video)
             else:
                 pc.addTransceiver("video", direction="recvonly")
         # Negotiated out of band (same id both ends), so neither side waits for a
         # "datachannel" event and chat works the moment SCTP is up (RFC 8832 §6 not needed).
-        self._chat = pc.createDataChannel("chat", negotiated=True, id=0)
-        self._chat.on("message", self._on_chat)
-        self._chat.on("open", self._maybe_connected)
+        chat = self._chat = pc.createDataChannel("chat", negotiated=True, id=0)
+        chat.on("message", self._on_chat)
+        chat.on("open", lambda: self._on_chat_open(chat))
+        # In-call signaling (bye, restart) once connected: works without a signaling server,
+        # so copy-paste calls end cleanly too. Same codec as the signaling channel.
+        control = self._control = pc.createDataChannel(CONTROL_LABEL, negotiated=True, id=1)
+        control.on("message", lambda data: self._on_control(pc, data))
+        rtcfixes.tune_sctp(pc)
+        rtcfixes.on_rtp(pc, lambda: self._on_rtp(pc))
 
         # Handlers check that their connection is still the current one: an old connection
         # closed by a renegotiation must not move the call.
@@ -439,7 +467,7 @@ class CallSession:
 
     def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
         info = _candidate_info(candidate, "local", self.now(), server)
-        self._local_infos[(info.address, info.port)] = info
+        self._local_infos[info.key] = info
         self._emit(CandidateGathered(info))
         if self._trickle:
             message = Candidate("candidate:" + candidate.to_sdp(), "0", 0)
@@ -511,7 +539,7 @@ class CallSession:
             return None
         self._remote_seen.add(value)
         info = _candidate_info(parsed, "remote", self.now())
-        self._remote_infos[(info.address, info.port)] = info
+        self._remote_infos[info.key] = info
         self._emit(RemoteCandidateAdded(info))
         return parsed
 
@@ -519,7 +547,7 @@ class CallSession:
 
     async def create_offer(self, *, trickle: bool = False) -> Offer:
         """Make the offer. Without ``trickle`` it carries every candidate (bounded wait)."""
-        self._move(S.GATHERING)
+        self._move(E.GATHER)
         self._trickle = trickle
         pc = self._ensure_pc()
         try:
@@ -529,12 +557,12 @@ class CallSession:
             await self._fail(f"could not create the offer: {exc}")
             raise CallError(f"could not create the offer: {exc}") from None
         sdp = self._local_sdp("offer")
-        self._move(S.OFFERING)
+        self._move(E.OFFER_MADE)
         return Offer(sdp)
 
     async def accept_offer(self, offer: Offer, *, trickle: bool = False) -> Answer:
         """Take the peer's offer and make our answer; the call then connects."""
-        self._move(S.GATHERING)
+        self._move(E.GATHER)
         self._trickle = trickle
         pc = self._ensure_pc()
         try:
@@ -548,8 +576,8 @@ class CallSession:
             await self._fail(f"could not answer the offer: {exc}")
             raise CallError(f"could not answer the offer: {exc}") from None
         sdp = self._local_sdp("answer")
-        self._move(S.ANSWERING)
-        self._move(S.CONNECTING)
+        self._move(E.ANSWER_MADE)
+        self._move(E.DESCRIPTIONS_SET)
         self._start_connecting()
         return Answer(sdp)
 
@@ -564,7 +592,7 @@ class CallSession:
         except CallError as exc:
             await self._fail(str(exc))
             raise
-        self._move(S.CONNECTING)
+        self._move(E.DESCRIPTIONS_SET)
         self._start_connecting()
 
     async def add_remote_candidate(self, candidate: Candidate) -> None:
@@ -600,16 +628,22 @@ class CallSession:
         offer = await self.create_offer(trickle=channel.supports_trickle)
         await self._send_or_fail(offer)
         await self._flush_trickle()
-        self._spawn(self._receive_loop(channel))
+        # A copy-paste channel carries the answer and nothing else: read it, then leave stdin
+        # to the chat (in-call signaling goes over the data channel).
+        once = not channel.supports_trickle
+        self._spawn(self._receive_loop(channel, until_answer=once))
         await self._wait_connected()
 
     async def wait_for_offer(self, channel: SignalingChannel) -> Offer:
-        """Wait for the peer's offer (ring when this returns); candidates are kept for later."""
+        """Wait for the peer's offer (the call is RINGING when this returns); candidates that
+        arrive meanwhile are kept for later."""
         self._channel = channel
         while True:
             message = await channel.receive()
             match message:
                 case Offer():
+                    if self.state is S.IDLE:
+                        self._move(E.RING)
                     return message
                 case Candidate():
                     self._pending_remote.append(message)
@@ -624,7 +658,8 @@ class CallSession:
         answer = await self.accept_offer(offer, trickle=channel.supports_trickle)
         await self._send_or_fail(answer)
         await self._flush_trickle()
-        self._spawn(self._receive_loop(channel))
+        if channel.supports_trickle:  # copy-paste: nothing more will come that way
+            self._spawn(self._receive_loop(channel))
         await self._wait_connected()
 
     async def decline(self, channel: SignalingChannel, reason: str = "declined") -> None:
@@ -641,38 +676,73 @@ class CallSession:
             await self._fail(f"signaling failed: {exc}")
             raise ConnectionFailed(f"signaling failed: {exc}") from None
 
-    async def _receive_loop(self, channel: SignalingChannel) -> None:
+    async def _receive_loop(self, channel: SignalingChannel, *, until_answer: bool = False) -> None:
         while not self._closing:
             try:
                 message = await channel.receive()
-            except ChannelClosed as exc:
-                if self.state is not S.CONNECTED and not self._closing:
-                    await self._fail(f"signaling closed before the call connected: {exc}")
-                return
             except SignalingError as exc:
-                logger.info("bad signaling message: %s", exc)
-                continue
-            match message:
-                case Answer() if self.state is S.OFFERING:
-                    with contextlib.suppress(CallError):
-                        await self.accept_answer(message)
-                case Answer() if self._restarting:
-                    await self._restart_answered(message)
-                case Offer() if self.state in (S.CONNECTED, S.CONNECTING) and self._pc:
-                    # The peer renegotiates a dead path. On glare the dialer's offer wins.
-                    if self._restarting and self._dialer:
-                        logger.info("ignoring the peer's restart offer: ours goes first")
-                    else:
-                        await self._restart_as_answerer(message)
-                case Candidate():
-                    await self.add_remote_candidate(message)
-                case EndOfCandidates():
-                    await self._end_of_remote_candidates()
-                case Bye(reason=reason):
-                    await self._finish(S.ENDED, f"peer hung up ({reason})", notify=False)
-                    return
-                case _:
-                    logger.info("ignoring unexpected %r in state %s", message, self.state.value)
+                # Terminal: a closed channel or a client that gave up reconnecting re-raises
+                # at once on every receive, so looping would spin without yielding. The call
+                # itself goes on over its media path and the data channel.
+                self._signaling_lost(exc)
+                return
+            await self._on_signal(message)
+            if until_answer and isinstance(message, Answer):
+                return
+
+    def _signaling_lost(self, exc: SignalingError) -> None:
+        self._signaling_failed = True
+        if self._closing:
+            return
+        if self.state not in (S.CONNECTED, S.RECONNECTING):
+            self._spawn(self._fail(f"signaling closed before the call connected: {exc}"))
+            return
+        logger.warning("signaling lost mid-call: %s", exc)
+        self._emit(ErrorOccurred(f"signaling lost ({exc}); the call goes on", self.now()))
+
+    async def _on_signal(self, message: Message) -> None:
+        """One message from the peer, by the signaling channel or the control data channel."""
+        match message:
+            case Answer() if self.state is S.OFFERING:
+                with contextlib.suppress(CallError):
+                    await self.accept_answer(message)
+            case Answer() if self._restarting:
+                await self._restart_answered(message)
+            case Offer() if self.state in (S.CONNECTED, S.RECONNECTING) and self._pc:
+                # The peer renegotiates a dead path. On glare the dialer's offer wins.
+                if self._restarting and self._dialer:
+                    logger.info("ignoring the peer's restart offer: ours goes first")
+                else:
+                    await self._restart_as_answerer(message)
+            case Candidate():
+                await self.add_remote_candidate(message)
+            case EndOfCandidates():
+                await self._end_of_remote_candidates()
+            case Bye(reason=reason):
+                await self._peer_hung_up(reason)
+            case _:
+                logger.info("ignoring unexpected %r in state %s", message, self.state.value)
+
+    async def _peer_hung_up(self, reason: str) -> None:
+        if self._closing:
+            return
+        if reason == "declined":
+            text = "the other person declined"
+        elif reason in ("hangup", ""):
+            text = "the other person hung up"
+        else:
+            text = f"the other person hung up ({reason})"
+        await self._finish(S.ENDED, text, notify=False)
+
+    def _on_control(self, pc: RTCPeerConnection, data: str | bytes) -> None:
+        if pc is not self._pc:
+            return
+        try:
+            message = decode_message(data)
+        except SignalingError as exc:
+            logger.info("bad message on the control channel: %s", exc)
+            return
+        self._spawn(self._on_signal(message))
 
     def _connected_future(self) -> asyncio.Future[None]:
         if self._connected is None:
@@ -690,21 +760,23 @@ class CallSession:
 
     # -- connection progress -------------------------------------------------------------
 
-    def _start_connecting(self) -> None:
+    def _start_connecting(self, *, deadline: bool = True) -> None:
         self._connected_future()
         self._spawn(self._watch_pairs())
-        self._spawn(self._connect_deadline())
+        if deadline:
+            # Owned by CONNECTING: cancelled the moment the call connects or ends.
+            if self.options.ice_servers:
+                timeout = CONNECT_TIMEOUT
+                message = f"no connection after {CONNECT_TIMEOUT:.0f} s (ICE found no path)"
+            else:
+                timeout, message = CONNECT_TIMEOUT_NO_SERVERS, NO_PATH_MESSAGE
+            self._machine.call_later("connect", timeout, lambda: self._spawn(self._fail(message)))
         assert self._pc is not None
         for transceiver in self._pc.getTransceivers():
             dtls = transceiver.receiver.transport
             if dtls is not None:
                 dtls.on("statechange", lambda d=dtls: self._layer("dtls", d.state))
                 break
-
-    async def _connect_deadline(self) -> None:
-        await asyncio.sleep(CONNECT_TIMEOUT)
-        if self.state is S.CONNECTING:
-            await self._fail(f"no connection after {CONNECT_TIMEOUT:.0f} s (ICE found no path)")
 
     def _layer(self, layer: Layer, state: str) -> None:
         self._emit(TransportStateChanged(layer, state, self.now()))
@@ -730,14 +802,36 @@ class CallSession:
         if state == "connected":
             self._maybe_connected()
         elif state == "failed" and self.state not in FINAL_STATES:
-            self._spawn(self._fail("the connection failed (ICE or DTLS)"))
+            if not self.options.ice_servers and not self.connected_once:
+                self._spawn(self._fail(NO_PATH_MESSAGE))
+            else:
+                self._spawn(self._fail("the connection failed (ICE or DTLS)"))
+
+    def _on_rtp(self, pc: RTCPeerConnection) -> None:
+        if pc is not self._pc:
+            return
+        first = self._rtp_at is None
+        self._rtp_at = asyncio.get_running_loop().time()
+        if first:
+            self._maybe_connected()
+
+    def _expects_rtp(self, pc: RTCPeerConnection) -> bool:
+        """Whether the peer sends media at all (a data-only peer connects on DTLS alone)."""
+        return any(t.currentDirection in ("sendrecv", "recvonly") for t in pc.getTransceivers())
 
     def _maybe_connected(self) -> None:
-        """CONNECTED means media flows and chat works: DTLS is up and the chat channel open."""
+        """CONNECTED means media flows: ICE and DTLS are up and RTP from the peer arrives.
+
+        Chat is not waited for: its SCTP handshake may take longer under loss (see
+        ChatStateChanged). After an outage the same rule holds: connected again only once RTP
+        arrives again.
+        """
         pc = self._pc
-        if pc is None or self.state is not S.CONNECTING or pc.connectionState != "connected":
+        if pc is None or self.state not in (S.CONNECTING, S.RECONNECTING):
             return
-        if self._chat is None or self._chat.readyState != "open":
+        if pc.connectionState != "connected":
+            return
+        if self._expects_rtp(pc) and self._rtp_at is None:
             return
         self._update_pairs()
         previous_sas = self.sas
@@ -747,12 +841,17 @@ class CallSession:
                 ErrorOccurred("the security code (SAS) changed: compare it again", self.now())
             )
         self._restarting = False
-        self._move(S.CONNECTED)
+        self._move(E.MEDIA_FLOWING)
+        self.connected_once = True
         if self._connected is not None and not self._connected.done():
             self._connected.set_result(None)
-        self._watch_inbound()
-        self._spawn(self._stats_loop())
-        self._spawn(self._watch_path(self._pc))
+        if self._chat is None or self._chat.readyState != "open":
+            self._emit(ChatStateChanged("connecting", self.now()))
+        if self._watched_pc is not pc:
+            self._watched_pc = pc
+            self._watch_inbound()
+            self._spawn(self._stats_loop())
+            self._spawn(self._watch_path(pc))
 
     def _compute_sas(self) -> None:
         pc = self._pc
@@ -778,8 +877,8 @@ class CallSession:
     def _pair_info(self, pair: Any) -> CandidatePairInfo:
         local = _candidate_info(pair.local_candidate, "local", 0.0)
         remote = _candidate_info(pair.remote_candidate, "remote", 0.0)
-        local = self._local_infos.get((local.address, local.port), local)
-        remote = self._remote_infos.get((remote.address, remote.port), remote)
+        local = self._local_infos.get(local.key, local)
+        remote = self._remote_infos.get(remote.key, remote)
         return CandidatePairInfo(
             local=local,
             remote=remote,
@@ -818,10 +917,10 @@ class CallSession:
             await asyncio.sleep(0.1 if self.state is S.CONNECTING else 1.0)
 
     async def _stats_loop(self) -> None:
-        while self.state is S.CONNECTED and not self._closing:
+        while not self._closing and self.state in (S.CONNECTED, S.RECONNECTING):
             await asyncio.sleep(1.0)
             if self._pc is None or self.state is not S.CONNECTED:
-                return
+                continue
             try:
                 report = await self._pc.getStats()
             except Exception as exc:  # stats are best effort; never end a call over them
@@ -865,7 +964,7 @@ class CallSession:
         extra: dict[str, float] = {}
         if self._pc is not None:
             for transceiver in self._pc.getTransceivers():
-                jb = getattr(transceiver.receiver, "_RTCRtpReceiver__jitter_buffer", None)
+                jb = rtcfixes.jitter_buffer(transceiver.receiver)
                 if isinstance(jb, rtcfixes.AudioJitterBuffer):
                     extra["jitter_buffer_skipped"] = float(jb.skipped)
                     extra["jitter_buffer_dropped"] = float(jb.dropped)
@@ -890,40 +989,58 @@ class CallSession:
         for conn in rtcfixes.ice_connections(self._pc):
             rtcfixes.on_inbound(conn, lambda: setattr(self, "_last_rx", loop.time()))
 
-    async def _watch_path(self, pc: RTCPeerConnection | None) -> None:
+    async def _watch_path(self, pc: RTCPeerConnection) -> None:
+        """Notice a silent path within seconds and recover (RFC 7675 consent takes 30 s).
+
+        The old ICE session stays up while RECONNECTING: if its path comes back, media resumes
+        on it at once. A trickling signaling channel also lets the call renegotiate a fresh
+        path; either way the call gives up only after :data:`SILENCE_FAILED`.
+        """
         loop = asyncio.get_running_loop()
-        reported = False
-        while pc is self._pc and self.state is S.CONNECTED and not self._closing:
+        while pc is self._pc and not self._closing:
             await asyncio.sleep(0.25)
+            if pc is not self._pc or self.state not in (S.CONNECTED, S.RECONNECTING):
+                return
             silent = loop.time() - self._last_rx
+            if self.state is S.CONNECTED:
+                if silent >= SILENCE_DISCONNECTED:
+                    self._enter_reconnecting(f"no packets from the peer for {silent:.0f} s")
+                continue
             if silent < SILENCE_DISCONNECTED:
-                if reported:
-                    reported = False
+                if not self._path_back:
+                    self._path_back = True
                     self._layer("ice-connection", "connected")
                 continue
-            if not reported:
-                reported = True
-                self._layer("ice-connection", "disconnected")
-                self._emit(
-                    ErrorOccurred(f"no packets from the peer for {silent:.0f} s", self.now())
-                )
-            can_restart = self._channel is not None and self._channel.supports_trickle
             restart_after = SILENCE_RESTART if self._dialer else SILENCE_RESTART_ANSWERER
-            if can_restart and silent >= restart_after:
+            if self._can_renegotiate() and silent >= restart_after and not self._restarting:
                 await self._restart_as_offerer(f"no packets from the peer for {silent:.0f} s")
                 return
-            if not can_restart and silent >= SILENCE_FAILED:
-                await self._fail(f"lost the connection to the peer (no packets for {silent:.0f} s)")
-                return
+
+    def _can_renegotiate(self) -> bool:
+        channel = self._channel
+        return channel is not None and channel.supports_trickle and not self._signaling_failed
+
+    def _enter_reconnecting(self, reason: str) -> None:
+        """CONNECTED -> RECONNECTING, with the give-up timer that state owns."""
+        if self.state is not S.CONNECTED:
+            return
+        self._rtp_at = None  # "connected" again only once RTP flows again
+        self._path_back = False
+        self._layer("ice-connection", "disconnected")
+        self._emit(ErrorOccurred(reason, self.now()))
+        self._move(E.PATH_LOST, f"{reason}: reconnecting")
+        message = f"lost the connection to the peer (no packets for {SILENCE_FAILED:.0f} s)"
+        self._machine.call_later(
+            "give up", SILENCE_FAILED, lambda: self._spawn(self._fail(message))
+        )
 
     async def _renew_pc(self, reason: str) -> RTCPeerConnection:
-        """Close the dead connection and start a fresh one (the call moves to CONNECTING).
+        """Close the dead connection and start a fresh one (the call is RECONNECTING).
 
         aiortc has no ICE restart (RFC 8445 §2.4), so a new peer connection with the same
-        tracks, certificate and sinks stands in for it: new candidates, new checks, new DTLS.
+        sources, certificate and sinks stands in for it: new candidates, new checks, new DTLS.
         """
-        if self.state is S.CONNECTED:
-            self._move(S.CONNECTING, f"{reason}: reconnecting")
+        self._enter_reconnecting(reason)
         old = self._pc
         for gathering in self._gatherings:
             await gathering.close()
@@ -944,8 +1061,7 @@ class CallSession:
             await self._fail(f"could not reconnect: {exc}")
             return
         await self._send(Offer(self._local_sdp("offer")))
-        await self._flush_trickle()
-        self._spawn(self._connect_deadline())
+        await self._flush_trickle()  # RECONNECTING's give-up timer bounds the wait
 
     async def _restart_answered(self, answer: Answer) -> None:
         try:
@@ -953,7 +1069,7 @@ class CallSession:
         except CallError as exc:
             await self._fail(str(exc))
             return
-        self._start_connecting()
+        self._start_connecting(deadline=False)
 
     async def _restart_as_answerer(self, offer: Offer) -> None:
         try:
@@ -968,7 +1084,7 @@ class CallSession:
             return
         await self._send(Answer(self._local_sdp("answer")))
         await self._flush_trickle()
-        self._start_connecting()
+        self._start_connecting(deadline=False)
 
     # -- media and chat ------------------------------------------------------------------
 
@@ -993,15 +1109,34 @@ class CallSession:
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")
         self._emit(ChatReceived(text, self.now()))
 
+    def _on_chat_open(self, chat: RTCDataChannel) -> None:
+        if chat is not self._chat or self._closing:
+            return
+        self._emit(ChatStateChanged("open", self.now()))
+        queued, self._chat_queue = self._chat_queue, []
+        for text in queued:
+            chat.send(text)
+
+    @property
+    def chat_open(self) -> bool:
+        return self._chat is not None and self._chat.readyState == "open"
+
     async def send_chat(self, text: str) -> None:
-        """Send a chat message over the call's data channel."""
+        """Send a chat message over the call's data channel.
+
+        Once the call is connected, a message sent while the chat channel is still
+        connecting (or reconnecting) is queued and goes out when it opens.
+        """
         if not text:
             raise CallError("chat message is empty")
         if len(text) > MAX_CHAT_LENGTH:
             raise CallError(f"chat message is longer than {MAX_CHAT_LENGTH} characters")
-        if self._chat is None or self._chat.readyState != "open":
+        if self._chat is not None and self._chat.readyState == "open":
+            self._chat.send(text)
+        elif self.connected_once and self.state not in FINAL_STATES:
+            self._chat_queue.append(text)
+        else:
             raise CallError("chat is not available until the call is connected")
-        self._chat.send(text)
 
     def set_muted(self, muted: bool) -> None:
         """Send silence instead of the microphone (the stream keeps its timing)."""
@@ -1057,11 +1192,10 @@ class CallSession:
             self._closed.set()
 
     async def _teardown(self, final: CallState, reason: str, *, notify: bool) -> None:
-        if notify and self._channel is not None and self.state not in FINAL_STATES:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._channel.send(Bye(reason)), BYE_TIMEOUT)
+        if notify and self.state not in FINAL_STATES:
+            await self._send_bye(reason)
         if self.state not in FINAL_STATES:
-            self._move(final, reason)
+            self._move(E.HANG_UP if final is S.ENDED else E.FAIL, reason)
         if self._connected is not None and not self._connected.done():
             self._connected.set_exception(ConnectionFailed(f"call ended: {reason}"))
         current = asyncio.current_task()
@@ -1077,13 +1211,36 @@ class CallSession:
         for hole in self._blackholes:
             with contextlib.suppress(Exception):
                 await hole.stop()
-        for track in (self._audio, self._video, *self._feeds.values()):
+        for track in (
+            self._audio,
+            self._video,
+            self._audio_source,
+            self._video_source,
+            *self._feeds.values(),
+        ):
             if track is not None:
                 track.stop()
         if self._pc is not None:
             await rtcfixes.close_quietly(self._pc)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _send_bye(self, reason: str) -> None:
+        """Tell the peer: over the data channel (reaches it even in copy-paste calls and
+        without a signaling server) and over the signaling channel; never holds a hang-up."""
+        control = self._control
+        if control is not None and control.readyState == "open":
+            drained = asyncio.Event()
+            control.on("bufferedamountlow", drained.set)
+            with contextlib.suppress(Exception):
+                control.send(encode_message(Bye(reason)))
+                # SCTP hands the chunk to DTLS asynchronously; closing at once could lose it.
+                if control.bufferedAmount > 0:
+                    await asyncio.wait_for(drained.wait(), BYE_FLUSH)
+                await asyncio.sleep(0.02)
+        if self._channel is not None and not self._signaling_failed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._channel.send(Bye(reason)), BYE_TIMEOUT)
 
     # -- export --------------------------------------------------------------------------
 

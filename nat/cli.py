@@ -121,6 +121,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="event loop of the headless relay: uvloop spends about a fifth less CPU per "
         "relayed message than asyncio's own; auto (the default) uses uvloop when installed",
     )
+    from nat.portmap.cli import add_option
+
+    add_option(general)
     general.add_argument(
         "-n",
         dest="relay_no_conf",
@@ -265,10 +268,16 @@ def describe(config: RelayConfig) -> list[str]:
     return lines
 
 
-async def serve(config: RelayConfig, out: TextIO, stop: asyncio.Event | None = None) -> int:
+async def serve(
+    config: RelayConfig, out: TextIO, stop: asyncio.Event | None = None, map_ports: bool = False
+) -> int:
     """Run the relay until SIGINT/SIGTERM (or ``stop`` is set), then stop it cleanly."""
+    from nat.portmap.cli import map_relay, unmap
     from nat.service import RelayServer
 
+    mapper = None
+    if map_ports:  # before the server exists: the router's address becomes its external-ip
+        config, mapper = await map_relay(config, out)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     server = RelayServer(config)
@@ -293,6 +302,7 @@ async def serve(config: RelayConfig, out: TextIO, stop: asyncio.Event | None = N
         for signum in installed:
             loop.remove_signal_handler(signum)
         await server.stop()
+        await unmap(mapper, out)
     stats = server.stats()
     print(
         f"relay stopped: {stats.stun_requests} STUN requests, {stats.relayed_packets} packets "
@@ -317,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"uri: {uri}")
         print("configuration OK")
         return 0
-    return _run_loop(serve(config, sys.stdout), args.event_loop)
+    return _run_loop(serve(config, sys.stdout, map_ports=args.map_ports), args.event_loop)
 
 
 def _run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:

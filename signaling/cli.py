@@ -126,6 +126,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="share rooms with other servers through Redis/Valkey at URL (redis://host:port/db, "
         f"rediss:// for TLS; default: the {REDIS_URL_ENV} variable, else rooms in memory)",
     )
+    from nat.portmap.cli import add_option
+
+    add_option(listen)
     turn = parser.add_argument_group("TURN credentials handed to clients")
     turn.add_argument(
         "--turn-secret",
@@ -350,11 +353,16 @@ async def serve(args: argparse.Namespace) -> int:
             installed.append(signum)
         except (NotImplementedError, RuntimeError):  # not the main thread / not Unix
             pass
+    from nat.portmap.cli import map_signaling, unmap
+
     advertiser: LanAdvertiser | None = None
+    mapper = None
     try:
         files = raise_open_files_limit()
         await server.start()
         loop.set_exception_handler(server.loop_exception_handler)
+        if args.map_ports:
+            mapper = await map_signaling(server.port, sys.stdout)
         tune_gc()  # after start-up, so that its objects are frozen too
         print(f"listening on {server.url}", flush=True)
         # Each client is one file descriptor: the limit is the most clients this server holds.
@@ -389,6 +397,7 @@ async def serve(args: argparse.Namespace) -> int:
         if advertiser is not None:
             await advertiser.stop()
         await server.stop()
+        await unmap(mapper, sys.stdout)
     print("stopped", flush=True)
     return 0
 

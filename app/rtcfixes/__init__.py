@@ -27,7 +27,14 @@ The session calls these; nothing else in PeerCall touches aiortc's or aioice's p
    the union in every bundled section (:func:`merge_bundled_candidates`), and trickled
    candidates tagged with any bundled mid reach the shared transport.
 5. Private-state readers (:func:`candidate_pairs`, :func:`selected_pair`, ...): the pair list
-   and the nominated pair are only reachable through aioice internals.
+   and the nominated pair are only reachable through aioice internals; so are arriving RTP
+   (:func:`on_rtp`), the DTLS certificates a renegotiated path must keep
+   (:func:`certificates`, :func:`use_certificates`) and the jitter buffers.
+6. SCTP (:func:`tune_sctp`): RFC 4960's 3 s initial RTO is far too slow for a call's data
+   channels under loss.
+
+:data:`PRIVATE_ATTRIBUTES` lists every private name used here, so a canary test can name the
+one an upgraded aiortc/aioice no longer has.
 """
 
 from app.rtcfixes.gathering import (
@@ -42,7 +49,17 @@ from app.rtcfixes.gathering import (
 )
 from app.rtcfixes.icechecks import CheckStats, check_stats, pair_priority
 from app.rtcfixes.jitter import AudioJitterBuffer, install_audio_jitter_buffers
-from app.rtcfixes.readers import candidate_pairs, close_quietly, on_inbound, selected_pair
+from app.rtcfixes.readers import (
+    candidate_pairs,
+    certificates,
+    close_quietly,
+    jitter_buffer,
+    on_inbound,
+    on_rtp,
+    selected_pair,
+    use_certificates,
+)
+from app.rtcfixes.sctp import tune_sctp
 from app.rtcfixes.sdp import install_bundle_fix, merge_bundled_candidates, strip_end_of_candidates
 
 __all__ = [
@@ -53,6 +70,7 @@ __all__ = [
     "Gathering",
     "ServerUri",
     "candidate_pairs",
+    "certificates",
     "check_stats",
     "close_quietly",
     "ice_connections",
@@ -60,10 +78,14 @@ __all__ = [
     "install_audio_jitter_buffers",
     "install_bundle_fix",
     "install_gathering",
+    "jitter_buffer",
     "merge_bundled_candidates",
     "on_inbound",
+    "on_rtp",
     "pair_priority",
     "selected_pair",
     "server_uris",
     "strip_end_of_candidates",
+    "tune_sctp",
+    "use_certificates",
 ]

@@ -22,6 +22,11 @@ READY_MARKER = "peercall: window shown"
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "link",
+        nargs="?",
+        help="a peercall:// link to join: fills the server room (the desktop URL handler)",
+    )
+    parser.add_argument(
         "--config-dir",
         type=Path,
         help="keep settings.json and history.json here instead of the per-user directory",
@@ -78,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     media = callsetup.synthetic_media if (args.synthetic_media or self_test) else None
     window = MainWindow(settings, history, media=media, loopback=self_test)
     window.show()
+    if getattr(args, "link", None):
+        from app.ui.hostcall import open_link
+
+        open_link(window, args.link)
     if args.print_ready:
         # Printed from the first loop iteration: the window is shown *and* the loop runs.
         loop.call_soon(lambda: print(f"{READY_MARKER} {time.monotonic() - start:.3f}", flush=True))

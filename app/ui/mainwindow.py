@@ -43,7 +43,7 @@ from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
 from app.settings import Settings, remember_room
-from app.ui import callsetup
+from app.ui import callsetup, hostcall
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
@@ -391,6 +391,7 @@ class MainWindow(QMainWindow):
         self.debug_action.setShortcut(QKeySequence("Ctrl+D"))
         self.quit_action = QAction("&Quit", self)
         self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        hostcall.install(self, menu)  # "Host a call…" (issue 13)
         for action in (self.settings_action, self.debug_action, self.quit_action):
             menu.addAction(action)
         self.settings_action.triggered.connect(self.open_settings)
@@ -844,6 +845,7 @@ class MainWindow(QMainWindow):
             await self.lan.shutdown()
             await self.relay_host.stop()
             await self.signaling_host.stop()
+            await hostcall.shutdown(self)  # remove the router's forwardings (issue 13)
             await self._release_echo_cancel()
         finally:
             self._shutdown_done = True

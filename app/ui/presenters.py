@@ -29,7 +29,14 @@ class Badge:
     tooltip: str
 
 
-_CONNECTING = {CallState.GATHERING, CallState.OFFERING, CallState.ANSWERING, CallState.CONNECTING}
+_CONNECTING = {
+    CallState.RINGING,
+    CallState.GATHERING,
+    CallState.OFFERING,
+    CallState.ANSWERING,
+    CallState.CONNECTING,
+    CallState.RECONNECTING,
+}
 
 
 def badge_for(state: CallState | None, selected: SelectedPairChanged | None = None) -> Badge:
