@@ -77,7 +77,7 @@ CONNECTED = "document.body?.dataset.state === 'connected'"
 
 def desktop_sas(fingerprint_a: str, fingerprint_b: str) -> str:
     """The desktop engine's own SAS function (app.call.sas once the call core moved there)."""
-    where = "app.call.sas" if importlib.util.find_spec("app.call") else "app.session"
+    where = "app.call.sas" if importlib.util.find_spec("app.call.sas") else "app.session"
     sas: str = importlib.import_module(where).short_auth_string(fingerprint_a, fingerprint_b)
     return sas
 
