@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import fractions
 import hashlib
 import logging
 import time
@@ -24,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import av
-import numpy as np
 from aioice import Candidate as IceCandidate
 from aiortc import (
     RTCBundlePolicy,
@@ -41,6 +38,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
+from app.call.media import GatedTrack, RemoteFeed, SourceTee
 from app.call.state import FINAL_STATES, TRANSITIONS, CallEvent, CallStateMachine
 from app.errors import CallError, ConfigError, ConnectionFailed, IllegalTransition
 from app.events import (
@@ -91,7 +89,9 @@ BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
 # silence means the path is gone; aioice would only notice after 30 s of failed consent checks.
 SILENCE_DISCONNECTED = 2.0  # report "disconnected"
 SILENCE_RESTART = 3.0  # the dialer renegotiates on a fresh path (needs trickling signaling)
-SILENCE_RESTART_ANSWERER = 5.0  # the other side only if the dialer did not (one-way loss)
+SILENCE_RESTART_ANSWERER = 3.5  # the other side only if the dialer did not (one-way loss)
+RESTART_RETRY = 6.0  # a restart that has not connected by then is tried afresh
+PENDING_TIMEOUT = 15.0  # a restart the peer never completed is dropped (media flows anyway)
 SILENCE_FAILED = 30.0  # give up recovering: RFC 7675 §5.1 consent expires after 30 s
 
 
@@ -131,79 +131,6 @@ def sdp_fingerprint(sdp: str) -> str | None:
 def sdp_candidates(sdp: str) -> list[str]:
     """The ``a=candidate`` values of an SDP (without ``a=``), in order."""
     return [line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")]
-
-
-class _GatedTrack(MediaStreamTrack):
-    """Forwards a source track, replacing its frames by silence/black while gated (mute).
-
-    One gate per peer connection: aiortc's RTCRtpSender stops its track when its connection
-    closes, and a renegotiated path must not lose the microphone or tone with the old one. So
-    ``stop()`` ends this gate only; the session stops the shared source at hang-up.
-    """
-
-    def __init__(self, source: MediaStreamTrack, *, enabled: bool = True) -> None:
-        super().__init__()
-        self.kind = source.kind
-        self.source = source
-        self.enabled = enabled
-
-    async def recv(self) -> av.AudioFrame | av.VideoFrame:
-        frame = await self.source.recv()
-        assert isinstance(frame, av.AudioFrame | av.VideoFrame)
-        if self.enabled:
-            return frame
-        if isinstance(frame, av.AudioFrame):
-            silent = av.AudioFrame.from_ndarray(
-                np.zeros((1, frame.samples * len(frame.layout.channels)), dtype=np.int16),
-                format="s16",
-                layout=frame.layout.name,
-            )
-            silent.sample_rate = frame.sample_rate
-            out: av.AudioFrame | av.VideoFrame = silent
-        else:
-            out = av.VideoFrame(width=frame.width, height=frame.height, format="yuv420p")
-            for plane, value in zip(out.planes, (16, 128, 128), strict=True):
-                plane.update(bytes([value]) * plane.buffer_size)
-        out.pts = frame.pts
-        out.time_base = frame.time_base or fractions.Fraction(1, 48000)
-        return out
-
-
-class _RemoteFeed(MediaStreamTrack):
-    """The remote track as the sinks see it, for the whole call across renegotiations.
-
-    A sink starts once on this track; when the path is renegotiated on a new peer connection,
-    the feed switches to the new remote track and the sink never notices.
-    """
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-        self._source: MediaStreamTrack | None = None
-        self._changed = asyncio.Event()
-
-    def switch(self, source: MediaStreamTrack) -> None:
-        self._source = source
-        self._changed.set()
-
-    async def recv(self) -> Any:
-        while self.readyState == "live":
-            source = self._source
-            if source is not None:
-                try:
-                    return await source.recv()
-                except MediaStreamError:
-                    if self._source is not source:
-                        continue  # renegotiated meanwhile: read the new track
-            self._changed.clear()
-            if self._source is not source:
-                continue
-            await self._changed.wait()
-        raise MediaStreamError
-
-    def stop(self) -> None:
-        super().stop()
-        self._changed.set()
 
 
 def _candidate_info(
@@ -265,14 +192,24 @@ class CallSession:
         self.events: list[Event] = []
         self._subscribers: list[Callable[[Event], None]] = []
         # The sources live for the whole call; each peer connection gets its own gates.
-        self._audio_source = (audio_source or AudioStreamTrack()) if self.options.audio else None
-        self._video_source = video_source
-        self._audio: _GatedTrack | None = None
-        self._video: _GatedTrack | None = None
+        audio = (audio_source or AudioStreamTrack()) if self.options.audio else None
+        self._audio_tee = SourceTee(audio) if audio is not None else None
+        self._video_tee = SourceTee(video_source) if video_source is not None else None
+        self._audio: GatedTrack | None = None  # the newest connection's gates
+        self._video: GatedTrack | None = None
+        self._gates: list[GatedTrack] = []  # every live gate (mute applies to all)
+        # While an ICE restart runs, the old connection keeps the call going (RFC 8445 §9:
+        # the old ICE session stays up until the new one is ready).
+        self._standby: RTCPeerConnection | None = None
+        self._rx_tracks: dict[RTCPeerConnection, dict[str, MediaStreamTrack]] = {}
+        self._controls: dict[RTCPeerConnection, RTCDataChannel] = {}
+        self._rtp_seen: dict[RTCPeerConnection, float] = {}  # loop time of the last RTP
+        self._restart_started = 0.0
+        self._watching = False
         self._audio_sink = audio_sink
         self._video_sink = video_sink
         self._blackholes: list[MediaBlackhole] = []
-        self._feeds: dict[str, _RemoteFeed] = {}
+        self._feeds: dict[str, RemoteFeed] = {}
         self._pc: RTCPeerConnection | None = None
         self._certificates: Any = None  # kept across renegotiations, so the SAS stays valid
         self._dialer = False
@@ -291,7 +228,7 @@ class CallSession:
         self._remote_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
         self._control: RTCDataChannel | None = None
         self._signaling_failed = False  # the channel gave up: no renegotiation through it
-        self._watched_pc: RTCPeerConnection | None = None
+        self._inbound_hooked: set[RTCPeerConnection] = set()
         self._path_back = False
         self._chat_queue: list[str] = []
         self.connected_once = False  # reached CONNECTED at least once (exit status, history)
@@ -311,7 +248,6 @@ class CallSession:
         self._pairs_snapshot: tuple[CandidatePairInfo, ...] = ()
         self._selected_key: tuple[str, int, str, int] | None = None
         self._last_counters: dict[str, float] = {}
-        self._rtp_at: float | None = None  # loop time of the last RTP packet on this path
 
     # -- observation -------------------------------------------------------------------
 
@@ -408,12 +344,15 @@ class CallSession:
         else:
             rtcfixes.use_certificates(pc, self._certificates)
         self._pc = pc
-        if self._audio_source is not None:
-            self._audio = _GatedTrack(self._audio_source, enabled=not self.muted)
+        self._rx_tracks[pc] = {}
+        if self._audio_tee is not None:
+            self._audio = self._audio_tee.gate(enabled=not self.muted)
+            self._gates.append(self._audio)
             pc.addTrack(self._audio)
         if self.options.video:
-            if self._video_source is not None:
-                self._video = _GatedTrack(self._video_source, enabled=self.video_enabled)
+            if self._video_tee is not None:
+                self._video = self._video_tee.gate(enabled=self.video_enabled)
+                self._gates.append(self._video)
                 pc.addTrack(self._video)
             else:
                 pc.addTransceiver("video", direction="recvonly")
@@ -425,6 +364,7 @@ class CallSession:
         # In-call signaling (bye, restart) once connected: works without a signaling server,
         # so copy-paste calls end cleanly too. Same codec as the signaling channel.
         control = self._control = pc.createDataChannel(CONTROL_LABEL, negotiated=True, id=1)
+        self._controls[pc] = control
         control.on("message", lambda data: self._on_control(pc, data))
         rtcfixes.tune_sctp(pc)
         rtcfixes.on_rtp(pc, lambda: self._on_rtp(pc))
@@ -438,7 +378,7 @@ class CallSession:
 
             return call
 
-        pc.on("track", current(self._on_track))
+        pc.on("track", lambda track: self._on_track(pc, track))
         pc.on("connectionstatechange", current(self._on_connection_state))
         pc.on("iceconnectionstatechange", current(self._on_ice_connection_state))
         pc.on("icegatheringstatechange", current(self._on_ice_gathering_state))
@@ -733,7 +673,7 @@ class CallSession:
         await self._finish(S.ENDED, text, notify=False)
 
     def _on_control(self, pc: RTCPeerConnection, data: str | bytes) -> None:
-        if pc is not self._pc:
+        if pc is not self._pc and pc is not self._standby:
             return
         try:
             message = decode_message(data)
@@ -799,6 +739,8 @@ class CallSession:
         self._layer("peer-connection", state)
         if state == "connected":
             self._maybe_connected()
+        elif state == "failed" and self._standby is not None:
+            self._spawn(self._drop_pending("the new path failed"))
         elif state == "failed" and self.state not in FINAL_STATES:
             if not self.options.ice_servers and not self.connected_once:
                 self._spawn(self._fail(NO_PATH_MESSAGE))
@@ -806,12 +748,14 @@ class CallSession:
                 self._spawn(self._fail("the connection failed (ICE or DTLS)"))
 
     def _on_rtp(self, pc: RTCPeerConnection) -> None:
-        if pc is not self._pc:
-            return
-        first = self._rtp_at is None
-        self._rtp_at = asyncio.get_running_loop().time()
-        if first:
+        first = pc not in self._rtp_seen
+        self._rtp_seen[pc] = asyncio.get_running_loop().time()
+        if pc is self._pc and (first or self.state is S.RECONNECTING):
             self._maybe_connected()
+
+    def _rtp_flowing(self, pc: RTCPeerConnection | None, within: float = 0.5) -> bool:
+        at = self._rtp_seen.get(pc) if pc is not None else None
+        return at is not None and asyncio.get_running_loop().time() - at < within
 
     def _expects_rtp(self, pc: RTCPeerConnection) -> bool:
         """Whether the peer sends media at all (a data-only peer connects on DTLS alone)."""
@@ -822,14 +766,17 @@ class CallSession:
 
         Chat is not waited for: its SCTP handshake may take longer under loss (see
         ChatStateChanged). After an outage the same rule holds: connected again only once RTP
-        arrives again.
+        arrives again (see RECONNECTING in _watch_path). A restarted connection that gets
+        there takes over from the old one.
         """
         pc = self._pc
-        if pc is None or self.state not in (S.CONNECTING, S.RECONNECTING):
+        if pc is None or self.state in FINAL_STATES or pc.connectionState != "connected":
             return
-        if pc.connectionState != "connected":
+        if self._expects_rtp(pc) and not self._rtp_flowing(pc, within=SILENCE_DISCONNECTED):
             return
-        if self._expects_rtp(pc) and self._rtp_at is None:
+        if self._standby is not None:
+            self._promote()
+        if self.state not in (S.CONNECTING, S.RECONNECTING):
             return
         self._update_pairs()
         previous_sas = self.sas
@@ -845,11 +792,48 @@ class CallSession:
             self._connected.set_result(None)
         if self._chat is None or self._chat.readyState != "open":
             self._emit(ChatStateChanged("connecting", self.now()))
-        if self._watched_pc is not pc:
-            self._watched_pc = pc
-            self._watch_inbound()
+        self._hook_inbound(pc)
+        if not self._watching:
+            self._watching = True
             self._spawn(self._stats_loop())
-            self._spawn(self._watch_path(pc))
+            self._spawn(self._watch_path())
+
+    def _promote(self) -> None:
+        """The restarted connection carries media: switch the sinks to it, close the old one."""
+        old, self._standby = self._standby, None
+        self._restarting = False
+        self._switch_feeds(self._pc)
+        self._hook_inbound(self._pc)
+        if old is not None:
+            self._forget(old)
+            self._spawn(rtcfixes.close_quietly(old))
+        logger.info("the restarted connection took over")
+
+    async def _drop_pending(self, reason: str) -> None:
+        """Abandon a restart attempt; the old connection goes on carrying the call."""
+        pending, standby = self._pc, self._standby
+        if standby is None or pending is None:
+            return
+        logger.info("dropping the pending connection: %s", reason)
+        for gathering in self._gatherings:
+            await gathering.close()
+        self._pc, self._standby = standby, None
+        self._restarting = False
+        self._reset_path_state()
+        self._forget(pending)
+        await rtcfixes.close_quietly(pending)
+
+    def _forget(self, pc: RTCPeerConnection) -> None:
+        self._rx_tracks.pop(pc, None)
+        self._controls.pop(pc, None)
+        self._rtp_seen.pop(pc, None)
+        self._inbound_hooked.discard(pc)
+
+    def _switch_feeds(self, pc: RTCPeerConnection | None) -> None:
+        for kind, track in self._rx_tracks.get(pc, {}).items() if pc is not None else ():
+            feed = self._feeds.get(kind)
+            if feed is not None:
+                feed.switch(track)
 
     def _compute_sas(self) -> None:
         pc = self._pc
@@ -979,40 +963,52 @@ class CallSession:
 
     # -- dead-path detection and renegotiation ------------------------------------------
 
-    def _watch_inbound(self) -> None:
+    def _hook_inbound(self, pc: RTCPeerConnection | None) -> None:
         """Note the time of every packet from the peer (media, RTCP, DTLS, STUN replies)."""
-        assert self._pc is not None
+        if pc is None or pc in self._inbound_hooked:
+            return
+        self._inbound_hooked.add(pc)
         loop = asyncio.get_running_loop()
         self._last_rx = loop.time()
-        for conn in rtcfixes.ice_connections(self._pc):
+        for conn in rtcfixes.ice_connections(pc):
             rtcfixes.on_inbound(conn, lambda: setattr(self, "_last_rx", loop.time()))
 
-    async def _watch_path(self, pc: RTCPeerConnection) -> None:
+    async def _watch_path(self) -> None:
         """Notice a silent path within seconds and recover (RFC 7675 consent takes 30 s).
 
-        The old ICE session stays up while RECONNECTING: if its path comes back, media resumes
-        on it at once. A trickling signaling channel also lets the call renegotiate a fresh
-        path; either way the call gives up only after :data:`SILENCE_FAILED`.
+        While RECONNECTING the old ICE session stays up: the moment its path comes back, RTP
+        arrives on it and the call is CONNECTED again. A trickling signaling channel also lets
+        the call restart on a fresh path (new candidates, new ufrag/pwd: RFC 8445 §9) for an
+        address change; a restart that has not connected after RESTART_RETRY is tried
+        again. The call gives up only after SILENCE_FAILED (the RECONNECTING timer).
         """
         loop = asyncio.get_running_loop()
-        while pc is self._pc and not self._closing:
+        while not self._closing and self.state in (S.CONNECTED, S.RECONNECTING):
             await asyncio.sleep(0.25)
-            if pc is not self._pc or self.state not in (S.CONNECTED, S.RECONNECTING):
-                return
-            silent = loop.time() - self._last_rx
+            now = loop.time()
+            silent = now - self._last_rx
             if self.state is S.CONNECTED:
                 if silent >= SILENCE_DISCONNECTED:
                     self._enter_reconnecting(f"no packets from the peer for {silent:.0f} s")
+                elif self._standby is not None and now - self._restart_started > PENDING_TIMEOUT:
+                    await self._drop_pending("it did not connect")
                 continue
-            if silent < SILENCE_DISCONNECTED:
-                if not self._path_back:
-                    self._path_back = True
-                    self._layer("ice-connection", "connected")
+            if silent < SILENCE_DISCONNECTED and not self._path_back:
+                self._path_back = True
+                self._layer("ice-connection", "connected")
+            carrier = self._standby or self._pc
+            if self._rtp_flowing(carrier):
+                # The old path is back: media again on it, while a restart may still finish.
+                self._move(E.MEDIA_FLOWING, "media flows again")
                 continue
             restart_after = SILENCE_RESTART if self._dialer else SILENCE_RESTART_ANSWERER
-            if self._can_renegotiate() and silent >= restart_after and not self._restarting:
+            retry = self._restarting and now - self._restart_started >= RESTART_RETRY
+            if (
+                self._can_renegotiate()
+                and silent >= restart_after
+                and (retry or not self._restarting)
+            ):
                 await self._restart_as_offerer(f"no packets from the peer for {silent:.0f} s")
-                return
 
     def _can_renegotiate(self) -> bool:
         channel = self._channel
@@ -1022,7 +1018,6 @@ class CallSession:
         """CONNECTED -> RECONNECTING, with the give-up timer that state owns."""
         if self.state is not S.CONNECTED:
             return
-        self._rtp_at = None  # "connected" again only once RTP flows again
         self._path_back = False
         self._layer("ice-connection", "disconnected")
         self._emit(ErrorOccurred(reason, self.now()))
@@ -1032,25 +1027,32 @@ class CallSession:
             "give up", SILENCE_FAILED, lambda: self._spawn(self._fail(message))
         )
 
-    async def _renew_pc(self, reason: str) -> RTCPeerConnection:
-        """Close the dead connection and start a fresh one (the call is RECONNECTING).
+    async def _renew_pc(self) -> RTCPeerConnection:
+        """Start a fresh connection beside the one carrying the call (an ICE restart).
 
-        aiortc has no ICE restart (RFC 8445 §2.4), so a new peer connection with the same
-        sources, certificate and sinks stands in for it: new candidates, new checks, new DTLS.
+        aiortc has no ICE restart (RFC 8445 §9), so a new peer connection with the same
+        sources, certificate and sinks stands in for it: new ufrag/pwd, new candidates, new
+        checks, new DTLS. The connection carrying media stays up as the standby until the new
+        one carries media (see _promote); an earlier attempt that never connected is closed.
         """
-        self._enter_reconnecting(reason)
-        old = self._pc
+        current = self._pc
         for gathering in self._gatherings:
             await gathering.close()
         self._pc = None
         self._reset_path_state()
-        if old is not None:
-            await rtcfixes.close_quietly(old)
+        if current is not None:
+            if self._standby is None:
+                self._standby = current
+            else:
+                self._forget(current)
+                await rtcfixes.close_quietly(current)
+        self._restart_started = asyncio.get_running_loop().time()
         return self._ensure_pc()
 
     async def _restart_as_offerer(self, reason: str) -> None:
         try:
-            pc = await self._renew_pc(reason)
+            logger.info("restarting ICE: %s", reason)
+            pc = await self._renew_pc()
             self._restarting = True
             self._trickle = True
             await self._gather(wait=False)
@@ -1071,7 +1073,8 @@ class CallSession:
 
     async def _restart_as_answerer(self, offer: Offer) -> None:
         try:
-            pc = await self._renew_pc("the peer renegotiates the path")
+            logger.info("the peer restarts ICE")
+            pc = await self._renew_pc()
             self._restarting = True
             self._trickle = True
             await self._set_remote("offer", offer.sdp)
@@ -1086,20 +1089,23 @@ class CallSession:
 
     # -- media and chat ------------------------------------------------------------------
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        feed = self._feeds.get(track.kind)
-        if feed is not None:  # renegotiated: the sink keeps reading the same feed
-            feed.switch(track)
+    def _on_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        if pc not in self._rx_tracks:  # closed meanwhile
             return
-        feed = self._feeds[track.kind] = _RemoteFeed(track.kind)
+        self._rx_tracks[pc][track.kind] = track
+        feed = self._feeds.get(track.kind)
+        if feed is not None:
+            if self._standby is None and pc is self._pc:
+                feed.switch(track)  # else: switched when this connection takes over
+            return
+        feed = self._feeds[track.kind] = RemoteFeed(track.kind)
         feed.switch(track)
-        track = feed
         sink = self._audio_sink if track.kind == "audio" else self._video_sink
         if sink is not None:
-            self._spawn(sink.start(track))
+            self._spawn(sink.start(feed))
         else:
             hole = MediaBlackhole()
-            hole.addTrack(track)
+            hole.addTrack(feed)
             self._blackholes.append(hole)
             self._spawn(hole.start())
 
@@ -1139,14 +1145,16 @@ class CallSession:
     def set_muted(self, muted: bool) -> None:
         """Send silence instead of the microphone (the stream keeps its timing)."""
         self.muted = muted
-        if self._audio is not None:
-            self._audio.enabled = not muted
+        for gate in self._gates:
+            if gate.kind == "audio":
+                gate.enabled = not muted
 
     def set_video_enabled(self, on: bool) -> None:
         """Send black frames instead of the camera."""
         self.video_enabled = on
-        if self._video is not None:
-            self._video.enabled = on
+        for gate in self._gates:
+            if gate.kind == "video":
+                gate.enabled = on
 
     # -- ending --------------------------------------------------------------------------
 
@@ -1209,25 +1217,26 @@ class CallSession:
         for hole in self._blackholes:
             with contextlib.suppress(Exception):
                 await hole.stop()
-        for track in (
-            self._audio,
-            self._video,
-            self._audio_source,
-            self._video_source,
-            *self._feeds.values(),
-        ):
-            if track is not None:
-                track.stop()
-        if self._pc is not None:
-            await rtcfixes.close_quietly(self._pc)
+        for track in (*self._gates, *self._feeds.values()):
+            track.stop()
+        for tee in (self._audio_tee, self._video_tee):
+            if tee is not None:
+                await tee.stop()
+        for pc in (self._pc, self._standby):
+            if pc is not None:
+                await rtcfixes.close_quietly(pc)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _standby_control(self) -> RTCDataChannel | None:
+        return self._controls.get(self._standby) if self._standby is not None else None
 
     async def _send_bye(self, reason: str) -> None:
         """Tell the peer: over the data channel (reaches it even in copy-paste calls and
         without a signaling server) and over the signaling channel; never holds a hang-up."""
-        control = self._control
-        if control is not None and control.readyState == "open":
+        controls = [self._control, self._standby_control()]
+        control = next((c for c in controls if c is not None and c.readyState == "open"), None)
+        if control is not None:
             drained = asyncio.Event()
             control.on("bufferedamountlow", drained.set)
             with contextlib.suppress(Exception):

@@ -305,6 +305,27 @@ async def test_relay_only_call_through_coturn(coturn: tuple[str, str, str]) -> N
     await callee.hangup()
 
 
+class Outage:
+    """Drop every datagram of a session's current path both ways, until ``end()``."""
+
+    def __init__(self, session: CallSession) -> None:
+        from app import rtcfixes
+
+        assert session._pc is not None
+        self.protocols = [
+            p for conn in rtcfixes.ice_connections(session._pc) for p in conn._protocols
+        ]
+        self.saved = [(p.datagram_received, p.transport.sendto) for p in self.protocols]
+        for protocol in self.protocols:
+            protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
+            protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]
+
+    def end(self) -> None:
+        for protocol, (received, sendto) in zip(self.protocols, self.saved, strict=True):
+            protocol.datagram_received = received  # type: ignore[method-assign]
+            protocol.transport.sendto = sendto  # type: ignore[method-assign]
+
+
 def blackhole(session: CallSession) -> None:
     """Cut the session's current path both ways at its sockets, as a dead network would."""
     from app import rtcfixes
@@ -523,5 +544,78 @@ async def test_no_path_without_ice_servers_fails_soon_with_a_hint() -> None:
     assert final.reason == (
         "no network path to the other person: add a STUN/TURN server or host a relay"
     )
+    await caller.hangup()
+    await callee.hangup()
+
+
+class HeldSends:
+    """Holds what a channel sends until ``release()`` (signaling cut by the same outage)."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.send = channel.send
+        self.held: list[Any] = []
+        channel.send = self._hold
+
+    async def _hold(self, message: Any) -> None:
+        self.held.append(message)
+
+    async def release(self) -> None:
+        self.channel.send = self.send
+        for message in self.held:
+            await self.send(message)
+
+
+@pytest.mark.parametrize("signaling", ["trickle", "trickle, cut too", "copy-paste"])
+async def test_media_resumes_after_an_outage_on_the_old_path(signaling: str) -> None:
+    """A 6 s outage: the old ICE session stays up while RECONNECTING, so media (both ways)
+    and CONNECTED come back once the path does, whether a restart got through meanwhile,
+    arrives late (signaling cut by the same outage) or is impossible (copy-paste)."""
+    from app.media.synthetic import ToneTrack
+
+    probe_a, probe_b = ToneProbe(), ToneProbe()
+    caller = CallSession(LOOPBACK, audio_source=ToneTrack(700.0), audio_sink=probe_a)
+    callee = CallSession(LOOPBACK, audio_source=ToneTrack(1100.0), audio_sink=probe_b)
+    rec_a = Recorder(caller)
+    held: HeldSends | None = None
+    if signaling.startswith("trickle"):
+        a_ch, _ = await connect_pair(caller, callee)
+        if signaling == "trickle, cut too":
+            held = HeldSends(a_ch)
+    else:
+        offer = await caller.create_offer()
+        await caller.accept_answer(await callee.accept_offer(offer))
+    assert await probe_b.wait_for(700.0)
+    assert await probe_a.wait_for(1100.0)
+    sas = caller.sas
+    outage = Outage(caller)
+    for _ in range(1000):
+        if state_of(caller) is CallState.RECONNECTING:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(caller) is CallState.RECONNECTING
+    await asyncio.sleep(4.0)  # 6 s in all: past the restart at 3 s of silence
+    probe_a.clear()
+    probe_b.clear()
+    outage.end()
+    if held is not None:
+        assert held.held  # the restart offer was sent into the cut
+        assert await probe_b.wait_for(700.0)  # on the old path, before the offer arrives
+        await held.release()
+    assert await probe_b.wait_for(700.0)
+    assert await probe_a.wait_for(1100.0)
+    for _ in range(500):
+        if state_of(caller) is CallState.CONNECTED and state_of(callee) is CallState.CONNECTED:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(caller) is CallState.CONNECTED
+    assert state_of(callee) is CallState.CONNECTED
+    assert caller.sas == sas
+    await asyncio.sleep(1.5)  # a late restart finishing (or dropped) must not cut media
+    probe_a.clear()
+    probe_b.clear()
+    assert await probe_b.wait_for(700.0)
+    assert await probe_a.wait_for(1100.0)
+    assert not [e for e in rec_a.of(StateChanged) if e.new is CallState.FAILED]
     await caller.hangup()
     await callee.hangup()
