@@ -337,6 +337,7 @@ class CallSession:
         self._adopt_channel_servers(self._channel)
         self._emit(IceServersInUse(self.options.ice_servers, self.now()))
         pc = RTCPeerConnection(self._configuration())
+        rtcfixes.install_bundle_fix(pc)
         # One DTLS certificate for the whole call: a renegotiated path keeps the fingerprints
         # (and so the SAS) the users compared. aiortc reads it when transports are created.
         if self._certificates is None:
@@ -394,6 +395,7 @@ class CallSession:
             on_candidate=self._on_local_candidate,
             timeout=self.options.gather_timeout,
             loopback_only=self.options.loopback_candidates,
+            servers=self._configuration().iceServers or [],
         )
         for gathering in self._gatherings:
             gathering.done.add_done_callback(self._on_gathering_done)

@@ -76,6 +76,8 @@ the file's whole list). Flags accept an optional on/off value, e.g. --fingerprin
 Unknown keys and coturn keys PeerCall does not implement are reported with their line and
 ignored (--strict makes them errors). TURN REST API credentials (--use-auth-secret) are the
 same as coturn's: username '<expiry>:<name>', password base64(HMAC-SHA1(secret, username)).
+The expiry is checked when a credential creates an allocation; the allocation it made can still
+be refreshed after it (a call does not drop at the TTL), as with coturn.
 
 examples:
   peercall relay --listening-ip 0.0.0.0 --external-ip 203.0.113.7 --user alice:secret

@@ -195,6 +195,9 @@ class TurnServer:
         self._encode_binding = stun.binding_response_encoder(
             self._software, add_fingerprint=self._fingerprint
         )
+        self._encode_challenge = stun.challenge_encoder(
+            self.credentials.realm, self._software, add_fingerprint=self._fingerprint
+        )
 
     # --- events in ------------------------------------------------------------------------------
 
@@ -680,7 +683,13 @@ class TurnServer:
         nonce = msg.get(stun.NONCE)
         if username is None or nonce is None or stun.REALM not in msg:
             raise _Reject(self._error(msg, ft, 400, None))
-        for key in self.credentials.keys(username, now):
+        # Requests about the allocation this username made may use a REST credential that
+        # has expired since (see CredentialStore.keys); a new Allocate may not.
+        existing = self.allocations.by_five_tuple.get(ft)
+        allocated = (
+            msg.method != Method.ALLOCATE and existing is not None and existing.username == username
+        )
+        for key in self.credentials.keys(username, now, allocated=allocated):
             if msg.check_integrity(key):
                 break
         else:
@@ -695,11 +704,12 @@ class TurnServer:
         first_contact = code == 401 and stun.MESSAGE_INTEGRITY not in msg
         if first_contact:
             self.counters.challenges += 1
-        extra: list[tuple[stun.Attr[Any], Any]] = [
-            (stun.REALM, self.credentials.realm),
-            (stun.NONCE, nonce),
-        ]
-        return self._error(msg, ft, code, None, extra, counted=not first_contact)
+        else:
+            self.counters.error_responses += 1
+        # The same bytes as _error with REALM and NONCE, by a lean encoder: the first contact
+        # of every client (and any flood of unauthenticated requests) ends here.
+        data = self._encode_challenge(msg.method, msg.transaction_id, code, REASONS[code], nonce)
+        return [SendToClient(ft.transport, ft.client, data)]
 
     def _allocation_for(self, msg: Message, ft: FiveTuple, username: str, key: bytes) -> Allocation:
         """The allocation of ``ft`` (else 437) created by ``username`` (else 441, RFC 8656 §5)."""

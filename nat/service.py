@@ -48,6 +48,12 @@ __all__ = ["RelayServer", "RelayStats"]
 
 SOCKET_BUFFER = 1 << 20
 """Requested SO_RCVBUF/SO_SNDBUF for UDP sockets (the kernel may cap it): absorbs bursts."""
+LISTENER_BUFFER = 8 << 20
+"""SO_RCVBUF of the UDP listeners, every client's first stop. A small datagram costs about
+830 bytes of buffer on Linux, so this holds a burst of ~20,000 requests (issue 14's flood of
+unauthenticated Allocates from 200 ports, which a 1 MiB buffer cut to a quarter). Set with
+SO_RCVBUFFORCE when privileged, else capped by net.core.rmem_max. Memory is only used while
+datagrams wait."""
 STREAM_WRITE_LIMIT = 1 << 20
 """Bytes queued to one TCP/TLS client beyond which relayed packets to it are dropped."""
 MAX_STREAMS = 4096
@@ -85,15 +91,26 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _udp_socket(host: str, port: int) -> socket.socket:
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; beyond rmem_max if root
+
+
+def _udp_socket(
+    host: str, port: int, *, receive_buffer: int = SOCKET_BUFFER, reuse_port: bool = False
+) -> socket.socket:
     """A bound, non-blocking UDP socket with large buffers (raises OSError)."""
     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
     try:
         if ":" in host:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, receive_buffer)
+        except OSError:  # not privileged: the kernel caps it at net.core.rmem_max
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:
@@ -472,7 +489,7 @@ class RelayServer:
         for host in config.listening_ips:
             if not config.no_udp:
                 try:
-                    sock = _udp_socket(host, port)
+                    sock = _udp_socket(host, port, receive_buffer=LISTENER_BUFFER)
                 except OSError as exc:
                     raise ServiceError(
                         f"cannot listen on udp {_hostport(host, port)}: {_strerror(exc)}"

@@ -42,12 +42,12 @@ from PySide6.QtWidgets import (
 from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
-from app.settings import Settings
+from app.settings import Settings, remember_room
 from app.ui import callsetup
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
-from app.ui.presenters import format_duration, user_message
+from app.ui.presenters import BACKEND_LABELS, end_news, format_duration, user_message
 from app.ui.ring import Ringer
 from app.ui.widgets import (
     CallTimer,
@@ -63,7 +63,12 @@ from signaling.errors import SignalingError
 logger = logging.getLogger(__name__)
 
 BACKEND_PAGES = ("websocket", "lan", "manual")
-BACKEND_LABELS = {"websocket": "Server room", "lan": "LAN peer", "manual": "Copy / paste"}
+
+
+def _name(widget: QWidget, object_name: str, accessible: str) -> None:
+    """Give a control the names tests and screen readers find it by."""
+    widget.setObjectName(object_name)
+    widget.setAccessibleName(accessible)
 
 
 class ManualPanel(QWidget):
@@ -166,8 +171,12 @@ class MainWindow(QMainWindow):
         self._media_factory = media
         self._shutting_down = False
         self._shutdown_done = False
-        self.error_boxes: list[QMessageBox] = []
+        self.error_boxes: list[QMessageBox] = []  # stays empty: errors are shown inline
         self.errors: list[str] = []
+        self._call_error: str | None = None  # the failure to name when the call ends
+        self._peer_label = "the other person"
+        self._leave_confirmed = False
+        self.leave_box: QMessageBox | None = None
         self.setWindowTitle(name)
         self.resize(1100, 680)
 
@@ -209,8 +218,23 @@ class MainWindow(QMainWindow):
         bar.addStretch(1)
         bar.addWidget(self.sas)
         bar.addStretch(1)
+        self.hosting = QPushButton("")
+        _name(self.hosting, "hostingIndicator", "Hosting status")
+        self.hosting.setFlat(True)
+        self.hosting.setToolTip("What this PeerCall hosts for others; click for the settings")
+        self.hosting.setStyleSheet("QPushButton { color: #2b6cb0; font-weight: bold; }")
+        self.hosting.hide()
+        self._hosting_timer = QTimer(self)
+        self._hosting_timer.setInterval(2000)  # rooms come and go without a signal
+        self._hosting_timer.timeout.connect(self._show_hosting)
+        bar.addWidget(self.hosting)
         bar.addWidget(self.timer)
         self._top_bar = bar
+
+        self.news = QLabel("")
+        _name(self.news, "callNews", "Call status")
+        self.news.setWordWrap(True)
+        self.news.hide()
 
         self.incoming = QFrame()
         self.incoming.setObjectName("incomingBar")
@@ -218,9 +242,12 @@ class MainWindow(QMainWindow):
             "#incomingBar { background: #fefcbf; border: 1px solid #d69e2e; border-radius: 6px; }"
         )
         self.incoming_label = QLabel("Incoming call")
+        self.incoming_label.setObjectName("incomingLabel")
         self.accept_button = QPushButton("Accept")
+        _name(self.accept_button, "acceptButton", "Accept call")
         self.accept_button.setStyleSheet("background: #2f855a; color: white; padding: 4px 14px;")
         self.decline_button = QPushButton("Decline")
+        _name(self.decline_button, "declineButton", "Decline call")
         self.decline_button.setStyleSheet("background: #c53030; color: white; padding: 4px 14px;")
         row = QHBoxLayout(self.incoming)
         row.addWidget(self.incoming_label, 1)
@@ -246,6 +273,16 @@ class MainWindow(QMainWindow):
         self.call_button.setToolTip("Join the room and call whoever waits there")
         self.wait_button = QPushButton("Wait for a call")
         self.wait_button.setToolTip("Join the room and ring when someone calls")
+        self.recent = QComboBox()
+        _name(self.recent, "recentRooms", "Recent rooms")
+        self.recent.setToolTip("Rooms you joined lately: pick one to fill server and room")
+        _name(self.server_url, "serverUrl", "Signaling server")
+        _name(self.room, "room", "Room")
+        _name(self.secret, "secret", "Room secret")
+        _name(self.call_button, "callButton", "Call")
+        _name(self.wait_button, "waitButton", "Wait for a call")
+        self._fill_recent()
+        form.addRow("Recent", self.recent)
         form.addRow("Server", self.server_url)
         form.addRow("Room", self.room)
         form.addRow("Secret", self.secret)
@@ -269,11 +306,13 @@ class MainWindow(QMainWindow):
             self.pages.addWidget(page)
 
         start = QGroupBox("Start a call")
+        self.start_panel = start
         start_layout = QVBoxLayout(start)
         start_layout.addWidget(self.backend)
         start_layout.addWidget(self.pages)
         start_layout.addStretch(1)
         self.always_relay = QCheckBox("Always relay")
+        _name(self.always_relay, "alwaysRelay", "Always relay")
         self.always_relay.setToolTip(
             "Send media only through a TURN relay, so the other person never learns your"
             " address (needs a turn: server in Settings)"
@@ -288,10 +327,13 @@ class MainWindow(QMainWindow):
         self.local_video.setFixedSize(176, 132)
         self.remote_video.set_overlay(self.local_video)
         self.hangup_button = QPushButton("Hang up")
+        _name(self.hangup_button, "hangupButton", "Hang up")
         self.hangup_button.setStyleSheet("background: #c53030; color: white; padding: 6px 16px;")
         self.mute_button = QPushButton("Mute")
+        _name(self.mute_button, "muteButton", "Mute microphone")
         self.mute_button.setCheckable(True)
         self.camera_button = QPushButton("Camera")
+        _name(self.camera_button, "cameraButton", "Send camera video")
         self.camera_button.setCheckable(True)
         self._set_camera_available()
         controls = QHBoxLayout()
@@ -323,6 +365,7 @@ class MainWindow(QMainWindow):
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addLayout(self._top_bar)
+        layout.addWidget(self.news)
         layout.addWidget(self.incoming)
         layout.addWidget(splitter, 1)
         self.setCentralWidget(body)
@@ -375,6 +418,10 @@ class MainWindow(QMainWindow):
         a.busyChanged.connect(self._set_in_call)
         a.sessionStarted.connect(self._on_session_started)
         self.relay_host.errorRaised.connect(self.show_error)
+        self.relay_host.statusChanged.connect(lambda _: self._show_hosting())
+        self.relay_host.runningChanged.connect(lambda _: self._show_hosting())
+        self.signaling_host.runningChanged.connect(lambda _: self._show_hosting())
+        self.hosting.clicked.connect(self._open_hosting_settings)
         self.signaling_host.errorRaised.connect(self.show_error)
         self.chat.sendRequested.connect(a.send_chat)
         self.backend.currentIndexChanged.connect(self._on_backend)
@@ -382,6 +429,7 @@ class MainWindow(QMainWindow):
         self.lan.errorRaised.connect(self.show_error)
         self.lan.reachableChanged.connect(self._on_lan_reachable)
         self.call_button.clicked.connect(self.call_room)
+        self.recent.activated.connect(self._pick_recent)
         self.wait_button.clicked.connect(self.wait_in_room)
         self.manual.offer_button.clicked.connect(self.manual_offer)
         self.manual.answer_button.clicked.connect(self.manual_answer)
@@ -392,13 +440,71 @@ class MainWindow(QMainWindow):
         self.decline_button.clicked.connect(self._decline)
         self.always_relay.toggled.connect(self._on_always_relay)
 
+    def _show_hosting(self) -> None:
+        """The indicator: what we host, with its allocations / rooms (issue 12.2)."""
+        parts = []
+        if self.relay_host.running:
+            count = self.relay_host.status().allocations
+            parts.append(f"relay: {count} allocation{'s' * (count != 1)}")
+        server = self.signaling_host.server
+        if server is not None:
+            rooms = server.room_count()
+            parts.append(f"signaling: {rooms} room{'s' * (rooms != 1)} in use")
+        self.hosting.setText("Hosting " + " · ".join(parts) if parts else "")
+        self.hosting.setVisible(bool(parts))
+        if server is not None and not self._hosting_timer.isActive():
+            self._hosting_timer.start()
+        elif server is None:
+            self._hosting_timer.stop()
+
+    def _open_hosting_settings(self) -> None:
+        dialog = self.open_settings()
+        dialog.tabs.setCurrentWidget(dialog.relay if self.relay_host.running else dialog.signaling)
+
     def display_name(self) -> str:
         """How peers see us: the configured display name, else this machine's host name."""
         name: str = self.settings["display_name"]
         return name.strip() or socket.gethostname().split(".")[0] or "PeerCall"
 
+    def _fill_recent(self) -> None:
+        self.recent.blockSignals(True)
+        self.recent.clear()
+        self.recent.addItem("—", None)
+        for url, room in self.settings["signaling.recent"]:
+            self.recent.addItem(f"{room} — {url}", [url, room])
+        self.recent.setEnabled(self.recent.count() > 1)
+        self.recent.blockSignals(False)
+
+    def _pick_recent(self, index: int) -> None:
+        entry = self.recent.itemData(index)
+        if entry:
+            self.server_url.setText(entry[0])
+            self.room.setText(entry[1])
+
+    def _remember_room(self) -> None:
+        """Keep what the user typed for the next start and in the recent list (issue 12.5)."""
+        url, room = self.server_url.text().strip(), self.room.text().strip()
+        try:
+            self.settings.update(
+                {
+                    "signaling.url": url,
+                    "signaling.room": room,
+                    "signaling.secret": self.secret.text(),
+                    "signaling.backend": "websocket",
+                    "signaling.recent": remember_room(self.settings["signaling.recent"], url, room),
+                }
+            )
+        except ConfigError as exc:  # cannot happen after _websocket_channel's checks
+            logger.warning("not remembering the room: %s", exc)
+            return
+        self._save_settings()
+        self._fill_recent()
+
     def _on_backend(self, index: int) -> None:
         self.pages.setCurrentIndex(index)
+        if self.settings["signaling.backend"] != BACKEND_PAGES[index]:
+            self.settings.set("signaling.backend", BACKEND_PAGES[index])
+            self._save_settings()
         if BACKEND_PAGES[index] == "lan":
             self.lan.start_browsing()
 
@@ -457,12 +563,42 @@ class MainWindow(QMainWindow):
 
     def start_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial over any SignalingChannel (also the entry point for tests and the self-test)."""
-        self.chat.add_note(f"Calling {peer}…")
+        self._new_call_view(f"Calling {peer}…", "calling", peer)
         return self.adapter.call(channel, peer)
 
     def wait_for_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
-        self.chat.add_note(f"Waiting for a call ({peer})…")
+        self._new_call_view(f"Waiting for a call ({peer})…", "waiting", peer)
         return self.adapter.listen(channel, peer)
+
+    def _new_call_view(self, news: str, phase: str, peer: str) -> None:
+        """Nothing of the previous call stays up when a new one starts (issue 12.9)."""
+        self._call_error = None
+        self._peer_label = peer
+        self.chat.clear()
+        self.chat.add_note(news)
+        self.set_news(news)
+        self.badge.set_phase(phase)
+        self._clear_call_figures()
+
+    def _clear_call_figures(self) -> None:
+        self.sas.clear_sas()
+        self.quality.reset()
+        self.quality_label.setText("")
+        self.timer.reset()
+
+    def set_news(self, text: str, tone: str = "info") -> None:
+        """Call-state news inline in the window, instead of a dialog (issue 12.6)."""
+        colors = {"info": "#1e3a5f", "ok": "#22543d", "error": "#9b2c2c"}
+        backgrounds = {"info": "#ebf4ff", "ok": "#f0fff4", "error": "#fff5f5"}
+        self.news.setStyleSheet(
+            f"QLabel {{ color: {colors[tone]}; background: {backgrounds[tone]};"
+            " border-radius: 4px; padding: 4px 8px; }"
+        )
+        self.news.setText(text)
+        self.news.setProperty("tone", tone)
+        self.news.setVisible(bool(text))
+        if self.tray is not None:
+            self.tray.setToolTip(f"PeerCall — {text}" if text else "PeerCall")
 
     def call_room(self) -> None:
         try:
@@ -470,6 +606,7 @@ class MainWindow(QMainWindow):
         except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Call: {user_message(exc)}")
             return
+        self._remember_room()
         self.start_call(channel, f"room {self.room.text().strip()}")
 
     def wait_in_room(self) -> None:
@@ -478,6 +615,7 @@ class MainWindow(QMainWindow):
         except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Waiting for a call: {user_message(exc)}")
             return
+        self._remember_room()
         self.wait_for_call(channel, f"room {self.room.text().strip()}")
 
     def manual_offer(self) -> None:
@@ -535,11 +673,19 @@ class MainWindow(QMainWindow):
             self.debug_panel.reset()
 
     def _on_state(self, change: ev.StateChanged) -> None:
-        self.badge.set_state(change.new)
+        early = (ev.CallState.IDLE, ev.CallState.GATHERING, ev.CallState.OFFERING)
+        if not (change.new in early and self.badge.badge.key in ("waiting", "calling", "ringing")):
+            self.badge.set_state(change.new)  # else keep saying we wait / call / ring
+        if change.new is ev.CallState.CONNECTING:
+            self.set_news("Connecting…")
+        elif change.new.value == "reconnecting":  # the call core's RECONNECTING state
+            self.set_news("Reconnecting…")
         if change.new is ev.CallState.CONNECTED:
             self.timer.start()
             self.chat.set_enabled(True)
             self.chat.add_note("Connected")
+            self.set_news(f"In a call with {self._peer_label}", "ok")
+            self.start_panel.hide()  # the call gets the room (issue 12.10)
         elif change.new in (ev.CallState.ENDED, ev.CallState.FAILED):
             self.timer.stop()
             self.chat.set_enabled(False)
@@ -551,6 +697,9 @@ class MainWindow(QMainWindow):
 
     def _on_incoming(self, peer: str) -> None:
         self.incoming_label.setText(f"Incoming call from {peer}")
+        self._peer_label = peer
+        self.badge.set_phase("ringing")
+        self.set_news(f"Incoming call from {peer}")
         self.incoming.show()
         self.adapter.run(self.ringer.start(), "Ring")
         if self.tray is not None and not self.isActiveWindow():
@@ -567,12 +716,24 @@ class MainWindow(QMainWindow):
                 self.adapter.run(self.lan.stop_hosting(), "Stop being reachable")
             else:  # still reachable: wait for the next call once this one is closed
                 QTimer.singleShot(300, self._listen_on_lan)
+        self._clear_call_figures()
+        self.badge.set_phase(None)
+        self.badge.set_state(None)
+        self.start_panel.show()
         if not self.adapter.last_recorded:  # a wait that ended before anyone called
             self.chat.add_note("Stopped waiting")
+            if self._call_error is None:
+                self.set_news("")
             return
         self.history_view.prepend(record)
         route = {"relay": " via relay", "direct": " direct", "none": ""}[record.route]
         self.chat.add_note(f"Call {record.outcome}{route}, {format_duration(record.duration)}")
+        servers = self.settings["ice_servers"]
+        has_turn = any(u.startswith(("turn:", "turns:")) for s in servers for u in s["urls"])
+        text = end_news(
+            record.outcome, format_duration(record.duration), self._call_error, has_turn
+        )
+        self.set_news(text, "error" if record.outcome == "failed" else "info")
 
     def _set_in_call(self, busy: bool) -> None:
         for widget in (
@@ -592,20 +753,17 @@ class MainWindow(QMainWindow):
     # --- errors -------------------------------------------------------------------------
 
     def show_error(self, message: str) -> None:
-        """One line in the status bar and a non-blocking dialog; never a traceback."""
+        """One line inline and in the status bar; never a modal box, never a traceback.
+
+        Dialogs are kept for decisions (leaving a call); news is not a decision (issue 12.6).
+        """
         line = message.splitlines()[0] if message else "unknown error"
         logger.warning("%s", line)
         self.errors.append(line)
+        if self.adapter.in_call:
+            self._call_error = line
         self.statusBar().showMessage(line, 15000)
-        box = QMessageBox(
-            QMessageBox.Icon.Warning, "PeerCall", line, QMessageBox.StandardButton.Ok, self
-        )
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.finished.connect(
-            lambda _=0, b=box: self.error_boxes.remove(b) if b in self.error_boxes else None
-        )
-        self.error_boxes.append(box)
-        box.open()
+        self.set_news(line, "error")
 
     # --- other windows ------------------------------------------------------------------
 
@@ -637,13 +795,20 @@ class MainWindow(QMainWindow):
         return self.settings_dialog
 
     def _on_settings_saved(self) -> None:
+        changed = self.settings_dialog.changed_keys if self.settings_dialog is not None else set()
         self.ringer.device = self.settings["audio.output"] or None
         self.always_relay.setChecked(bool(self.settings["relay_only"]))
-        backend = self.settings["signaling.backend"]
-        self.backend.setCurrentIndex(BACKEND_PAGES.index(backend))
-        self.server_url.setText(self.settings["signaling.url"])
-        self.room.setText(self.settings["signaling.room"])
-        self.secret.setText(self.settings["signaling.secret"])
+        # Only fields the dialog changed: a Save elsewhere must not wipe what the user typed
+        # in the window (issue 12.5).
+        if "signaling.backend" in changed:
+            self.backend.setCurrentIndex(BACKEND_PAGES.index(self.settings["signaling.backend"]))
+        for key, edit in (
+            ("signaling.url", self.server_url),
+            ("signaling.room", self.room),
+            ("signaling.secret", self.secret),
+        ):
+            if key in changed:
+                edit.setText(self.settings[key])
 
     # --- exit ---------------------------------------------------------------------------
 
@@ -679,11 +844,44 @@ class MainWindow(QMainWindow):
         except PeerCallError as exc:
             logger.warning("%s", exc)
 
+    def _ask_to_leave(self) -> None:
+        if self.leave_box is not None:
+            self.leave_box.raise_()
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Leave the call?",
+            "Closing PeerCall hangs up the call. Leave it?",
+            QMessageBox.StandardButton.NoButton,
+            self,
+        )
+        box.setObjectName("leaveCallBox")
+        leave = box.addButton("Hang up and quit", QMessageBox.ButtonRole.AcceptRole)
+        _name(leave, "leaveCall", "Hang up and quit")
+        stay = box.addButton("Stay in the call", QMessageBox.ButtonRole.RejectRole)
+        _name(stay, "stayInCall", "Stay in the call")
+        box.setDefaultButton(stay)
+
+        def decided(button: Any) -> None:
+            self.leave_box = None
+            if button is leave:
+                self._leave_confirmed = True
+                self.close()  # shutdown() hangs up: the peer gets our Bye
+
+        box.buttonClicked.connect(decided)
+        box.finished.connect(lambda _=0: setattr(self, "leave_box", None))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.leave_box = box
+        box.open()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._shutdown_done:
             event.accept()
             return
         event.ignore()
+        if self.adapter.in_call and not self._shutting_down and not self._leave_confirmed:
+            self._ask_to_leave()  # a decision: the one kind of dialog we keep (issue 12.7)
+            return
         if not self._shutting_down:
             self._shutting_down = True
             task = asyncio.ensure_future(self.shutdown())

@@ -27,7 +27,14 @@ from PySide6.QtWidgets import (
 
 from app.events import CallState, SelectedPairChanged
 from app.history import CallRecord
-from app.ui.presenters import Badge, Quality, badge_for, format_duration, quality_for
+from app.ui.presenters import (
+    Badge,
+    Quality,
+    badge_for,
+    format_duration,
+    phase_badge,
+    quality_for,
+)
 
 
 class ConnectionBadge(QLabel):
@@ -37,6 +44,7 @@ class ConnectionBadge(QLabel):
         super().__init__(parent)
         self._state: CallState | None = None
         self._selected: SelectedPairChanged | None = None
+        self._phase: str | None = None
         self.badge: Badge = badge_for(None)
         self.setObjectName("connectionBadge")
         self._paint()
@@ -45,6 +53,14 @@ class ConnectionBadge(QLabel):
         if state in (None, CallState.IDLE, CallState.GATHERING):
             self._selected = None
         self._state = state
+        self._phase = None
+        self._paint()
+
+    def set_phase(self, phase: str | None) -> None:
+        """Waiting / ringing / calling: shown until the engine reports a state."""
+        self._phase = phase
+        if phase is not None:
+            self._selected = None
         self._paint()
 
     def set_selected(self, selected: SelectedPairChanged) -> None:
@@ -52,7 +68,10 @@ class ConnectionBadge(QLabel):
         self._paint()
 
     def _paint(self) -> None:
-        self.badge = badge_for(self._state, self._selected)
+        if self._phase is not None:
+            self.badge = phase_badge(self._phase)
+        else:
+            self.badge = badge_for(self._state, self._selected)
         self.setText(self.badge.text)
         self.setToolTip(self.badge.tooltip)
         self.setStyleSheet(
@@ -235,7 +254,11 @@ class ChatPane(QWidget):
         self.transcript.setObjectName("chatTranscript")
         self.input = QLineEdit()
         self.input.setPlaceholderText("Message…")
+        self.input.setObjectName("chatInput")
+        self.input.setAccessibleName("Chat message")
+        self.input.setMinimumWidth(120)  # never collapses at narrow widths (issue 12.10)
         self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("chatSend")
         row = QHBoxLayout()
         row.addWidget(self.input)
         row.addWidget(self.send_button)
@@ -257,11 +280,18 @@ class ChatPane(QWidget):
             self.sendRequested.emit(text)
             self.input.clear()
 
-    def add_message(self, who: str, text: str) -> None:
-        color = "#2b6cb0" if who == "You" else "#2f855a"
+    def add_message(self, who: str, text: str, *, mine: bool | None = None) -> None:
+        mine = who == "You" if mine is None else mine
+        color = "#2b6cb0" if mine else "#2f855a"
+        stamp = dt.datetime.now().strftime("%H:%M")
         self.transcript.append(
+            f"<span style='color:#6b7280'>{stamp}</span> "
             f"<b style='color:{color}'>{html.escape(who)}:</b> {html.escape(text)}"
         )
+
+    def clear(self) -> None:
+        """A new call starts with an empty transcript (issue 12.10)."""
+        self.transcript.clear()
 
     def add_note(self, text: str) -> None:
         self.transcript.append(f"<i style='color:#6b7280'>{html.escape(text)}</i>")

@@ -36,6 +36,10 @@ def test_defaults_mirror_the_server() -> None:
     assert cli.DEFAULT_RATE_LIMIT == server.DEFAULT_RATE_LIMIT
     assert cli.DEFAULT_RATE_BURST == server.DEFAULT_RATE_BURST
     assert cli.DEFAULT_MAX_CONNECTIONS_PER_IP == server.DEFAULT_MAX_CONNECTIONS_PER_IP
+    assert cli.DEFAULT_MAX_ROOM_BYTES == server.DEFAULT_MAX_ROOM_BYTES
+    assert cli.DEFAULT_MAX_ADDRESS_BYTES == server.DEFAULT_MAX_ADDRESS_BYTES
+    assert cli.DEFAULT_MAX_SEATS_PER_IP == server.DEFAULT_MAX_SEATS_PER_IP
+    assert cli.DEFAULT_HANDSHAKE_TIMEOUT == server.DEFAULT_HANDSHAKE_TIMEOUT
 
 
 def test_help_documents_every_option() -> None:
