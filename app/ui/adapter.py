@@ -1,6 +1,6 @@
 """The one bridge between the call engine and Qt.
 
-:class:`CallAdapter` subscribes to a :class:`app.session.CallSession` and re-emits each engine
+:class:`CallAdapter` subscribes to a :class:`app.call.session.CallSession` and re-emits each engine
 event as a Qt signal; its slots run engine coroutines on the qasync loop with
 ``asyncio.ensure_future`` and route every failure to :attr:`CallAdapter.errorRaised` as one
 line (never swallowed, never a traceback in the UI). Widgets connect to these signals and call
@@ -219,6 +219,9 @@ class CallAdapter(QObject):
         except Exception:
             if self._user_ended:  # our own hang-up closed the channel under the flow
                 return
+            session = self.session
+            if session is not None and session.state is ev.CallState.ENDED:
+                return  # ended on purpose (declined, hung up before connecting): no error
             self._finish("failed")
             with contextlib.suppress(Exception):
                 await self._close_everything("error")

@@ -13,6 +13,8 @@ from typing import Any
 import av
 import pytest
 
+from app.call.sas import short_auth_string
+from app.call.session import CallOptions, CallSession
 from app.errors import CallError, ConnectionFailed, IllegalTransition
 from app.events import (
     CallState,
@@ -29,7 +31,6 @@ from app.events import (
     TransportStateChanged,
 )
 from app.iceservers import IceServer
-from app.session import CallOptions, CallSession, short_auth_string
 from signaling.errors import ChannelClosed
 from signaling.memory import memory_pair
 from signaling.messages import Answer, Offer
@@ -388,7 +389,7 @@ async def test_dead_path_is_detected_and_the_call_reconnects_with_media() -> Non
 
 
 async def test_a_reconnect_is_not_killed_by_an_old_connect_deadline() -> None:
-    import app.session as session_module
+    import app.call.session as session_module
 
     saved = session_module.CONNECT_TIMEOUT_NO_SERVERS
     # The first attempt's deadline would fall inside the reconnection below (the path is lost
@@ -418,7 +419,7 @@ async def test_a_reconnect_is_not_killed_by_an_old_connect_deadline() -> None:
 
 
 async def test_dead_path_without_renegotiation_fails_cleanly() -> None:
-    import app.session as session_module
+    import app.call.session as session_module
 
     caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
     offer = await caller.create_offer()
@@ -475,56 +476,10 @@ async def test_video_call_delivers_frames_and_sends_black_when_camera_is_off() -
     await callee.hangup()
 
 
-def test_stats_sample_converts_rtp_jitter_units_to_milliseconds() -> None:
-    # RFC 3550 jitter comes in RTP timestamp units; Opus clocks at 48 kHz, so 480 units = 10 ms.
-    from datetime import UTC, datetime
-
-    from aiortc.stats import RTCInboundRtpStreamStats
-
-    stat = RTCInboundRtpStreamStats(
-        timestamp=datetime.now(UTC),
-        type="inbound-rtp",
-        id="in-audio",
-        ssrc=1,
-        kind="audio",
-        transportId="t",
-        packetsReceived=100,
-        packetsLost=2,
-        jitter=480,
-    )
-    sample = CallSession()._sample({"in-audio": stat})
-    assert sample.jitter_ms == pytest.approx(10.0)
-    assert sample.packets_lost == 2
-
-
-def test_stats_sample_converts_rtcp_fraction_lost_to_a_fraction() -> None:
-    # RFC 3550 §6.4.1: the receiver report's fraction lost is 8-bit fixed point (x/256).
-    from datetime import UTC, datetime
-
-    from aiortc.stats import RTCRemoteInboundRtpStreamStats
-
-    stat = RTCRemoteInboundRtpStreamStats(
-        timestamp=datetime.now(UTC),
-        type="remote-inbound-rtp",
-        id="remote-in-audio",
-        ssrc=1,
-        kind="audio",
-        transportId="t",
-        packetsReceived=95,
-        packetsLost=5,
-        jitter=0,
-        roundTripTime=0.05,
-        fractionLost=64,
-    )
-    sample = CallSession()._sample({"remote-in-audio": stat})
-    assert sample.fraction_lost == pytest.approx(0.25)
-    assert sample.rtt_ms == pytest.approx(50.0)
-
-
 async def test_no_path_without_ice_servers_fails_soon_with_a_hint() -> None:
     """Candidates that cannot meet (as across two NATs with no STUN/TURN server): one line
     saying what would help, and a deadline well inside 10 s."""
-    import app.session as session_module
+    import app.call.session as session_module
 
     assert session_module.CONNECT_TIMEOUT_NO_SERVERS < 10
 
