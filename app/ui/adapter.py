@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app import events as ev
+from app.call.controller import outcome_of
 from app.errors import CallError, PeerCallError
 from app.history import CallRecord, Direction, History, Outcome, Route
 from app.ui.presenters import user_message
@@ -109,11 +110,12 @@ class CallAdapter(QObject):
             self.errorRaised.emit(event.message)
 
     def _outcome(self, reason: str | None) -> Outcome:
-        if self._connected_at is not None:
-            return "completed"
-        if self._declined or (reason is not None and "declined" in reason):
-            return "declined"
-        return "missed" if self._direction == "incoming" else "failed"
+        return outcome_of(
+            connected=self._connected_at is not None,
+            declined=self._declined,
+            direction=self._direction,
+            reason=reason,
+        )
 
     # --- Qt -> engine ---------------------------------------------------------------------
 
