@@ -11,7 +11,13 @@
    applied to the caller's outgoing RTP; we report the settled latency after the burst against
    the steady one before it, and how long after the burst every later burst is back within
    10 ms of the steady median, for PeerCall's jitter buffer and, in the same run, aiortc's own.
-3. CPU of one side of an audio-only call: two ``peercall call`` processes (tone out, Opus both
+3. Capture-to-playout: the caller's audio source is a real ``MicrophoneTrack`` on a second
+   virtual sound card pair (a null sink ``vmicfeed`` whose monitor is the default source), fed
+   with 60 ms tone bursts by ``paplay``; the callee plays on ``vspeaker``. We time each burst
+   from the microphone's PortAudio callback that captured its onset to the speaker's PortAudio
+   callback that took it: capture, Opus, RTP, jitter buffer, decode, playout buffer. The mic
+   never hears the speaker (different devices), so each onset is the injected one.
+4. CPU of one side of an audio-only call: two ``peercall call`` processes (tone out, Opus both
    ways, WAV sink), CPU seconds per wall second during the call, from /proc.
 
 Usage: ``.venv/bin/python bench/bench_call.py [--calls 20] [--seconds 14]``
@@ -229,6 +235,97 @@ async def bench_latency(seconds: float) -> None:
     print("  (targets: steady p50 <= 60 ms; back to steady within 2 s after the loss burst)")
 
 
+def burst_wav(path: Path, seconds: float, interval: float = 0.25, burst_ms: float = 60) -> None:
+    """A 48 kHz mono WAV of 1 kHz bursts (amplitude 0.5) every ``interval`` s."""
+    import wave
+
+    import numpy as np
+
+    rate = 48000
+    t = np.arange(int(seconds * rate)) / rate
+    on = (t % interval) < burst_ms / 1000
+    samples = (on * 0.5 * np.sin(2 * np.pi * FREQ * t) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(samples.tobytes())
+
+
+def bench_capture(seconds: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="peercall-bench-") as tmp:
+        wav = Path(tmp) / "bursts.wav"
+        burst_wav(wav, seconds)
+        asyncio.run(capture_run(wav, seconds))
+
+
+async def capture_run(wav: Path, seconds: float) -> None:
+    print(
+        "== capture-to-playout: mic PortAudio callback -> speaker PortAudio callback, through a"
+        " call (in-process signaling, loopback; second virtual source for the mic)"
+    )
+    from app.media.audio import MicrophoneTrack
+
+    with virtual_audio_env() as server:
+        server.pactl(
+            "load-module",
+            "module-null-sink",
+            "sink_name=vmicfeed",
+            "rate=48000",
+            "channels=1",
+            "norewinds=1",
+        )
+        server.pactl("set-default-source", "vmicfeed.monitor")
+        captured, played = BlockRecorder(), BlockRecorder()
+        mic = MicrophoneTrack("pulse", on_block=captured)
+        sink = SpeakerSink("pulse", on_block=played)
+        opts = CallOptions(loopback_candidates=True)
+        caller = CallSession(opts, audio_source=mic)
+        callee = CallSession(opts, audio_sink=sink)
+        feeder: asyncio.subprocess.Process | None = None
+        try:
+            a, b = memory_pair()
+
+            async def answer() -> None:
+                await callee.answer(b, await callee.wait_for_offer(b))
+
+            await asyncio.gather(caller.dial(a), answer())
+            feeder = await asyncio.create_subprocess_exec(
+                "paplay",
+                "--device=vmicfeed",
+                str(wav),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(seconds + 0.5)
+        finally:
+            if feeder is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    feeder.terminate()
+                await feeder.wait()
+            await caller.hangup()
+            await callee.hangup()
+    onsets_in = captured.onset_times(FREQ)
+    onsets_out = played.onset_times(FREQ)
+    if not onsets_in:
+        print("  no bursts captured by the microphone")
+        return
+    warm = onsets_in[0] + 1.0
+    delays = []
+    for t in onsets_in:
+        later = [u - t for u in onsets_out if 0 <= u - t <= 0.5]
+        if t >= warm and later:
+            delays.append(1000 * min(later))
+    if not delays:
+        print(f"  {len(onsets_in)} bursts captured, none detected at the speaker")
+        return
+    print(
+        f"  capture-to-playout p50 {statistics.median(delays):6.1f} ms  p90 "
+        f"{pct(delays, 0.9):6.1f} ms  min {min(delays):5.1f}  max {max(delays):5.1f}  "
+        f"(n={len(delays)} of {len(onsets_in)} captured bursts, after a 1 s warm-up)"
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -310,6 +407,8 @@ def main() -> int:
         asyncio.run(bench_setup(args.calls))
     if "latency" in parts:
         asyncio.run(bench_latency(args.seconds))
+    if "capture" in parts:
+        bench_capture(args.seconds * 0.6)
     if "cpu" in parts:
         bench_cpu(10.0)
     return 0
