@@ -180,9 +180,9 @@ class Server:
 
 
 def start(name: str, workdir: Path) -> Server:
-    """``coturn``, or ``peercall`` with ``--workers`` from a ``-wN`` suffix (default: its own
-    default, one per core). The interop tests' command lines, so the bench runs the servers as
-    they are tested; quotas off on both, since the load is many allocations of one user."""
+    """``coturn``, or ``peercall`` (``--workers 2`` as the interop tests run it, or N from a
+    ``-wN`` suffix). The interop tests' command lines, so the bench runs the servers as they
+    are tested; quotas off on both, since the load is many allocations of one user."""
     port = free_udp_tcp_port(HOST)
     relay_ports = relay_port_range(2000)
     log = workdir / f"{name}.log"
@@ -608,14 +608,17 @@ def main() -> int:
     parser.add_argument(
         "--servers",
         default="coturn,peercall",
-        help="comma-separated: coturn, peercall (its default workers), peercall-wN (N workers), "
-        "peercall-asyncio (asyncio's own loop)",
+        help="comma-separated: coturn, peercall (2 workers, as the tests run it), peercall-wN (N "
+        "workers), peercall-asyncio (asyncio's own loop)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per step (default 3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="sending time per run")
     parser.add_argument("--procs", type=int, default=2, help="generator processes (default 2)")
     parser.add_argument(
         "--stop-loss", type=float, default=1.0, help="stop raising the load past this loss %%"
+    )
+    parser.add_argument(
+        "--rates", help="comma-separated offered rates to step through instead of the defaults"
     )
     parser.add_argument("--memory-allocations", type=int, default=1000)
     parser.add_argument("--no-memory", action="store_true", help="skip memory per allocation")
@@ -627,6 +630,9 @@ def main() -> int:
             return 2
     servers = args.servers.split(",")
     kinds = args.traffic.split(",")
+    if args.rates:
+        for kind in kinds:
+            STEPS[kind] = [int(rate) for rate in args.rates.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-nat-"))
     print(
         f"load average at start: {loadavg()}; {os.cpu_count()} cores; {args.runs} runs per step "
