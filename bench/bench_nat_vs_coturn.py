@@ -535,15 +535,20 @@ def sweep(name: str, kind: str, args: argparse.Namespace, workdir: Path) -> Swee
 
 
 def memory_per_allocation(name: str, count: int, workdir: Path) -> float:
-    """KiB of server RSS per idle UDP allocation (with a permission), over ``count`` of them."""
+    """KiB of server RSS per idle UDP allocation (with a permission), over ``count`` of them.
+
+    The marginal cost: 100 allocations are made first (and kept), so that one-time costs (code
+    paths run for the first time, in each worker process) are not counted as per allocation.
+    """
     server = start(name, workdir)
     try:
+        warm = _setup("send", server.port, (HOST, 9), 100)
         time.sleep(0.5)
         before = rss_kib(server.proc.pid)
         socks = _setup("send", server.port, (HOST, 9), count)
         time.sleep(0.5)
         after = rss_kib(server.proc.pid)
-        for sock in socks:
+        for sock in warm + socks:
             sock.close()
     finally:
         server.stop()
@@ -643,11 +648,20 @@ def main() -> int:
         for kind in kinds:
             for name in servers:
                 sweeps[name, kind] = sweep(name, kind, args, workdir)
-        memory: dict[str, float] = {}
+        print()
+        print(f"load average after the sweeps: {loadavg()}")
+        print_table(sweeps, servers, kinds)
         if not args.no_memory:
             for name in servers:
-                memory[name] = memory_per_allocation(name, args.memory_allocations, workdir)
-        paced_lines: dict[str, str] = {}
+                try:
+                    kib = memory_per_allocation(name, args.memory_allocations, workdir)
+                except (OSError, RuntimeError) as exc:
+                    print(f"memory per allocation, {name}: failed: {exc}")
+                    continue
+                print(
+                    f"memory per allocation, {name}: {kib:.1f} KiB "
+                    f"({args.memory_allocations} idle UDP allocations with a permission, after 100)"
+                )
         if not args.no_paced:
             peer_port = free_udp_tcp_port(HOST)
             peer = subprocess.Popen(
@@ -657,15 +671,18 @@ def main() -> int:
             )
             try:
                 for name in servers:
-                    paced_lines[name] = paced(name, workdir, peer_port)
+                    print(f"paced (not capacity), {name}: {paced(name, workdir, peer_port)}")
             finally:
                 peer.terminate()
                 peer.wait(10)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-    print()
     print(f"load average at end: {loadavg()}")
+    return 0
+
+
+def print_table(sweeps: dict[tuple[str, str], Sweep], servers: list[str], kinds: list[str]) -> None:
+    """The issue's table: capacity, CPU per message and both ratios to the reference."""
     reference = "coturn" if "coturn" in servers else servers[0]
     print(
         "| traffic | server | capacity (≤ 1 % loss), msg/s | CPU per message | "
@@ -689,13 +706,9 @@ def main() -> int:
                 cpu_ratio = f"{cpu / ref.median('cpu_per_message'):.2f}×"
             print(
                 f"| {kind} | {name} | {mark}{capacity:,.0f} | {cpu * 1e6:.1f} µs | {ratio} | "
-                f"{cpu_ratio} |"
+                f"{cpu_ratio} |",
+                flush=True,
             )
-    for name, kib in memory.items():
-        print(f"memory per allocation, {name}: {kib:.1f} KiB ({args.memory_allocations} idle)")
-    for name, line in paced_lines.items():
-        print(f"paced (not capacity), {name}: {line}")
-    return 0
 
 
 if __name__ == "__main__":
