@@ -328,14 +328,44 @@ class _PeerDatagrams:
     def __init__(self, service: RelayServer, relay: Address) -> None:
         self.service = service
         self.relay = relay
+        self.endpoint: _UdpEndpoint | None = None
+
+    def drain(self) -> None:
+        """The relay socket's reader: up to :data:`DRAIN_MAX` datagrams per readiness event,
+        one clock read per burst."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        recvfrom = endpoint.sock.recvfrom
+        received = self.service.core.relay_received_fast
+        relay = self.relay
+        forward = self.forward
+        now = self.service.clock()
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors from peers are normal on a relay
+                logger.debug("udp %s: %s", endpoint.name, exc)
+                if endpoint.closed:
+                    return
+                continue
+            peer: Address = addr if len(addr) == 2 else addr[:2]
+            found = received(relay, data, peer, now)
+            if found is not None:
+                forward(*found)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        """One datagram (loops without ``add_reader``)."""
         service = self.service
         peer: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
         found = service.core.relay_received_fast(self.relay, data, peer, service.clock())
-        if found is None:
-            return
-        ft, out = found
+        if found is not None:
+            self.forward(*found)
+
+    def forward(self, ft: FiveTuple, out: bytes) -> None:
+        """Send what the core made of a peer's datagram to the allocation's client."""
+        service = self.service
         if ft.protocol == "udp":
             listener = service.udp_by_local.get(ft.server)
             if listener is not None:
@@ -774,7 +804,8 @@ class RelayServer:
             endpoint = _UdpEndpoint(
                 asyncio.get_running_loop(), sock, handler.datagram_received, _hostport(*relay)
             )
-            await endpoint.start()
+            handler.endpoint = endpoint
+            await endpoint.start(handler.drain)
         except BaseException:
             sock.close()
             raise
