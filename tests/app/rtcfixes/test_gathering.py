@@ -35,6 +35,7 @@ def test_server_uris_keeps_every_usable_uri_in_order() -> None:
             USER,
             PASSWORD,
         ),
+        RTCIceServer("turn:127.0.0.1:3?transport=udp", USER, PASSWORD),  # listed twice
         RTCIceServer("turn:127.0.0.1:5"),  # no credentials
         RTCIceServer("http://127.0.0.1:6"),  # not an ICE URI
     ]
