@@ -542,7 +542,7 @@ def main() -> int:
     if args.nice:
         try:
             os.nice(args.nice)  # inherited by the servers, redis-server and the generators
-            print(f"priority: nice {args.nice} for the bench and its processes")
+            print(f"priority: nice {args.nice} for the bench and its processes", flush=True)
         except PermissionError:
             print(f"priority: cannot set nice {args.nice} (not root); figures include contention")
     print(
