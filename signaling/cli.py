@@ -449,6 +449,29 @@ def tune_gc() -> None:
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
+    gc.callbacks.append(_log_long_collections)
+
+
+_gc_started = 0.0
+GC_PAUSE_LOG = 0.05
+
+
+def _log_long_collections(phase: str, info: dict[str, int]) -> None:
+    """Log a collection that held the server up for more than 50 ms (it is forwarding tail)."""
+    import logging
+    import time
+
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    pause = time.perf_counter() - _gc_started
+    if pause > GC_PAUSE_LOG:
+        logging.getLogger("signaling.gc").warning(
+            "garbage collection of generation %d paused the server %.0f ms",
+            info.get("generation", -1),
+            pause * 1000,
+        )
 
 
 GC_FREEZE_EVERY = 30.0
