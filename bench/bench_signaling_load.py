@@ -514,10 +514,18 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
         if redis:
             redis[0].terminate()
             redis[0].wait(10)
+        lines = errlog.read_text().splitlines()
+        pauses = [line for line in lines if "garbage collection of generation" in line]
+        if pauses:
+            longest = max(pauses, key=lambda line: float(line.split()[-2]))
+            print(f"  server GC pauses over 50 ms: {len(pauses)}, the longest: "
+                  f"{longest.split(' WARNING ')[-1]}")  # fmt: skip
+            for line in pauses[:12]:
+                print("    " + line)
         problems = [
             line
-            for line in errlog.read_text().splitlines()
-            if " WARNING " in line or " ERROR " in line
+            for line in lines
+            if (" WARNING " in line or " ERROR " in line) and line not in pauses
         ]
         if problems:
             print(f"  server log: {len(problems)} warnings/errors, the last: {problems[-1][:300]}")
