@@ -67,7 +67,8 @@ def place_call(
     ``loss``: percent dropped each way through the first LAN's router from the start.
     """
     lan_a = lab.add_lan(kinds[0])
-    lab.loss(lan_a, loss)
+    if loss:
+        lab.loss(lan_a, loss)
     lan_b = lan_a if kinds[1] is None else lab.add_lan(kinds[1])
     a, b = lan_a.add_host("a"), lan_b.add_host("b")
     server = lab.start_signal(log=tmp_path / "signal.log")
@@ -174,12 +175,6 @@ def assert_same_sas(call: Call) -> None:
     assert len(codes) == 1, codes
 
 
-@pytest.mark.xfail(
-    reason="after the outage both sides go 'reconnecting'; the answerer ignores the dialer's"
-    " ICE-restart offer ('ignoring unexpected Offer' in app.session) and media never returns."
-    " Timing-dependent (recovered in 1 of 6 runs here), so not strict",
-    strict=False,
-)
 def test_six_second_outage_recovers(lab: Lab, tmp_path: Path) -> None:
     call = place_call(lab, tmp_path, ("cone", "cone"))
     assert_connected_with_media(call)
@@ -209,7 +204,7 @@ def test_address_change_recovers(lab: Lab, tmp_path: Path) -> None:
 
 
 _STAMP = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) app\.session INFO call (\S+) -> (\S+)"
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) app\.[\w.]*session INFO call (\S+) -> (\S+)"
 )
 
 
@@ -224,9 +219,10 @@ def _state_times(side: Caller) -> dict[str, datetime]:
 
 
 @pytest.mark.xfail(
-    reason="only the side whose deadline fires first fails with the STUN/TURN reason; the"
-    " other hears its Bye and says 'call ended (the other person hung up (…))' instead",
-    strict=True,
+    reason="a race: when one side's deadline fires first, the other often gets its Bye before"
+    " its own deadline and says 'call ended (the other person hung up (no network path …))'"
+    " instead of 'call failed' (2 of 4 runs here; the other person did not hang up)",
+    strict=False,
 )
 def test_no_ice_servers_across_nats_fails_with_a_reason(lab: Lab, tmp_path: Path) -> None:
     call = place_call(lab, tmp_path, ("cone", "cone"), ice=[])
