@@ -2,6 +2,9 @@
 
 1. Set-up on loopback, from ``dial`` (offer created) until both sides are CONNECTED, over
    in-process signaling: host candidates only, then with an unreachable STUN server configured.
+   ENGINE ONLY: one process, an in-memory channel, after a warm-up (no process start, no
+   imports, no WebSocket). The launch-to-connected figure of two real processes through
+   ``peercall signal`` is bench/bench_call_launch.py.
 2. One-way audio latency from the source releasing a block to the speaker's PortAudio callback
    taking it (a private PulseAudio null sink; see tests/audio.py), found by detecting 60 ms tone
    bursts in the audio on both ends (not from timestamps). A 5 % loss burst of 2 s is then
@@ -66,7 +69,10 @@ async def one_setup(options: CallOptions) -> float:
 
 
 async def bench_setup(calls: int) -> None:
-    print("== call set-up on loopback (dial -> both CONNECTED), in-process signaling")
+    print(
+        "== call set-up, ENGINE ONLY (dial -> both CONNECTED; one process, in-memory signaling,"
+        " warmed up; two real processes: bench_call_launch.py)"
+    )
     dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dead.bind(("127.0.0.1", 0))  # bound, never answers: a STUN server behind a firewall
     dead_uri = f"stun:127.0.0.1:{dead.getsockname()[1]}"

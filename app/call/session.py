@@ -208,6 +208,7 @@ class CallSession:
         self._remote_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
         self._control: RTCDataChannel | None = None
         self._signaling_failed = False  # the channel gave up: no renegotiation through it
+        self._remote_candidates_ended = False  # end-of-candidates came while it rang
         self._inbound_hooked: set[RTCPeerConnection] = set()
         self._path_back = False
         self._chat_queue: list[str] = []
@@ -572,6 +573,8 @@ class CallSession:
                     return message
                 case Candidate():
                     self._pending_remote.append(message)
+                case EndOfCandidates():
+                    self._remote_candidates_ended = True  # applied once the offer is
                 case Bye(reason=reason):
                     raise ChannelClosed(f"the caller gave up ({reason})")
                 case _:
@@ -583,6 +586,8 @@ class CallSession:
         answer = await self.accept_offer(offer, trickle=channel.supports_trickle)
         await self._send_or_fail(answer)
         await self._flush_trickle()
+        if self._remote_candidates_ended:
+            self._spawn(self._end_of_remote_candidates())
         if channel.supports_trickle:  # copy-paste: nothing more will come that way
             self._spawn(self._receive_loop(channel))
         await self._wait_connected()
