@@ -183,6 +183,7 @@ class CallSession:
         self._standby: RTCPeerConnection | None = None
         self._rx_tracks: dict[RTCPeerConnection, dict[str, MediaStreamTrack]] = {}
         self._controls: dict[RTCPeerConnection, RTCDataChannel] = {}
+        self._chats: dict[RTCPeerConnection, RTCDataChannel] = {}
         self._rtp_seen: dict[RTCPeerConnection, float] = {}  # loop time of the last RTP
         self._restart_started = 0.0
         self._watching = False
@@ -341,6 +342,7 @@ class CallSession:
         # Negotiated out of band (same id both ends), so neither side waits for a
         # "datachannel" event and chat works the moment SCTP is up (RFC 8832 §6 not needed).
         chat = self._chat = pc.createDataChannel("chat", negotiated=True, id=0)
+        self._chats[pc] = chat
         chat.on("message", self._on_chat)
         chat.on("open", lambda: self._on_chat_open(chat))
         # In-call signaling (bye, restart) once connected: works without a signaling server,
@@ -810,14 +812,17 @@ class CallSession:
         for gathering in self._gatherings:
             await gathering.close()
         self._pc, self._standby = standby, None
+        self._chat, self._control = self._chats.get(standby), self._controls.get(standby)
         self._restarting = False
         self._reset_path_state()
         self._forget(pending)
+        self._flush_chat()
         await rtcfixes.close_quietly(pending)
 
     def _forget(self, pc: RTCPeerConnection) -> None:
         self._rx_tracks.pop(pc, None)
         self._controls.pop(pc, None)
+        self._chats.pop(pc, None)
         self._rtp_seen.pop(pc, None)
         self._inbound_hooked.discard(pc)
 
@@ -1070,16 +1075,31 @@ class CallSession:
         self._emit(ChatReceived(text, self.now()))
 
     def _on_chat_open(self, chat: RTCDataChannel) -> None:
-        if chat is not self._chat or self._closing:
+        if chat is not self._open_chat() or self._closing:
             return
         self._emit(ChatStateChanged("open", self.now()))
+        self._flush_chat()
+
+    def _flush_chat(self) -> None:
+        chat = self._open_chat()
+        if chat is None:
+            return
         queued, self._chat_queue = self._chat_queue, []
         for text in queued:
             chat.send(text)
 
+    def _open_chat(self) -> RTCDataChannel | None:
+        """The chat channel to use: the newest connection's, else (while a restart runs) the
+        one still carrying the call."""
+        for pc in (self._pc, self._standby):
+            chat = self._chats.get(pc) if pc is not None else None
+            if chat is not None and chat.readyState == "open":
+                return chat
+        return None
+
     @property
     def chat_open(self) -> bool:
-        return self._chat is not None and self._chat.readyState == "open"
+        return self._open_chat() is not None
 
     async def send_chat(self, text: str) -> None:
         """Send a chat message over the call's data channel.
@@ -1091,8 +1111,9 @@ class CallSession:
             raise CallError("chat message is empty")
         if len(text) > MAX_CHAT_LENGTH:
             raise CallError(f"chat message is longer than {MAX_CHAT_LENGTH} characters")
-        if self._chat is not None and self._chat.readyState == "open":
-            self._chat.send(text)
+        chat = self._open_chat()
+        if chat is not None:
+            chat.send(text)
         elif self.connected_once and self.state not in FINAL_STATES:
             self._chat_queue.append(text)
         else:

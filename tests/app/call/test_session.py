@@ -556,6 +556,13 @@ async def test_media_resumes_after_an_outage_on_the_old_path(signaling: str) -> 
     if held is not None:
         assert held.held  # the restart offer was sent into the cut
         assert await probe_b.wait_for(700.0)  # on the old path, before the offer arrives
+        await caller.send_chat("while restarting")  # the old path's chat still works
+        rec_b = Recorder(callee)
+        for _ in range(250):
+            if rec_b.of(ChatReceived):
+                break
+            await asyncio.sleep(0.02)
+        assert [e.text for e in rec_b.of(ChatReceived)] == ["while restarting"]
         await held.release()
     assert await probe_b.wait_for(700.0)
     assert await probe_a.wait_for(1100.0)
