@@ -58,6 +58,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         " without it (default: %(default)s)",
     )
     sig.add_argument(
+        "--print-link",
+        action="store_true",
+        help="first print the link that joins this room from a web browser (for someone"
+        " without PeerCall), then call as usual",
+    )
+    sig.add_argument(
         "--ca-file",
         metavar="PEM",
         help="for a wss:// server with a self-signed or private-CA certificate: trust only"
@@ -226,6 +232,12 @@ async def _call(args: argparse.Namespace) -> int:
         raise ConfigError("--ca-file only applies to a wss:// --server")
     if args.relay_only and not args.server and not _has_turn(servers):
         raise ConfigError("--relay-only needs a TURN server (--ice-server USER:PASS@turn:HOST)")
+    if args.print_link:
+        if not args.server:
+            raise ConfigError("--print-link needs --server: the signaling server serves the page")
+        from signaling.web import call_link
+
+        print(call_link(args.server, args.room, args.secret), flush=True)
     media = _build_media(args)
     from signaling.manual import stdin_reader
 

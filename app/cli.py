@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("app.devices_cli", "list audio devices"),
     "relay": ("nat.cli", "run the STUN/TURN relay server headless"),
     "signal": ("signaling.cli", "run the WebSocket signaling server headless"),
+    "host": ("app.host", "host a call across the internet: map router ports, print one link"),
+    "open": ("app.open_cli", "join a hosted call from its peercall:// or https:// link"),
     "self-check": ("app.selfcheck", "check this installation: Qt, audio, relay, a loopback call"),
 }
 
@@ -65,9 +67,19 @@ def _self_check_alias(argv: list[str]) -> list[str]:
     return argv
 
 
+def _link_alias(argv: list[str]) -> list[str]:
+    """``peercall peercall://…`` (what the desktop URL handler runs) means ``peercall open …``."""
+    for i, arg in enumerate(argv):
+        if arg.lower().startswith("peercall://"):
+            return [*argv[:i], "open", *argv[i:]]
+        if not arg.startswith("-"):
+            break
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    words = _self_check_alias(list(sys.argv[1:] if argv is None else argv))
+    words = _link_alias(_self_check_alias(list(sys.argv[1:] if argv is None else argv)))
     args = parser.parse_args(words)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

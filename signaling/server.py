@@ -44,6 +44,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from nat.auth import rest_credentials
+from signaling import web
 from signaling.base import Service
 from signaling.errors import SignalingError
 from signaling.rooms import (
@@ -396,13 +397,16 @@ class SignalingServer(Service):
         loop.default_exception_handler(context)
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        """``GET /healthz`` answers 200 for monitoring; everything else is a WebSocket.
+        """``GET /healthz`` answers 200 for monitoring; other plain GETs get the call page
+        (:mod:`signaling.web`); WebSocket upgrades go on to the signaling protocol.
 
         An address already holding ``max_connections_per_ip`` connections (on any node, with
         shared rooms) gets HTTP 429 (RFC 6585 §4) before the upgrade, which costs nothing.
         """
         if request.path == "/healthz":
             return Response(http.HTTPStatus.OK, "OK", Headers(), b"ok\n")
+        if (page := web.serve_static(request)) is not None:
+            return page
         cap = self.max_connections_per_ip
         if cap is None:
             return None

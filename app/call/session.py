@@ -390,6 +390,13 @@ class CallSession:
 
     def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
         info = _candidate_info(candidate, "local", self.now(), server)
+        origin = rtcfixes.candidate_origin(self._gatherings, candidate)
+        if candidate.type == "relay" and origin is not None and origin.mapped is not None:
+            # Relay-only hides it in the SDP (raddr 0.0.0.0); the debug panel shows what the
+            # TURN server saw (XOR-MAPPED-ADDRESS of the Allocate).
+            info = dataclasses.replace(
+                info, related_address=origin.mapped[0], related_port=origin.mapped[1]
+            )
         self._local_infos[info.key] = info
         self._emit(CandidateGathered(info))
         if self._trickle:
