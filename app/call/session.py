@@ -186,6 +186,9 @@ class CallSession:
         self._chats: dict[RTCPeerConnection, RTCDataChannel] = {}
         self._rtp_seen: dict[RTCPeerConnection, float] = {}  # loop time of the last RTP
         self._restart_started = 0.0
+        # A restart is retried only once answered: an offer still queued in a reconnecting
+        # signaling client (or in SCTP) will be delivered; a second would pile up behind it.
+        self._restart_answer_received = False
         self._watching = False
         self._audio_sink = audio_sink
         self._video_sink = video_sink
@@ -415,7 +418,7 @@ class CallSession:
             self._queue_trickle(EndOfCandidates())
 
     def _queue_trickle(self, message: Message) -> None:
-        if self._description_sent and self._channel is not None:
+        if self._description_sent:
             self._spawn(self._send(message))
         else:
             self._trickle_queue.append(message)
@@ -427,12 +430,34 @@ class CallSession:
             await self._send(message)
 
     async def _send(self, message: Message) -> None:
-        if self._channel is None:
+        """To the peer: by the signaling channel while it can carry in-call messages, else
+        (copy-paste, or the server gone) over the call's control data channel."""
+        if self._signaling_usable() or not self.connected_once:
+            if self._channel is None:
+                return
+            try:
+                await self._channel.send(message)
+            except SignalingError as exc:
+                logger.info("signaling send failed: %s", exc)
             return
-        try:
-            await self._channel.send(message)
-        except SignalingError as exc:
-            logger.info("signaling send failed: %s", exc)
+        control = self._open_control()
+        if control is None:
+            logger.info("no way to send %s to the peer right now", type(message).__name__)
+            return
+        with contextlib.suppress(Exception):  # a closing channel: the restart is retried
+            control.send(encode_message(message))
+
+    def _signaling_usable(self) -> bool:
+        channel = self._channel
+        return channel is not None and channel.supports_trickle and not self._signaling_failed
+
+    def _open_control(self) -> RTCDataChannel | None:
+        """The control channel of the connection carrying the call (else the newest one)."""
+        for pc in (self._standby, self._pc):
+            control = self._controls.get(pc) if pc is not None else None
+            if control is not None and control.readyState == "open":
+                return control
+        return None
 
     def _local_sdp(self, kind: str) -> str:
         assert self._pc is not None
@@ -966,7 +991,11 @@ class CallSession:
                 self._move(E.MEDIA_FLOWING, "media flows again")
                 continue
             restart_after = SILENCE_RESTART if self._dialer else SILENCE_RESTART_ANSWERER
-            retry = self._restarting and now - self._restart_started >= RESTART_RETRY
+            retry = (
+                self._restarting
+                and self._restart_answer_received
+                and now - self._restart_started >= RESTART_RETRY
+            )
             if (
                 self._can_renegotiate()
                 and silent >= restart_after
@@ -975,8 +1004,7 @@ class CallSession:
                 await self._restart_as_offerer(f"no packets from the peer for {silent:.0f} s")
 
     def _can_renegotiate(self) -> bool:
-        channel = self._channel
-        return channel is not None and channel.supports_trickle and not self._signaling_failed
+        return self._signaling_usable() or self._open_control() is not None
 
     def _enter_reconnecting(self, reason: str) -> None:
         """CONNECTED -> RECONNECTING, with the give-up timer that state owns."""
@@ -1013,11 +1041,22 @@ class CallSession:
         self._restart_started = asyncio.get_running_loop().time()
         return self._ensure_pc()
 
+    async def restart_ice(self, reason: str = "restart requested") -> None:
+        """Restart ICE now on a fresh connection, the current one carrying the call meanwhile
+        (e.g. the local address changed). Goes by the signaling channel, or over the call's
+        control data channel when there is none (copy-paste calls)."""
+        if self.state not in (S.CONNECTED, S.RECONNECTING) or self._restarting:
+            raise CallError(f"cannot restart ICE while {self.state.value}")
+        if not self._can_renegotiate():
+            raise CallError("cannot restart ICE: no way to reach the other person")
+        await self._restart_as_offerer(reason)
+
     async def _restart_as_offerer(self, reason: str) -> None:
         try:
             logger.info("restarting ICE: %s", reason)
             pc = await self._renew_pc()
             self._restarting = True
+            self._restart_answer_received = False
             self._trickle = True
             await self._gather(wait=False)
             await pc.setLocalDescription(await pc.createOffer())
@@ -1030,11 +1069,19 @@ class CallSession:
         await self._flush_trickle()  # RECONNECTING's give-up timer bounds the wait
 
     async def _restart_answered(self, answer: Answer) -> None:
+        pc = self._pc
+        if pc is None or pc.signalingState != "have-local-offer":
+            logger.info("ignoring a late answer to an earlier restart")
+            return
         try:
             await self._set_remote("answer", answer.sdp)
         except CallError as exc:
+            if self._standby is not None:  # the old connection may still carry the call
+                await self._drop_pending(str(exc))
+                return
             await self._fail(str(exc))
             return
+        self._restart_answer_received = True
         self._start_connecting(deadline=False)
 
     async def _restart_as_answerer(self, offer: Offer) -> None:
