@@ -37,7 +37,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
-from app.call import stats
+from app.call import pathwatch, stats
 from app.call.media import GatedTrack, RemoteFeed, SourceTee
 from app.call.sas import sdp_fingerprint, short_auth_string
 from app.call.state import FINAL_STATES, CallEvent, CallStateMachine
@@ -86,13 +86,9 @@ NO_PATH_MESSAGE = "no network path to the other person: add a STUN/TURN server o
 CONTROL_LABEL = "peercall-control"
 BYE_FLUSH = 0.2  # how long a hang-up waits for a bye on the data channel to leave
 BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
-# Dead-path detection. Audio flows every 20 ms and RTCP every second or so, so this much
-# silence means the path is gone; aioice would only notice after 30 s of failed consent checks.
-SILENCE_DISCONNECTED = 2.0  # report "disconnected"
-SILENCE_RESTART = 3.0  # the dialer renegotiates on a fresh path (needs trickling signaling)
-SILENCE_RESTART_ANSWERER = 3.5  # the other side only if the dialer did not (one-way loss)
-RESTART_RETRY = 6.0  # a restart that has not connected by then is tried afresh
-PENDING_TIMEOUT = 15.0  # a restart the peer never completed is dropped (media flows anyway)
+# Dead-path timing: see app.call.pathwatch (named here too: tests shorten them).
+SILENCE_DISCONNECTED = pathwatch.SILENCE_DISCONNECTED
+SILENCE_FAILED = pathwatch.SILENCE_FAILED
 SILENCE_FAILED = 30.0  # give up recovering: RFC 7675 §5.1 consent expires after 30 s
 
 
@@ -976,32 +972,32 @@ class CallSession:
             await asyncio.sleep(0.25)
             now = loop.time()
             silent = now - self._last_rx
-            if self.state is S.CONNECTED:
-                if silent >= SILENCE_DISCONNECTED:
-                    self._enter_reconnecting(f"no packets from the peer for {silent:.0f} s")
-                elif self._standby is not None and now - self._restart_started > PENDING_TIMEOUT:
-                    await self._drop_pending("it did not connect")
-                continue
-            if silent < SILENCE_DISCONNECTED and not self._path_back:
+            back = self.state is S.RECONNECTING and silent < SILENCE_DISCONNECTED
+            if back and not self._path_back:
                 self._path_back = True
                 self._layer("ice-connection", "connected")
-            carrier = self._standby or self._pc
-            if self._rtp_flowing(carrier):
+            step = pathwatch.next_step(
+                pathwatch.Observed(
+                    state=self.state,
+                    silent=silent,
+                    rtp_flowing=self._rtp_flowing(self._standby or self._pc),
+                    dialer=self._dialer,
+                    can_renegotiate=self._can_renegotiate(),
+                    restarting=self._restarting or self._standby is not None,
+                    restart_answered=self._restart_answer_received,
+                    since_restart=now - self._restart_started,
+                )
+            )
+            reason = f"no packets from the peer for {silent:.0f} s"
+            if step is pathwatch.Step.RECONNECTING:
+                self._enter_reconnecting(reason)
+            elif step is pathwatch.Step.MEDIA_BACK:
                 # The old path is back: media again on it, while a restart may still finish.
                 self._move(E.MEDIA_FLOWING, "media flows again")
-                continue
-            restart_after = SILENCE_RESTART if self._dialer else SILENCE_RESTART_ANSWERER
-            retry = (
-                self._restarting
-                and self._restart_answer_received
-                and now - self._restart_started >= RESTART_RETRY
-            )
-            if (
-                self._can_renegotiate()
-                and silent >= restart_after
-                and (retry or not self._restarting)
-            ):
-                await self._restart_as_offerer(f"no packets from the peer for {silent:.0f} s")
+            elif step is pathwatch.Step.RESTART:
+                await self._restart_as_offerer(reason)
+            elif step is pathwatch.Step.DROP_PENDING:
+                await self._drop_pending("it did not connect")
 
     def _can_renegotiate(self) -> bool:
         return self._signaling_usable() or self._open_control() is not None
