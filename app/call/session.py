@@ -38,6 +38,7 @@ from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
 from app.call import pathwatch, stats
+from app.call.iceview import CandidateBook
 from app.call.media import GatedTrack, RemoteFeed, SourceTee
 from app.call.sas import sdp_fingerprint, short_auth_string
 from app.call.state import FINAL_STATES, CallEvent, CallStateMachine
@@ -203,9 +204,7 @@ class CallSession:
         self._connected: asyncio.Future[None] | None = None
         self._closing = False
         self._closed = asyncio.Event()
-        # Keyed by CandidateInfo.key (type, transport, address, port).
-        self._local_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
-        self._remote_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
+        self._candidates = CandidateBook()
         self._control: RTCDataChannel | None = None
         self._signaling_failed = False  # the channel gave up: no renegotiation through it
         self._remote_candidates_ended = False  # end-of-candidates came while it rang
@@ -266,11 +265,11 @@ class CallSession:
 
     @property
     def local_candidates(self) -> list[CandidateInfo]:
-        return list(self._local_infos.values())
+        return self._candidates.local
 
     @property
     def remote_candidates(self) -> list[CandidateInfo]:
-        return list(self._remote_infos.values())
+        return self._candidates.remote
 
     @property
     def pairs(self) -> tuple[CandidatePairInfo, ...]:
@@ -396,7 +395,7 @@ class CallSession:
             info = dataclasses.replace(
                 info, related_address=origin.mapped[0], related_port=origin.mapped[1]
             )
-        self._local_infos[info.key] = info
+        self._candidates.add(info)
         self._emit(CandidateGathered(info))
         if self._trickle:
             message = Candidate("candidate:" + candidate.to_sdp(), "0", 0)
@@ -491,7 +490,7 @@ class CallSession:
             return None
         self._remote_seen.add(value)
         info = _candidate_info(parsed, "remote", self.now())
-        self._remote_infos[info.key] = info
+        self._candidates.add(info)
         self._emit(RemoteCandidateAdded(info))
         return parsed
 
@@ -884,8 +883,8 @@ class CallSession:
     def _pair_info(self, pair: Any) -> CandidatePairInfo:
         local = _candidate_info(pair.local_candidate, "local", 0.0)
         remote = _candidate_info(pair.remote_candidate, "remote", 0.0)
-        local = self._local_infos.get(local.key, local)
-        remote = self._remote_infos.get(remote.key, remote)
+        local = self._candidates.known(local)
+        remote = self._candidates.known(remote)
         return CandidatePairInfo(
             local=local,
             remote=remote,
