@@ -155,9 +155,15 @@ def _say(text: str) -> None:
 
 def _build_media(args: argparse.Namespace) -> dict[str, Any]:
     """Sources and sinks from the options; device errors surface here, before any signaling."""
+    media: dict[str, Any] = {}
+    if args.no_devices and not (args.send_tone is not None or args.send_file or args.record):
+        # Silence out, nothing kept: the session's defaults (aiortc's silent track, a black
+        # hole), which spare the start-up the synthetic sources' imports (numpy).
+        if args.video or args.camera:
+            media.update(_video_source(args))
+        return media
     from app.media.synthetic import NullSink, SilenceTrack, ToneTrack, WavFileSink, WavFileTrack
 
-    media: dict[str, Any] = {}
     if args.send_tone is not None:
         media["audio_source"] = ToneTrack(args.send_tone)
     elif args.send_file:
@@ -177,10 +183,14 @@ def _build_media(args: argparse.Namespace) -> dict[str, Any]:
 
         media["audio_sink"] = SpeakerSink(args.speaker)
     if args.video or args.camera:
-        from app.media.video import CameraTrack, TestPatternTrack
-
-        media["video_source"] = CameraTrack(args.camera) if args.camera else TestPatternTrack()
+        media.update(_video_source(args))
     return media
+
+
+def _video_source(args: argparse.Namespace) -> dict[str, Any]:
+    from app.media.video import CameraTrack, TestPatternTrack
+
+    return {"video_source": CameraTrack(args.camera) if args.camera else TestPatternTrack()}
 
 
 def _describe(event: Any) -> str | None:
