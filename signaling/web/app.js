@@ -16,6 +16,7 @@ const WEB_PREFIX = "web-";
 // long to send its own offer (a desktop caller does) before offering itself (for a desktop
 // that answers). A collision that still happens is resolved by rolling back (RFC 8829 §4.1.8.2).
 const OFFER_GRACE_MS = 1500;
+const CONNECTED_TEXT = "Connected. Read the security code to each other: it must match.";
 
 const params = new URLSearchParams(location.hash.slice(1));
 const options = { relay: params.has("relay"), loopback: params.has("loopback") };
@@ -39,7 +40,10 @@ let gotOffer = false;
 let connected = false;
 let ended = false;
 let statsTimer = null;
-let joined = false;
+let joined = false; // joined at least once: a dropped link then re-joins (resumes the seat)
+let session = null; // the server's token for resuming our seat
+let unacked = []; // relays the other peer has not acknowledged yet: [{seq, text}]
+let retries = 0;
 let gaveUp = false; // we closed the signaling link after an error already shown
 let work = Promise.resolve(); // frames are handled one at a time, in order
 
@@ -156,7 +160,9 @@ function connect(room, secret) {
   }
   ws.onopen = () => {
     opened = true;
-    send({ type: "join", room, secret, peer: me, name: "browser" });
+    const join = { type: "join", room, secret, peer: me, name: "browser" };
+    if (session) join.session = session;
+    send(join);
   };
   ws.onmessage = (event) => {
     let frame;
@@ -169,7 +175,15 @@ function connect(room, secret) {
   };
   ws.onclose = () => {
     clearInterval(heartbeat);
-    if (gaveUp) return;
+    if (gaveUp || ended) return;
+    if (joined) {
+      // Media goes on peer to peer; the seat waits for us (resume grace), or after a server
+      // restart we join afresh and re-send what was not acknowledged.
+      retries += 1;
+      setStatus("Lost the signaling server; reconnecting…");
+      setTimeout(() => connect(room, secret), Math.min(500 * 2 ** (retries - 1), 8000));
+      return;
+    }
     if (!opened) {
       showError(
         `Cannot reach the signaling server at ${url}: check that it is running and that ` +
@@ -194,7 +208,9 @@ function send(body) {
 
 function relay(data) {
   sendSeq += 1;
-  send({ type: "relay", seq: sendSeq, data: { v: 1, ...data } });
+  const text = JSON.stringify({ v: 1, type: "relay", seq: sendSeq, data: { v: 1, ...data } });
+  unacked.push({ seq: sendSeq, text }); // kept until the peer acks it (docs: Delivery)
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(text);
 }
 
 function scheduleAck(from, seq) {
@@ -210,11 +226,20 @@ const ERRORS = {
 
 async function onFrame(frame, room) {
   switch (frame.type) {
-    case "joined":
+    case "joined": {
+      const again = joined;
       joined = true;
+      session = frame.session;
+      retries = 0;
+      heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || 20) * 1000);
+      unacked = unacked.filter((u) => u.seq > frame.ack);
+      if (again) {
+        for (const u of unacked) ws.send(u.text); // receivers drop what they already have
+        setStatus(connected ? CONNECTED_TEXT : "Reconnected to the signaling server.");
+        return;
+      }
       performance.mark("peercall-joined");
       iceServers = frame.iceServers || [];
-      heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || 20) * 1000);
       setState("waiting");
       if (frame.peers.some((p) => p.present)) {
         other = frame.peers[0].peer;
@@ -226,12 +251,15 @@ async function onFrame(frame, room) {
         setStatus(`Waiting for the other person to join room "${room}"…`);
       }
       return;
+    }
     case "pong":
       if (other && !pc && !gotOffer && !offerTimer) await makeOffer();
       return;
     case "peer-joined":
       other = frame.peer;
-      if (!pc && !gotOffer) {
+      if (connected) {
+        setStatus(CONNECTED_TEXT); // its link is back
+      } else if (!pc && !gotOffer) {
         setStatus("The other person joined; starting the call…");
         clearTimeout(offerTimer);
         offerTimer = setTimeout(() => {
@@ -251,7 +279,10 @@ async function onFrame(frame, room) {
       }
       return;
     case "relay": {
-      if (frame.seq <= (lastSeen.get(frame.from) || 0)) return;
+      if (frame.seq <= (lastSeen.get(frame.from) || 0)) {
+        scheduleAck(frame.from, lastSeen.get(frame.from)); // our ack may have been lost
+        return;
+      }
       lastSeen.set(frame.from, frame.seq);
       other = frame.from;
       scheduleAck(frame.from, frame.seq);
@@ -270,8 +301,11 @@ async function onFrame(frame, room) {
       }
       return;
     }
+    case "ack":
+      unacked = unacked.filter((u) => u.seq > frame.seq);
+      return;
     default:
-      return; // "ack", "ice-servers": nothing to do
+      return; // "ice-servers": nothing to do
   }
 }
 
@@ -421,7 +455,7 @@ async function maybeConnected() {
   connected = true;
   performance.mark("peercall-connected"); // read by bench/bench_browser.py
   setState("connected");
-  setStatus("Connected. Read the security code to each other: it must match.");
+  setStatus(CONNECTED_TEXT);
   // The SDP text as sent: the browser's parsed remoteDescription keeps only the fingerprint
   // it verifies with (sha-512 from aiortc), and the desktop uses the first one listed.
   const local = sdpFingerprint(pc.localDescription.sdp);

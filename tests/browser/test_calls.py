@@ -354,3 +354,28 @@ async def test_over_https_with_a_self_signed_certificate(
             await page.wait_for(CONNECTED)
             assert await page.evaluate("window.isSecureContext && location.protocol") == "https:"
             assert await page.evaluate("document.getElementById('local-video').srcObject !== null")
+
+
+async def test_call_survives_a_signaling_server_restart(
+    lab: LoopbackNamespace, devtools: DevTools, tmp_path: Path
+) -> None:
+    """The signaling server restarts mid-call: media goes on, the page re-joins, bye arrives."""
+    args = ("signal", "--port", str(SIGNAL_PORT))
+    with running(lab, tmp_path / "signal-1.log", *args, ready=r"^ready"):
+        first = await devtools.new_page(link("lobby", SECRET, "loopback"))
+        await first.wait_for("document.body.dataset.state === 'waiting'")
+        second = await devtools.new_page(link("lobby", SECRET, "loopback"))
+        for page in (first, second):
+            await page.wait_for(CONNECTED)
+    for page in (first, second):  # the server is gone; the call is not
+        await page.wait_for(
+            "document.getElementById('status').textContent.includes('reconnecting')"
+        )
+        assert await page.evaluate(CONNECTED)
+    with running(lab, tmp_path / "signal-2.log", *args, ready=r"^ready"):
+        for page in (first, second):
+            await page.wait_for(
+                "document.getElementById('status').textContent.startsWith('Connected.')"
+            )
+        await first.click("hangup")
+        await second.wait_for("document.getElementById('status').textContent.includes('hung up')")
