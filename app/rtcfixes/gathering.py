@@ -343,6 +343,17 @@ class Gathering:
             self.first.set_result(None)
 
 
+def candidate_origin(
+    gatherings: Sequence[Gathering], candidate: Candidate
+) -> CandidateOrigin | None:
+    """Where a local srflx/relay candidate came from, whichever gathering produced it."""
+    for gathering in gatherings:
+        origin = gathering.origin(candidate)
+        if origin is not None:
+            return origin
+    return None
+
+
 def install_gathering(
     pc: RTCPeerConnection,
     *,

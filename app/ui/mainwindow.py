@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -161,6 +162,7 @@ class MainWindow(QMainWindow):
         lan_interfaces: Sequence[str] | None = None,
         lan_listen: str = "0.0.0.0",
         ring_audio: bool | None = None,
+        video: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -169,12 +171,16 @@ class MainWindow(QMainWindow):
         self._lan_interfaces = lan_interfaces
         self._lan_listen = lan_listen
         self._media_factory = media
+        self._video = video  # negotiate video (camera or test pattern) in every call
+        self._tap: Any = None  # the self-view tap on what we send
+        self._remote_sink: Any = None  # keeps the other side's newest frame
         self._shutting_down = False
         self._shutdown_done = False
         self.error_boxes: list[QMessageBox] = []  # stays empty: errors are shown inline
         self.errors: list[str] = []
         self._call_error: str | None = None  # the failure to name when the call ends
         self._peer_label = "the other person"
+        self._ended_outcome: str | None = None  # how the last call ended
         self._leave_confirmed = False
         self.leave_box: QMessageBox | None = None
         self.setWindowTitle(name)
@@ -240,6 +246,7 @@ class MainWindow(QMainWindow):
         self.incoming.setObjectName("incomingBar")
         self.incoming.setStyleSheet(
             "#incomingBar { background: #fefcbf; border: 1px solid #d69e2e; border-radius: 6px; }"
+            " #incomingBar QLabel { color: #1a202c; }"  # readable in dark mode too
         )
         self.incoming_label = QLabel("Incoming call")
         self.incoming_label.setObjectName("incomingLabel")
@@ -398,6 +405,74 @@ class MainWindow(QMainWindow):
         self.debug_action.triggered.connect(self.open_debug_panel)
         self.quit_action.triggered.connect(self.close)
 
+        # The call controls as menu entries with the shortcuts Jitsi users know (M, V), shown
+        # in the menu and in each button's tooltip (issue 12.13). Single letters do not fire
+        # while a text field has focus: typing "m" in the chat stays typing.
+        call_menu = self.menuBar().addMenu("&Call")
+        self.call_actions: dict[str, QAction] = {}
+        for key, text, shortcut, button in (
+            ("mute", "&Mute microphone", "M", self.mute_button),
+            ("camera", "&Camera on/off", "V", self.camera_button),
+            ("hangup", "&Hang up", "Ctrl+E", self.hangup_button),
+            ("accept", "&Accept incoming call", "Ctrl+Shift+A", self.accept_button),
+            ("decline", "&Decline incoming call", "Ctrl+Shift+D", self.decline_button),
+        ):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(shortcut))
+            action.setObjectName(f"{key}Action")
+            action.triggered.connect(lambda _=False, b=button: b.isEnabled() and b.click())
+            shown = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            tip = button.toolTip() or button.text()
+            button.setToolTip(f"{tip} ({shown})")
+            call_menu.addAction(action)
+            self.call_actions[key] = action
+            self.addAction(action)  # the shortcut works with the menu closed
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = QAction("&About PeerCall", self)
+        self.about_action.setObjectName("aboutAction")
+        self.about_action.triggered.connect(self.show_about)
+        help_menu.addAction(self.about_action)
+        self.about_box: QMessageBox | None = None
+
+    def about_text(self) -> str:
+        """Version and the README sections a new user needs (a local README when there is
+        one, the project page otherwise)."""
+        from importlib import metadata
+        from pathlib import Path
+
+        try:
+            version = metadata.version("peercall")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        readme = Path(__file__).resolve().parents[2] / "README.md"
+        base = readme.as_uri() if readme.exists() else "https://github.com/peercall/peercall"
+        links = (
+            ("A first call", "a-first-call"),
+            ("Hosting a relay for friends behind NAT", "hosting-a-relay-for-friends-behind-nat"),
+            ("Troubleshooting with the debug panel", "troubleshooting-with-the-debug-panel"),
+            ("The window", "the-window"),
+        )
+        items = "".join(f"<li><a href='{base}#{anchor}'>{t}</a></li>" for t, anchor in links)
+        return (
+            f"<b>PeerCall {version}</b><br>Peer-to-peer audio/video calls: your own signaling,"
+            f" relay and media, no account.<br>Read in the README:<ul>{items}</ul>"
+            "Shortcuts: M mute, V camera, Ctrl+E hang up, Ctrl+Shift+A accept,"
+            " Ctrl+Shift+D decline, Ctrl+D debug panel."
+        )
+
+    def show_about(self) -> None:
+        box = QMessageBox(self)
+        box.setObjectName("aboutBox")
+        box.setWindowTitle("About PeerCall")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(self.about_text())
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _=0: setattr(self, "about_box", None))
+        self.about_box = box
+        box.open()
+
     def _build_tray(self) -> None:
         self.tray: QSystemTrayIcon | None = None
         if not QSystemTrayIcon.isSystemTrayAvailable():
@@ -407,6 +482,13 @@ class MainWindow(QMainWindow):
         self.tray = QSystemTrayIcon(QIcon(icon), self)
         self.tray.setToolTip("PeerCall")
         self.tray.activated.connect(self._show_from_tray)
+        menu = QMenu(self)
+        menu.addAction("Show PeerCall", self._show_from_tray)
+        menu.addAction(self.call_actions["mute"])
+        menu.addAction(self.call_actions["hangup"])
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        self.tray.setContextMenu(menu)
         self.tray.show()
 
     def _show_from_tray(self) -> None:
@@ -445,7 +527,7 @@ class MainWindow(QMainWindow):
         self.manual.answer_button.clicked.connect(self.manual_answer)
         self.hangup_button.clicked.connect(self.hangup)
         self.mute_button.toggled.connect(self._on_mute)
-        self.camera_button.toggled.connect(a.set_video_enabled)
+        self.camera_button.toggled.connect(self._on_camera)
         self.accept_button.clicked.connect(self._accept)
         self.decline_button.clicked.connect(self._decline)
         self.always_relay.toggled.connect(self._on_always_relay)
@@ -530,19 +612,41 @@ class MainWindow(QMainWindow):
             self.wait_for_call(channel, "LAN caller")
 
     def _set_camera_available(self) -> None:
-        try:
-            from app.media import video  # noqa: F401
-        except ImportError:
-            self.camera_button.setEnabled(False)
-            self.camera_button.setToolTip("Camera support is not available in this build yet")
+        import importlib.util
+
+        # Only ask whether PyAV is there: importing it (and aiortc) costs start-up time.
+        if not self._video or importlib.util.find_spec("av") is None:
+            self._video = False
+            self.camera_button.setToolTip("Video is not available in this build")
+        else:
+            self.camera_button.setToolTip("Send my camera video; without a camera, a test pattern")
+        self.camera_button.setEnabled(False)
 
     # --- calls --------------------------------------------------------------------------
 
     def _new_session(self) -> Any:
         media = self._media_factory() if self._media_factory else self._device_media()
-        return callsetup.new_session(
-            callsetup.call_options(self.settings, loopback=self.loopback), media
+        self._tap = self._remote_sink = None
+        if self._video:
+            try:
+                media, self._tap, self._remote_sink = callsetup.with_video(
+                    media, self.settings["video.camera"]
+                )
+            except (PeerCallError, ImportError, OSError) as exc:
+                self.show_error(f"Video: {user_message(exc)}; calling with audio only")
+        options = callsetup.call_options(
+            self.settings, loopback=self.loopback, video=self._tap is not None
         )
+        session = callsetup.new_session(options, media)
+        # The camera starts as the settings say ("Send video when a call starts"); a previous
+        # call's button state does not carry over (issue 12.9).
+        camera = bool(self.settings["video.enabled"]) and self._tap is not None
+        session.set_video_enabled(camera)
+        self.camera_button.blockSignals(True)
+        self.camera_button.setChecked(camera)
+        self.camera_button.blockSignals(False)
+        self.camera_button.setEnabled(self._tap is not None)
+        return session
 
     def _device_media(self) -> callsetup.CallMedia:
         try:
@@ -583,6 +687,7 @@ class MainWindow(QMainWindow):
     def _new_call_view(self, news: str, phase: str, peer: str) -> None:
         """Nothing of the previous call stays up when a new one starts (issue 12.9)."""
         self._call_error = None
+        self._ended_outcome = None
         self._peer_label = peer
         self.chat.clear()
         self.chat.add_note(news)
@@ -662,6 +767,18 @@ class MainWindow(QMainWindow):
         self.incoming.hide()
         self.adapter.run(self.ringer.stop(), "Ring")
 
+    def _on_camera(self, on: bool) -> None:
+        """Camera on/off mid-call: the peer gets black frames while off (its badge shows)."""
+        self.adapter.set_video_enabled(on)
+        self._show_self_view(on)
+
+    def _show_self_view(self, on: bool) -> None:
+        tap = self._tap
+        if on and tap is not None:
+            self.local_video.set_source(tap.latest_rgb)
+        else:
+            self.local_video.clear()
+
     def _on_mute(self, muted: bool) -> None:
         self.adapter.set_muted(muted)
         self.mute_button.setText("Unmute" if muted else "Mute")
@@ -687,6 +804,11 @@ class MainWindow(QMainWindow):
     # --- engine signals -----------------------------------------------------------------
 
     def _on_session_started(self, session: object) -> None:
+        sink = self._remote_sink
+        self.remote_video.clear()
+        self.remote_video.off_text = f"{self._peer_label}: camera off"
+        self.remote_video.set_source(sink.latest_rgb if sink is not None else None)
+        self._show_self_view(self.camera_button.isChecked())
         self.sas.clear_sas()
         self.quality.reset()
         self.quality_label.setText("")
@@ -695,7 +817,12 @@ class MainWindow(QMainWindow):
             self.debug_panel.reset()
 
     def _on_state(self, change: ev.StateChanged) -> None:
-        early = (ev.CallState.IDLE, ev.CallState.GATHERING, ev.CallState.OFFERING)
+        early = (
+            ev.CallState.IDLE,
+            ev.CallState.GATHERING,
+            ev.CallState.OFFERING,
+            ev.CallState.RINGING,
+        )
         if not (change.new in early and self.badge.badge.key in ("waiting", "calling", "ringing")):
             self.badge.set_state(change.new)  # else keep saying we wait / call / ring
         if change.new is ev.CallState.CONNECTING:
@@ -739,6 +866,12 @@ class MainWindow(QMainWindow):
             else:  # still reachable: wait for the next call once this one is closed
                 QTimer.singleShot(300, self._listen_on_lan)
         self._clear_call_figures()
+        self.remote_video.clear()
+        self.local_video.clear()
+        self.camera_button.blockSignals(True)
+        self.camera_button.setChecked(False)
+        self.camera_button.blockSignals(False)
+        self.camera_button.setEnabled(False)
         self.badge.set_phase(None)
         self.badge.set_state(None)
         self.start_panel.show()
@@ -747,6 +880,7 @@ class MainWindow(QMainWindow):
             if self._call_error is None:
                 self.set_news("")
             return
+        self._ended_outcome = record.outcome
         self.history_view.prepend(record)
         route = {"relay": " via relay", "direct": " direct", "none": ""}[record.route]
         self.chat.add_note(f"Call {record.outcome}{route}, {format_duration(record.duration)}")
@@ -780,6 +914,12 @@ class MainWindow(QMainWindow):
         Dialogs are kept for decisions (leaving a call); news is not a decision (issue 12.6).
         """
         line = message.splitlines()[0] if message else "unknown error"
+        echo = not self.adapter.in_call and self._ended_outcome not in (None, "failed")
+        if echo and "call ended:" in line:
+            # The flow's own echo of an end already shown ("Call ended — declined"): one
+            # event, one line (issue 12.6).
+            logger.info("%s", line)
+            return
         logger.warning("%s", line)
         self.errors.append(line)
         if self.adapter.in_call:

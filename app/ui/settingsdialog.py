@@ -62,7 +62,7 @@ from app.ui.hosting import (
     uris_at,
 )
 from app.ui.presenters import BACKEND_LABELS, user_message
-from app.ui.widgets import LevelMeter
+from app.ui.widgets import LevelMeter, VideoView
 
 logger = logging.getLogger(__name__)
 
@@ -995,6 +995,11 @@ class MediaPage(QWidget):
         self.microphone = QComboBox()
         self.speaker = QComboBox()
         self.camera = QComboBox()
+        _name(self.camera, "cameraChoice", "Camera")
+        self.preview = VideoView("Camera preview")
+        _name(self.preview, "cameraPreview", "Camera preview")
+        self.preview.setFixedSize(192, 144)
+        self._preview: tuple[Any, Any] | None = None  # (track, sink) while shown
         self.refresh_button = QPushButton("Rescan devices")
         self.meter = LevelMeter()
         self.meter.setObjectName("inputLevel")
@@ -1029,6 +1034,7 @@ class MediaPage(QWidget):
         form.addRow("Speaker", self.speaker)
         form.addRow("", self.tone_button)
         form.addRow("Camera", self.camera)
+        form.addRow("", self.preview)
         form.addRow("", self.video)
         form.addRow("", self.refresh_button)
         form.addRow(self.device_note)
@@ -1044,6 +1050,42 @@ class MediaPage(QWidget):
         self.tone_button.clicked.connect(self.play_tone)
         self.echo.toggled.connect(self._echo_toggled)
         self.refresh_button.clicked.connect(self.rescan)
+        self.camera.currentIndexChanged.connect(self._camera_changed)
+        self.video.setObjectName("sendVideo")
+
+    # --- camera preview ---------------------------------------------------------------------
+
+    def start_preview(self) -> None:
+        """Show the chosen camera (or the test pattern calls would send) live (idempotent)."""
+        if self._preview is not None:
+            return
+        from app.media.video import LatestFrameSink
+        from app.ui.callsetup import video_source
+
+        try:
+            track = video_source(self.camera.currentData() or "", fps=15)
+        except Exception as exc:
+            self.device_note.setText(f"Camera: {user_message(exc)}")
+            self.device_note.setVisible(True)
+            return
+        sink = LatestFrameSink()
+        self._preview = (track, sink)
+        self._run(sink.start(track), "Camera preview")
+        self.preview.set_source(sink.latest_rgb)
+
+    def stop_preview(self) -> None:
+        preview, self._preview = self._preview, None
+        self.preview.clear()
+        if preview is not None:
+            track, sink = preview
+            track.stop()
+            self._run(sink.stop(), "Camera preview")
+
+    def _camera_changed(self) -> None:
+        if self._preview is not None:
+            self.stop_preview()
+            self.start_preview()
+        self.changed.emit()
 
     # --- devices ----------------------------------------------------------------------------
 
@@ -1066,19 +1108,21 @@ class MediaPage(QWidget):
             notes.append("No speaker found.")
         if not found and not notes:
             notes.append("No audio devices found (is a sound server running?).")
-        cameras = [c.path for c in list_cameras()]
+        found_cameras = list_cameras()
+        cameras = [c.path for c in found_cameras]
+        camera_names = {c.path: f"{c.name} ({c.path})" for c in found_cameras}
         if not cameras:
             notes.append("No camera found: calls send the test pattern when video is on.")
         for combo, names, key, default in (
             (self.microphone, inputs, "audio.input", "System default"),
             (self.speaker, outputs, "audio.output", "System default"),
-            (self.camera, cameras, "video.camera", "First found / none"),
+            (self.camera, cameras, "video.camera", "First found, else the test pattern"),
         ):
             combo.blockSignals(True)
             combo.clear()
             combo.addItem(default, "")
             for name in names:
-                combo.addItem(name, name)
+                combo.addItem(camera_names.get(name, name), name)
             current = settings[key]
             if current and current not in names:
                 combo.addItem(f"{current} (not present)", current)
@@ -1361,8 +1405,10 @@ class SettingsDialog(QDialog):
     def _page_changed(self) -> None:
         if self.isVisible() and self.tabs.currentWidget() is self.media:
             self.media.start_meter()
+            self.media.start_preview()
         else:
             self.media.stop_meter()
+            self.media.stop_preview()
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -1370,8 +1416,10 @@ class SettingsDialog(QDialog):
 
     def hideEvent(self, event: QHideEvent) -> None:
         self.media.stop_meter()
+        self.media.stop_preview()
         super().hideEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.media.stop_meter()
+        self.media.stop_preview()
         super().closeEvent(event)

@@ -7,7 +7,6 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPen, QResizeEvent
 from PySide6.QtWidgets import (
@@ -168,12 +167,17 @@ class CallTimer(QLabel):
 class VideoView(QWidget):
     """Paints the latest frame of a video sink (RGB ``H×W×3`` uint8) scaled to fit."""
 
+    cameraOffChanged = Signal(bool)
+
     def __init__(self, placeholder: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._placeholder = placeholder
         self._source: Callable[[], Any] | None = None
         self._image: QImage | None = None
         self._overlay: QWidget | None = None
+        self._last: Any = None
+        self.camera_off = False  # the frames are black: the sender's camera is off
+        self.off_text = "Camera off"
         self.frames_painted = 0
         self._timer = QTimer(self)
         self._timer.setInterval(40)  # 25 fps is plenty for a preview
@@ -184,6 +188,7 @@ class VideoView(QWidget):
         """``source()`` returns the latest frame as an RGB ndarray, or None."""
         self._source = source
         self._image = None
+        self._last = None
         if source is None:
             self._timer.stop()
         else:
@@ -210,6 +215,8 @@ class VideoView(QWidget):
         self._place_overlay()
 
     def set_frame(self, rgb: Any) -> None:
+        import numpy as np  # loaded with the first frame, not at start-up
+
         array = np.ascontiguousarray(rgb, dtype=np.uint8)
         height, width = array.shape[:2]
         self._image = QImage(
@@ -221,16 +228,33 @@ class VideoView(QWidget):
         if self._source is None:
             return
         frame = self._source()
-        if frame is not None:
-            self.set_frame(frame)
+        if frame is None or frame is self._last:
+            return  # nothing new: no copy, no repaint
+        self._last = frame
+        # A disabled WebRTC video track sends black frames (W3C mediacapture-main, "enabled"):
+        # that is the other side's camera switched off. Sampled, so it stays cheap.
+        sample = frame[::16, ::16]
+        off = int(sample.max()) < 40
+        if off != self.camera_off:
+            self.camera_off = off
+            self.cameraOffChanged.emit(off)
+        self.set_frame(frame)
+
+    def clear(self) -> None:
+        """Back to the placeholder (the call ended)."""
+        self.set_source(None)
+        self._last = None
+        self.camera_off = False
+        self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         inset = self.parentWidget() is not None and isinstance(self.parentWidget(), VideoView)
         painter.fillRect(self.rect(), QColor("#374151" if inset else "#111827"))
-        if self._image is None:
+        if self._image is None or self.camera_off:
             painter.setPen(QColor("#d1d5db" if inset else "#9ca3af"))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
+            text = self.off_text if self.camera_off else self._placeholder
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, text)
         else:
             scaled = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
             x = (self.width() - scaled.width()) // 2

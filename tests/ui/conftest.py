@@ -88,7 +88,9 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
     """Build main windows with private settings, silence as the microphone and no speaker."""
     windows: list[MainWindow] = []
 
-    def make(name: str = "PeerCall", **values: Any) -> MainWindow:
+    def make(name: str = "PeerCall", *, video: bool = False, **values: Any) -> MainWindow:
+        """``video``: negotiate video as the app does (off by default: encoding VP8 in every
+        test would slow the suite on a shared 2-core machine; tests/ui/test_video.py has it)."""
         directory = tmp_path / f"{name}-{len(windows)}"
         settings = Settings(directory / "settings.json")
         settings.update(values)
@@ -102,6 +104,7 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
             # mDNS stays on the loopback interface, the LAN host listens on 127.0.0.1 only.
             lan_interfaces=["127.0.0.1"],
             lan_listen="127.0.0.1",
+            video=video,
         )
         window.show()
         windows.append(window)

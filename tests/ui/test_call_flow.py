@@ -101,3 +101,47 @@ def test_closing_mid_call_asks_and_the_hang_up_arrives(
     assert bob.adapter.session.state is CallState.ENDED
     assert bob.news.text().startswith("Call ended — ")
     assert bob.errors == []
+
+
+def test_shortcuts_are_in_the_menus_and_tooltips_and_work(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    from PySide6.QtCore import Qt
+
+    alice, bob = connect_pair(qtbot, make_window)
+    menus = {a.text(): a.menu() for a in alice.menuBar().actions()}
+    call_menu = menus["&Call"]
+    shortcuts = {a.objectName(): a.shortcut().toString() for a in call_menu.actions()}
+    assert shortcuts == {
+        "muteAction": "M",
+        "cameraAction": "V",
+        "hangupAction": "Ctrl+E",
+        "acceptAction": "Ctrl+Shift+A",
+        "declineAction": "Ctrl+Shift+D",
+    }
+    assert alice.mute_button.toolTip().endswith("(M)")
+    assert alice.hangup_button.toolTip().endswith("(Ctrl+E)")
+    # M mutes (the key goes to the window, no text field focused), M again unmutes.
+    alice.activateWindow()
+    qtbot.waitUntil(alice.isActiveWindow, timeout=5_000)  # shortcuts go to the active window
+    alice.hangup_button.setFocus()
+    qtbot.keyClick(alice.hangup_button, Qt.Key.Key_M)
+    assert alice.mute_button.isChecked()
+    assert alice.adapter.session.muted
+    qtbot.keyClick(alice.hangup_button, Qt.Key.Key_M)
+    assert not alice.mute_button.isChecked()
+    # Typing "m" in the chat types it instead.
+    alice.chat.input.setFocus()
+    qtbot.keyClicks(alice.chat.input, "mm")
+    assert alice.chat.input.text() == "mm"
+    assert not alice.mute_button.isChecked()
+    # Help → About names the version and links the README sections.
+    alice.about_action.trigger()
+    assert alice.about_box is not None
+    assert "PeerCall 0." in alice.about_box.text()
+    assert "#hosting-a-relay-for-friends-behind-nat" in alice.about_box.text()
+    alice.about_box.close()
+    # Ctrl+E hangs up.
+    alice.hangup_button.setFocus()
+    qtbot.keyClick(alice.hangup_button, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)

@@ -82,7 +82,10 @@ def test_a_hosted_relay_carries_a_call_at_the_address_the_panel_offers(
         assert selected.pair.local.type == "relay"
         assert selected.pair.local.address == first  # where the peer sends: reachable
     assert host.relay_host.status().allocations >= 2
-    qtbot.waitUntil(lambda: "2 allocations" in host.hosting.text(), timeout=5_000)
+    qtbot.waitUntil(
+        lambda: f"{host.relay_host.status().allocations} allocations" in host.hosting.text(),
+        timeout=5_000,
+    )
     click(qtbot, child(guest, "hangupButton", QPushButton))
     qtbot.waitUntil(lambda: not host.adapter.in_call, timeout=10_000)
     assert host.adapter.session.state is CallState.ENDED

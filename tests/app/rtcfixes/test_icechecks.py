@@ -40,7 +40,7 @@ async def test_direct_pair_stays_selected_over_the_relay(best_pair: bool) -> Non
     try:
         await negotiate(caller, callee, trickle=True)
         await wait_connected(caller, callee)
-        async with running_relay(port=port):
+        async with running_relay(port=port, no_tcp=True):  # a free UDP port only
             await asyncio.wait_for(
                 asyncio.gather(*(g.done for p in (caller, callee) for g in p.gatherings)), 20
             )
