@@ -209,6 +209,10 @@ async def test_browser_to_browser(devtools: DevTools, signal_server: Process) ->
     assert re.fullmatch(r"\d{3} \d{3}", sas[0])
     for page in (first, second):
         assert (await page.text("badge")).startswith("connected direct")
+        # What a person sees: the call, not the join form (hidden must beat the CSS display).
+        shown = "getComputedStyle(document.getElementById(%r)).display"
+        assert await page.evaluate(shown % "join-form") == "none"
+        assert await page.evaluate(shown % "call") != "none"
         await hears(page, 660.0)  # both fake microphones play the test tone
     await first.type("chat-input", "hi from the first")
     await first.click("chat-send")
