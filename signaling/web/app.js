@@ -403,7 +403,9 @@ async function onMessage(msg) {
       }
       gotOffer = true;
       await ensurePc();
-      setStatus("Answering…");
+      // A connected call that gets an offer is being renegotiated (an ICE restart, RFC 8445
+      // §9): answer it; the call, its chat channel and the SAS stay as they are.
+      if (!connected) setStatus("Answering…");
       await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
       remoteSdp = msg.sdp;
       await flushCandidates();
