@@ -40,6 +40,9 @@ let gotOffer = false;
 let connected = false;
 let ended = false;
 let statsTimer = null;
+let certificate = null; // RTCCertificate shared by every peer connection of the call
+let standby = null; // the previous connection while a renegotiated one comes up
+const remoteStream = new MediaStream();
 let joined = false; // joined at least once: a dropped link then re-joins (resumes the seat)
 let session = null; // the server's token for resuming our seat
 let unacked = []; // relays the other peer has not acknowledged yet: [{seq, text}]
@@ -326,25 +329,39 @@ function usable(candidate) {
 async function ensurePc() {
   if (pc) return pc;
   await mediaReady;
-  pc = new RTCPeerConnection({
+  // One DTLS certificate for the whole call, as the desktop keeps one: a renegotiated path
+  // then shows the same fingerprints, so the security code the people compared stays valid.
+  certificate ??= await RTCPeerConnection.generateCertificate({
+    name: "ECDSA",
+    namedCurve: "P-256",
+  });
+  const conn = new RTCPeerConnection({
     iceServers,
     iceTransportPolicy: options.relay ? "relay" : "all",
     bundlePolicy: "max-bundle",
+    certificates: [certificate],
   });
+  pc = conn;
   if (localStream) {
-    for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+    for (const track of localStream.getTracks()) conn.addTrack(track, localStream);
   } else {
-    pc.addTransceiver("audio", { direction: "recvonly" });
-    pc.addTransceiver("video", { direction: "recvonly" });
+    conn.addTransceiver("audio", { direction: "recvonly" });
+    conn.addTransceiver("video", { direction: "recvonly" });
   }
   // Negotiated (id 0, label "chat") exactly like the desktop's, so it opens with SCTP.
-  chat = pc.createDataChannel("chat", { negotiated: true, id: 0 });
-  chat.onopen = maybeConnected;
-  chat.onmessage = (e) => addChat(typeof e.data === "string" ? e.data : "(binary)", "peer");
-  const remoteStream = new MediaStream();
-  $("remote-video").srcObject = remoteStream;
-  pc.ontrack = (e) => remoteStream.addTrack(e.track);
-  pc.onicecandidate = (e) => {
+  const channel = conn.createDataChannel("chat", { negotiated: true, id: 0 });
+  chat = channel;
+  channel.onopen = () => maybeConnected(conn);
+  channel.onmessage = (e) => addChat(typeof e.data === "string" ? e.data : "(binary)", "peer");
+  conn.ontrack = (e) => {
+    // A renegotiated connection's track replaces the old one of its kind.
+    for (const old of remoteStream.getTracks()) {
+      if (old.kind === e.track.kind) remoteStream.removeTrack(old);
+    }
+    remoteStream.addTrack(e.track);
+  };
+  conn.onicecandidate = (e) => {
+    if (conn !== pc) return;
     if (!e.candidate) {
       relay({ type: "end-of-candidates" });
     } else if (e.candidate.candidate && usable(e.candidate.candidate)) {
@@ -356,11 +373,12 @@ async function ensurePc() {
       });
     }
   };
-  pc.onconnectionstatechange = () => {
-    const state = pc.connectionState;
+  conn.onconnectionstatechange = () => {
+    if (conn !== pc) return; // a replaced connection: its end is expected
+    const state = conn.connectionState;
     if (state === "connected") {
-      maybeConnected();
-    } else if (state === "failed" && !ended) {
+      maybeConnected(conn);
+    } else if (state === "failed" && !ended && !standby) {
       setBadge("failed", "failed");
       showError(
         "The connection failed: no network path between you. A relay (TURN server) on the " +
@@ -371,8 +389,24 @@ async function ensurePc() {
       setBadge("reconnecting…", "");
     }
   };
-  setBadge("connecting…", "");
-  return pc;
+  if (!connected) setBadge("connecting…", "");
+  return conn;
+}
+
+async function renegotiate(sdp) {
+  // The desktop replaces a dead path with a fresh peer connection (new ICE, DTLS and SCTP,
+  // same certificate; aiortc has no ICE restart). Follow it with a fresh one as well; the
+  // old one stays up as the standby until the new one carries the call.
+  if (standby) standby.close();
+  standby = pc;
+  pc = null;
+  pendingCandidates = [];
+  await ensurePc();
+  await pc.setRemoteDescription({ type: "offer", sdp });
+  remoteSdp = sdp;
+  await flushCandidates();
+  await pc.setLocalDescription(await pc.createAnswer());
+  relay({ type: "answer", sdp: localSdp() });
 }
 
 function localSdp() {
@@ -400,12 +434,13 @@ async function onMessage(msg) {
       if (pc && pc.signalingState === "have-local-offer") {
         if (!polite()) return; // ours wins; the other side answers it
         await pc.setLocalDescription({ type: "rollback" });
+      } else if (pc && pc.remoteDescription) {
+        await renegotiate(msg.sdp);
+        return;
       }
       gotOffer = true;
       await ensurePc();
-      // A connected call that gets an offer is being renegotiated (an ICE restart, RFC 8445
-      // §9): answer it; the call, its chat channel and the SAS stay as they are.
-      if (!connected) setStatus("Answering…");
+      setStatus("Answering…");
       await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
       remoteSdp = msg.sdp;
       await flushCandidates();
@@ -451,20 +486,31 @@ async function flushCandidates() {
   }
 }
 
-async function maybeConnected() {
-  if (connected || !pc || pc.connectionState !== "connected") return;
-  if (!chat || chat.readyState !== "open") return;
+async function maybeConnected(conn) {
+  // CONNECTED as the desktop means it: DTLS up and the chat channel open.
+  if (conn !== pc || conn.connectionState !== "connected" || chat.readyState !== "open") return;
+  if (standby) {
+    standby.close(); // the renegotiated connection carries the call now
+    standby = null;
+  }
+  const first = !connected;
   connected = true;
-  performance.mark("peercall-connected"); // read by bench/bench_browser.py
+  if (first) performance.mark("peercall-connected"); // read by bench/bench_browser.py
   setState("connected");
   setStatus(CONNECTED_TEXT);
   // The SDP text as sent: the browser's parsed remoteDescription keeps only the fingerprint
   // it verifies with (sha-512 from aiortc), and the desktop uses the first one listed.
-  const local = sdpFingerprint(pc.localDescription.sdp);
+  const local = sdpFingerprint(conn.localDescription.sdp);
   const remote = sdpFingerprint(remoteSdp);
-  if (local && remote) $("sas").textContent = await shortAuthString(local, remote);
+  if (local && remote) {
+    const sas = await shortAuthString(local, remote);
+    if (!first && sas !== $("sas").textContent) {
+      showError("The security code changed: compare it again.");
+    }
+    $("sas").textContent = sas;
+  }
   await updateBadge();
-  statsTimer = setInterval(updateBadge, 1000);
+  if (first) statsTimer = setInterval(updateBadge, 1000);
 }
 
 async function updateBadge() {
@@ -492,6 +538,7 @@ function endCall(reason) {
   clearInterval(heartbeat);
   clearTimeout(offerTimer);
   if (pc) pc.close();
+  if (standby) standby.close();
   if (localStream) for (const t of localStream.getTracks()) t.stop();
   setBadge("call ended", "");
   setState("ended");
@@ -551,6 +598,7 @@ window.addEventListener("pagehide", () => {
   if (!ended && pc) relay({ type: "bye", reason: "hangup" });
 });
 
+$("remote-video").srcObject = remoteStream;
 $("room").value = params.get("room") || "";
 $("secret").value = params.get("secret") || "";
 if (params.get("room") || params.get("secret")) {

@@ -383,3 +383,36 @@ async def test_call_survives_a_signaling_server_restart(
             )
         await first.click("hangup")
         await second.wait_for("document.getElementById('status').textContent.includes('hung up')")
+
+
+async def test_desktop_restarts_ice_on_a_dead_path(
+    lab: LoopbackNamespace, devtools: DevTools, signal_server: Process, tmp_path: Path
+) -> None:
+    """The desktop's path dies for good: it renegotiates on a fresh one and the page follows."""
+    proc = desktop(lab, tmp_path, "stairs", "--duration", "60")
+    try:
+        await proc.until(r"call offering")
+        page = await devtools.new_page(link("stairs", SECRET, "loopback"))
+        await wait_connected(page, proc)
+        sas = await page.wait_for("document.getElementById('sas').textContent")
+        found = await proc.until(r"^peercall: path direct .*: 127\.0\.0\.1:(\d+) <-> ")
+        port = found.group(1)
+        # Everything to or from the desktop's first port is dropped from now on.
+        lab.run("nft", "add", "table", "inet", "cut")
+        for hook in ("input", "output"):
+            lab.run(
+                "nft", "add", "chain", "inet", "cut", hook,
+                f"{{ type filter hook {hook} priority 0 ; }}",
+            )  # fmt: skip
+            for direction in ("sport", "dport"):
+                lab.run("nft", "add", "rule", "inet", "cut", hook, "udp", direction, port, "drop")
+        await proc.until(r"call reconnecting")
+        await proc.until(r"call reconnecting[\s\S]*call connected", within=40)
+        await page.type("chat-input", "still here")
+        await page.click("chat-send")
+        await proc.until(r"^<peer> still here$")
+        assert await page.evaluate(CONNECTED)
+        assert await page.text("sas") == sas  # same certificates: the same security code
+        assert await page.text("error") == ""
+    finally:
+        proc.stop()
