@@ -38,11 +38,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="answer a call (read the offer first) instead of calling",
     )
+    sig.add_argument(
+        "--auto-answer",
+        action="store_true",
+        help="with --answer: take the call without asking (asked only when stdin is a terminal)",
+    )
     sig.add_argument("--server", metavar="URL", help="signaling server, e.g. ws://host:8765")
     sig.add_argument(
         "--room", default="peercall", help="room name on the server (default: %(default)s)"
     )
     sig.add_argument("--secret", default="", help="room secret both callers share")
+    sig.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="keep trying to reach a lost signaling server this long; the call itself goes on"
+        " without it (default: %(default)s)",
+    )
+    sig.add_argument(
+        "--print-link",
+        action="store_true",
+        help="first print the link that joins this room from a web browser (for someone"
+        " without PeerCall), then call as usual",
+    )
     sig.add_argument(
         "--ca-file",
         metavar="PEM",
@@ -118,6 +137,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="hang up this long after connecting (ignores stdin)",
     )
     run.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not add this call to the call history the desktop window shows",
+    )
+    run.add_argument(
         "--export",
         metavar="JSON",
         help="write the session (candidates, states, stats, SDPs) here at the end",
@@ -156,10 +180,13 @@ def _build_media(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _describe(event: Any) -> str | None:
+    from app.call.iceview import describe_path
     from app.events import (
         ChatReceived,
+        ChatStateChanged,
         ErrorOccurred,
         GatheringFinished,
+        IceServersInUse,
         SasReady,
         SelectedPairChanged,
         StateChanged,
@@ -168,12 +195,15 @@ def _describe(event: Any) -> str | None:
     match event:
         case StateChanged(new=new, reason=reason):
             return f"call {new.value}" + (f" ({reason})" if reason else "")
-        case SelectedPairChanged(pair=pair, relayed=relayed):
-            how = "via relay" if relayed else f"direct ({pair.local.type} <-> {pair.remote.type})"
-            return (
-                f"path {how}: {pair.local.address}:{pair.local.port} <-> "
-                f"{pair.remote.address}:{pair.remote.port}"
-            )
+        case SelectedPairChanged():
+            return f"path {describe_path(event)}"
+        case ChatStateChanged(state=state):
+            return "chat connecting…" if state == "connecting" else "chat ready"
+        case IceServersInUse(servers=servers):
+            offered = [u for s in servers if s.origin == "signaling server" for u in s.urls]
+            if offered:
+                return f"ICE servers from the signaling server: {', '.join(offered)}"
+            return None
         case SasReady(sas=sas):
             return f"security code (SAS) {sas}: read it to your peer, it must match"
         case GatheringFinished(duration=duration, failed_servers=failed) if failed:
@@ -186,35 +216,25 @@ def _describe(event: Any) -> str | None:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    from app.events import CallState, ChatReceived
+    from app.events import ChatReceived
     from app.iceservers import IceServer
-    from app.session import CallOptions, CallSession
 
     servers = tuple(IceServer.from_spec(spec) for spec in args.ice_server)
-    if args.relay_only and not any(u.is_turn for s in servers for u in s.uris):
-        raise ConfigError("--relay-only needs a TURN server (--ice-server USER:PASS@turn:HOST)")
     if args.gather_timeout <= 0:
         raise ConfigError(f"--gather-timeout must be positive, got {args.gather_timeout}")
+    if args.reconnect_timeout < 0:
+        raise ConfigError(f"--reconnect-timeout must not be negative, got {args.reconnect_timeout}")
     if args.ca_file and not (args.server or "").lower().startswith("wss://"):
         raise ConfigError("--ca-file only applies to a wss:// --server")
-    options = CallOptions(
-        ice_servers=servers,
-        relay_only=args.relay_only,
-        loopback_candidates=args.loopback,
-        gather_timeout=args.gather_timeout,
-        video=bool(args.video or args.camera),
-    )
+    if args.relay_only and not args.server and not _has_turn(servers):
+        raise ConfigError("--relay-only needs a TURN server (--ice-server USER:PASS@turn:HOST)")
+    if args.print_link:
+        if not args.server:
+            raise ConfigError("--print-link needs --server: the signaling server serves the page")
+        from signaling.web import call_link
+
+        print(call_link(args.server, args.room, args.secret), flush=True)
     media = _build_media(args)
-    session = CallSession(options, **media)
-
-    def on_event(event: Any) -> None:
-        if isinstance(event, ChatReceived):
-            print(f"<peer> {event.text}", flush=True)
-        text = _describe(event)
-        if text:
-            _say(text)
-
-    session.subscribe(on_event)
     from signaling.manual import stdin_reader
 
     read_line = stdin_reader()  # pastes first, then chat: one reader of stdin
@@ -224,15 +244,30 @@ async def _call(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+    session: Any = None
     try:
         await channel.connect()
+        # Built after the join: the signaling server's ICE servers (TURN REST credentials)
+        # join the user's own list.
+        session = _new_session(args, servers, channel, media)
+        media = {}
+        controller = _controller(args, session, channel)
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, ChatReceived):
+                print(f"<peer> {event.text}", flush=True)
+            text = _describe(event)
+            if text:
+                _say(text)
+
+        session.subscribe(on_event)
         if args.server is None:
             _say(
                 "paste the offer blob from your peer:"
                 if args.answer
                 else "send this offer blob to your peer, then paste their answer blob here:"
             )
-        connecting = asyncio.ensure_future(_connect(session, channel, args.answer))
+        connecting = asyncio.ensure_future(_connect(controller, args, read_line))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not connecting.done():
@@ -243,37 +278,114 @@ async def _call(args: argparse.Namespace) -> int:
         stopper.cancel()
         if connecting.exception() is not None:
             exc = connecting.exception()
-            if session.state is not CallState.ENDED:
+            if session.state.value != "ended":
                 _say(f"call failed: {exc}")
-            return EXIT_ENDED if session.state is CallState.ENDED else EXIT_FAILED
+            return _exit_code(session)
+        if not connecting.result():
+            return EXIT_ENDED  # declined on purpose
         for text in args.chat:
             await session.send_chat(text)
         await _in_call(session, read_line, stop, args.duration)
         await session.hangup()
-        return EXIT_ENDED if session.state is CallState.ENDED else EXIT_FAILED
+        return _exit_code(session)
     finally:
-        await session.hangup()
+        for key in ("audio_source", "video_source"):  # never handed to a session
+            if key in media:  # (e.g. the join failed): release the device here
+                with contextlib.suppress(Exception):
+                    media[key].stop()
+        if session is not None:
+            await session.hangup()
         await channel.close()
-        if args.export:
+        if args.export and session is not None:
             _export(session.export(), args.export)
+
+
+def _has_turn(servers: Any) -> bool:
+    return any(u.is_turn for s in servers for u in s.uris)
+
+
+def _new_session(args: argparse.Namespace, servers: Any, channel: Any, media: Any) -> Any:
+    from app.call.session import CallOptions, CallSession
+    from app.iceservers import IceServer, merge_ice_servers
+
+    offered = []
+    for data in getattr(channel, "ice_servers", None) or []:
+        with contextlib.suppress(ConfigError):  # the session logs what it skips
+            offered.append(IceServer.from_dict(data, origin="signaling server"))
+    if args.relay_only and not _has_turn(merge_ice_servers(servers, offered)):
+        raise ConfigError(
+            "--relay-only needs a TURN server (--ice-server USER:PASS@turn:HOST, or a signaling"
+            " server started with --turn-secret)"
+        )
+    options = CallOptions(
+        ice_servers=servers,
+        relay_only=args.relay_only,
+        loopback_candidates=args.loopback,
+        gather_timeout=args.gather_timeout,
+        video=bool(args.video or args.camera),
+    )
+    return CallSession(options, **media)
+
+
+def _exit_code(session: Any) -> int:
+    """0 only for a call that connected and then ended; a call that never connected failed,
+    even when it ended because the other side hung up first."""
+    ended = session.state.value == "ended"
+    return EXIT_ENDED if ended and session.connected_once else EXIT_FAILED
 
 
 def _channel(args: argparse.Namespace, read_line: Any) -> Any:
     if args.server:
         from signaling.client import WebSocketChannel
 
-        return WebSocketChannel(args.server, args.room, args.secret, ca_file=args.ca_file)
+        return WebSocketChannel(
+            args.server,
+            args.room,
+            args.secret,
+            ca_file=args.ca_file,
+            reconnect_timeout=args.reconnect_timeout,
+        )
     from signaling.manual import stdio_channel
 
     return stdio_channel(read_line)
 
 
-async def _connect(session: Any, channel: Any, answer: bool) -> None:
-    if answer:
-        offer = await session.wait_for_offer(channel)
-        await session.answer(channel, offer)
-    else:
-        await session.dial(channel)
+def _controller(args: argparse.Namespace, session: Any, channel: Any) -> Any:
+    from app.call.controller import CallController
+    from app.history import Direction, History
+
+    history = None if args.no_history else History.load()
+    peer = f"{args.room} on {args.server}" if args.server else "copy-paste"
+    direction: Direction = "incoming" if args.answer else "outgoing"
+    return CallController(session, channel, direction=direction, peer=peer, history=history)
+
+
+async def _connect(controller: Any, args: argparse.Namespace, read_line: Any) -> bool:
+    """Dial, or ring and answer; False if the user declined."""
+    if not args.answer:
+        await controller.dial()
+        return True
+    ask = not args.auto_answer and sys.stdin.isatty()
+
+    async def decide(peer: str) -> bool:
+        if not ask:
+            _say(f"incoming call from {peer}: answering")
+            return True
+        while True:
+            _say(f"incoming call from {peer}: accept? [Y/n]")
+            line = await read_line()
+            if line is None:
+                return False
+            answer = line.strip().lower()
+            if answer in ("", "y", "yes"):
+                return True
+            if answer in ("n", "no"):
+                return False
+
+    accepted: bool = await controller.listen(decide)
+    if not accepted:
+        _say("call declined")
+    return accepted
 
 
 async def _in_call(

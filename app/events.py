@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from app.iceservers import IceServer
 
 
 class CallState(enum.Enum):
-    """The call's lifecycle. Allowed moves are a table in ``app.session``."""
+    """The call's lifecycle. Allowed moves are a table in ``app.call.state``."""
 
     IDLE = "idle"
+    RINGING = "ringing"  # an offer arrived; waiting for the user to accept or decline
     GATHERING = "gathering"
     OFFERING = "offering"
     ANSWERING = "answering"
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  # the path went silent: recovering (ICE restart)
     ENDED = "ended"
     FAILED = "failed"
 
@@ -48,6 +53,12 @@ class CandidateInfo:
     tcp_type: str | None = None
     at: float = 0.0  # seconds since session start when gathered / received
     server: str | None = None  # STUN/TURN URI that produced a srflx/relay candidate
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """What tells two candidates apart: on a public host the srflx candidate has the host
+        candidate's address and port, so address:port alone would merge them."""
+        return (self.type, self.protocol, self.address, self.port)
 
     @property
     def type_preference(self) -> int:
@@ -159,6 +170,27 @@ class ChatReceived:
 
 
 @dataclass(frozen=True)
+class IceServersInUse:
+    """The STUN/TURN servers a peer connection is built with; each has an ``origin`` (typed by
+    the user, or handed out by the signaling server on join)."""
+
+    servers: tuple[IceServer, ...]
+    at: float
+
+
+@dataclass(frozen=True)
+class ChatStateChanged:
+    """The chat channel opened (``"open"``) or is still being set up (``"connecting"``).
+
+    The call is connected once media flows; chat rides on SCTP, which may take longer under
+    loss. Lines sent while it connects are queued and go out when it opens.
+    """
+
+    state: Literal["connecting", "open"]
+    at: float
+
+
+@dataclass(frozen=True)
 class SasReady:
     """The short authentication string both ends should read aloud and compare."""
 
@@ -196,6 +228,8 @@ Event = (
     | SelectedPairChanged
     | StatsSample
     | ChatReceived
+    | ChatStateChanged
+    | IceServersInUse
     | SasReady
     | SdpExchanged
     | ErrorOccurred

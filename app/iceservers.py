@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from app.errors import ConfigError
 
@@ -105,6 +106,9 @@ class IceServer:
     urls: tuple[str, ...]
     username: str | None = None
     credential: str | None = None
+    # Where the entry came from, for the debug panel: typed by the user, or handed out by the
+    # signaling server on join (short-lived TURN REST credentials). Not part of equality.
+    origin: Literal["user", "signaling server"] = field(default="user", compare=False)
 
     def __post_init__(self) -> None:
         if not self.urls:
@@ -129,3 +133,40 @@ class IceServer:
         if not colon or not user:
             raise ConfigError(f"ICE server {spec!r}: credentials must be USER:PASSWORD@URI")
         return cls((uri,), user, password)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], origin: Literal["user", "signaling server"] = "user"
+    ) -> IceServer:
+        """An RTCIceServer-shaped dict (``urls`` a string or list, ``username``, ``credential``)."""
+        urls = data.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise ConfigError(f"ICE server entry {dict(data)!r}: 'urls' is not a list of URIs")
+        username, credential = data.get("username"), data.get("credential")
+        if username is not None and not isinstance(username, str):
+            raise ConfigError(f"ICE server {urls[0]!r}: username is not a string")
+        if credential is not None and not isinstance(credential, str):
+            raise ConfigError(f"ICE server {urls[0]!r}: credential is not a string")
+        return cls(tuple(urls), username, credential, origin)
+
+
+def merge_ice_servers(
+    user: Iterable[IceServer], offered: Iterable[IceServer]
+) -> tuple[IceServer, ...]:
+    """The user's servers, then the offered ones, without repeating a URI with the same
+    credentials (a user who also typed the server's relay must not query it twice)."""
+    seen: set[tuple[str, str | None, str | None]] = set()
+    merged: list[IceServer] = []
+    for server in [*user, *offered]:
+        urls = tuple(u for u in server.urls if (u, server.username, server.credential) not in seen)
+        if not urls:
+            continue
+        seen.update((u, server.username, server.credential) for u in urls)
+        merged.append(server if urls == server.urls else _with_urls(server, urls))
+    return tuple(merged)
+
+
+def _with_urls(server: IceServer, urls: tuple[str, ...]) -> IceServer:
+    return IceServer(urls, server.username, server.credential, server.origin)

@@ -165,6 +165,27 @@ def _relay_users(name: str, value: Any) -> None:
             raise ConfigError(f"{name}: user name {entry[0]!r} must not contain ':'")
 
 
+MAX_RECENT = 8
+
+
+def _recent_rooms(name: str, value: Any) -> None:
+    for entry in value:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not all(isinstance(x, str) and x for x in entry)
+        ):
+            raise ConfigError(f"{name}: each entry must be a [server URL, room] pair")
+    if len(value) > MAX_RECENT:
+        raise ConfigError(f"{name}: at most {MAX_RECENT} entries, got {len(value)}")
+
+
+def remember_room(recent: list[list[str]], url: str, room: str) -> list[list[str]]:
+    """``recent`` with ``[url, room]`` moved to the front (newest first, at most MAX_RECENT)."""
+    entry = [url, room]
+    return ([entry] + [e for e in recent if e != entry])[:MAX_RECENT]
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its key, JSON type, default, a line of help and an optional check."""
@@ -212,6 +233,13 @@ SETTINGS: tuple[Setting, ...] = (
         " (empty: the system CAs)",
         _pem_file_or_empty,
     ),
+    Setting(
+        "signaling.recent",
+        list,
+        [],
+        "rooms joined lately as [server URL, room], newest first",
+        _recent_rooms,
+    ),
     Setting("audio.input", str, "", "microphone (empty: system default)"),
     Setting("audio.output", str, "", "speaker (empty: system default)"),
     Setting("video.camera", str, "", "camera (empty: none / first found)"),
@@ -237,15 +265,16 @@ SETTINGS: tuple[Setting, ...] = (
         "use PulseAudio's WebRTC echo canceller (module-echo-cancel) for calls",
     ),
     Setting("relay.enabled", bool, False, "host the embedded STUN/TURN relay at start-up"),
-    Setting("relay.listen", str, "0.0.0.0", "address the relay listens on", _ip_or_empty),
+    # Loopback unless the user hosts for others (then 0.0.0.0: every interface), issue 12.2.
+    Setting("relay.listen", str, "127.0.0.1", "address the relay listens on", _ip_or_empty),
     Setting("relay.port", int, 3478, "relay STUN/TURN port (UDP and TCP)", _port_or_zero),
     Setting("relay.min_port", int, 49152, "lowest relayed port", _port),
-    Setting("relay.max_port", int, 65535, "highest relayed port", _port),
+    Setting("relay.max_port", int, 49252, "highest relayed port (a range easy to forward)", _port),
     Setting("relay.realm", str, "peercall", "TURN realm", _realm),
     Setting("relay.external_ip", str, "", "public address to advertise (behind NAT)", _ip_or_empty),
     Setting("relay.users", list, [], "TURN users as [name, password] pairs", _relay_users),
     Setting("signaling_server.enabled", bool, False, "host the signaling server at start-up"),
-    Setting("signaling_server.listen", str, "0.0.0.0", "address it listens on", _ip_or_empty),
+    Setting("signaling_server.listen", str, "127.0.0.1", "address it listens on", _ip_or_empty),
     Setting("signaling_server.port", int, 8765, "its TCP port", _port_or_zero),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

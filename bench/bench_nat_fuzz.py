@@ -9,6 +9,9 @@ sockets when asked, learns nonces from 401/438 answers and signs structured requ
 valid key, so inputs reach the authenticated handlers (Refresh, CreatePermission, ChannelBind,
 Send, ChannelData, peer data) and not just the 401 path.
 
+Peers include every IPv6 form that embeds the denied 10.0.0.1 (mapped, compatible, 6to4,
+NAT64, local-use NAT64, Teredo): a SendToPeer to any of them is a crash (a deny-list bypass).
+
 Input kinds, picked by the first byte: raw bytes on UDP, raw bytes on TCP (through the stream
 framer), a structured signed request with fuzzed attributes, peer data on a relay, a clock tick.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import logging
 import os
 import random
@@ -38,7 +42,7 @@ from nat.auth import long_term_key
 from nat.config import RelayConfig
 from nat.errors import ChannelDataError, StunError
 from nat.five_tuple import Transport
-from nat.server import CloseRelay, OpenRelay, SendToClient, TurnServer
+from nat.server import CloseRelay, OpenRelay, SendToClient, SendToPeer, TurnServer
 
 REALM = "peercall"
 USER = "alice"
@@ -47,7 +51,20 @@ SERVER_ADDR = ("127.0.0.1", 3478)
 UDP = Transport("udp", SERVER_ADDR)
 TCP = Transport("tcp", SERVER_ADDR)
 CLIENTS = [("127.0.0.1", 50000 + i) for i in range(4)] + [("::1", 50010)]
-PEERS = [("127.0.0.1", 60000), ("127.0.0.1", 60001), ("10.0.0.1", 1), ("::1", 60002)]
+# 10.0.0.1 is denied (private); so is each IPv6 form embedding it (IPv4-mapped, -compatible,
+# 6to4, NAT64, local-use NAT64 /48 and /96, Teredo client): nothing may ever be sent to them.
+DENIED_PEERS = [
+    ("10.0.0.1", 1),
+    ("::ffff:10.0.0.1", 2),
+    ("::10.0.0.1", 3),
+    ("2002:a00:1::1", 4),
+    ("64:ff9b::a00:1", 5),
+    ("64:ff9b:1:a00:0:100::", 6),
+    ("64:ff9b:1::a00:1", 7),
+    ("2001:0:c633:6401:0:ffff:f5ff:fffe", 8),
+]
+DENIED_IPS = {ipaddress.ip_address(host) for host, _ in DENIED_PEERS}
+PEERS = [("127.0.0.1", 60000), ("127.0.0.1", 60001), ("::1", 60002), *DENIED_PEERS]
 METHODS = [m for m in stun.Method if m is not stun.Method.DATA]
 METHOD_VALUES = {int(m) for m in stun.Method}
 ATTRS = list(stun.ATTRIBUTES.values())
@@ -109,6 +126,11 @@ class Harness:
                     self.relays.remove(action.relay)
             elif isinstance(action, SendToClient):
                 self.learn(action.data)
+            elif (
+                isinstance(action, SendToPeer)
+                and ipaddress.ip_address(action.peer[0]) in DENIED_IPS
+            ):
+                raise Crash(f"relayed to the denied peer {action.peer}")
 
     def learn(self, data: bytes) -> None:
         """Keep the newest NONCE the server handed out, to sign the next requests with."""

@@ -334,8 +334,9 @@ SETTINGS: tuple[Setting, ...] = (
         "user-quota",
         "user_quota",
         _count,
-        "most allocations one user may hold at once (default 0 = unlimited, as coturn; "
-        "total-quota still bounds the whole relay)",
+        "most allocations one user may hold at once (default 100, a tenth of total-quota, so "
+        "one credential cannot exhaust the relay; a TURN REST user counts by its name part; "
+        "0 = unlimited, coturn's default)",
         "N",
         short="-q",
     ),
@@ -343,7 +344,7 @@ SETTINGS: tuple[Setting, ...] = (
         "total-quota",
         "total_quota",
         _count,
-        "most allocations in total (default 1000; 0 = unlimited)",
+        "most allocations in total (default 1000; 0 = unlimited, coturn's default)",
         "N",
         short="-Q",
     ),

@@ -63,8 +63,10 @@ class RelayConfig:
     allowed_peer_ips: tuple[IPRange, ...] = ()  # allowed-peer-ip (single ip or range a-b)
     denied_peer_ips: tuple[IPRange, ...] = ()  # denied-peer-ip
     no_multicast_peers: bool = True  # no-multicast-peers (secure default)
-    user_quota: int = 0  # user-quota: max allocations per username (0 = unlimited, as coturn)
-    total_quota: int = 1000  # total-quota (0 = unlimited; bounded by default, unlike coturn)
+    # user-quota / total-quota. Bounded by default, unlike coturn (0 and 0): one credential may
+    # hold a tenth of the relay, so a leaked or looping client cannot lock everyone else out.
+    user_quota: int = 100  # user-quota: max allocations per user (REST: per name part)
+    total_quota: int = 1000  # total-quota (0 = unlimited)
     max_bps: int = 0  # max-bps per allocation, bytes/s as coturn (0 = unlimited)
     max_allocate_lifetime: int = 3600  # max-allocate-lifetime
     max_allocate_timeout: int = 60  # max-allocate-timeout: TCP/TLS time to allocate (or stall)

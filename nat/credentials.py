@@ -35,11 +35,17 @@ class CredentialStore:
             config.static_auth_secrets if config.use_auth_secret else (),
         )
 
-    def keys(self, username: str, now: float) -> list[bytes]:
+    def keys(self, username: str, now: float, *, allocated: bool = False) -> list[bytes]:
         """Candidate keys for ``username`` at Unix time ``now``; empty if it cannot log in.
 
         A TURN REST username (``<expiry>[:<user>]``) past its expiry gets no key, so the
-        request is answered 401 as coturn does.
+        request is answered 401 as coturn does, unless ``allocated``: the request is about an
+        allocation this same username created while the credential was valid. The expiry
+        bounds when a credential can *obtain* a relay (draft-uberti-behave-turn-rest-00 §2.2:
+        it limits how long a handed-out credential can be used to start sessions); it does
+        not cut a call in progress. RFC 8656 §7.3 only asks that Refresh pass the long-term
+        credential check, which the MESSAGE-INTEGRITY made with the secret-derived key still
+        does. coturn behaves the same (it checks the timestamp when a session is created).
         """
         keys: list[bytes] = []
         static = self._users.get(username)
@@ -50,7 +56,7 @@ class CredentialStore:
                 expiry = rest_username_expiry(username)
             except CredentialError:
                 return keys
-            if expiry > now:
+            if allocated or expiry > now:
                 keys.extend(
                     long_term_key(username, self.realm, rest_password(secret, username))
                     for secret in self._secrets

@@ -13,6 +13,7 @@ import hmac
 from dataclasses import dataclass
 
 _MAC_HEX = 24  # 96 bits of the HMAC, as hex
+_CACHE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,10 @@ class NonceManager:
     def __init__(self, secret: bytes, lifetime: int) -> None:
         self._secret = secret
         self.lifetime = lifetime
+        # The nonce of a client IP is the same all through one second: remember the last one
+        # per IP so a burst of challenges (a flood of unauthenticated requests) computes one
+        # HMAC per IP per second. Bounded: cleared when it grows past _CACHE_MAX.
+        self._issued: dict[str, Nonce] = {}
 
     def _mac(self, expires: int, client_ip: str) -> bytes:
         msg = b"%08x|%s" % (expires, client_ip.encode())
@@ -38,8 +43,15 @@ class NonceManager:
     def issue(self, client_ip: str, now: float) -> Nonce:
         """A fresh nonce for ``client_ip``, valid for ``lifetime`` seconds from ``now``."""
         expires = int(now) + self.lifetime
+        cached = self._issued.get(client_ip)
+        if cached is not None and cached.expires == expires:
+            return cached
         value = b"%08x" % expires + self._mac(expires, client_ip)
-        return Nonce(value, client_ip, expires)
+        nonce = Nonce(value, client_ip, expires)
+        if len(self._issued) >= _CACHE_MAX:
+            self._issued.clear()
+        self._issued[client_ip] = nonce
+        return nonce
 
     def valid(self, value: bytes, client_ip: str, now: float) -> bool:
         """Whether ``value`` was issued by us to ``client_ip`` and has not expired.

@@ -2,8 +2,13 @@
 
 coturn's semantics, with secure defaults on top:
 
-* IPv4-mapped (``::ffff:a.b.c.d``) and NAT64 (``64:ff9b::a.b.c.d``) IPv6 peers are normalised to
-  the IPv4 address first, so a mapped form cannot sneak past an IPv4 rule.
+* An IPv6 peer is judged with every IPv4 address it embeds, so no IPv6 spelling of a denied
+  IPv4 address sneaks past an IPv4 rule: IPv4-mapped ``::ffff:0:0/96`` (RFC 4291 §2.5.5.2),
+  IPv4-compatible ``::/96`` (§2.5.5.1), 6to4 ``2002::/16`` (RFC 3056 §2), NAT64 ``64:ff9b::/96``
+  (RFC 6052 §2.1) and the local-use ``64:ff9b:1::/48`` (RFC 8215 §2, at each RFC 6052 §2.2
+  prefix length it may use), and Teredo ``2001::/32`` (RFC 4380 §4: the server and the
+  de-obfuscated client address). The mapped, compatible and well-known NAT64 forms *are* the
+  IPv4 address and are judged as it; the others must pass as IPv6 and as every IPv4 they carry.
 * Unspecified addresses (``0.0.0.0/8``, ``::``) are always refused.
 * Loopback is refused unless ``allow-loopback-peers``; multicast (and IPv4 broadcast/reserved
   240/4) unless ``no-multicast-peers`` is off. As in coturn these checks come before the lists.
@@ -20,7 +25,10 @@ from collections.abc import Iterable
 
 from nat.config import IPAddress, IPRange, RelayConfig
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 §2.1 well-known prefix
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use prefix
+_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 §2.5.5.1 (deprecated, still routable)
+_LOW32 = 0xFFFFFFFF
 
 _DEFAULT_DENIED: tuple[str, ...] = (
     "10.0.0.0/8",
@@ -40,7 +48,8 @@ _Ranges = tuple[tuple[int, int, int], ...]  # (version, first, last) as integers
 
 
 def normalise(address: str | IPAddress) -> IPAddress:
-    """The address to apply rules to: IPv4-mapped and NAT64 IPv6 become IPv4.
+    """The address to apply rules to: IPv4-mapped, IPv4-compatible and well-known-prefix NAT64
+    IPv6 addresses become the IPv4 address they stand for (``::`` and ``::1`` stay IPv6).
 
     Raises ValueError when ``address`` is not an IP address.
     """
@@ -48,9 +57,40 @@ def normalise(address: str | IPAddress) -> IPAddress:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return ip.ipv4_mapped
-        if ip in _NAT64:
-            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if ip in _NAT64 or (ip in _COMPATIBLE and int(ip) > 1):
+            return ipaddress.IPv4Address(int(ip) & _LOW32)
     return ip
+
+
+def _bits(value: int, start: int, length: int) -> int:
+    """Bits ``start .. start+length-1`` (0 = most significant) of a 128-bit address."""
+    return (value >> (128 - start - length)) & ((1 << length) - 1)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """IPv4 addresses a packet to ``ip`` may end up at besides ``ip`` itself (after
+    :func:`normalise`): 6to4's, Teredo's and local-use NAT64's."""
+    value = int(ip)
+    if ip.sixtofour is not None:
+        return (ip.sixtofour,)
+    if ip.teredo is not None:
+        # RFC 4380 §4: the client field is stored inverted; ipaddress undoes that.
+        return ip.teredo
+    if ip in _NAT64_LOCAL:
+        # RFC 8215 §2 leaves the prefix length inside 64:ff9b:1::/48 to the operator, so take
+        # the IPv4 address of each RFC 6052 §2.2 layout that fits (/48, /56, /64, /96): bits
+        # 64-71 are the reserved "u" octet, never part of the address. A layout that reads
+        # 0.x.x.x only met the zero padding of another layout; it is dropped unless every
+        # layout reads that (then 0.0.0.0/8, "this host", is judged and refused).
+        candidates = (
+            _bits(value, 48, 16) << 16 | _bits(value, 72, 16),
+            _bits(value, 56, 8) << 24 | _bits(value, 72, 24),
+            _bits(value, 72, 32),
+            value & _LOW32,
+        )
+        found = [c for c in dict.fromkeys(candidates) if c >> 24] or [candidates[-1]]
+        return tuple(ipaddress.IPv4Address(c) for c in found)
+    return ()
 
 
 def _nets(cidrs: Iterable[str]) -> _Ranges:
@@ -103,12 +143,22 @@ class PeerPolicy:
         )
 
     def permits(self, address: str | IPAddress) -> bool:
-        """Whether relaying to ``address`` is allowed; False for anything not an IP address."""
+        """Whether relaying to ``address`` is allowed; False for anything not an IP address.
+
+        An IPv6 address that carries IPv4 addresses (6to4, Teredo, local-use NAT64) is
+        allowed only when it and every one of them is.
+        """
         try:
             ip = normalise(address)
         except ValueError:
             return False
-        version, value = ip.version, int(ip)
+        if not self._judge(ip.version, int(ip)):
+            return False
+        if isinstance(ip, ipaddress.IPv6Address):
+            return all(self._judge(4, int(v4)) for v4 in embedded_ipv4(ip))
+        return True
+
+    def _judge(self, version: int, value: int) -> bool:
         if _hit(self._always_denied, version, value):
             return False
         if _hit(self._allowed, version, value):

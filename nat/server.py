@@ -40,6 +40,8 @@ from nat.errors import StunAttributeError, StunError
 from nat.five_tuple import Address, FiveTuple, Transport
 from nat.nonce import NonceManager
 from nat.policy import PeerPolicy
+from nat.quota import QuotaLedger
+from nat.reservations import ReservationBook
 from nat.stun import Message, Method, MsgClass
 
 logger = logging.getLogger(__name__)
@@ -174,6 +176,8 @@ class TurnServer:
         random_bytes: Callable[[int], bytes] = os.urandom,
         policy: PeerPolicy | None = None,
         credentials: CredentialStore | None = None,
+        ledger: QuotaLedger | None = None,
+        reservations: ReservationBook | None = None,
     ) -> None:
         self.config = config
         self._random_bytes = random_bytes
@@ -182,7 +186,10 @@ class TurnServer:
         self.credentials = credentials or CredentialStore.from_config(config)
         self.nonces = NonceManager(random_bytes(20), config.stale_nonce)
         self.allocations = AllocationManager(
-            user_quota=config.user_quota, total_quota=config.total_quota
+            user_quota=config.user_quota,
+            total_quota=config.total_quota,
+            ledger=ledger,
+            book=reservations,
         )
         self.counters = Counters()
         self._pending: dict[FiveTuple, _PendingAllocate] = {}
@@ -194,6 +201,9 @@ class TurnServer:
         self._external: str | None = config.external_ip
         self._encode_binding = stun.binding_response_encoder(
             self._software, add_fingerprint=self._fingerprint
+        )
+        self._encode_challenge = stun.challenge_encoder(
+            self.credentials.realm, self._software, add_fingerprint=self._fingerprint
         )
 
     # --- events in ------------------------------------------------------------------------------
@@ -554,24 +564,25 @@ class TurnServer:
             return self._error(msg, ft, 440, key)
         family = _FAMILY_CODE.get(family_code or 1, 4)
         quota_name = self.credentials.quota_name(username)
-        if not self.allocations.quota_left(quota_name):
+        if not self.allocations.hold(quota_name):  # counted from here on (released on error)
             return self._error(msg, ft, 486, key)
         port: int | None = None
         if token is not None:
             reservation = self.allocations.claim(token, now)
             if reservation is None:
+                self.allocations.release(quota_name)
                 return self._error(msg, ft, 508, key)
             host, port = reservation.relay
             family = 6 if ":" in host else 4
         else:
             found = self._relay_hosts.get(family)
             if found is None:
+                self.allocations.release(quota_name)
                 return self._error(msg, ft, 440, key)
             host = found
         lifetime = self._lifetime(msg.get(stun.LIFETIME))
         additional_host = self._relay_hosts.get(6) if additional is not None else None
         dual = "" if additional is None else ("ok" if additional_host else "440")
-        self.allocations.hold(quota_name)
         self._pending[ft] = _PendingAllocate(msg, username, quota_name, key, family, lifetime, dual)
         return [
             OpenRelay(
@@ -680,7 +691,13 @@ class TurnServer:
         nonce = msg.get(stun.NONCE)
         if username is None or nonce is None or stun.REALM not in msg:
             raise _Reject(self._error(msg, ft, 400, None))
-        for key in self.credentials.keys(username, now):
+        # Requests about the allocation this username made may use a REST credential that
+        # has expired since (see CredentialStore.keys); a new Allocate may not.
+        existing = self.allocations.by_five_tuple.get(ft)
+        allocated = (
+            msg.method != Method.ALLOCATE and existing is not None and existing.username == username
+        )
+        for key in self.credentials.keys(username, now, allocated=allocated):
             if msg.check_integrity(key):
                 break
         else:
@@ -695,11 +712,12 @@ class TurnServer:
         first_contact = code == 401 and stun.MESSAGE_INTEGRITY not in msg
         if first_contact:
             self.counters.challenges += 1
-        extra: list[tuple[stun.Attr[Any], Any]] = [
-            (stun.REALM, self.credentials.realm),
-            (stun.NONCE, nonce),
-        ]
-        return self._error(msg, ft, code, None, extra, counted=not first_contact)
+        else:
+            self.counters.error_responses += 1
+        # The same bytes as _error with REALM and NONCE, by a lean encoder: the first contact
+        # of every client (and any flood of unauthenticated requests) ends here.
+        data = self._encode_challenge(msg.method, msg.transaction_id, code, REASONS[code], nonce)
+        return [SendToClient(ft.transport, ft.client, data)]
 
     def _allocation_for(self, msg: Message, ft: FiveTuple, username: str, key: bytes) -> Allocation:
         """The allocation of ``ft`` (else 437) created by ``username`` (else 441, RFC 8656 §5)."""

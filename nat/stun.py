@@ -762,3 +762,48 @@ def binding_response_encoder(
         return out
 
     return encode
+
+
+def challenge_encoder(
+    realm: str, software: str, *, add_fingerprint: bool
+) -> Callable[[int, bytes, int, str, bytes], bytes]:
+    """A lean encoder of unsigned 401/438 challenges (RFC 8489 §9.2.4) for floods of
+    unauthenticated requests.
+
+    Returns ``encode(method, transaction_id, code, reason, nonce)`` giving exactly the bytes
+    :class:`Message` would (ERROR-CODE, REALM, NONCE, SOFTWARE, then FINGERPRINT if asked): the
+    constant attributes are encoded once, per error code on first use.
+    """
+
+    def tlv(attr: Attr[Any], value: Any) -> bytes:
+        body = attr.encode(value, bytes(12))
+        return _ATTR_HEADER.pack(attr.type, len(body)) + body + bytes(_pad(len(body)))
+
+    realm_tlv = tlv(REALM, realm)
+    software_tlv = tlv(SOFTWARE, software)
+    errors: dict[tuple[int, str], bytes] = {}
+    header = _HEADER.pack
+    crc32 = binascii.crc32
+    fp_head = _ATTR_HEADER.pack(0x8028, 4)
+    u32 = _U32.pack
+    nonce_type = NONCE.type
+    trailer = 8 if add_fingerprint else 0
+
+    def encode(method: int, transaction_id: bytes, code: int, reason: str, nonce: bytes) -> bytes:
+        error = errors.get((code, reason))
+        if error is None:
+            error = errors[code, reason] = tlv(ERROR_CODE, ErrorCode(code, reason)) + realm_tlv
+        body = (
+            error
+            + _ATTR_HEADER.pack(nonce_type, len(nonce))
+            + nonce
+            + bytes(_pad(len(nonce)))
+            + software_tlv
+        )
+        msg_type = message_type(method, MsgClass.ERROR)
+        out = header(msg_type, len(body) + trailer, MAGIC_COOKIE, transaction_id) + body
+        if add_fingerprint:
+            return out + fp_head + u32((crc32(out) ^ FINGERPRINT_XOR) & 0xFFFFFFFF)
+        return out
+
+    return encode

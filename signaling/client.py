@@ -33,7 +33,7 @@ from websockets.exceptions import (
 )
 from websockets.protocol import State
 
-from signaling.errors import ChannelClosed, MessageError, PeerRejected, SignalingError
+from signaling.errors import ChannelClosed, GaveUp, MessageError, PeerRejected, SignalingError
 from signaling.messages import Message
 from signaling.ws_protocol import Ack as AckFrame
 from signaling.ws_protocol import (
@@ -377,9 +377,8 @@ class WebSocketChannel:
             except SignalingError as exc:
                 reason = str(exc)
                 if deadline is not None and time.monotonic() > deadline:
-                    raise SignalingError(
-                        f"gave up reconnecting to the signaling server: {reason}"
-                    ) from None
+                    message = f"gave up reconnecting to the signaling server: {reason}"
+                    raise GaveUp(message) from None
                 delay = min(delay * 2, self.backoff_max)
                 continue
             self.reconnects += 1

@@ -9,6 +9,7 @@ Hierarchy::
     │       ├── BlobTruncated the blob ends before its declared length
     │       └── BlobCorrupted checksum, length or payload do not agree
     ├── ChannelClosed         the channel is closed; no more messages will arrive
+    │   └── GaveUp            the client stopped reconnecting to the server (terminal)
     └── PeerRejected          the server refused us (wrong room secret, room full, ...)
 """
 
@@ -41,6 +42,11 @@ class BlobCorrupted(BlobError):
 
 class ChannelClosed(SignalingError):
     """The channel was closed by either side."""
+
+
+class GaveUp(ChannelClosed):
+    """The WebSocket client gave up reconnecting (``reconnect_timeout`` passed): terminal, every
+    later ``receive``/``send`` raises it again at once; make a new channel to try again."""
 
 
 class PeerRejected(SignalingError):

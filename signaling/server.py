@@ -2,18 +2,24 @@
 
 Runs in-process (the desktop app hosts one; ``async with SignalingServer() as server``) or
 standalone (``peercall signal``). The wire format is :mod:`signaling.ws_protocol`, documented
-in ``docs/signaling-protocol.md``. What it guarantees:
+in ``docs/signaling-protocol.md``. This module is the asyncio/WebSocket shell; every room rule
+is in the sans-I/O :class:`signaling.rooms.RoomTable`, held in memory here, or shared between
+several processes through Redis/Valkey (``redis_url=``, :mod:`signaling.cluster`). What the
+server guarantees:
 
 - a room holds two peers; the first joiner sets the room secret, later joiners must present
-  it (compared in constant time); a third peer is refused with ``room-full``;
+  it (compared in constant time; repeated wrong secrets lock the address and the room out for
+  a growing delay); a third peer is refused with ``room-full``;
 - relays are forwarded as they arrive and kept in the recipient's queue until the recipient
   acknowledges them, so a message sent while the peer is reconnecting reaches it when it
-  resumes (with its session token, within ``resume_grace`` seconds);
+  resumes (with its session token, within ``resume_grace`` seconds); queues are capped by
+  frames, and by bytes per room and per client address;
 - every bad frame is answered with an ``error`` frame naming the problem; the connection
   stays open (only a frame above websockets' hard limit, 4 x ``max_message_bytes``, closes
   it, with code 1009), and one client can never stop the server serving the others;
-- dead connections are found by WebSocket keepalive pings (RFC 6455 §5.5.2) and silent ones
-  by an idle timeout; clients send an application ``ping`` every ``heartbeat`` seconds;
+- dead connections are found by WebSocket keepalive pings (RFC 6455 §5.5.2), silent ones by
+  an idle timeout and connections that never finish the handshake by ``handshake_timeout``;
+  clients send an application ``ping`` every ``heartbeat`` seconds;
 - with a TURN shared secret, each peer gets short-lived TURN REST credentials on join.
 """
 
@@ -22,17 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hmac
 import http
+import itertools
 import logging
-import secrets
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
@@ -40,100 +44,65 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from nat.auth import rest_credentials
+from signaling import web
 from signaling.base import Service
 from signaling.errors import SignalingError
-from signaling.ws_protocol import (
-    ROOM_RE,
-    Ack,
-    ClientFrame,
-    Deliver,
-    Delivered,
-    ErrorCode,
-    ErrorFrame,
-    FrameError,
-    IceServer,
-    IceServers,
-    IceServersRequest,
-    Join,
-    Joined,
-    Leave,
-    PeerInfo,
-    PeerJoined,
-    PeerLeft,
-    Ping,
-    Pong,
-    Relay,
-    ServerFrame,
-    encode_frame,
-    parse_client_frame,
+from signaling.rooms import (
+    DEFAULT_MAX_ADDRESS_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_ROOM_BYTES,
+    DEFAULT_MAX_SEATS_PER_IP,
+    DEFAULT_RATE_BURST,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_RESUME_GRACE,
+    Action,
+    Arm,
+    Close,
+    Limits,
+    RoomTable,
+    Send,
+    error_text,
 )
+from signaling.ws_protocol import ROOM_RE, ErrorCode, IceServer
+
+if TYPE_CHECKING:
+    from signaling.cluster import RedisRooms
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_BYTES: Final = 128 * 1024  # an offer's SDP (64 KiB max) once JSON-escaped
+__all__ = [
+    "DEFAULT_MAX_ADDRESS_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_ROOM_BYTES",
+    "DEFAULT_MAX_SEATS_PER_IP",
+    "DEFAULT_RATE_BURST",
+    "DEFAULT_RATE_LIMIT",
+    "DEFAULT_RESUME_GRACE",
+    "ServerStats",
+    "SignalingServer",
+]
+
 DEFAULT_IDLE_TIMEOUT: Final = 60.0
 DEFAULT_PING_INTERVAL: Final = 20.0
-DEFAULT_RESUME_GRACE: Final = 30.0
 DEFAULT_TURN_TTL: Final = 3600.0
-DEFAULT_MAX_QUEUE: Final = 256
-# A call's signaling is a handful of frames (join, offer/answer, tens of candidates, acks,
-# a ping every 20 s); 50 frames/s sustained with bursts of 200 never touches it, while a
-# client in a send loop is cut off within a second.
-DEFAULT_RATE_LIMIT: Final = 50.0
-DEFAULT_RATE_BURST: Final = 200
+# A browser or PeerCall finishes the HTTP upgrade in milliseconds; a TCP connection that sends
+# no request for this long is a half-open probe and is dropped (it costs ~35 KiB meanwhile).
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
 # Enough for an office or a family behind one NAT address; a bench on loopback raises it.
 DEFAULT_MAX_CONNECTIONS_PER_IP: Final = 100
 HARD_LIMIT_FACTOR: Final = 4
+# TCP connections from one address beyond the cap that still get their HTTP 429 answer; past
+# this many more, new ones are aborted at once (half-open floods never reach the handshake).
+_TCP_SLACK: Final = 16
+_ACCEPT_LOG_INTERVAL: Final = 10.0
+_FD_RESERVE: Final = 32  # descriptors kept for log files, Redis, DNS ...
 
 
-@dataclass(eq=False)
-class _Queued:
-    """One relay waiting for the recipient's ack; ``text`` is the encoded ``relay`` frame."""
-
-    sender: str
-    seq: int
-    text: str
-
-
-@dataclass(eq=False)
-class _Slot:
-    """A peer's place in a room; outlives its connection for ``resume_grace`` seconds."""
-
-    peer: str
-    name: str
-    session: str
-    conn: _Conn | None = None
-    inbox: deque[_Queued] = field(default_factory=deque)  # relays for this peer, not yet acked
-    last_in: int = 0  # highest relay seq accepted from this peer (duplicates are dropped)
-    acked_by_peer: int = 0  # highest of this peer's seqs the other peer has acked
-    expiry: asyncio.TimerHandle | None = None
-
-
-@dataclass(eq=False)
-class _Room:
-    name: str
-    secret: bytes
-    slots: list[_Slot] = field(default_factory=list)
-    # Relays sent while nobody else is in the room, handed to the next peer who joins.
-    orphans: deque[_Queued] = field(default_factory=deque)
-
-    def other(self, slot: _Slot) -> _Slot | None:
-        return next((s for s in self.slots if s is not slot), None)
-
-
-@dataclass(eq=False)
-class _Conn:
-    ws: ServerConnection
-    room: _Room | None = None
-    slot: _Slot | None = None
-    tokens: float = 0.0  # rate limit: a token bucket, one token per frame
-    stamp: float = 0.0  # time.monotonic() of the last refill
-
-
-def _address(ws: ServerConnection) -> str:
-    """The peer's IP address (what the per-address connection cap counts)."""
-    remote = ws.remote_address
-    return str(remote[0]) if remote else "?"
+def _address_of(transport: asyncio.BaseTransport | None) -> str:
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return str(peer[0]) if peer else "?"
 
 
 def _too_many(cap: int) -> str:
@@ -148,6 +117,15 @@ class ServerStats:
     rooms: int = 0
     relayed: int = 0
     errors: int = 0
+    accept_errors: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Link:
+    """A local WebSocket and what the shell must do with it."""
+
+    ws: ServerConnection
+    closing: Close | None = None
 
 
 class SignalingServer(Service):
@@ -167,10 +145,15 @@ class SignalingServer(Service):
         ping_timeout: float | None = None,
         resume_grace: float = DEFAULT_RESUME_GRACE,
         join_timeout: float | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_room_bytes: int | None = DEFAULT_MAX_ROOM_BYTES,
+        max_address_bytes: int | None = DEFAULT_MAX_ADDRESS_BYTES,
+        max_seats_per_ip: int | None = DEFAULT_MAX_SEATS_PER_IP,
         rate_limit: float | None = DEFAULT_RATE_LIMIT,
         rate_burst: int = DEFAULT_RATE_BURST,
         max_connections_per_ip: int | None = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        redis_url: str | None = None,
         clock: Callable[[], float] = time.time,
         ssl_context: ssl.SSLContext | None = None,
         cert: str | Path | None = None,
@@ -197,14 +180,22 @@ class SignalingServer(Service):
             raise SignalingError(f"max message size must be at least 1024, got {max_message_bytes}")
         if idle_timeout <= 0:
             raise SignalingError(f"idle timeout must be positive, got {idle_timeout:g}")
+        if handshake_timeout <= 0:
+            raise SignalingError(f"handshake timeout must be positive, got {handshake_timeout:g}")
         if rate_limit is not None and rate_limit <= 0:
             raise SignalingError(f"rate limit must be positive, got {rate_limit:g}")
         if rate_burst < 1:
             raise SignalingError(f"rate burst must be at least 1, got {rate_burst}")
-        if max_connections_per_ip is not None and max_connections_per_ip < 1:
-            raise SignalingError(
-                f"connections per address must be at least 1, got {max_connections_per_ip}"
-            )
+        for what, value in (
+            ("connections per address", max_connections_per_ip),
+            ("room seats per address", max_seats_per_ip),
+            ("queued bytes per room", max_room_bytes),
+            ("queued bytes per address", max_address_bytes),
+        ):
+            if value is not None and value < 1:
+                raise SignalingError(f"{what} must be at least 1, got {value}")
+        if max_queue < 1:
+            raise SignalingError(f"max queue must be at least 1, got {max_queue}")
         if resume_grace < 0:
             raise SignalingError(f"resume grace must not be negative, got {resume_grace:g}")
         self.host = host
@@ -218,24 +209,68 @@ class SignalingServer(Service):
         self.ping_timeout = ping_timeout if ping_timeout is not None else ping_interval
         self.resume_grace = resume_grace
         self.join_timeout = join_timeout if join_timeout is not None else min(10.0, idle_timeout)
+        self.handshake_timeout = handshake_timeout
         self.max_queue = max_queue
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst
         self.max_connections_per_ip = max_connections_per_ip
+        self.redis_url = redis_url
         self.clock = clock
-        self._per_ip: dict[str, int] = {}
+        self.limits = Limits(
+            max_message_bytes=max_message_bytes,
+            resume_grace=resume_grace,
+            heartbeat=self.heartbeat,
+            max_queue=max_queue,
+            max_room_bytes=max_room_bytes,
+            max_address_bytes=max_address_bytes,
+            max_seats_per_ip=max_seats_per_ip,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+        )
+        self.table = RoomTable(self.limits, ice_servers=self._ice_servers)
         self.stats = ServerStats()
-        self._rooms: dict[str, _Room] = {}
+        # Shared rooms use Unix time (every node must agree on deadlines); one process uses
+        # the monotonic clock, which never jumps.
+        self._now: Callable[[], float] = time.time if redis_url else time.monotonic
+        self._cluster: RedisRooms | None = None
+        self._per_ip: dict[str, int] = {}  # TCP connections per address, half-open included
+        self._links: dict[str, _Link] = {}
+        self._ids = itertools.count(1)
+        self._node = ""  # prefix of this node's connection ids (set by the cluster backend)
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reserved: dict[str, bytes] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._last_accept_log = -_ACCEPT_LOG_INTERVAL
+        self._tcp_total = 0
+        self._fd_limit = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind and start serving; raises :class:`SignalingError` if the port is taken."""
+        """Bind and start serving; raises :class:`SignalingError` if the port is taken or the
+        Redis server (with ``redis_url``) cannot be reached."""
         if self._server is not None:
             return
+        if self.redis_url is not None and self._cluster is None:
+            from signaling.cluster import RedisRooms  # redis-py: only for shared rooms
+
+            cluster = RedisRooms(self, self.redis_url)
+            await cluster.start()
+            self._cluster = cluster
+            self._node = cluster.node + "/"
+        server_ref = self
+
+        class _Counted(ServerConnection):
+            """Counts TCP connections per address from the first byte, handshake or not."""
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                server_ref._tcp_opened(self, transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                super().connection_lost(exc)
+                server_ref._tcp_closed(self)
+
         try:
             self._server = await serve(
                 self._handle,
@@ -244,17 +279,27 @@ class SignalingServer(Service):
                 max_size=self.max_message_bytes * HARD_LIMIT_FACTOR,
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
+                open_timeout=self.handshake_timeout,
                 compression=None,  # SDP compresses poorly; deflate costs ~100 KiB per client
                 process_request=self._process_request,
                 server_header=None,
                 ssl=self.ssl_context,
+                create_connection=_Counted,
             )
         except OSError as exc:
+            if self._cluster is not None:
+                await self._cluster.stop()
+                self._cluster = None
             reason = (
                 "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
             )
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
         self.port = self._server.sockets[0].getsockname()[1]
+        import resource
+
+        # Each connection is one file descriptor; warn before the accept loop hits the limit
+        # (uvloop then stops accepting without a word).
+        self._fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         logger.info("signaling server listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -264,11 +309,13 @@ class SignalingServer(Service):
             return
         server.close()
         await server.wait_closed()
-        for room in self._rooms.values():
-            for slot in room.slots:
-                if slot.expiry is not None:
-                    slot.expiry.cancel()
-        self._rooms.clear()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._cluster is not None:
+            await self._cluster.stop()
+            self._cluster = None
+        self.table.rooms.clear()
         self.stats.rooms = 0
 
     @property
@@ -279,7 +326,8 @@ class SignalingServer(Service):
         return f"{scheme}://{host}:{self.port}"
 
     def room_count(self) -> int:
-        return len(self._rooms)
+        """Rooms held in this process (with Redis: those loaded right now, usually 0)."""
+        return len(self.table.rooms)
 
     def reserve_room(self, room: str, secret: str) -> None:
         """Fix ``room``'s secret in advance (an advertised room), instead of its first joiner."""
@@ -287,22 +335,88 @@ class SignalingServer(Service):
             raise SignalingError(f"room {room!r} must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
         if not secret:
             raise SignalingError("a reserved room needs a non-empty secret")
-        self._reserved[room] = secret.encode()
+        self.table.reserve(room, secret)
 
     # --- connections --------------------------------------------------------------------
 
-    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        """``GET /healthz`` answers 200 for monitoring; everything else is a WebSocket.
+    def _tcp_opened(self, ws: ServerConnection, transport: asyncio.BaseTransport) -> None:
+        address = _address_of(transport)
+        self._per_ip[address] = count = self._per_ip.get(address, 0) + 1
+        self._tcp_total += 1
+        if self._fd_limit and self._tcp_total >= self._fd_limit - _FD_RESERVE:
+            self._accept_trouble(f"{self._tcp_total} connections open, near")
+        cap = self.max_connections_per_ip
+        if (
+            cap is not None
+            and count > cap + _TCP_SLACK
+            and isinstance(transport, asyncio.Transport)
+        ):
+            transport.abort()  # a flood of (half-)open connections: not worth an answer
 
-        An address already holding ``max_connections_per_ip`` connections gets HTTP 429 (RFC
-        6585 §4) before the upgrade, which costs the server nothing.
+    def _tcp_closed(self, ws: ServerConnection) -> None:
+        self._tcp_total -= 1
+        address = _address_of(ws.transport)
+        left = self._per_ip.get(address, 1) - 1
+        if left > 0:
+            self._per_ip[address] = left
+        else:
+            self._per_ip.pop(address, None)
+
+    def tcp_connections(self, address: str) -> int:
+        """TCP connections from ``address`` right now, those still in the handshake included."""
+        return self._per_ip.get(address, 0)
+
+    def _accept_trouble(self, what: str) -> None:
+        self.stats.accept_errors += 1
+        now = time.monotonic()
+        if now - self._last_accept_log >= _ACCEPT_LOG_INTERVAL:
+            self._last_accept_log = now
+            logger.error(
+                "cannot accept connections: %s the open files limit %d (%d connections); new "
+                "clients wait until some leave: raise it (ulimit -n, LimitNOFILE=)",
+                what,
+                self._fd_limit,
+                self._tcp_total,
+            )
+
+    def loop_exception_handler(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        """An event-loop exception handler for the headless server (``peercall signal``): says
+        plainly when the accept loop is refused (EMFILE), the rest as asyncio would."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            self._accept_trouble(f"{exc.strerror}:")
+            return
+        if (
+            self._server is None
+            and isinstance(exc, ValueError)
+            and "_start_serving" in str(context.get("handle", ""))
+        ):
+            return  # asyncio's accept retry timer firing after we stopped listening
+        loop.default_exception_handler(context)
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        """``GET /healthz`` answers 200 for monitoring; other plain GETs get the call page
+        (:mod:`signaling.web`); WebSocket upgrades go on to the signaling protocol.
+
+        An address already holding ``max_connections_per_ip`` connections (on any node, with
+        shared rooms) gets HTTP 429 (RFC 6585 §4) before the upgrade, which costs nothing.
         """
         if request.path == "/healthz":
             return Response(http.HTTPStatus.OK, "OK", Headers(), b"ok\n")
+        if (page := web.serve_static(request)) is not None:
+            return page
         cap = self.max_connections_per_ip
-        if cap is not None and self._per_ip.get(_address(conn), 0) >= cap:
+        if cap is None:
+            return None
+        address = _address_of(conn.transport)
+        count = self._per_ip.get(address, 0)
+        if count <= cap and self._cluster is not None:
+            count = await self._cluster.connections_from(address, count)
+        if count > cap:
             self.stats.errors += 1
-            logger.warning("refused %s: %d connections from it already", _address(conn), cap)
+            logger.warning("refused %s: %d connections from it already", address, cap)
             return Response(
                 http.HTTPStatus.TOO_MANY_REQUESTS,
                 "Too Many Requests",
@@ -312,39 +426,33 @@ class SignalingServer(Service):
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
-        conn = _Conn(ws, tokens=float(self.rate_burst), stamp=time.monotonic())
+        conn_id = f"{self._node}{next(self._ids)}"
+        link = self._links[conn_id] = _Link(ws)
+        address = _address_of(ws.transport)
+        self.table.open(conn_id, address)
         self.stats.connections += 1
-        address = _address(ws)
-        self._per_ip[address] = count = self._per_ip.get(address, 0) + 1
+        cluster = self._cluster
         try:
-            cap = self.max_connections_per_ip
-            if cap is not None and count > cap:  # handshakes that raced past _process_request
-                self._send(conn, ErrorFrame(ErrorCode.TOO_MANY_CONNECTIONS, _too_many(cap), True))
-                await ws.close(1008, "too many connections")
-                return
-            while True:
-                timeout = self.idle_timeout if conn.slot is not None else self.join_timeout
+            if cluster is not None:
+                await cluster.connected(address)
+            while link.closing is None:
+                conn = self.table.conns.get(conn_id)
+                joined = conn is not None and conn.room is not None
+                timeout = self.idle_timeout if joined else self.join_timeout
                 try:
                     async with asyncio.timeout(timeout):
                         raw = await ws.recv(decode=False)
                 except TimeoutError:
-                    what = "frame" if conn.slot is not None else "join"
-                    self._send(
-                        conn,
-                        ErrorFrame(
-                            ErrorCode.IDLE_TIMEOUT,
-                            f"no {what} for {timeout:g} seconds; closing",
-                            fatal=True,
-                        ),
-                    )
+                    what = "frame" if joined else "join"
+                    message = f"no {what} for {timeout:g} seconds; closing"
+                    broadcast((ws,), error_text(ErrorCode.IDLE_TIMEOUT, message, fatal=True))
                     await ws.close(1008, "idle timeout")
                     return
-                if self.rate_limit is not None and not self._take_token(conn):
-                    await self._rate_limited(conn)
-                    return
-                if self._on_frame(conn, raw):
-                    await ws.close(1000, "left")
-                    return
+                if cluster is None:
+                    self._run(self.table.handle(conn_id, raw, self._now()))
+                else:
+                    self._run(await cluster.handle(conn_id, raw, self._now()))
+            await self._close(link, link.closing)
         except ConnectionClosed:
             pass
         except Exception:  # a bug here must not take the server down with it
@@ -352,251 +460,104 @@ class SignalingServer(Service):
             await ws.close(1011, "internal error")
         finally:
             self.stats.connections -= 1
-            left = self._per_ip[address] - 1
-            if left:
-                self._per_ip[address] = left
+            self._links.pop(conn_id, None)
+            if cluster is None:
+                self._run(self.table.disconnect(conn_id, self._now()))
+            elif self._server is not None:
+                with contextlib.suppress(Exception):
+                    await cluster.released(address)
+                    self._run(await cluster.disconnect(conn_id, self._now()))
             else:
-                del self._per_ip[address]
-            self._on_disconnect(conn)
+                self.table.conns.pop(conn_id, None)  # stopping: seats expire in Redis alone
+            self.stats.rooms = len(self.table.rooms)
 
-    def _take_token(self, conn: _Conn) -> bool:
-        """Token bucket: ``rate_limit`` frames/s sustained, ``rate_burst`` at once."""
-        assert self.rate_limit is not None
-        now = time.monotonic()
-        conn.tokens = min(
-            float(self.rate_burst), conn.tokens + (now - conn.stamp) * self.rate_limit
-        )
-        conn.stamp = now
-        if conn.tokens < 1.0:
-            return False
-        conn.tokens -= 1.0
-        return True
-
-    async def _rate_limited(self, conn: _Conn) -> None:
-        """Tell a flooding client why, then close: it must not slow the other rooms down."""
-        self.stats.errors += 1
-        logger.warning("closing %s: over the rate limit", _address(conn.ws))
-        message = f"more than {self.rate_limit:g} frames/s (bursts of {self.rate_burst}); closing"
-        self._send(conn, ErrorFrame(ErrorCode.RATE_LIMITED, message, fatal=True))
+    async def _close(self, link: _Link, close: Close) -> None:
+        if not close.drain:
+            await link.ws.close(close.code, close.reason)
+            return
         # Keep reading (and discarding) while closing: a flooder's frames fill websockets'
         # incoming queue, which pauses reading, and the client's close frame would sit behind
         # them until close_timeout. websockets aborts the TCP link if the close stalls anyway.
-        closing = asyncio.create_task(conn.ws.close(1008, "rate limit"))
+        closing = asyncio.create_task(link.ws.close(close.code, close.reason))
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await conn.ws.recv(decode=False)
+                await link.ws.recv(decode=False)
         await closing
 
-    def _send(self, conn: _Conn, frame: ServerFrame) -> None:
-        self._send_text(conn, encode_frame(frame))
+    # --- actions ------------------------------------------------------------------------
 
-    @staticmethod
-    def _send_text(conn: _Conn, text: str) -> None:
-        # broadcast() writes without awaiting: a slow client cannot stall the sender's
-        # handler; its unacked relays stay queued and keepalive pings drop it if it hangs.
-        broadcast((conn.ws,), text)
+    def _run(self, actions: list[Action]) -> None:
+        """Perform what the room core asked for."""
+        for action in actions:
+            if isinstance(action, Send):
+                link = self._links.get(action.conn)
+                if link is not None:
+                    # broadcast() writes without awaiting: a slow client cannot stall the
+                    # sender's handler; its unacked relays stay queued and keepalive pings
+                    # drop it if it hangs.
+                    broadcast((link.ws,), action.text)
+                elif self._cluster is not None:
+                    self._cluster.forward(action)
+            elif isinstance(action, Close):
+                link = self._links.get(action.conn)
+                if link is not None:
+                    self._close_link(action, link)
+                elif self._cluster is not None:
+                    self._cluster.forward(action)
+            elif isinstance(action, Arm):
+                self._arm(action)
+        relayed = self.table.stats.relayed
+        if relayed != self.stats.relayed:
+            self.stats.relayed = relayed
+        self.stats.errors = self.table.stats.errors + self.stats.accept_errors
+        self.stats.rooms = len(self.table.rooms)
 
-    def _error(self, conn: _Conn, code: str, message: str, seq: int | None = None) -> None:
-        self.stats.errors += 1
-        logger.debug("error to %s: %s (%s)", conn.ws.remote_address, message, code)
-        self._send(conn, ErrorFrame(code, message, seq=seq))
+    def deliver_local(self, action: Send | Close) -> None:
+        """An action another node sent for one of our connections (the cluster backend)."""
+        self._run([action])
 
-    def _on_frame(self, conn: _Conn, raw: bytes) -> bool:
-        """Handle one frame; True when the connection should now close (``leave``)."""
-        if len(raw) > self.max_message_bytes:
-            self._error(
-                conn,
-                ErrorCode.TOO_BIG,
-                f"frame of {len(raw)} bytes exceeds the limit of {self.max_message_bytes} bytes",
-            )
-            return False
-        try:
-            frame: ClientFrame = parse_client_frame(raw)
-        except FrameError as exc:
-            self._error(conn, exc.code, str(exc), exc.seq)
-            return False
-        if isinstance(frame, Join):
-            if conn.slot is not None:
-                self._error(conn, ErrorCode.ALREADY_JOINED, "already joined a room on this link")
-            else:
-                self._join(conn, frame)
-            return False
-        slot, room = conn.slot, conn.room
-        if slot is None or room is None:
-            what = "relay" if isinstance(frame, Relay) else type(frame).__name__.lower()
-            self._error(conn, ErrorCode.NOT_JOINED, f"{what} before join: join a room first")
-            return False
-        match frame:
-            case Relay():
-                self._relay(conn, room, slot, frame)
-            case Ack():
-                self._ack(room, slot, frame)
-            case Ping():
-                self._send(conn, Pong())
-            case IceServersRequest():
-                self._send(conn, IceServers(self._ice_servers(slot)))
-            case Leave():
-                self._leave(room, slot)
-                conn.slot = conn.room = None
-                return True
-        return False
-
-    # --- rooms --------------------------------------------------------------------------
-
-    def _join(self, conn: _Conn, join: Join) -> None:
-        secret = join.secret.encode()
-        room = self._rooms.get(join.room)
-        if room is None and join.room in self._reserved:
-            room = self._rooms[join.room] = _Room(join.room, self._reserved[join.room])
-        if room is not None and not hmac.compare_digest(room.secret, secret):
-            self._error(conn, ErrorCode.WRONG_SECRET, "wrong room secret")
+    def _close_link(self, close: Close, link: _Link) -> None:
+        if link.closing is not None:
             return
-        slot: _Slot | None = None
-        if room is not None and join.session is not None:
-            for candidate in room.slots:
-                if candidate.peer == join.peer and hmac.compare_digest(
-                    candidate.session.encode(), join.session.encode()
-                ):
-                    slot = candidate
-        resumed = slot is not None
-        if slot is None:
-            if room is not None and len(room.slots) >= 2:
-                self._error(conn, ErrorCode.ROOM_FULL, "room is full")
-                return
-            if room is None:
-                room = self._rooms[join.room] = _Room(join.room, secret)
-                self.stats.rooms = len(self._rooms)
-            slot = _Slot(join.peer, join.name, secrets.token_urlsafe(18))
-            slot.inbox, room.orphans = room.orphans, deque()
-            room.slots.append(slot)
-        else:
-            assert room is not None
-            if slot.expiry is not None:
-                slot.expiry.cancel()
-                slot.expiry = None
-            if slot.conn is not None:  # the old link is half-dead; the new one wins
-                old = slot.conn
-                old.slot = old.room = None
-                self._send(
-                    old, ErrorFrame(ErrorCode.REPLACED, "replaced by a newer connection", True)
-                )
-                task = asyncio.create_task(old.ws.close(4000, "replaced"))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            slot.name = join.name or slot.name
-        conn.room, conn.slot, slot.conn = room, slot, conn
-        other = room.other(slot)
-        peers = () if other is None else (PeerInfo(other.peer, other.name, other.conn is not None),)
-        self._send(
-            conn,
-            Joined(
-                room=room.name,
-                session=slot.session,
-                resumed=resumed,
-                peers=peers,
-                acked=slot.acked_by_peer,
-                ice_servers=self._ice_servers(slot),
-                max_message_bytes=self.max_message_bytes,
-                heartbeat=self.heartbeat,
-            ),
-        )
-        logger.info(
-            "%s %s room %s", slot.name or slot.peer, "resumed" if resumed else "joined", room.name
-        )
-        if other is not None and other.conn is not None:
-            self._send(other.conn, PeerJoined(slot.peer, slot.name, resumed))
-        for queued in slot.inbox:  # what arrived while this peer was away, in order
-            self._send_text(conn, queued.text)
+        link.closing = close
+        if close.code != 4000:
+            return  # its own frame asked for it: its handler closes it after this frame
+        # Another link's frame replaced this one: its handler may be waiting in recv(), so
+        # close from here.
+        task = asyncio.create_task(self._close(link, close))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _relay(self, conn: _Conn, room: _Room, slot: _Slot, relay: Relay) -> None:
-        if relay.seq <= slot.last_in:
-            return  # a re-send after reconnecting: we have it already
-        if slot.last_in and relay.seq != slot.last_in + 1:
-            self._error(
-                conn,
-                ErrorCode.OUT_OF_ORDER,
-                f"relay seq {relay.seq} out of order (expected {slot.last_in + 1})",
-                relay.seq,
-            )
-            return
-        other = room.other(slot)
-        queue = other.inbox if other is not None else room.orphans
-        if len(queue) >= self.max_queue:
-            self._error(
-                conn,
-                ErrorCode.QUEUE_FULL,
-                f"peer has {len(queue)} unacknowledged messages; retry later",
-                relay.seq,
-            )
-            return
-        slot.last_in = relay.seq
-        queued = _Queued(
-            slot.peer, relay.seq, encode_frame(Deliver(slot.peer, relay.seq, relay.data))
-        )
-        queue.append(queued)
-        self.stats.relayed += 1
-        if other is not None and other.conn is not None:
-            self._send_text(other.conn, queued.text)
-
-    def _ack(self, room: _Room, slot: _Slot, ack: Ack) -> None:
-        if any(q.sender == ack.sender and q.seq <= ack.seq for q in slot.inbox):
-            slot.inbox = deque(
-                q for q in slot.inbox if not (q.sender == ack.sender and q.seq <= ack.seq)
-            )
-        other = room.other(slot)
-        if other is not None and other.peer == ack.sender:
-            seq = min(ack.seq, other.last_in) if other.last_in else ack.seq
-            if seq > other.acked_by_peer:
-                other.acked_by_peer = seq
-                if other.conn is not None:
-                    self._send(other.conn, Delivered(seq))
-
-    def _on_disconnect(self, conn: _Conn) -> None:
-        slot, room = conn.slot, conn.room
-        if slot is None or room is None or slot.conn is not conn:
-            return
-        slot.conn = None
-        other = room.other(slot)
-        if other is not None and other.conn is not None:
-            self._send(other.conn, PeerLeft(slot.peer, slot.name, "disconnected"))
+    def _arm(self, arm: Arm) -> None:
         if self._server is None:
             return  # stopping: no timers
         loop = asyncio.get_running_loop()
-        slot.expiry = loop.call_later(self.resume_grace, self._expire, room, slot)
+        delay = max(0.0, arm.at - self._now())
 
-    def _expire(self, room: _Room, slot: _Slot) -> None:
-        """The grace period ran out: free the slot; its queue waits for the next joiner."""
-        slot.expiry = None
-        if slot not in room.slots or slot.conn is not None:
-            return
-        room.slots.remove(slot)
-        room.orphans.extend(slot.inbox)
-        self._after_departure(room, slot, "expired")
+        def fire() -> None:
+            self._timers.discard(handle)
+            if self._cluster is None:
+                self._run(self.table.on_timer(arm.room, arm.peer, self._now()))
+            else:
+                task = asyncio.create_task(self._fire_shared(arm))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-    def _leave(self, room: _Room, slot: _Slot) -> None:
-        """An explicit leave: nothing queued for this peer is worth keeping."""
-        if slot.expiry is not None:
-            slot.expiry.cancel()
-        slot.conn = None
-        room.slots.remove(slot)
-        self._after_departure(room, slot, "left")
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
 
-    def _after_departure(self, room: _Room, slot: _Slot, reason: str) -> None:
-        logger.info("%s %s room %s", slot.name or slot.peer, reason, room.name)
-        other = room.other(slot)
-        if other is not None and other.conn is not None:
-            self._send(other.conn, PeerLeft(slot.peer, slot.name, reason))
-        if not room.slots:
-            del self._rooms[room.name]
-            self.stats.rooms = len(self._rooms)
+    async def _fire_shared(self, arm: Arm) -> None:
+        assert self._cluster is not None
+        try:
+            self._run(await self._cluster.timer(arm.room, arm.peer, self._now()))
+        except Exception:
+            logger.exception("expiring a seat in room %s failed", arm.room)
 
-    def _ice_servers(self, slot: _Slot) -> tuple[IceServer, ...]:
+    def _ice_servers(self, peer: str) -> tuple[IceServer, ...]:
         """TURN REST credentials (draft-uberti-behave-turn-rest-00 §2.2) for this peer."""
         if not self.turn_uris:
             return ()
         if self.turn_secret is None:
             return (IceServer(self.turn_uris),)
-        username, password = rest_credentials(
-            self.turn_secret, slot.peer, self.turn_ttl, self.clock()
-        )
+        username, password = rest_credentials(self.turn_secret, peer, self.turn_ttl, self.clock())
         return (IceServer(self.turn_uris, username, password),)

@@ -54,6 +54,8 @@ class ErrorCode:
     REPLACED = "replaced"
     RATE_LIMITED = "rate-limited"
     TOO_MANY_CONNECTIONS = "too-many-connections"
+    TOO_MANY_ROOMS = "too-many-rooms"
+    LOCKED_OUT = "locked-out"
 
 
 class FrameError(MessageError):
@@ -335,6 +337,8 @@ def _load(text: str | bytes) -> tuple[dict[str, Any], str]:
         data = json.loads(text)
     except ValueError as exc:  # includes UnicodeDecodeError for bytes that are not UTF-8
         raise FrameError(ErrorCode.BAD_JSON, f"malformed JSON: {exc}") from None
+    except RecursionError:  # e.g. 100 KB of '[': the C decoder recurses once per level
+        raise FrameError(ErrorCode.BAD_JSON, "malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise FrameError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
     version = data.get("v")

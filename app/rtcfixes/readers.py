@@ -41,6 +41,46 @@ def on_inbound(connection: Connection, callback: Callable[[], None]) -> None:
         protocol.datagram_received = stun_hook  # type: ignore[method-assign]
 
 
+def on_rtp(pc: RTCPeerConnection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` for every RTP packet any receiver of ``pc`` gets (idempotent).
+
+    The session reports "connected" only when media arrives, not merely when DTLS is up, and
+    aiortc has no public hook for arriving RTP. Receivers created later (an offer with more
+    m-sections than we have tracks) are covered by calling this again.
+    """
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if getattr(receiver, "_peercall_rtp_hook", False):
+            continue
+        handle = receiver._handle_rtp_packet
+
+        async def hook(packet: Any, arrival_time_ms: int, original: Any = handle) -> None:
+            callback()
+            await original(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = hook  # type: ignore[method-assign]
+        receiver._peercall_rtp_hook = True  # type: ignore[attr-defined]
+
+
+def certificates(pc: RTCPeerConnection) -> Any:
+    """The DTLS certificates ``pc`` will use (aiortc keeps them private)."""
+    return pc._RTCPeerConnection__certificates  # type: ignore[attr-defined]
+
+
+def use_certificates(pc: RTCPeerConnection, certs: Any) -> None:
+    """Make ``pc`` use ``certs``: a renegotiated path keeps the fingerprints (and the SAS).
+
+    aiortc reads them when it creates the DTLS transports, so call this before any
+    description is set.
+    """
+    pc._RTCPeerConnection__certificates = certs  # type: ignore[attr-defined]
+
+
+def jitter_buffer(receiver: Any) -> Any:
+    """The jitter buffer of an RTCRtpReceiver (for stats), or None."""
+    return getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+
+
 def candidate_pairs(pc: RTCPeerConnection) -> list[CandidatePair]:
     """All ICE candidate pairs of ``pc`` with their check state (RFC 8445 §6.1.2)."""
     pairs: list[CandidatePair] = []

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from app.errors import MediaError
 from app.iceservers import IceServer
-from app.session import CallOptions, CallSession
 from app.settings import Settings
+
+if TYPE_CHECKING:  # aiortc, PyAV and numpy load on the first call, not at start-up (12, bench)
+    from app.session import CallOptions, CallSession
 
 logger = logging.getLogger(__name__)
 
@@ -31,19 +31,30 @@ def ice_servers(settings: Settings) -> tuple[IceServer, ...]:
     )
 
 
-def call_options(settings: Settings, *, loopback: bool = False) -> CallOptions:
-    """CallOptions from the settings; ``loopback`` adds 127.0.0.1 candidates (same machine)."""
+def call_options(
+    settings: Settings, *, loopback: bool = False, video: bool | None = None
+) -> CallOptions:
+    """CallOptions from the settings; ``loopback`` adds 127.0.0.1 candidates (same machine).
+
+    ``video`` negotiates a video stream both ways; the window always does (issue 12.4) so the
+    camera can be switched on mid-call without renegotiating: while it is off the sender
+    gates frames to black, as WebRTC does for a disabled track.
+    """
+    from app.session import CallOptions
+
     return CallOptions(
         ice_servers=ice_servers(settings),
         relay_only=bool(settings["relay_only"]),
         loopback_candidates=loopback,
         gather_timeout=float(settings["gather_timeout"]),
-        video=bool(settings["video.enabled"]),
+        video=bool(settings["video.enabled"]) if video is None else video,
     )
 
 
 def block_level(samples: Any) -> float:
     """Peak level 0..1 of an int16 block (for the input level meter)."""
+    import numpy as np
+
     array = np.asarray(samples)
     if array.size == 0:
         return 0.0
@@ -97,6 +108,83 @@ def device_media(settings: Settings, on_level: LevelHook | None = None) -> CallM
     return CallMedia(audio_source=source, audio_sink=sink)
 
 
+VIDEO_SIZE = (640, 480)
+VIDEO_FPS = 30
+
+
+def video_source(camera: str, *, fps: int = VIDEO_FPS) -> Any:
+    """The chosen camera, the first one found, or the test pattern when there is none.
+
+    The settings promise the test pattern without a camera ("No camera found: calls send the
+    test pattern"), so a machine without one still shows the other side moving video.
+    """
+    from app.media.video import CameraTrack, TestPatternTrack, list_cameras
+
+    width, height = VIDEO_SIZE
+    if camera or list_cameras():
+        try:
+            return CameraTrack(camera or None, width=width, height=height, fps=fps)
+        except MediaError as exc:
+            logger.warning("%s; sending the test pattern instead", exc)
+    return TestPatternTrack(width, height, float(fps))
+
+
+class PreviewTap:
+    """Passes a video source's frames through and keeps the newest for the self-view.
+
+    A MediaStreamTrack in duck type (kind, readyState, recv, stop) so the session can send it;
+    the RGB conversion happens only when the view asks (at its paint rate, not per frame).
+    """
+
+    kind = "video"
+
+    def __init__(self, source: Any) -> None:
+        from aiortc.mediastreams import MediaStreamTrack
+
+        self.source = source
+        self._latest: Any = None
+        self._rgb: Any = None
+        self.frames = 0
+        # aiortc's sender wants a real track object: wrap ourselves in one.
+        tap = self
+
+        class _Track(MediaStreamTrack):
+            kind = "video"
+
+            async def recv(self) -> Any:
+                frame = await tap.source.recv()
+                tap._latest, tap._rgb = frame, None
+                tap.frames += 1
+                return frame
+
+            def stop(self) -> None:
+                super().stop()
+                tap.source.stop()
+
+        self.track = _Track()
+
+    def latest_rgb(self) -> Any:
+        if self._latest is None:
+            return None
+        if self._rgb is None:
+            import numpy as np
+
+            self._rgb = np.asarray(self._latest.to_ndarray(format="rgb24"), dtype=np.uint8)
+        return self._rgb
+
+
+def with_video(media: CallMedia, camera: str) -> tuple[CallMedia, PreviewTap, Any]:
+    """``media`` plus a camera (or test pattern) source with a self-view tap and a sink that
+    keeps the remote's newest frame; returns (media, tap, sink)."""
+    from app.media.video import LatestFrameSink
+
+    tap = PreviewTap(video_source(camera))
+    sink = LatestFrameSink()
+    media.video_source = tap.track
+    media.video_sink = sink
+    return media, tap, sink
+
+
 def synthetic_media() -> CallMedia:
     """Silence out, nothing played: for machines without a sound card and for tests."""
     from app.media.synthetic import NullSink, SilenceTrack
@@ -105,6 +193,8 @@ def synthetic_media() -> CallMedia:
 
 
 def new_session(options: CallOptions, media: CallMedia) -> CallSession:
+    from app.session import CallSession
+
     return CallSession(
         options,
         audio_source=media.audio_source,

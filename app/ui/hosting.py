@@ -25,14 +25,17 @@ logger = logging.getLogger(__name__)
 class RelaySettings:
     """What the "Host a relay" panel edits (a subset of nat.config.RelayConfig)."""
 
-    listen: str = "0.0.0.0"
+    listen: str = "127.0.0.1"
     port: int = 3478
     min_port: int = 49152
-    max_port: int = 65535
+    max_port: int = 49252  # small enough to forward on a router (README)
     realm: str = "peercall"
     external_ip: str = ""
     users: tuple[tuple[str, str], ...] = ()  # (name, password)
     allow_loopback_peers: bool = False  # tests and same-machine calls
+    # Peers allowed although private (the relay's own LAN addresses, so two people who both
+    # use this relay can reach each other's allocations; the rest of the LAN stays closed).
+    allowed_peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class RelayStatus:
     stun_requests: int = 0
     uris: tuple[str, ...] = ()
     users: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    listen: str = ""  # what it was started with ("0.0.0.0": every interface)
+    port: int = 0
+    min_port: int = 0
+    max_port: int = 0
 
 
 def new_password() -> str:
@@ -68,8 +75,9 @@ def relay_settings_from(
     values: Any, users: tuple[tuple[str, str], ...], *, allow_loopback_peers: bool = False
 ) -> RelaySettings:
     """RelaySettings from the ``relay.*`` values (saved settings or the dialog's fields)."""
+    listen = values["relay.listen"] or "0.0.0.0"
     return RelaySettings(
-        listen=values["relay.listen"] or "0.0.0.0",
+        listen=listen,
         port=values["relay.port"],
         min_port=values["relay.min_port"],
         max_port=values["relay.max_port"],
@@ -77,50 +85,93 @@ def relay_settings_from(
         external_ip=values["relay.external_ip"],
         users=users,
         allow_loopback_peers=allow_loopback_peers,
+        allowed_peers=own_addresses(listen),
     )
 
 
-_WILDCARDS = ("0.0.0.0", "[::]")
+@dataclass(frozen=True)
+class HostAddress:
+    """One address of this machine a peer may use: where it comes from, and the IP."""
+
+    kind: str  # "LAN (eth0)", "public (STUN)", "this machine only"
+    ip: str
 
 
-def share_uris(uris: tuple[str, ...], external_ip: str = "") -> tuple[str, ...]:
-    """The URIs to give the other person: a wildcard listen address becomes ``external_ip``.
+def lan_addresses() -> list[HostAddress]:
+    """Every usable interface address: IPv4 and global IPv6, no loopback or link-local."""
+    import ipaddress
 
-    A relay bound to 0.0.0.0 reports ``turn:0.0.0.0:3478``, which nobody can dial; with an
-    external IP set that address is what the other side must use (RFC 8656 §3.1: the client
-    needs the server's reachable transport address). Without one the wildcard stays and
-    :func:`share_text` says to replace it.
-    """
-    if not external_ip:
-        return uris
-    host = f"[{external_ip}]" if ":" in external_ip else external_ip
+    import ifaddr
+
+    found: list[HostAddress] = []
+    for adapter in ifaddr.get_adapters():
+        for entry in adapter.ips:
+            ip = entry.ip if isinstance(entry.ip, str) else entry.ip[0]
+            try:
+                parsed = ipaddress.ip_address(ip)
+            except ValueError:
+                continue
+            if parsed.is_loopback or parsed.is_link_local or parsed.is_unspecified:
+                continue
+            found.append(HostAddress(f"LAN ({adapter.nice_name})", ip))
+    # IPv4 first (what most people type), then by address: a stable order between runs.
+    found.sort(key=lambda a: (ipaddress.ip_address(a.ip).version, ipaddress.ip_address(a.ip)))
+    return found
+
+
+def own_addresses(listen: str) -> tuple[str, ...]:
+    """The addresses a relay listening on ``listen`` is reachable at on this machine's LANs."""
+    if listen in ("0.0.0.0", "::", ""):
+        return tuple(a.ip for a in lan_addresses())
+    return () if listen.startswith("127.") or listen == "::1" else (listen,)
+
+
+def reachable_addresses(listen: str, external_ip: str = "") -> list[HostAddress]:
+    """What to offer the other person for a server listening on ``listen`` (issue 12.2)."""
+    if listen.startswith("127.") or listen == "::1":
+        return [HostAddress("this machine only", listen)]
+    result: list[HostAddress] = []
+    if external_ip:
+        result.append(HostAddress("public (External IP)", external_ip))
+    if listen in ("0.0.0.0", "::", ""):
+        result += [a for a in lan_addresses() if a.ip != external_ip]
+    else:
+        result.append(HostAddress("LAN", listen))
+    return result
+
+
+def uris_at(uris: tuple[str, ...], ip: str) -> tuple[str, ...]:
+    """The relay's URIs with the listening host replaced by ``ip`` (what a peer dials)."""
+    host = f"[{ip}]" if ":" in ip else ip
     result = []
     for uri in uris:
-        for wildcard in _WILDCARDS:
-            uri = uri.replace(f":{wildcard}:", f":{host}:", 1)
-        result.append(uri)
+        scheme, _, rest = uri.partition(":")
+        where, query, params = rest.partition("?")
+        port = where.rsplit(":", 1)[1]
+        result.append(f"{scheme}:{host}:{port}{query}{params}")
     return tuple(result)
+
+
+async def public_address(servers: Any, time_limit: float = 3.0) -> str | None:
+    """This machine's address as a STUN server sees it (RFC 8489 §14.2), or None.
+
+    Asks the configured servers (their STUN/TURN URIs) through app.probe; the first
+    server-reflexive answer wins.
+    """
+    from app.probe import probe_servers
+
+    if not servers:
+        return None
+    for result in await probe_servers(servers, time_limit):
+        for candidate in result.candidates:
+            if candidate.type == "srflx":
+                return candidate.address
+    return None
 
 
 def share_spec(uri: str, user: str, password: str) -> str:
     """``USER:PASSWORD@URI``: what ``peercall call --ice`` and the ICE editor accept."""
     return f"{user}:{password}@{uri}"
-
-
-def share_text(status: RelayStatus, external_ip: str = "") -> str:
-    """What the Copy button puts on the clipboard: the URIs and the credentials, plainly."""
-    if not status.running:
-        return ""
-    uris = share_uris(status.uris, external_ip)
-    lines = list(uris)
-    if status.users:
-        user, password = status.users[0]
-        lines += [f"username: {user}", f"credential: {password}"]
-        if uris:
-            lines.append(f"in PeerCall: {share_spec(uris[0], user, password)}")
-    if any(w in u for u in uris for w in _WILDCARDS):
-        lines.append("(replace 0.0.0.0 with this machine's address as the other person sees it)")
-    return "\n".join(lines)
 
 
 async def autostart(settings: Any, relay_host: RelayHost, signaling_host: SignalingHost) -> None:
@@ -143,6 +194,8 @@ async def autostart(settings: Any, relay_host: RelayHost, signaling_host: Signal
 
 def build_relay_config(values: RelaySettings) -> Any:
     """A validated nat.config.RelayConfig (raises ConfigError with one line)."""
+    import ipaddress
+
     from nat.auth import long_term_key
     from nat.config import RelayConfig
 
@@ -157,6 +210,9 @@ def build_relay_config(values: RelaySettings) -> Any:
         external_ip=values.external_ip or None,
         users=tuple((name, long_term_key(name, values.realm, pw)) for name, pw in values.users),
         allow_loopback_peers=values.allow_loopback_peers,
+        allowed_peer_ips=tuple(
+            (ipaddress.ip_address(ip), ipaddress.ip_address(ip)) for ip in values.allowed_peers
+        ),
     )
 
 
@@ -171,6 +227,7 @@ class RelayHost(QObject):
         super().__init__(parent)
         self.server: Any = None
         self._users: tuple[tuple[str, str], ...] = ()
+        self._settings = RelaySettings()
         self._lock = asyncio.Lock()
         self._timer = QTimer(self)
         self._timer.setInterval(1000)
@@ -194,7 +251,7 @@ class RelayHost(QObject):
                 self.errorRaised.emit(f"Relay: {user_message(exc)}")
                 self.runningChanged.emit(False)
                 return False
-            self.server, self._users = server, values.users
+            self.server, self._users, self._settings = server, values.users, values
             logger.info("relay started on %s", server.addresses)
         self._timer.start()
         self.runningChanged.emit(True)
@@ -232,6 +289,10 @@ class RelayHost(QObject):
             stun_requests=stats.stun_requests,
             uris=tuple(server.turn_uris()),
             users=self._users,
+            listen=self._settings.listen,
+            port=server.addresses[0][2] if server.addresses else self._settings.port,
+            min_port=self._settings.min_port,
+            max_port=self._settings.max_port,
         )
 
     def refresh(self) -> None:

@@ -49,6 +49,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         " chat, hang up and quit (exit code 0 when all of it worked)",
     )
     parser.add_argument(
+        "--calls",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --self-test-call: place N calls in this one process, printing the RSS"
+        " after each (the memory-growth benchmark)",
+    )
+    parser.add_argument(
+        "--bench-call",
+        choices=("call", "wait"),
+        help=argparse.SUPPRESS,  # bench/bench_ui_startup.py: one side of a two-process call
+    )
+    parser.add_argument("--bench-url", help=argparse.SUPPRESS)
+    parser.add_argument("--bench-hold", type=float, default=10.0, help=argparse.SUPPRESS)
+    parser.add_argument("--bench-video", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--synthetic-media",
         action="store_true",
         help="send silence and discard received audio (no sound card needed)",
@@ -80,8 +96,18 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.load(config_dir / "settings.json" if config_dir else None)
     history = History.load(config_dir / "history.json" if config_dir else None)
     self_test = bool(getattr(args, "self_test_call", False))
-    media = callsetup.synthetic_media if (args.synthetic_media or self_test) else None
-    window = MainWindow(settings, history, media=media, loopback=self_test)
+    bench = getattr(args, "bench_call", None)
+    if bench is not None:
+        settings.update({"video.enabled": bool(args.bench_video)})
+    synthetic = args.synthetic_media or self_test or bench is not None
+    media = callsetup.synthetic_media if synthetic else None
+    window = MainWindow(
+        settings,
+        history,
+        media=media,
+        loopback=self_test or bench is not None,
+        video=not self_test or bool(args.bench_video),
+    )
     window.show()
     if getattr(args, "link", None):
         from app.ui.hostcall import open_link
@@ -90,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_ready:
         # Printed from the first loop iteration: the window is shown *and* the loop runs.
         loop.call_soon(lambda: print(f"{READY_MARKER} {time.monotonic() - start:.3f}", flush=True))
-    if not self_test:
+    if not self_test and bench is None:
         _autostart_hosting(window, settings)
 
     result: dict[str, int] = {"code": 0}
@@ -103,7 +129,13 @@ def run(args: argparse.Namespace) -> int:
     window.closed.connect(on_closed)
     if args.quit_after is not None:
         loop.call_later(args.quit_after, window.close)
-    self_test_task = asyncio.ensure_future(_self_test(window, result)) if self_test else None
+    self_test_task = None
+    if self_test:
+        self_test_task = asyncio.ensure_future(_self_tests(window, result, max(1, args.calls)))
+    elif bench is not None:
+        self_test_task = asyncio.ensure_future(
+            _bench_call(window, result, bench, args.bench_url, args.bench_hold)
+        )
 
     with loop:
         loop.run_until_complete(finished)
@@ -131,7 +163,80 @@ def _autostart_hosting(window: Any, settings: Any) -> None:
     )
 
 
-async def _self_test(window: Any, result: dict[str, int]) -> None:
+def rss_mb() -> float:
+    """This process's resident set size in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def _self_tests(window: Any, result: dict[str, int], calls: int) -> None:
+    """``calls`` self-test calls in this process; the RSS after each (growth per call)."""
+    import gc
+
+    for number in range(1, calls + 1):
+        last = number == calls
+        await _self_test(window, result, close=last)
+        gc.collect()
+        print(f"peercall: rss after call {number}: {rss_mb():.1f} MB", flush=True)
+        if result["code"] != 0:
+            if not last:
+                window.close()
+            return
+
+
+async def _bench_call(
+    window: Any, result: dict[str, int], role: str, url: str, hold: float
+) -> None:
+    """One side of a two-process call (bench/bench_ui_startup.py measures each side's CPU):
+    join the room through the window's own fields and buttons, accept when it rings, hold,
+    report what video arrived, hang up, quit."""
+    from signaling.client import WebSocketChannel
+
+    code = 1
+    try:
+        channel = WebSocketChannel(url, "bench", "bench-secret")
+        if role == "wait":
+            window.adapter.incomingCall.connect(lambda _peer: window.accept_button.click())
+            window.wait_for_call(channel, "bench caller")
+        else:
+            window.start_call(channel, "bench callee")
+        for _ in range(600):
+            session = window.adapter.session
+            if session is not None and session.state.value == "connected":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("no connection after 30 s")
+        print("peercall: bench connected", flush=True)
+        await asyncio.sleep(hold)
+        sink = window._remote_sink
+        frames = sink.frames if sink is not None else 0
+        size = sink.size if sink is not None else None
+        await asyncio.sleep(1.0)
+        rate = (sink.frames - frames) if sink is not None else 0
+        where = f"{size[0]}x{size[1]}" if size else "none"
+        print(f"peercall: bench video received {where} {rate} fps", flush=True)
+        if role == "call":
+            await window.adapter.hangup()
+        else:
+            for _ in range(200):
+                if not window.adapter.in_call:
+                    break
+                await asyncio.sleep(0.05)
+        code = 0
+    except Exception as exc:
+        print(f"peercall: error: bench call failed: {exc!r}", file=sys.stderr, flush=True)
+    finally:
+        result["code"] = code
+        window.close()
+
+
+async def _self_test(window: Any, result: dict[str, int], *, close: bool = True) -> None:
     """The exit-code check: a loopback call through the embedded signaling server."""
     from app.session import CallOptions, CallSession
     from app.ui import callsetup
@@ -173,13 +278,16 @@ async def _self_test(window: Any, result: dict[str, int]) -> None:
             await callee.hangup()
     finally:
         result["code"] = code
-        window.close()
+        if close:
+            window.close()
 
 
 async def _start_signaling(window: Any) -> str:
+    if window.signaling_host.url is not None:
+        return str(window.signaling_host.url)
     ok = await window.signaling_host.start("127.0.0.1", 0)
     if not ok:
         raise RuntimeError("could not start the embedded signaling server")
-    url: str = window.signaling_host.url
+    url = str(window.signaling_host.url)
     logging.getLogger(__name__).info("self-test signaling at %s", url)
     return url

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -42,12 +43,12 @@ from PySide6.QtWidgets import (
 from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
-from app.settings import Settings
+from app.settings import Settings, remember_room
 from app.ui import callsetup, hostcall
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
-from app.ui.presenters import format_duration, user_message
+from app.ui.presenters import BACKEND_LABELS, end_news, format_duration, user_message
 from app.ui.ring import Ringer
 from app.ui.widgets import (
     CallTimer,
@@ -63,7 +64,12 @@ from signaling.errors import SignalingError
 logger = logging.getLogger(__name__)
 
 BACKEND_PAGES = ("websocket", "lan", "manual")
-BACKEND_LABELS = {"websocket": "Server room", "lan": "LAN peer", "manual": "Copy / paste"}
+
+
+def _name(widget: QWidget, object_name: str, accessible: str) -> None:
+    """Give a control the names tests and screen readers find it by."""
+    widget.setObjectName(object_name)
+    widget.setAccessibleName(accessible)
 
 
 class ManualPanel(QWidget):
@@ -156,6 +162,7 @@ class MainWindow(QMainWindow):
         lan_interfaces: Sequence[str] | None = None,
         lan_listen: str = "0.0.0.0",
         ring_audio: bool | None = None,
+        video: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -164,10 +171,18 @@ class MainWindow(QMainWindow):
         self._lan_interfaces = lan_interfaces
         self._lan_listen = lan_listen
         self._media_factory = media
+        self._video = video  # negotiate video (camera or test pattern) in every call
+        self._tap: Any = None  # the self-view tap on what we send
+        self._remote_sink: Any = None  # keeps the other side's newest frame
         self._shutting_down = False
         self._shutdown_done = False
-        self.error_boxes: list[QMessageBox] = []
+        self.error_boxes: list[QMessageBox] = []  # stays empty: errors are shown inline
         self.errors: list[str] = []
+        self._call_error: str | None = None  # the failure to name when the call ends
+        self._peer_label = "the other person"
+        self._ended_outcome: str | None = None  # how the last call ended
+        self._leave_confirmed = False
+        self.leave_box: QMessageBox | None = None
         self.setWindowTitle(name)
         self.resize(1100, 680)
 
@@ -209,18 +224,37 @@ class MainWindow(QMainWindow):
         bar.addStretch(1)
         bar.addWidget(self.sas)
         bar.addStretch(1)
+        self.hosting = QPushButton("")
+        _name(self.hosting, "hostingIndicator", "Hosting status")
+        self.hosting.setFlat(True)
+        self.hosting.setToolTip("What this PeerCall hosts for others; click for the settings")
+        self.hosting.setStyleSheet("QPushButton { color: #2b6cb0; font-weight: bold; }")
+        self.hosting.hide()
+        self._hosting_timer = QTimer(self)
+        self._hosting_timer.setInterval(2000)  # rooms come and go without a signal
+        self._hosting_timer.timeout.connect(self._show_hosting)
+        bar.addWidget(self.hosting)
         bar.addWidget(self.timer)
         self._top_bar = bar
+
+        self.news = QLabel("")
+        _name(self.news, "callNews", "Call status")
+        self.news.setWordWrap(True)
+        self.news.hide()
 
         self.incoming = QFrame()
         self.incoming.setObjectName("incomingBar")
         self.incoming.setStyleSheet(
             "#incomingBar { background: #fefcbf; border: 1px solid #d69e2e; border-radius: 6px; }"
+            " #incomingBar QLabel { color: #1a202c; }"  # readable in dark mode too
         )
         self.incoming_label = QLabel("Incoming call")
+        self.incoming_label.setObjectName("incomingLabel")
         self.accept_button = QPushButton("Accept")
+        _name(self.accept_button, "acceptButton", "Accept call")
         self.accept_button.setStyleSheet("background: #2f855a; color: white; padding: 4px 14px;")
         self.decline_button = QPushButton("Decline")
+        _name(self.decline_button, "declineButton", "Decline call")
         self.decline_button.setStyleSheet("background: #c53030; color: white; padding: 4px 14px;")
         row = QHBoxLayout(self.incoming)
         row.addWidget(self.incoming_label, 1)
@@ -246,12 +280,30 @@ class MainWindow(QMainWindow):
         self.call_button.setToolTip("Join the room and call whoever waits there")
         self.wait_button = QPushButton("Wait for a call")
         self.wait_button.setToolTip("Join the room and ring when someone calls")
+        self.recent = QComboBox()
+        _name(self.recent, "recentRooms", "Recent rooms")
+        self.recent.setToolTip("Rooms you joined lately: pick one to fill server and room")
+        _name(self.server_url, "serverUrl", "Signaling server")
+        _name(self.room, "room", "Room")
+        _name(self.secret, "secret", "Room secret")
+        _name(self.call_button, "callButton", "Call")
+        _name(self.wait_button, "waitButton", "Wait for a call")
+        self._fill_recent()
+        form.addRow("Recent", self.recent)
         form.addRow("Server", self.server_url)
         form.addRow("Room", self.room)
         form.addRow("Secret", self.secret)
+        # Someone without PeerCall joins the room from a browser (the server serves the page).
+        self.copy_link_button = QPushButton("Copy call link")
+        self.copy_link_button.setObjectName("copyCallLink")
+        self.copy_link_button.setToolTip(
+            "Copy the link that joins this room from a web browser, to send to someone"
+            " who does not have PeerCall"
+        )
         buttons = QHBoxLayout()
         buttons.addWidget(self.call_button)
         buttons.addWidget(self.wait_button)
+        buttons.addWidget(self.copy_link_button)
         form.addRow(buttons)
         # LAN.
         self.lan = LanPage(
@@ -269,11 +321,13 @@ class MainWindow(QMainWindow):
             self.pages.addWidget(page)
 
         start = QGroupBox("Start a call")
+        self.start_panel = start
         start_layout = QVBoxLayout(start)
         start_layout.addWidget(self.backend)
         start_layout.addWidget(self.pages)
         start_layout.addStretch(1)
         self.always_relay = QCheckBox("Always relay")
+        _name(self.always_relay, "alwaysRelay", "Always relay")
         self.always_relay.setToolTip(
             "Send media only through a TURN relay, so the other person never learns your"
             " address (needs a turn: server in Settings)"
@@ -288,10 +342,13 @@ class MainWindow(QMainWindow):
         self.local_video.setFixedSize(176, 132)
         self.remote_video.set_overlay(self.local_video)
         self.hangup_button = QPushButton("Hang up")
+        _name(self.hangup_button, "hangupButton", "Hang up")
         self.hangup_button.setStyleSheet("background: #c53030; color: white; padding: 6px 16px;")
         self.mute_button = QPushButton("Mute")
+        _name(self.mute_button, "muteButton", "Mute microphone")
         self.mute_button.setCheckable(True)
         self.camera_button = QPushButton("Camera")
+        _name(self.camera_button, "cameraButton", "Send camera video")
         self.camera_button.setCheckable(True)
         self._set_camera_available()
         controls = QHBoxLayout()
@@ -323,6 +380,7 @@ class MainWindow(QMainWindow):
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addLayout(self._top_bar)
+        layout.addWidget(self.news)
         layout.addWidget(self.incoming)
         layout.addWidget(splitter, 1)
         self.setCentralWidget(body)
@@ -347,6 +405,74 @@ class MainWindow(QMainWindow):
         self.debug_action.triggered.connect(self.open_debug_panel)
         self.quit_action.triggered.connect(self.close)
 
+        # The call controls as menu entries with the shortcuts Jitsi users know (M, V), shown
+        # in the menu and in each button's tooltip (issue 12.13). Single letters do not fire
+        # while a text field has focus: typing "m" in the chat stays typing.
+        call_menu = self.menuBar().addMenu("&Call")
+        self.call_actions: dict[str, QAction] = {}
+        for key, text, shortcut, button in (
+            ("mute", "&Mute microphone", "M", self.mute_button),
+            ("camera", "&Camera on/off", "V", self.camera_button),
+            ("hangup", "&Hang up", "Ctrl+E", self.hangup_button),
+            ("accept", "&Accept incoming call", "Ctrl+Shift+A", self.accept_button),
+            ("decline", "&Decline incoming call", "Ctrl+Shift+D", self.decline_button),
+        ):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(shortcut))
+            action.setObjectName(f"{key}Action")
+            action.triggered.connect(lambda _=False, b=button: b.isEnabled() and b.click())
+            shown = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            tip = button.toolTip() or button.text()
+            button.setToolTip(f"{tip} ({shown})")
+            call_menu.addAction(action)
+            self.call_actions[key] = action
+            self.addAction(action)  # the shortcut works with the menu closed
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = QAction("&About PeerCall", self)
+        self.about_action.setObjectName("aboutAction")
+        self.about_action.triggered.connect(self.show_about)
+        help_menu.addAction(self.about_action)
+        self.about_box: QMessageBox | None = None
+
+    def about_text(self) -> str:
+        """Version and the README sections a new user needs (a local README when there is
+        one, the project page otherwise)."""
+        from importlib import metadata
+        from pathlib import Path
+
+        try:
+            version = metadata.version("peercall")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        readme = Path(__file__).resolve().parents[2] / "README.md"
+        base = readme.as_uri() if readme.exists() else "https://github.com/peercall/peercall"
+        links = (
+            ("A first call", "a-first-call"),
+            ("Hosting a relay for friends behind NAT", "hosting-a-relay-for-friends-behind-nat"),
+            ("Troubleshooting with the debug panel", "troubleshooting-with-the-debug-panel"),
+            ("The window", "the-window"),
+        )
+        items = "".join(f"<li><a href='{base}#{anchor}'>{t}</a></li>" for t, anchor in links)
+        return (
+            f"<b>PeerCall {version}</b><br>Peer-to-peer audio/video calls: your own signaling,"
+            f" relay and media, no account.<br>Read in the README:<ul>{items}</ul>"
+            "Shortcuts: M mute, V camera, Ctrl+E hang up, Ctrl+Shift+A accept,"
+            " Ctrl+Shift+D decline, Ctrl+D debug panel."
+        )
+
+    def show_about(self) -> None:
+        box = QMessageBox(self)
+        box.setObjectName("aboutBox")
+        box.setWindowTitle("About PeerCall")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(self.about_text())
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _=0: setattr(self, "about_box", None))
+        self.about_box = box
+        box.open()
+
     def _build_tray(self) -> None:
         self.tray: QSystemTrayIcon | None = None
         if not QSystemTrayIcon.isSystemTrayAvailable():
@@ -356,6 +482,13 @@ class MainWindow(QMainWindow):
         self.tray = QSystemTrayIcon(QIcon(icon), self)
         self.tray.setToolTip("PeerCall")
         self.tray.activated.connect(self._show_from_tray)
+        menu = QMenu(self)
+        menu.addAction("Show PeerCall", self._show_from_tray)
+        menu.addAction(self.call_actions["mute"])
+        menu.addAction(self.call_actions["hangup"])
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        self.tray.setContextMenu(menu)
         self.tray.show()
 
     def _show_from_tray(self) -> None:
@@ -376,6 +509,10 @@ class MainWindow(QMainWindow):
         a.busyChanged.connect(self._set_in_call)
         a.sessionStarted.connect(self._on_session_started)
         self.relay_host.errorRaised.connect(self.show_error)
+        self.relay_host.statusChanged.connect(lambda _: self._show_hosting())
+        self.relay_host.runningChanged.connect(lambda _: self._show_hosting())
+        self.signaling_host.runningChanged.connect(lambda _: self._show_hosting())
+        self.hosting.clicked.connect(self._open_hosting_settings)
         self.signaling_host.errorRaised.connect(self.show_error)
         self.chat.sendRequested.connect(a.send_chat)
         self.backend.currentIndexChanged.connect(self._on_backend)
@@ -383,23 +520,83 @@ class MainWindow(QMainWindow):
         self.lan.errorRaised.connect(self.show_error)
         self.lan.reachableChanged.connect(self._on_lan_reachable)
         self.call_button.clicked.connect(self.call_room)
+        self.recent.activated.connect(self._pick_recent)
         self.wait_button.clicked.connect(self.wait_in_room)
+        self.copy_link_button.clicked.connect(self.copy_call_link)
         self.manual.offer_button.clicked.connect(self.manual_offer)
         self.manual.answer_button.clicked.connect(self.manual_answer)
         self.hangup_button.clicked.connect(self.hangup)
         self.mute_button.toggled.connect(self._on_mute)
-        self.camera_button.toggled.connect(a.set_video_enabled)
+        self.camera_button.toggled.connect(self._on_camera)
         self.accept_button.clicked.connect(self._accept)
         self.decline_button.clicked.connect(self._decline)
         self.always_relay.toggled.connect(self._on_always_relay)
+
+    def _show_hosting(self) -> None:
+        """The indicator: what we host, with its allocations / rooms (issue 12.2)."""
+        parts = []
+        if self.relay_host.running:
+            count = self.relay_host.status().allocations
+            parts.append(f"relay: {count} allocation{'s' * (count != 1)}")
+        server = self.signaling_host.server
+        if server is not None:
+            rooms = server.room_count()
+            parts.append(f"signaling: {rooms} room{'s' * (rooms != 1)} in use")
+        self.hosting.setText("Hosting " + " · ".join(parts) if parts else "")
+        self.hosting.setVisible(bool(parts))
+        if server is not None and not self._hosting_timer.isActive():
+            self._hosting_timer.start()
+        elif server is None:
+            self._hosting_timer.stop()
+
+    def _open_hosting_settings(self) -> None:
+        dialog = self.open_settings()
+        dialog.tabs.setCurrentWidget(dialog.relay if self.relay_host.running else dialog.signaling)
 
     def display_name(self) -> str:
         """How peers see us: the configured display name, else this machine's host name."""
         name: str = self.settings["display_name"]
         return name.strip() or socket.gethostname().split(".")[0] or "PeerCall"
 
+    def _fill_recent(self) -> None:
+        self.recent.blockSignals(True)
+        self.recent.clear()
+        self.recent.addItem("—", None)
+        for url, room in self.settings["signaling.recent"]:
+            self.recent.addItem(f"{room} — {url}", [url, room])
+        self.recent.setEnabled(self.recent.count() > 1)
+        self.recent.blockSignals(False)
+
+    def _pick_recent(self, index: int) -> None:
+        entry = self.recent.itemData(index)
+        if entry:
+            self.server_url.setText(entry[0])
+            self.room.setText(entry[1])
+
+    def _remember_room(self) -> None:
+        """Keep what the user typed for the next start and in the recent list (issue 12.5)."""
+        url, room = self.server_url.text().strip(), self.room.text().strip()
+        try:
+            self.settings.update(
+                {
+                    "signaling.url": url,
+                    "signaling.room": room,
+                    "signaling.secret": self.secret.text(),
+                    "signaling.backend": "websocket",
+                    "signaling.recent": remember_room(self.settings["signaling.recent"], url, room),
+                }
+            )
+        except ConfigError as exc:  # cannot happen after _websocket_channel's checks
+            logger.warning("not remembering the room: %s", exc)
+            return
+        self._save_settings()
+        self._fill_recent()
+
     def _on_backend(self, index: int) -> None:
         self.pages.setCurrentIndex(index)
+        if self.settings["signaling.backend"] != BACKEND_PAGES[index]:
+            self.settings.set("signaling.backend", BACKEND_PAGES[index])
+            self._save_settings()
         if BACKEND_PAGES[index] == "lan":
             self.lan.start_browsing()
 
@@ -415,19 +612,41 @@ class MainWindow(QMainWindow):
             self.wait_for_call(channel, "LAN caller")
 
     def _set_camera_available(self) -> None:
-        try:
-            from app.media import video  # noqa: F401
-        except ImportError:
-            self.camera_button.setEnabled(False)
-            self.camera_button.setToolTip("Camera support is not available in this build yet")
+        import importlib.util
+
+        # Only ask whether PyAV is there: importing it (and aiortc) costs start-up time.
+        if not self._video or importlib.util.find_spec("av") is None:
+            self._video = False
+            self.camera_button.setToolTip("Video is not available in this build")
+        else:
+            self.camera_button.setToolTip("Send my camera video; without a camera, a test pattern")
+        self.camera_button.setEnabled(False)
 
     # --- calls --------------------------------------------------------------------------
 
     def _new_session(self) -> Any:
         media = self._media_factory() if self._media_factory else self._device_media()
-        return callsetup.new_session(
-            callsetup.call_options(self.settings, loopback=self.loopback), media
+        self._tap = self._remote_sink = None
+        if self._video:
+            try:
+                media, self._tap, self._remote_sink = callsetup.with_video(
+                    media, self.settings["video.camera"]
+                )
+            except (PeerCallError, ImportError, OSError) as exc:
+                self.show_error(f"Video: {user_message(exc)}; calling with audio only")
+        options = callsetup.call_options(
+            self.settings, loopback=self.loopback, video=self._tap is not None
         )
+        session = callsetup.new_session(options, media)
+        # The camera starts as the settings say ("Send video when a call starts"); a previous
+        # call's button state does not carry over (issue 12.9).
+        camera = bool(self.settings["video.enabled"]) and self._tap is not None
+        session.set_video_enabled(camera)
+        self.camera_button.blockSignals(True)
+        self.camera_button.setChecked(camera)
+        self.camera_button.blockSignals(False)
+        self.camera_button.setEnabled(self._tap is not None)
+        return session
 
     def _device_media(self) -> callsetup.CallMedia:
         try:
@@ -458,12 +677,43 @@ class MainWindow(QMainWindow):
 
     def start_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial over any SignalingChannel (also the entry point for tests and the self-test)."""
-        self.chat.add_note(f"Calling {peer}…")
+        self._new_call_view(f"Calling {peer}…", "calling", peer)
         return self.adapter.call(channel, peer)
 
     def wait_for_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
-        self.chat.add_note(f"Waiting for a call ({peer})…")
+        self._new_call_view(f"Waiting for a call ({peer})…", "waiting", peer)
         return self.adapter.listen(channel, peer)
+
+    def _new_call_view(self, news: str, phase: str, peer: str) -> None:
+        """Nothing of the previous call stays up when a new one starts (issue 12.9)."""
+        self._call_error = None
+        self._ended_outcome = None
+        self._peer_label = peer
+        self.chat.clear()
+        self.chat.add_note(news)
+        self.set_news(news)
+        self.badge.set_phase(phase)
+        self._clear_call_figures()
+
+    def _clear_call_figures(self) -> None:
+        self.sas.clear_sas()
+        self.quality.reset()
+        self.quality_label.setText("")
+        self.timer.reset()
+
+    def set_news(self, text: str, tone: str = "info") -> None:
+        """Call-state news inline in the window, instead of a dialog (issue 12.6)."""
+        colors = {"info": "#1e3a5f", "ok": "#22543d", "error": "#9b2c2c"}
+        backgrounds = {"info": "#ebf4ff", "ok": "#f0fff4", "error": "#fff5f5"}
+        self.news.setStyleSheet(
+            f"QLabel {{ color: {colors[tone]}; background: {backgrounds[tone]};"
+            " border-radius: 4px; padding: 4px 8px; }"
+        )
+        self.news.setText(text)
+        self.news.setProperty("tone", tone)
+        self.news.setVisible(bool(text))
+        if self.tray is not None:
+            self.tray.setToolTip(f"PeerCall — {text}" if text else "PeerCall")
 
     def call_room(self) -> None:
         try:
@@ -471,6 +721,7 @@ class MainWindow(QMainWindow):
         except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Call: {user_message(exc)}")
             return
+        self._remember_room()
         self.start_call(channel, f"room {self.room.text().strip()}")
 
     def wait_in_room(self) -> None:
@@ -479,7 +730,20 @@ class MainWindow(QMainWindow):
         except (PeerCallError, SignalingError, ImportError) as exc:
             self.show_error(f"Waiting for a call: {user_message(exc)}")
             return
+        self._remember_room()
         self.wait_for_call(channel, f"room {self.room.text().strip()}")
+
+    def copy_call_link(self) -> None:
+        """Put the browser link for this room on the clipboard (signaling.web.call_link)."""
+        from signaling.web import call_link
+
+        try:
+            link = call_link(self.server_url.text(), self.room.text().strip(), self.secret.text())
+        except SignalingError as exc:
+            self.show_error(f"Copy call link: {user_message(exc)}")
+            return
+        QGuiApplication.clipboard().setText(link)
+        self.statusBar().showMessage("Call link copied: send it, then Wait for a call", 15000)
 
     def manual_offer(self) -> None:
         self.start_call(self.manual.channel(self.show_error), "copy-paste peer")
@@ -502,6 +766,18 @@ class MainWindow(QMainWindow):
     def _stop_ringing(self) -> None:
         self.incoming.hide()
         self.adapter.run(self.ringer.stop(), "Ring")
+
+    def _on_camera(self, on: bool) -> None:
+        """Camera on/off mid-call: the peer gets black frames while off (its badge shows)."""
+        self.adapter.set_video_enabled(on)
+        self._show_self_view(on)
+
+    def _show_self_view(self, on: bool) -> None:
+        tap = self._tap
+        if on and tap is not None:
+            self.local_video.set_source(tap.latest_rgb)
+        else:
+            self.local_video.clear()
 
     def _on_mute(self, muted: bool) -> None:
         self.adapter.set_muted(muted)
@@ -528,6 +804,11 @@ class MainWindow(QMainWindow):
     # --- engine signals -----------------------------------------------------------------
 
     def _on_session_started(self, session: object) -> None:
+        sink = self._remote_sink
+        self.remote_video.clear()
+        self.remote_video.off_text = f"{self._peer_label}: camera off"
+        self.remote_video.set_source(sink.latest_rgb if sink is not None else None)
+        self._show_self_view(self.camera_button.isChecked())
         self.sas.clear_sas()
         self.quality.reset()
         self.quality_label.setText("")
@@ -536,11 +817,24 @@ class MainWindow(QMainWindow):
             self.debug_panel.reset()
 
     def _on_state(self, change: ev.StateChanged) -> None:
-        self.badge.set_state(change.new)
+        early = (
+            ev.CallState.IDLE,
+            ev.CallState.GATHERING,
+            ev.CallState.OFFERING,
+            ev.CallState.RINGING,
+        )
+        if not (change.new in early and self.badge.badge.key in ("waiting", "calling", "ringing")):
+            self.badge.set_state(change.new)  # else keep saying we wait / call / ring
+        if change.new is ev.CallState.CONNECTING:
+            self.set_news("Connecting…")
+        elif change.new.value == "reconnecting":  # the call core's RECONNECTING state
+            self.set_news("Reconnecting…")
         if change.new is ev.CallState.CONNECTED:
             self.timer.start()
             self.chat.set_enabled(True)
             self.chat.add_note("Connected")
+            self.set_news(f"In a call with {self._peer_label}", "ok")
+            self.start_panel.hide()  # the call gets the room (issue 12.10)
         elif change.new in (ev.CallState.ENDED, ev.CallState.FAILED):
             self.timer.stop()
             self.chat.set_enabled(False)
@@ -552,6 +846,9 @@ class MainWindow(QMainWindow):
 
     def _on_incoming(self, peer: str) -> None:
         self.incoming_label.setText(f"Incoming call from {peer}")
+        self._peer_label = peer
+        self.badge.set_phase("ringing")
+        self.set_news(f"Incoming call from {peer}")
         self.incoming.show()
         self.adapter.run(self.ringer.start(), "Ring")
         if self.tray is not None and not self.isActiveWindow():
@@ -568,12 +865,31 @@ class MainWindow(QMainWindow):
                 self.adapter.run(self.lan.stop_hosting(), "Stop being reachable")
             else:  # still reachable: wait for the next call once this one is closed
                 QTimer.singleShot(300, self._listen_on_lan)
+        self._clear_call_figures()
+        self.remote_video.clear()
+        self.local_video.clear()
+        self.camera_button.blockSignals(True)
+        self.camera_button.setChecked(False)
+        self.camera_button.blockSignals(False)
+        self.camera_button.setEnabled(False)
+        self.badge.set_phase(None)
+        self.badge.set_state(None)
+        self.start_panel.show()
         if not self.adapter.last_recorded:  # a wait that ended before anyone called
             self.chat.add_note("Stopped waiting")
+            if self._call_error is None:
+                self.set_news("")
             return
+        self._ended_outcome = record.outcome
         self.history_view.prepend(record)
         route = {"relay": " via relay", "direct": " direct", "none": ""}[record.route]
         self.chat.add_note(f"Call {record.outcome}{route}, {format_duration(record.duration)}")
+        servers = self.settings["ice_servers"]
+        has_turn = any(u.startswith(("turn:", "turns:")) for s in servers for u in s["urls"])
+        text = end_news(
+            record.outcome, format_duration(record.duration), self._call_error, has_turn
+        )
+        self.set_news(text, "error" if record.outcome == "failed" else "info")
 
     def _set_in_call(self, busy: bool) -> None:
         for widget in (
@@ -593,20 +909,23 @@ class MainWindow(QMainWindow):
     # --- errors -------------------------------------------------------------------------
 
     def show_error(self, message: str) -> None:
-        """One line in the status bar and a non-blocking dialog; never a traceback."""
+        """One line inline and in the status bar; never a modal box, never a traceback.
+
+        Dialogs are kept for decisions (leaving a call); news is not a decision (issue 12.6).
+        """
         line = message.splitlines()[0] if message else "unknown error"
+        echo = not self.adapter.in_call and self._ended_outcome not in (None, "failed")
+        if echo and "call ended:" in line:
+            # The flow's own echo of an end already shown ("Call ended — declined"): one
+            # event, one line (issue 12.6).
+            logger.info("%s", line)
+            return
         logger.warning("%s", line)
         self.errors.append(line)
+        if self.adapter.in_call:
+            self._call_error = line
         self.statusBar().showMessage(line, 15000)
-        box = QMessageBox(
-            QMessageBox.Icon.Warning, "PeerCall", line, QMessageBox.StandardButton.Ok, self
-        )
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.finished.connect(
-            lambda _=0, b=box: self.error_boxes.remove(b) if b in self.error_boxes else None
-        )
-        self.error_boxes.append(box)
-        box.open()
+        self.set_news(line, "error")
 
     # --- other windows ------------------------------------------------------------------
 
@@ -638,13 +957,20 @@ class MainWindow(QMainWindow):
         return self.settings_dialog
 
     def _on_settings_saved(self) -> None:
+        changed = self.settings_dialog.changed_keys if self.settings_dialog is not None else set()
         self.ringer.device = self.settings["audio.output"] or None
         self.always_relay.setChecked(bool(self.settings["relay_only"]))
-        backend = self.settings["signaling.backend"]
-        self.backend.setCurrentIndex(BACKEND_PAGES.index(backend))
-        self.server_url.setText(self.settings["signaling.url"])
-        self.room.setText(self.settings["signaling.room"])
-        self.secret.setText(self.settings["signaling.secret"])
+        # Only fields the dialog changed: a Save elsewhere must not wipe what the user typed
+        # in the window (issue 12.5).
+        if "signaling.backend" in changed:
+            self.backend.setCurrentIndex(BACKEND_PAGES.index(self.settings["signaling.backend"]))
+        for key, edit in (
+            ("signaling.url", self.server_url),
+            ("signaling.room", self.room),
+            ("signaling.secret", self.secret),
+        ):
+            if key in changed:
+                edit.setText(self.settings[key])
 
     # --- exit ---------------------------------------------------------------------------
 
@@ -681,11 +1007,44 @@ class MainWindow(QMainWindow):
         except PeerCallError as exc:
             logger.warning("%s", exc)
 
+    def _ask_to_leave(self) -> None:
+        if self.leave_box is not None:
+            self.leave_box.raise_()
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Leave the call?",
+            "Closing PeerCall hangs up the call. Leave it?",
+            QMessageBox.StandardButton.NoButton,
+            self,
+        )
+        box.setObjectName("leaveCallBox")
+        leave = box.addButton("Hang up and quit", QMessageBox.ButtonRole.AcceptRole)
+        _name(leave, "leaveCall", "Hang up and quit")
+        stay = box.addButton("Stay in the call", QMessageBox.ButtonRole.RejectRole)
+        _name(stay, "stayInCall", "Stay in the call")
+        box.setDefaultButton(stay)
+
+        def decided(button: Any) -> None:
+            self.leave_box = None
+            if button is leave:
+                self._leave_confirmed = True
+                self.close()  # shutdown() hangs up: the peer gets our Bye
+
+        box.buttonClicked.connect(decided)
+        box.finished.connect(lambda _=0: setattr(self, "leave_box", None))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.leave_box = box
+        box.open()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._shutdown_done:
             event.accept()
             return
         event.ignore()
+        if self.adapter.in_call and not self._shutting_down and not self._leave_confirmed:
+            self._ask_to_leave()  # a decision: the one kind of dialog we keep (issue 12.7)
+            return
         if not self._shutting_down:
             self._shutting_down = True
             task = asyncio.ensure_future(self.shutdown())

@@ -15,6 +15,10 @@ from app.events import CallState, CandidateInfo, CandidatePairInfo, SelectedPair
 logger = logging.getLogger(__name__)
 
 
+# One name per signaling backend, the same in the main window and in Settings (issue 12.11).
+BACKEND_LABELS = {"websocket": "Server room", "lan": "LAN peer", "manual": "Copy / paste"}
+
+
 @dataclass(frozen=True)
 class Badge:
     """The always-visible connection badge: a key for tests, text, colour and a tooltip."""
@@ -25,7 +29,14 @@ class Badge:
     tooltip: str
 
 
-_CONNECTING = {CallState.GATHERING, CallState.OFFERING, CallState.ANSWERING, CallState.CONNECTING}
+_CONNECTING = {
+    CallState.RINGING,
+    CallState.GATHERING,
+    CallState.OFFERING,
+    CallState.ANSWERING,
+    CallState.CONNECTING,
+    CallState.RECONNECTING,
+}
 
 
 def badge_for(state: CallState | None, selected: SelectedPairChanged | None = None) -> Badge:
@@ -55,6 +66,30 @@ def badge_for(state: CallState | None, selected: SelectedPairChanged | None = No
         "#2f855a",
         f"Media goes straight to the peer: {path}",
     )
+
+
+def phase_badge(phase: str) -> Badge:
+    """The badge before the engine has a state to show: waiting in a room, or ringing."""
+    if phase == "ringing":
+        return Badge("ringing", "Incoming call…", "#b7791f", "Accept or decline the call")
+    if phase == "calling":
+        return Badge("calling", "Calling…", "#b7791f", "Waiting for the other person to answer")
+    return Badge("waiting", "Waiting for a call…", "#2b6cb0", "Ready: the other person can call")
+
+
+def end_news(outcome: str, duration: str, failure: str | None, has_turn: bool) -> str:
+    """One line for how a call ended, shown inline in the window (issue 12.6)."""
+    if outcome == "completed":
+        return f"Call ended — {duration}"
+    if outcome == "declined":
+        return "Call ended — declined"
+    if outcome == "missed":
+        return "Missed call"
+    reason = failure or "the call could not be set up"
+    no_path = "no path" in reason or "ICE" in reason or "connection failed" in reason
+    if no_path and not has_turn:
+        return f"Failed: {reason} — add a TURN server in Settings → ICE servers"
+    return f"Failed: {reason}"
 
 
 @dataclass(frozen=True)

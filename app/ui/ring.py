@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-from app.media.base import AUDIO_RATE
+# app.media.base.AUDIO_RATE (Opus' 48 kHz); importing that module loads aiortc, which the
+# window must not pay for at start-up (tests/ui/test_ring.py checks the two agree).
+AUDIO_RATE = 48_000
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def ring_samples(
     pattern: RingPattern, start: int, n: int, rate: int = AUDIO_RATE
 ) -> npt.NDArray[np.int16]:
     """Samples ``[start, start + n)`` of the endless ring signal as int16."""
+    import numpy as np
+
     index = np.arange(start, start + n)
     t = index / rate
     phase = np.mod(t, pattern.period)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -48,18 +49,20 @@ from app.probe import ProbeResult, probe_servers
 from app.settings import BY_NAME, SIGNALING_BACKENDS, Settings
 from app.ui.callsetup import block_level
 from app.ui.hosting import (
+    HostAddress,
     RelayHost,
     RelaySettings,
     RelayStatus,
     SignalingHost,
     new_password,
+    public_address,
+    reachable_addresses,
     relay_settings_from,
     share_spec,
-    share_text,
-    share_uris,
+    uris_at,
 )
-from app.ui.presenters import user_message
-from app.ui.widgets import LevelMeter
+from app.ui.presenters import BACKEND_LABELS, user_message
+from app.ui.widgets import LevelMeter, VideoView
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,12 @@ def _error_label() -> QLabel:
     label.setStyleSheet(ERROR_STYLE)
     label.setWordWrap(True)
     return label
+
+
+def _name(widget: QWidget, object_name: str, accessible: str) -> None:
+    """Give a control the names tests and screen readers find it by."""
+    widget.setObjectName(object_name)
+    widget.setAccessibleName(accessible)
 
 
 def split_urls(text: str) -> list[str]:
@@ -142,6 +151,11 @@ class IceServersPage(QWidget):
         self.test_button.setToolTip("Ask each server for candidates (srflx, relay)")
         self.uri = QLineEdit()
         self.uri.setPlaceholderText("turn:relay.example.org:3478?transport=udp")
+        _name(self.add_button, "iceAdd", "Add ICE server")
+        _name(self.remove_button, "iceRemove", "Remove ICE server")
+        _name(self.test_button, "iceTest", "Test ICE servers")
+        _name(self.uri, "iceUri", "ICE server URI")
+        _name(self.table, "iceTable", "ICE servers")
         self.uri.setToolTip(
             "One or more stun:/stuns:/turn:/turns: URIs (RFC 7064/7065), separated by spaces."
             " Pasting USER:PASSWORD@URI fills the credentials."
@@ -149,6 +163,8 @@ class IceServersPage(QWidget):
         self.username = QLineEdit()
         self.credential = QLineEdit()
         self.credential.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        _name(self.username, "iceUsername", "ICE server username")
+        _name(self.credential, "iceCredential", "ICE server credential")
         self.error = _error_label()
         self.error.setObjectName("iceError")
         self.status = QLabel()
@@ -170,7 +186,8 @@ class IceServersPage(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.status)
 
-        self.add_button.clicked.connect(self.add_entry)
+        # clicked(bool) would land in add_entry's first parameter: the URI (issue 12.1).
+        self.add_button.clicked.connect(lambda: self.add_entry())
         self.remove_button.clicked.connect(self.remove_entry)
         self.up_button.clicked.connect(lambda: self.move_entry(-1))
         self.down_button.clicked.connect(lambda: self.move_entry(1))
@@ -368,7 +385,8 @@ class SignalingPage(QWidget):
         self.host = host
         self._run = run
         self.backend = QComboBox()
-        self.backend.addItems(list(SIGNALING_BACKENDS))
+        for key in SIGNALING_BACKENDS:
+            self.backend.addItem(BACKEND_LABELS[key], key)
         self.url = QLineEdit()
         self.url_error = _error_label()
         self.room = QLineEdit()
@@ -380,7 +398,13 @@ class SignalingPage(QWidget):
             "Only for a wss:// server with a self-signed or private-CA certificate:"
             " the PEM file to trust instead of the system CAs"
         )
-        self.host_switch = QCheckBox("Host a signaling server")
+        self.host_switch = QCheckBox("Host a signaling server — starts now, not on Save")
+        _name(self.host_switch, "signalingSwitch", "Host a signaling server")
+        self.for_others = QCheckBox("Others can use it (listen on every network interface)")
+        _name(self.for_others, "signalingForOthers", "Others can use the signaling server")
+        self.browse_button = QPushButton("Browse…")
+        _name(self.browse_button, "caBrowse", "Choose the CA file")
+        self.share_list = AddressList("signaling")
         self.listen = QLineEdit()
         self.port = QSpinBox()
         self.port.setRange(0, 65535)
@@ -396,29 +420,37 @@ class SignalingPage(QWidget):
         form.addRow("", self.url_error)
         form.addRow("Room", self.room)
         form.addRow("Room secret", self.secret)
-        form.addRow("CA file (wss://)", self.ca_file)
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.ca_file, 1)
+        ca_row.addWidget(self.browse_button)
+        form.addRow("CA file (wss://)", ca_row)
         hosting = QGroupBox("Host signaling")
         hosting_form = QFormLayout(hosting)
         hosting_form.addRow(self.host_switch)
+        hosting_form.addRow(self.for_others)
         hosting_form.addRow("Listen on", self.listen)
         hosting_form.addRow("Port", self.port)
         hosting_form.addRow(self.autostart)
         hosting_form.addRow("URL", self.host_url)
+        hosting_form.addRow(self.share_list)
         hosting_form.addRow(self.host_error)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(hosting)
         layout.addStretch(1)
 
-        self.backend.currentTextChanged.connect(self._backend_changed)
+        self.backend.currentIndexChanged.connect(lambda _: self._backend_changed(self.key()))
         for edit in (self.url, self.room, self.secret, self.ca_file, self.listen):
             edit.textEdited.connect(self._validate)
         self.host_switch.toggled.connect(self._toggled)
+        self.for_others.toggled.connect(self._others_toggled)
+        self.listen.textChanged.connect(self._listen_changed)
+        self.browse_button.clicked.connect(self.browse_ca_file)
         host.runningChanged.connect(self._running)
         host.errorRaised.connect(self._host_failed)
 
     def load(self, settings: Settings) -> None:
-        self.backend.setCurrentText(settings["signaling.backend"])
+        self.backend.setCurrentIndex(max(0, self.backend.findData(settings["signaling.backend"])))
         self.url.setText(settings["signaling.url"])
         self.room.setText(settings["signaling.room"])
         self.secret.setText(settings["signaling.secret"])
@@ -428,11 +460,11 @@ class SignalingPage(QWidget):
         self.autostart.setChecked(settings["signaling_server.enabled"])
         self.host_error.clear()
         self._running(self.host.server is not None)
-        self._backend_changed(self.backend.currentText())
+        self._backend_changed(self.key())
 
     def values(self) -> dict[str, Any]:
         return {
-            "signaling.backend": self.backend.currentText(),
+            "signaling.backend": self.key(),
             "signaling.url": self.url.text().strip(),
             "signaling.room": self.room.text(),
             "signaling.secret": self.secret.text(),
@@ -441,6 +473,10 @@ class SignalingPage(QWidget):
             "signaling_server.port": self.port.value(),
             "signaling_server.enabled": self.autostart.isChecked(),
         }
+
+    def key(self) -> str:
+        """The chosen backend's settings key (the combo shows the window's labels)."""
+        return str(self.backend.currentData())
 
     def first_error(self) -> str | None:
         try:
@@ -483,12 +519,60 @@ class SignalingPage(QWidget):
         self.host_switch.blockSignals(True)
         self.host_switch.setChecked(running)
         self.host_switch.blockSignals(False)
-        self.listen.setEnabled(not running)
-        self.port.setEnabled(not running)
+        for widget in (self.listen, self.port, self.for_others):
+            widget.setEnabled(not running)
         self.host_url.setText(self.host.url or "not running")
+        rows = self.share_rows()
+        note = (
+            ""
+            if not rows or rows[0][0] != "this machine only"
+            else ("Only this machine can use it: tick “Others can use it” before starting.")
+        )
+        self.share_list.set_rows(rows, note)
 
     def _host_failed(self, message: str) -> None:
         self.host_error.setText(message)
+
+    def _others_toggled(self, on: bool) -> None:
+        self.listen.setText("0.0.0.0" if on else "127.0.0.1")
+        self._validate()
+
+    def _listen_changed(self, text: str) -> None:
+        listen = text.strip()
+        self.for_others.blockSignals(True)
+        self.for_others.setChecked(not (listen.startswith("127.") or listen == "::1"))
+        self.for_others.blockSignals(False)
+
+    def browse_ca_file(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        dialog = QFileDialog(
+            self, "CA certificate (PEM) to trust", "", "PEM (*.pem *.crt);;All (*)"
+        )
+        dialog.setObjectName("caFileDialog")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.fileSelected.connect(self._ca_chosen)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    def _ca_chosen(self, path: str) -> None:
+        self.ca_file.setText(path)
+        self._validate()
+
+    def share_rows(self) -> list[tuple[str, str, str, str]]:
+        """ws://ADDRESS:PORT for every address a peer may use (never ws://0.0.0.0)."""
+        url = self.host.url
+        if url is None:
+            return []
+        scheme, _, rest = url.partition("://")
+        listen, _, port = rest.rpartition(":")
+        listen = listen.strip("[]")
+        rows = []
+        for place in reachable_addresses(listen):
+            host = f"[{place.ip}]" if ":" in place.ip else place.ip
+            where = f"{scheme}://{host}:{port.rstrip('/')}"
+            rows.append((place.kind, where, where, where))
+        return rows
 
 
 # --- Relay ------------------------------------------------------------------------------------
@@ -508,6 +592,72 @@ def parse_users(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(users)
 
 
+class AddressList(QWidget):
+    """Addresses to give the other person: one row each with Copy and QR (issue 12.2)."""
+
+    def __init__(self, what: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._what = what
+        self.rows: list[tuple[str, str, str, str]] = []  # (kind, shown, copied, qr)
+        self.qr_text = ""
+        self._grid = QGridLayout()
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setColumnStretch(1, 1)
+        self.qr = QLabel()
+        self.qr.setObjectName(f"{what}Qr")
+        self.qr.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.note = QLabel()
+        self.note.setObjectName(f"{what}Note")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet(NOTE_STYLE)
+        self.note.hide()
+        left = QVBoxLayout()
+        left.addLayout(self._grid)
+        left.addWidget(self.note)
+        left.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(left, 1)
+        layout.addWidget(self.qr)
+
+    def set_rows(self, rows: list[tuple[str, str, str, str]], note: str = "") -> None:
+        self.note.setText(note)
+        self.note.setVisible(bool(note))
+        if rows == self.rows:
+            return
+        self.rows = rows
+        while self._grid.count():
+            item = self._grid.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
+        for index, (kind, shown, copied, qr) in enumerate(rows):
+            label = QLabel(kind)
+            text = QLineEdit(shown)
+            text.setReadOnly(True)
+            text.setCursorPosition(0)
+            _name(text, f"{self._what}Address{index}", f"{kind} address")
+            copy = QPushButton("Copy")
+            _name(copy, f"{self._what}Copy{index}", f"Copy the {kind} address")
+            copy.setToolTip("Copy what the other person needs, with the credentials")
+            copy.clicked.connect(lambda _=False, c=copied: QGuiApplication.clipboard().setText(c))
+            show_qr = QPushButton("QR")
+            _name(show_qr, f"{self._what}QrButton{index}", f"QR code of the {kind} address")
+            show_qr.clicked.connect(lambda _=False, q=qr: self.show_qr(q))
+            for column, widget in enumerate((label, text, copy, show_qr)):
+                self._grid.addWidget(widget, index, column)
+                widget.show()  # added after the page was shown: not shown by itself
+        self.show_qr(rows[0][3] if rows else "")
+
+    def show_qr(self, text: str) -> None:
+        self.qr_text = text
+        if text:
+            self.qr.setPixmap(QPixmap.fromImage(qr_image(text, scale=3)))
+            self.qr.setToolTip(text)
+        else:
+            self.qr.clear()
+
+
 class RelayPage(QWidget):
     """ "Host a relay": one switch, its options, and while on its status and what to share."""
 
@@ -522,13 +672,23 @@ class RelayPage(QWidget):
         self._run = run
         self.status = RelayStatus(False)
         self.share = ""
-        self.qr_text = ""
-        self.switch = QCheckBox("Host a relay (STUN/TURN)")
+        self.public_ip: str | None = None  # learned via STUN while running
+        self._lookup: asyncio.Task[Any] | None = None
+        self.switch = QCheckBox("Host a relay (STUN/TURN) — starts now, not on Save")
+        _name(self.switch, "relaySwitch", "Host a relay")
         self.switch.setStyleSheet("QCheckBox { font-weight: bold; }")
+        self.for_others = QCheckBox("Others can use it (listen on every network interface)")
+        _name(self.for_others, "relayForOthers", "Others can use the relay")
+        self.for_others.setToolTip(
+            "Off: only this machine can reach the relay (127.0.0.1). On: it listens on all"
+            " interfaces, so people on your network, or the internet with forwarded ports, can."
+        )
         self.listen = QLineEdit()
+        _name(self.listen, "relayListen", "Relay listen address")
         self.port = QSpinBox()
         self.port.setRange(0, 65535)
         self.port.setSpecialValueText("any free port")
+        _name(self.port, "relayPort", "Relay port")
         self.min_port = QSpinBox()
         self.min_port.setRange(1, 65535)
         self.max_port = QSpinBox()
@@ -539,23 +699,22 @@ class RelayPage(QWidget):
         self.users = QPlainTextEdit()
         self.users.setPlaceholderText("name:password per line (empty: one is generated)")
         self.users.setMaximumHeight(60)
-        self.autostart = QCheckBox("Start when PeerCall starts")
+        self.autostart = QCheckBox("Start when PeerCall starts (saved with Save)")
         self.error = _error_label()
         self.error.setObjectName("relayError")
         self.addresses = QLabel("—")
         self.allocations = QLabel("0")
         self.relayed = QLabel("0 B")
-        self.share_box = QPlainTextEdit()
-        self.share_box.setReadOnly(True)
-        self.share_box.setMaximumHeight(90)
-        self.copy_button = QPushButton("Copy")
+        self.share_list = AddressList("relay")
         self.use_button = QPushButton("Use it for my calls")
-        self.use_button.setToolTip("Add this relay to my ICE servers")
-        self.qr = QLabel()
-        self.qr.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        _name(self.use_button, "relayUse", "Use my relay for my calls")
+        self.use_button.setToolTip(
+            "Add this relay, at an address the other person reaches, to my ICE servers"
+        )
 
         options = QFormLayout()
         options.addRow(self.switch)
+        options.addRow(self.for_others)
         options.addRow("Listen on", self.listen)
         options.addRow("Port", self.port)
         ports = QHBoxLayout()
@@ -568,29 +727,34 @@ class RelayPage(QWidget):
         options.addRow("Users", self.users)
         options.addRow(self.autostart)
         options.addRow(self.error)
-        status = QGroupBox("Status")
-        status_form = QFormLayout(status)
-        status_form.addRow("Listening", self.addresses)
-        status_form.addRow("Allocations", self.allocations)
-        status_form.addRow("Relayed", self.relayed)
-        share_row = QHBoxLayout()
-        share_row.addWidget(self.share_box, 1)
-        share_row.addWidget(self.qr)
-        status_form.addRow("Give the other person", share_row)
+        status = QGroupBox("Status — give the other person one of these")
+        status_layout = QVBoxLayout(status)
+        figures = QHBoxLayout()
+        for caption, label in (
+            ("Listening:", self.addresses),
+            ("Allocations:", self.allocations),
+            ("Relayed:", self.relayed),
+        ):
+            figures.addWidget(QLabel(caption))
+            figures.addWidget(label)
+        figures.addStretch(1)
+        status_layout.addLayout(figures)
+        status_layout.addWidget(self.share_list)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.copy_button)
         buttons.addWidget(self.use_button)
         buttons.addStretch(1)
-        status_form.addRow(buttons)
+        status_layout.addLayout(buttons)
+        # Status first: while the relay runs that is what the user came for (no scrolling).
         layout = QVBoxLayout(self)
-        layout.addLayout(options)
         layout.addWidget(status)
+        layout.addLayout(options)
         layout.addStretch(1)
 
         self.switch.toggled.connect(self._toggled)
-        self.copy_button.clicked.connect(self.copy)
+        self.for_others.toggled.connect(self._others_toggled)
         for edit in (self.listen, self.realm, self.external_ip):
             edit.textEdited.connect(self._validate)
+        self.listen.textChanged.connect(self._listen_changed)
         for spin in (self.port, self.min_port, self.max_port):
             spin.valueChanged.connect(self._validate)
         self.users.textChanged.connect(self._validate)
@@ -637,6 +801,16 @@ class RelayPage(QWidget):
             self.error.setText(problem or "")
         self.changed.emit()
 
+    def _others_toggled(self, on: bool) -> None:
+        self.listen.setText("0.0.0.0" if on else "127.0.0.1")
+        self._validate()
+
+    def _listen_changed(self, text: str) -> None:
+        listen = text.strip()
+        self.for_others.blockSignals(True)
+        self.for_others.setChecked(not (listen.startswith("127.") or listen == "::1"))
+        self.for_others.blockSignals(False)
+
     def relay_settings(self) -> RelaySettings:
         """What the switch starts; a user is generated (and shown) when none is given."""
         values = self.values()
@@ -668,6 +842,7 @@ class RelayPage(QWidget):
         self.switch.setChecked(running)
         self.switch.blockSignals(False)
         for widget in (
+            self.for_others,
             self.listen,
             self.port,
             self.min_port,
@@ -677,48 +852,115 @@ class RelayPage(QWidget):
             self.users,
         ):
             widget.setEnabled(not running)
+        if not running:
+            self.public_ip = None
+        elif self.for_others.isChecked() and self._lookup is None:
+            self._lookup = self._run(self._learn_public_address(), "Public address")
+        self.show_status(self.host.status())
+
+    async def _learn_public_address(self) -> None:
+        """Ask the configured STUN/TURN servers how the internet sees us (once per start)."""
+        try:
+            servers = [
+                IceServer(tuple(e["urls"]), e.get("username"), e.get("credential"))
+                for e in self.settings["ice_servers"]
+            ]
+            self.public_ip = await public_address(servers)
+        finally:
+            self._lookup = None
         self.show_status(self.host.status())
 
     def _failed(self, message: str) -> None:
         self.error.setText(message)
 
+    def listen_host(self) -> str:
+        return self.status.listen or self.listen.text().strip() or "0.0.0.0"
+
+    def share_rows(self) -> tuple[list[tuple[str, str, str, str]], str]:
+        """One row per address a peer may use, and the NAT note (issue 12.2)."""
+        status = self.status
+        if not status.running or not status.users:
+            return [], ""
+        user, password = status.users[0]
+        external = self.external_ip.text().strip()
+        places = reachable_addresses(self.listen_host(), external)
+        lan = {p.ip for p in places}
+        note = ""
+        if self.public_ip and self.public_ip not in lan and not external:
+            places.append(HostAddress("public (STUN)", self.public_ip))
+            note = (
+                f"This machine is behind NAT (public address {self.public_ip}) and no port"
+                f" mapping is known: forward UDP+TCP {status.port} and UDP"
+                f" {status.min_port}-{status.max_port} on your router to {_first(lan)} and set"
+                f" External IP to {self.public_ip}, or people outside your network cannot use it."
+            )
+        elif places and places[0].kind == "this machine only":
+            note = "Only this machine can use it: tick “Others can use it” before starting."
+        elif not self.public_ip and not external:
+            note = "Public address unknown (add a STUN server under ICE servers to learn it)."
+        rows = []
+        for place in places:
+            uris = uris_at(status.uris, place.ip)
+            # USER:PASSWORD@URI: one line that PeerCall's ICE editor, `peercall call --ice`
+            # and the QR code all take.
+            spec = share_spec(uris[0], user, password)
+            rows.append((place.kind, spec, spec, spec))
+        return rows, note
+
     def show_status(self, status: RelayStatus) -> None:
         """Paint a status snapshot (RelayHost refreshes it every second while running)."""
         self.status = status
-        self.addresses.setText("\n".join(status.addresses) if status.running else "not running")
+        self.addresses.setText(", ".join(status.addresses) if status.running else "not running")
         self.allocations.setText(str(status.allocations))
         self.relayed.setText(
             f"{_bytes(status.relayed_bytes)} in {status.relayed_packets} packets"
             if status.running
             else "—"
         )
-        external = self.external_ip.text().strip()
-        share = share_text(status, external)
-        if share != self.share:
-            self.share = share
-            self.share_box.setPlainText(share)
-            uris = share_uris(status.uris, external)
-            if status.running and uris and status.users:
-                self.qr_text = share_spec(uris[0], *status.users[0])
-                self.qr.setPixmap(QPixmap.fromImage(qr_image(self.qr_text, scale=3)))
-            else:
-                self.qr_text = ""
-                self.qr.clear()
-        for widget in (self.copy_button, self.use_button):
-            widget.setEnabled(status.running)
+        rows, note = self.share_rows()
+        self.share_list.set_rows(rows, note)
+        self.share = self.share_text(rows[0][1]) if rows else ""
+        self.use_button.setEnabled(status.running)
+
+    def share_text(self, spec: str) -> str:
+        """The URIs and credentials spelled out, for clients other than PeerCall."""
+        user_password, _, uri = spec.partition("@")
+        user, _, password = user_password.partition(":")
+        host = uri.split("?")[0].split(":", 1)[1].rsplit(":", 1)[0].strip("[]")
+        uris = uris_at(self.status.uris, host)
+        lines = [*uris, f"username: {user}", f"credential: {password}", f"in PeerCall: {spec}"]
+        return "\n".join(lines)
+
+    @property
+    def qr_text(self) -> str:
+        return self.share_list.qr_text
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.share)
 
     def ice_entry(self) -> dict[str, str] | None:
-        """The ICE server entry for my own relay (its first URI and user), if it runs."""
+        """My own relay as an ICE server entry, at an address the peer can reach too.
+
+        The relay tells each client the relayed address at the address the client reached it
+        on (nat.server); the peer sends media there, so 127.0.0.1 would fail across machines
+        (issue 12.3). The first non-loopback address wins; loopback only if nothing else.
+        """
         status = self.status
-        uris = share_uris(status.uris, self.external_ip.text().strip())
-        if not status.running or not uris or not status.users:
+        if not status.running or not status.users:
             return None
         user, password = status.users[0]
-        urls = " ".join(u.replace("turn:0.0.0.0:", "turn:127.0.0.1:") for u in uris)
-        return {"urls": urls, "username": user, "credential": password}
+        places = reachable_addresses(self.listen_host(), self.external_ip.text().strip())
+        lan = [p for p in places if p.kind.startswith("LAN")]
+        ip = (lan or places)[0].ip if places else "127.0.0.1"
+        return {
+            "urls": " ".join(uris_at(status.uris, ip)),
+            "username": user,
+            "credential": password,
+        }
+
+
+def _first(addresses: set[str]) -> str:
+    return sorted(addresses)[0] if addresses else "this machine"
 
 
 def _bytes(n: int) -> str:
@@ -753,6 +995,11 @@ class MediaPage(QWidget):
         self.microphone = QComboBox()
         self.speaker = QComboBox()
         self.camera = QComboBox()
+        _name(self.camera, "cameraChoice", "Camera")
+        self.preview = VideoView("Camera preview")
+        _name(self.preview, "cameraPreview", "Camera preview")
+        self.preview.setFixedSize(192, 144)
+        self._preview: tuple[Any, Any] | None = None  # (track, sink) while shown
         self.refresh_button = QPushButton("Rescan devices")
         self.meter = LevelMeter()
         self.meter.setObjectName("inputLevel")
@@ -787,6 +1034,7 @@ class MediaPage(QWidget):
         form.addRow("Speaker", self.speaker)
         form.addRow("", self.tone_button)
         form.addRow("Camera", self.camera)
+        form.addRow("", self.preview)
         form.addRow("", self.video)
         form.addRow("", self.refresh_button)
         form.addRow(self.device_note)
@@ -802,6 +1050,42 @@ class MediaPage(QWidget):
         self.tone_button.clicked.connect(self.play_tone)
         self.echo.toggled.connect(self._echo_toggled)
         self.refresh_button.clicked.connect(self.rescan)
+        self.camera.currentIndexChanged.connect(self._camera_changed)
+        self.video.setObjectName("sendVideo")
+
+    # --- camera preview ---------------------------------------------------------------------
+
+    def start_preview(self) -> None:
+        """Show the chosen camera (or the test pattern calls would send) live (idempotent)."""
+        if self._preview is not None:
+            return
+        from app.media.video import LatestFrameSink
+        from app.ui.callsetup import video_source
+
+        try:
+            track = video_source(self.camera.currentData() or "", fps=15)
+        except Exception as exc:
+            self.device_note.setText(f"Camera: {user_message(exc)}")
+            self.device_note.setVisible(True)
+            return
+        sink = LatestFrameSink()
+        self._preview = (track, sink)
+        self._run(sink.start(track), "Camera preview")
+        self.preview.set_source(sink.latest_rgb)
+
+    def stop_preview(self) -> None:
+        preview, self._preview = self._preview, None
+        self.preview.clear()
+        if preview is not None:
+            track, sink = preview
+            track.stop()
+            self._run(sink.stop(), "Camera preview")
+
+    def _camera_changed(self) -> None:
+        if self._preview is not None:
+            self.stop_preview()
+            self.start_preview()
+        self.changed.emit()
 
     # --- devices ----------------------------------------------------------------------------
 
@@ -824,19 +1108,21 @@ class MediaPage(QWidget):
             notes.append("No speaker found.")
         if not found and not notes:
             notes.append("No audio devices found (is a sound server running?).")
-        cameras = [c.path for c in list_cameras()]
+        found_cameras = list_cameras()
+        cameras = [c.path for c in found_cameras]
+        camera_names = {c.path: f"{c.name} ({c.path})" for c in found_cameras}
         if not cameras:
             notes.append("No camera found: calls send the test pattern when video is on.")
         for combo, names, key, default in (
             (self.microphone, inputs, "audio.input", "System default"),
             (self.speaker, outputs, "audio.output", "System default"),
-            (self.camera, cameras, "video.camera", "First found / none"),
+            (self.camera, cameras, "video.camera", "First found, else the test pattern"),
         ):
             combo.blockSignals(True)
             combo.clear()
             combo.addItem(default, "")
             for name in names:
-                combo.addItem(name, name)
+                combo.addItem(camera_names.get(name, name), name)
             current = settings[key]
             if current and current not in names:
                 combo.addItem(f"{current} (not present)", current)
@@ -1021,6 +1307,7 @@ class SettingsDialog(QDialog):
         self.relay = RelayPage(relay_host, settings, run)
         self.media = MediaPage(run)
         self.display_name = QLineEdit()
+        self.changed_keys: set[str] = set()  # what the last Save changed
         self.tabs = QTabWidget()
         self.tabs.addTab(self.ice, "ICE servers")
         self.tabs.addTab(self.signaling, "Signaling")
@@ -1032,6 +1319,11 @@ class SettingsDialog(QDialog):
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
         self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        _name(self.save_button, "settingsSave", "Save settings")
+        self.cancel_button = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        _name(self.cancel_button, "settingsCancel", "Cancel settings")
+        _name(self.display_name, "displayName", "Your name")
+        _name(self.tabs, "settingsTabs", "Settings pages")
         name_row = QFormLayout()
         name_row.addRow("Your name", self.display_name)
         layout = QVBoxLayout(self)
@@ -1088,8 +1380,13 @@ class SettingsDialog(QDialog):
         if not self.validate():
             return False
         try:
-            self.settings.update(self.values())
+            values = self.values()
+            before = self.settings.as_dict()
+            self.settings.update(values)
             self.settings.save()
+            # Only what this dialog changed: the window must not lose what the user typed
+            # there since (issue 12.5).
+            self.changed_keys = {k for k, v in values.items() if before.get(k) != v}
         except (ConfigError, OSError) as exc:
             self.error.setText(f"Cannot save settings: {user_message(exc)}")
             return False
@@ -1108,8 +1405,10 @@ class SettingsDialog(QDialog):
     def _page_changed(self) -> None:
         if self.isVisible() and self.tabs.currentWidget() is self.media:
             self.media.start_meter()
+            self.media.start_preview()
         else:
             self.media.stop_meter()
+            self.media.stop_preview()
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -1117,8 +1416,10 @@ class SettingsDialog(QDialog):
 
     def hideEvent(self, event: QHideEvent) -> None:
         self.media.stop_meter()
+        self.media.stop_preview()
         super().hideEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.media.stop_meter()
+        self.media.stop_preview()
         super().closeEvent(event)

@@ -7,7 +7,6 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPen, QResizeEvent
 from PySide6.QtWidgets import (
@@ -27,7 +26,14 @@ from PySide6.QtWidgets import (
 
 from app.events import CallState, SelectedPairChanged
 from app.history import CallRecord
-from app.ui.presenters import Badge, Quality, badge_for, format_duration, quality_for
+from app.ui.presenters import (
+    Badge,
+    Quality,
+    badge_for,
+    format_duration,
+    phase_badge,
+    quality_for,
+)
 
 
 class ConnectionBadge(QLabel):
@@ -37,6 +43,7 @@ class ConnectionBadge(QLabel):
         super().__init__(parent)
         self._state: CallState | None = None
         self._selected: SelectedPairChanged | None = None
+        self._phase: str | None = None
         self.badge: Badge = badge_for(None)
         self.setObjectName("connectionBadge")
         self._paint()
@@ -45,6 +52,14 @@ class ConnectionBadge(QLabel):
         if state in (None, CallState.IDLE, CallState.GATHERING):
             self._selected = None
         self._state = state
+        self._phase = None
+        self._paint()
+
+    def set_phase(self, phase: str | None) -> None:
+        """Waiting / ringing / calling: shown until the engine reports a state."""
+        self._phase = phase
+        if phase is not None:
+            self._selected = None
         self._paint()
 
     def set_selected(self, selected: SelectedPairChanged) -> None:
@@ -52,7 +67,10 @@ class ConnectionBadge(QLabel):
         self._paint()
 
     def _paint(self) -> None:
-        self.badge = badge_for(self._state, self._selected)
+        if self._phase is not None:
+            self.badge = phase_badge(self._phase)
+        else:
+            self.badge = badge_for(self._state, self._selected)
         self.setText(self.badge.text)
         self.setToolTip(self.badge.tooltip)
         self.setStyleSheet(
@@ -149,12 +167,17 @@ class CallTimer(QLabel):
 class VideoView(QWidget):
     """Paints the latest frame of a video sink (RGB ``H×W×3`` uint8) scaled to fit."""
 
+    cameraOffChanged = Signal(bool)
+
     def __init__(self, placeholder: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._placeholder = placeholder
         self._source: Callable[[], Any] | None = None
         self._image: QImage | None = None
         self._overlay: QWidget | None = None
+        self._last: Any = None
+        self.camera_off = False  # the frames are black: the sender's camera is off
+        self.off_text = "Camera off"
         self.frames_painted = 0
         self._timer = QTimer(self)
         self._timer.setInterval(40)  # 25 fps is plenty for a preview
@@ -165,6 +188,7 @@ class VideoView(QWidget):
         """``source()`` returns the latest frame as an RGB ndarray, or None."""
         self._source = source
         self._image = None
+        self._last = None
         if source is None:
             self._timer.stop()
         else:
@@ -191,6 +215,8 @@ class VideoView(QWidget):
         self._place_overlay()
 
     def set_frame(self, rgb: Any) -> None:
+        import numpy as np  # loaded with the first frame, not at start-up
+
         array = np.ascontiguousarray(rgb, dtype=np.uint8)
         height, width = array.shape[:2]
         self._image = QImage(
@@ -202,16 +228,33 @@ class VideoView(QWidget):
         if self._source is None:
             return
         frame = self._source()
-        if frame is not None:
-            self.set_frame(frame)
+        if frame is None or frame is self._last:
+            return  # nothing new: no copy, no repaint
+        self._last = frame
+        # A disabled WebRTC video track sends black frames (W3C mediacapture-main, "enabled"):
+        # that is the other side's camera switched off. Sampled, so it stays cheap.
+        sample = frame[::16, ::16]
+        off = int(sample.max()) < 40
+        if off != self.camera_off:
+            self.camera_off = off
+            self.cameraOffChanged.emit(off)
+        self.set_frame(frame)
+
+    def clear(self) -> None:
+        """Back to the placeholder (the call ended)."""
+        self.set_source(None)
+        self._last = None
+        self.camera_off = False
+        self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         inset = self.parentWidget() is not None and isinstance(self.parentWidget(), VideoView)
         painter.fillRect(self.rect(), QColor("#374151" if inset else "#111827"))
-        if self._image is None:
+        if self._image is None or self.camera_off:
             painter.setPen(QColor("#d1d5db" if inset else "#9ca3af"))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._placeholder)
+            text = self.off_text if self.camera_off else self._placeholder
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, text)
         else:
             scaled = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
             x = (self.width() - scaled.width()) // 2
@@ -235,7 +278,11 @@ class ChatPane(QWidget):
         self.transcript.setObjectName("chatTranscript")
         self.input = QLineEdit()
         self.input.setPlaceholderText("Message…")
+        self.input.setObjectName("chatInput")
+        self.input.setAccessibleName("Chat message")
+        self.input.setMinimumWidth(120)  # never collapses at narrow widths (issue 12.10)
         self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("chatSend")
         row = QHBoxLayout()
         row.addWidget(self.input)
         row.addWidget(self.send_button)
@@ -257,11 +304,18 @@ class ChatPane(QWidget):
             self.sendRequested.emit(text)
             self.input.clear()
 
-    def add_message(self, who: str, text: str) -> None:
-        color = "#2b6cb0" if who == "You" else "#2f855a"
+    def add_message(self, who: str, text: str, *, mine: bool | None = None) -> None:
+        mine = who == "You" if mine is None else mine
+        color = "#2b6cb0" if mine else "#2f855a"
+        stamp = dt.datetime.now().strftime("%H:%M")
         self.transcript.append(
+            f"<span style='color:#6b7280'>{stamp}</span> "
             f"<b style='color:{color}'>{html.escape(who)}:</b> {html.escape(text)}"
         )
+
+    def clear(self) -> None:
+        """A new call starts with an empty transcript (issue 12.10)."""
+        self.transcript.clear()
 
     def add_note(self, text: str) -> None:
         self.transcript.append(f"<i style='color:#6b7280'>{html.escape(text)}</i>")

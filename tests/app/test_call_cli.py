@@ -34,11 +34,12 @@ def peercall(*args: str) -> subprocess.Popen[str]:
 class Lines:
     """A process's stdout lines, read by a thread so the test can wait with a timeout."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], stream: str = "stdout") -> None:
         self.queue: Queue[str] = Queue()
         self.seen: list[str] = []
-        assert proc.stdout is not None
-        threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
+        out = proc.stdout if stream == "stdout" else proc.stderr
+        assert out is not None
+        threading.Thread(target=self._pump, args=(out,), daemon=True).start()
 
     def _pump(self, out: IO[str]) -> None:
         with contextlib.suppress(ValueError, OSError):  # the test closed the pipe
@@ -113,7 +114,7 @@ def test_two_processes_call_over_copy_paste(tmp_path: Path) -> None:
     assert (a_code, b_code) == (0, 0), f"A: {a_err}\nB: {b_err}"
     for err in (a_err, b_err):
         assert "call connected" in err
-        assert "path direct (host <-> host): 127.0.0.1:" in err
+        assert "path direct (host <-> host) over UDP: 127.0.0.1:" in err
         assert "Traceback" not in err
     sas = {line.split("SAS) ")[1][:7] for line in (a_err + b_err).splitlines() if "SAS)" in line}
     assert len(sas) == 1, sas  # both ends show the same code
@@ -122,6 +123,43 @@ def test_two_processes_call_over_copy_paste(tmp_path: Path) -> None:
     # Each side recorded the other's tone: audio went both ways through Opus.
     assert dominant(a_wav, [440, 1000]) == 1000
     assert dominant(b_wav, [440, 1000]) == 440
+
+
+@pytest.mark.slow
+def test_copy_paste_chat_after_connecting_and_hang_up_over_the_data_channel() -> None:
+    a = peercall("--loopback", "--no-devices")
+    b = peercall("--loopback", "--no-devices", "--answer")
+    assert a.stdin is not None
+    assert b.stdin is not None
+    a_out, b_out = Lines(a), Lines(b)
+    a_err, b_err = Lines(a, "stderr"), Lines(b, "stderr")
+    try:
+        b.stdin.write(a_out.wait_for("peercall1:offer:"))
+        b.stdin.flush()
+        a.stdin.write(b_out.wait_for("peercall1:answer:"))
+        a.stdin.flush()
+        a_err.wait_for("peercall: connected: type a line")
+        b_err.wait_for("peercall: connected: type a line")
+        # The very first line typed after "connected" is chat, not a paste attempt.
+        a.stdin.write("first line\n")
+        a.stdin.flush()
+        b_out.wait_for("<peer> first line")
+        b.stdin.write("and back\n")
+        b.stdin.flush()
+        a_out.wait_for("<peer> and back")
+        a.stdin.write("\n")  # an empty line hangs up; no signaling server to carry a bye
+        a.stdin.flush()
+        b_err.wait_for("peercall: call ended (the other person hung up)")
+        a_code, b_code = a.wait(30), b.wait(30)
+    finally:
+        finish(a)
+        finish(b)
+    assert (a_code, b_code) == (0, 0)
+    for err in (a_err, b_err):
+        text = "".join(err.rest())
+        assert "not a PeerCall blob" not in text
+        assert "lost the connection" not in text
+        assert "Traceback" not in text
 
 
 @pytest.mark.parametrize(

@@ -77,3 +77,35 @@ def test_from_spec() -> None:
     )
     with pytest.raises(ConfigError, match="USER:PASSWORD@URI"):
         IceServer.from_spec("bob@turn:h")
+
+
+def test_servers_from_the_signaling_server_merge_after_the_users_without_repeats() -> None:
+    from app.iceservers import merge_ice_servers
+
+    user = (IceServer(("stun:a.example:3478",)), IceServer(("turn:r.example",), "u", "p"))
+    offered = (
+        IceServer.from_dict({"urls": "stun:a.example:3478"}, origin="signaling server"),
+        IceServer.from_dict(
+            {"urls": ["turn:r.example", "turns:r.example"], "username": "1:x", "credential": "c"},
+            origin="signaling server",
+        ),
+    )
+    merged = merge_ice_servers(user, offered)
+    assert [(s.urls, s.origin) for s in merged] == [
+        (("stun:a.example:3478",), "user"),
+        (("turn:r.example",), "user"),
+        (("turn:r.example", "turns:r.example"), "signaling server"),  # other credentials
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"urls": 5}, "'urls' is not a list of URIs"),
+        ({"urls": ["turn:r.example"], "username": 1, "credential": "c"}, "username is not"),
+        ({"urls": ["turn:r.example"]}, "TURN needs a username and a credential"),
+    ],
+)
+def test_a_bad_offered_server_is_a_one_line_error(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        IceServer.from_dict(data)

@@ -13,6 +13,7 @@ from nat.auth import (
     rest_password,
     rest_username_expiry,
 )
+from nat.nonce import NonceManager
 
 
 def test_long_term_key_matches_rfc5769_vector() -> None:
@@ -52,3 +53,19 @@ def test_bad_credentials_are_named(call: object, message: str) -> None:
     with pytest.raises(CredentialError) as exc:
         call()  # type: ignore[operator]
     assert str(exc.value) == message
+
+
+def test_nonce_is_reused_within_a_second_per_ip_and_stays_valid() -> None:
+    nonces = NonceManager(b"k" * 20, 600)
+    first = nonces.issue("192.0.2.1", 1000.2)
+    assert nonces.issue("192.0.2.1", 1000.9) is first  # one HMAC per IP per second
+    assert nonces.issue("192.0.2.2", 1000.9).value != first.value
+    later = nonces.issue("192.0.2.1", 1001.0)
+    assert later.value != first.value
+    assert nonces.valid(first.value, "192.0.2.1", 1500)
+    assert nonces.valid(later.value, "192.0.2.1", 1500)
+    assert not nonces.valid(first.value, "192.0.2.2", 1500)
+    for i in range(5000):  # the cache stays bounded and correct past its size
+        nonces.issue(f"10.0.{i // 256}.{i % 256}", 1000.0)
+    assert nonces.valid(nonces.issue("192.0.2.1", 1000.0).value, "192.0.2.1", 1000.0)
+    assert len(nonces._issued) <= 4096

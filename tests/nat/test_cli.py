@@ -63,6 +63,8 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
     for option in ("--config", "--strict", "--check-config", "--print-credentials", "--event-loop"):
         assert option in text
     assert "turnserver.conf" in text
+    assert "--user-quota N most allocations one user may hold at once (default 100" in text
+    assert "--total-quota N most allocations in total (default 1000" in text
 
 
 def test_help_is_instant_without_heavy_imports() -> None:

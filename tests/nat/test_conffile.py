@@ -445,8 +445,12 @@ def test_cross_field_error_names_the_overriding_source() -> None:
     assert str(exc.value) == "f:1: min-port 40000 is greater than max-port 30000"
 
 
-def test_quota_and_timeout_defaults_match_coturn() -> None:
+def test_quota_defaults_are_bounded_and_timeout_matches_coturn() -> None:
     config = parse_conf_text("", "turnserver.conf").to_config()
-    assert config.user_quota == 0  # coturn: unlimited per user
+    # coturn leaves both unlimited; PeerCall bounds them (documented in --help) so one
+    # credential (a tenth of the relay) cannot exhaust it. 0 still means unlimited.
+    assert config.user_quota == 100
+    assert config.total_quota == 1000
     assert config.max_allocate_timeout == 60  # coturn's default
-    assert config.total_quota == 1000  # PeerCall bounds the whole relay (documented in --help)
+    unlimited = parse_conf_text("user-quota=0\ntotal-quota=0\n", "f").to_config()
+    assert (unlimited.user_quota, unlimited.total_quota) == (0, 0)

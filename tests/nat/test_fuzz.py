@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import random
 import struct
 
@@ -13,7 +14,9 @@ from nat import stun
 from nat.auth import long_term_key
 from nat.config import RelayConfig
 from nat.errors import ChannelDataError, StunError
+from nat.policy import PeerPolicy
 from nat.server import TurnServer
+from tests.nat.test_policy import embeddings
 from tests.nat.turn_helpers import UDP, Client
 
 _KNOWN = sorted(stun.ATTRIBUTES)
@@ -76,3 +79,22 @@ def test_core_never_raises_even_with_an_allocation(datagrams: list[bytes]) -> No
         server.relay_received(client.relay, data, ("203.0.113.9", 1), 1000.0)
     server.tick(5000.0)
     assert server.counters.internal_errors == 0
+
+
+_DENIED_NETS = [
+    ipaddress.ip_network(n)
+    for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
+]
+
+
+@st.composite
+def denied_ipv4(draw: st.DrawFn) -> str:
+    net = draw(st.sampled_from(_DENIED_NETS))
+    offset = draw(st.integers(0, net.num_addresses - 1))
+    return str(net.network_address + offset)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(denied_ipv4(), st.sampled_from(list(embeddings("1.2.3.4"))))
+def test_no_ipv6_embedding_of_a_denied_ipv4_is_permitted(v4: str, form: str) -> None:
+    assert not PeerPolicy().permits(embeddings(v4)[form])

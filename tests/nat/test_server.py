@@ -159,6 +159,46 @@ def test_rest_credentials_work_until_they_expire() -> None:
     )
 
 
+def test_expired_rest_credential_keeps_its_allocation_but_cannot_make_a_new_one() -> None:
+    """RFC 8656 §7.3 + draft-uberti-behave-turn-rest-00 §2.2, as coturn: the expiry limits
+    obtaining a relay, not using the one obtained (a call does not drop at the TTL)."""
+    server = make_server(users=(), use_auth_secret=True, static_auth_secrets=("s",))
+    username, password = rest_credentials("s", "erin", ttl=600, now=T0)
+    client = Client(server, username=username, password=password)
+    assert error_code(client.allocate(T0)) is None
+    later = T0 + 700  # the credential expired 100 s ago; the allocation lives until T0 + 600
+    refresh = client.call(stun.Method.REFRESH, [(stun.LIFETIME, 600)], T0 + 500)
+    assert error_code(refresh) is None
+    refresh = client.call(stun.Method.REFRESH, [(stun.LIFETIME, 600)], later)
+    assert error_code(refresh) is None
+    assert refresh.check_integrity(client.key)
+    peer = ("203.0.113.9", 5000)
+    assert (
+        error_code(
+            client.call(stun.Method.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, peer)], later)
+        )
+        is None
+    )
+    bind: list[tuple[stun.Attr[Any], Any]] = [
+        (stun.CHANNEL_NUMBER, 0x4000),
+        (stun.XOR_PEER_ADDRESS, peer),
+    ]
+    assert error_code(client.call(stun.Method.CHANNEL_BIND, bind, later)) is None
+    # A new allocation with it, from another port: 401.
+    other = Client(server, ("198.51.100.7", 40001), username=username, password=password)
+    other.nonce = client.nonce
+    response = other.call(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)], later)
+    assert error_code(response) == 401
+    # Someone else's expired credential does not ride on this allocation either.
+    u2, p2 = rest_credentials("s", "mallory", ttl=600, now=T0)
+    thief = Client(server, client.source, username=u2, password=p2)
+    thief.nonce = client.nonce
+    assert error_code(thief.call(stun.Method.REFRESH, [(stun.LIFETIME, 600)], later)) == 401
+    # Once the allocation is gone, the expired credential is nothing.
+    assert error_code(client.call(stun.Method.REFRESH, [(stun.LIFETIME, 0)], later)) is None
+    assert error_code(client.call(stun.Method.REFRESH, [(stun.LIFETIME, 600)], later)) == 401
+
+
 def test_rest_quota_counts_the_user_not_each_timestamp() -> None:
     server = make_server(users=(), use_auth_secret=True, static_auth_secrets=("s",), user_quota=1)
     u1, p1 = rest_credentials("s", "dave", ttl=600, now=T0)
@@ -824,3 +864,13 @@ def test_fast_paths_honour_the_bandwidth_cap() -> None:
     assert server.channel_data_fast(data, client.source, client.transport, T0) is None
     assert server.relay_received_fast(client.relay, b"y" * 400, PEER, T0) is None
     assert server.counters.dropped == 2
+
+
+def test_default_quotas_keep_one_credential_from_locking_out_the_others() -> None:
+    server = make_server()  # the defaults: user-quota 100, total-quota 1000
+    assert (server.config.user_quota, server.config.total_quota) == (100, 1000)
+    for port in range(1, 101):
+        assert error_code(Client(server, ("192.0.2.1", port)).allocate(T0)) is None
+    assert error_code(Client(server, ("192.0.2.1", 101)).allocate(T0)) == 486
+    bob = Client(server, ("192.0.2.2", 1), username="bob", password="hunter2")
+    assert error_code(bob.allocate(T0)) is None

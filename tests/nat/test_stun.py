@@ -360,3 +360,22 @@ def test_data_indication_builder_matches_the_generic_encoder() -> None:
             msg.add(stun.DATA, payload)
             assert fast == msg.encode(add_fingerprint=fp)
             stun.parse_message(fast)  # and its FINGERPRINT verifies
+
+
+@pytest.mark.parametrize("fingerprint", [True, False])
+@pytest.mark.parametrize(("code", "reason"), [(401, "Unauthorized"), (438, "Stale Nonce")])
+@pytest.mark.parametrize("method", [stun.Method.ALLOCATE, stun.Method.REFRESH, 0x123])
+def test_challenge_encoder_gives_the_same_bytes_as_message(
+    fingerprint: bool, code: int, reason: str, method: int
+) -> None:
+    encode = stun.challenge_encoder("example.org", "PeerCall x", add_fingerprint=fingerprint)
+    tid = bytes(range(12))
+    for nonce in (b"0123456789abcdef0123456789abcdef", b"odd", b""):
+        expected = stun.Message(method, stun.MsgClass.ERROR, tid)
+        expected.add(stun.ERROR_CODE, stun.ErrorCode(code, reason))
+        expected.add(stun.REALM, "example.org")
+        expected.add(stun.NONCE, nonce)
+        expected.add(stun.SOFTWARE, "PeerCall x")
+        wire = expected.encode(add_fingerprint=fingerprint)
+        assert encode(method, tid, code, reason, nonce) == wire
+        assert stun.parse_message(wire).get(stun.NONCE) == nonce

@@ -13,7 +13,7 @@ import pytest
 from nat.auth import rest_password
 from signaling.base import SignalingChannel
 from signaling.client import Presence, WebSocketChannel
-from signaling.errors import ChannelClosed, MessageError, PeerRejected, SignalingError
+from signaling.errors import ChannelClosed, GaveUp, MessageError, PeerRejected, SignalingError
 from signaling.messages import Answer, Bye, Candidate, EndOfCandidates, Message, Offer
 from signaling.server import SignalingServer
 from tests.conftest import free_port
@@ -180,8 +180,12 @@ async def test_gives_up_after_reconnect_timeout() -> None:
     a = channel(srv.url, "a", reconnect_timeout=0.3)
     await a.connect()
     await srv.stop()
-    with pytest.raises(SignalingError, match=r"^gave up reconnecting to the signaling server: "):
+    with pytest.raises(GaveUp, match=r"^gave up reconnecting to the signaling server: "):
         await receive(a)
+    with pytest.raises(GaveUp):  # terminal: at once, every time (no loop spinning on it)
+        await receive(a)
+    with pytest.raises(GaveUp):
+        await a.send(Bye())
     await a.close()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import socket
+import sys
 import urllib.request
 
 import pytest
@@ -31,7 +33,7 @@ from signaling.ws_protocol import (
     Ping,
     Relay,
 )
-from tests.signaling.conftest import RawClient
+from tests.signaling.conftest import ROOT, RawClient
 
 A, B, C = "alice-0000", "bob-11111", "carol-2222"
 SDP = "v=0\r\n"
@@ -174,13 +176,13 @@ async def test_frames_out_of_order(server: SignalingServer) -> None:
     assert await client.until_pong() == []
 
 
-async def test_queue_cap(server: SignalingServer) -> None:
-    server.max_queue = 3
-    a = await joined(server.url, A)
-    for seq in (1, 2, 3):
-        await a.send(Relay(seq, CAND))
-    await a.send(Relay(4, CAND))
-    await expect_error(a, ErrorCode.QUEUE_FULL, "peer has 3 unacknowledged messages")
+async def test_queue_cap() -> None:
+    async with SignalingServer(max_queue=3, ping_interval=None) as server:
+        a = await joined(server.url, A)
+        for seq in (1, 2, 3):
+            await a.send(Relay(seq, CAND))
+        await a.send(Relay(4, CAND))
+        await expect_error(a, ErrorCode.QUEUE_FULL, "peer has 3 unacknowledged messages")
 
 
 async def test_idle_and_join_timeouts_close_with_an_error_frame() -> None:
@@ -420,11 +422,95 @@ async def test_connections_per_address_are_capped_with_http_429() -> None:
         )
         await clients.pop().close()
         async with asyncio.timeout(5):
-            while server.stats.connections > 2:  # noqa: ASYNC110 (the server notices the close)
+            while server.tcp_connections("127.0.0.1") > 2:  # noqa: ASYNC110 (server sees close)
                 await asyncio.sleep(0.01)
         clients.append(await RawClient.open(server.url))  # a freed place can be taken again
         for client in clients:
             await client.close()
+
+
+# --- probes from outside (issue 16) -------------------------------------------------------
+
+
+async def test_deeply_nested_json_gets_an_error_frame_and_the_link_stays() -> None:
+    async with SignalingServer(ping_interval=None) as server:  # default 128 KiB frames
+        client = await joined(server.url, A)
+        await client.send("[" * 100_000)
+        frame = await client.recv()
+        assert frame == ErrorFrame(ErrorCode.BAD_JSON, "malformed JSON: nested too deeply")
+        await client.send('{"v":1,"type":"ping","x":' + "{" * 50_000)
+        assert (await client.recv()).code == ErrorCode.BAD_JSON  # type: ignore[union-attr]
+        assert await client.until_pong() == []
+        await client.close()
+
+
+async def test_half_open_connections_count_toward_the_cap_and_time_out() -> None:
+    async with SignalingServer(
+        max_connections_per_ip=3, handshake_timeout=0.5, ping_interval=None
+    ) as server:
+        silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+        channel = WebSocketChannel(server.url, "r", "pw", reconnect=False)
+        with pytest.raises(SignalingError, match=r"HTTP 429"):
+            await channel.connect()
+        for reader, _ in silent:  # the server drops each of them: no request in time
+            async with asyncio.timeout(10):
+                assert await reader.read() == b""
+        async with asyncio.timeout(5):
+            while server.tcp_connections("127.0.0.1"):  # noqa: ASYNC110 (server sees close)
+                await asyncio.sleep(0.01)
+        await channel.connect()  # the places are free again
+        await channel.close()
+        for _, writer in silent:
+            writer.close()
+
+
+async def test_a_flood_of_tcp_connections_is_aborted_past_the_cap() -> None:
+    async with SignalingServer(max_connections_per_ip=2, ping_interval=None) as server:
+        socks = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(40)]
+        async with asyncio.timeout(10):  # 2 + 16 may wait for their answer, the rest go
+            while server.tcp_connections("127.0.0.1") > 18:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        for _, writer in socks:
+            writer.close()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_running_out_of_file_descriptors_is_logged(loop: str) -> None:
+    """With a 64-descriptor hard limit the server says so at start, and logs (once per 10 s)
+    when the accept loop is refused or about to be, instead of refusing clients silently."""
+
+    def small_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "signal", "--port", "0", "--event-loop", loop,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        preexec_fn=small_limit,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    socks = []
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(30):
+            while not (line := (await proc.stdout.readline()).decode()).startswith("ready"):
+                assert line, lines
+                lines.append(line.strip())
+        assert "open files limit 64 (about 0 clients)" in lines
+        port = int(lines[0].rsplit(":", 1)[1])
+        for _ in range(80):
+            socks.append(await asyncio.open_connection("127.0.0.1", port))
+        async with asyncio.timeout(30):
+            err = ""
+            while "cannot accept connections" not in err:
+                err += (await proc.stderr.readline()).decode()
+        assert "the open files limit 64" in err
+        assert "Traceback" not in err
+    finally:
+        for _, writer in socks:
+            writer.close()
+        proc.kill()
+        await proc.wait()
 
 
 def test_bad_limits_are_refused() -> None:

@@ -18,11 +18,11 @@ import contextlib
 import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import qasync
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from app.history import History
 from app.settings import Settings
@@ -44,6 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 Runner = Callable[..., Any]
+W = TypeVar("W", bound=QWidget)
 
 
 @pytest.fixture
@@ -87,7 +88,9 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
     """Build main windows with private settings, silence as the microphone and no speaker."""
     windows: list[MainWindow] = []
 
-    def make(name: str = "PeerCall", **values: Any) -> MainWindow:
+    def make(name: str = "PeerCall", *, video: bool = False, **values: Any) -> MainWindow:
+        """``video``: negotiate video as the app does (off by default: encoding VP8 in every
+        test would slow the suite on a shared 2-core machine; tests/ui/test_video.py has it)."""
         directory = tmp_path / f"{name}-{len(windows)}"
         settings = Settings(directory / "settings.json")
         settings.update(values)
@@ -101,6 +104,7 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
             # mDNS stays on the loopback interface, the LAN host listens on 127.0.0.1 only.
             lan_interfaces=["127.0.0.1"],
             lan_listen="127.0.0.1",
+            video=video,
         )
         window.show()
         windows.append(window)
@@ -110,3 +114,41 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
     for window in windows:
         arun(window.shutdown())  # the window's own clean exit path, not qtbot's close
         window.deleteLater()
+
+
+def child(parent: QWidget, name: str, kind: type[W] = QWidget) -> W:  # type: ignore[assignment]
+    """The visible control a person would use, found by object name or accessible name."""
+    found = parent.findChild(kind, name)
+    if found is None:
+        for widget in parent.findChildren(kind):
+            if widget.accessibleName() == name:
+                found = widget
+                break
+    assert found is not None, f"no {kind.__name__} named {name!r} in {parent.objectName()!r}"
+    return found
+
+
+def click(qtbot: Any, widget: QWidget) -> None:
+    """A left click in the middle of ``widget``, as a person does (must be enabled)."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtWidgets import QCheckBox, QRadioButton
+
+    assert widget.isEnabled(), f"{widget.objectName() or widget.accessibleName()} is disabled"
+    assert widget.isVisible(), f"{widget.objectName() or widget.accessibleName()} is hidden"
+    if isinstance(widget, QCheckBox | QRadioButton):
+        # On the box itself: a check box stretched by its layout ignores clicks past its text.
+        qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=QPoint(8, widget.height() // 2))
+    else:
+        qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)
+
+
+def type_into(qtbot: Any, edit: QWidget, text: str, *, replace: bool = True) -> None:
+    """Focus a line edit and type ``text`` (select-all first so it replaces what is there)."""
+    from PySide6.QtCore import Qt
+
+    assert edit.isEnabled(), f"{edit.objectName() or edit.accessibleName()} is disabled"
+    edit.setFocus()
+    if replace:
+        qtbot.keyClick(edit, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+        qtbot.keyClick(edit, Qt.Key.Key_Delete)
+    qtbot.keyClicks(edit, text)

@@ -38,8 +38,10 @@ def test_call_between_two_windows_over_memory_channel(
     assert "You: hi bob" in alice.chat.messages()
     # Hang up: both end, history records the call as direct and completed.
     alice.hangup_button.click()
-    qtbot.waitUntil(lambda: bob.badge.badge.key == "ended", timeout=10_000)
-    qtbot.waitUntil(lambda: alice.badge.badge.key == "ended", timeout=10_000)
+    # The badge goes back to idle; the result is inline news (issue 12.6/12.9).
+    qtbot.waitUntil(lambda: bob.news.text().startswith("Call ended — "), timeout=10_000)
+    qtbot.waitUntil(lambda: alice.news.text().startswith("Call ended — "), timeout=10_000)
+    assert bob.badge.badge.key == alice.badge.badge.key == "idle"
     qtbot.waitUntil(lambda: len(alice.history.records) == 1 and len(bob.history.records) == 1)
     record = alice.history.records[0]
     assert (record.peer, record.direction, record.outcome, record.route) == (
@@ -67,6 +69,6 @@ def test_decline_rings_then_records_declined(
     bob.decline_button.click()
     qtbot.waitUntil(lambda: len(bob.history.records) == 1, timeout=10_000)
     assert bob.history.records[0].outcome == "declined"
-    qtbot.waitUntil(lambda: alice.badge.badge.key in ("ended", "failed"), timeout=10_000)
+    qtbot.waitUntil(lambda: alice.news.text() == "Call ended — declined", timeout=10_000)
     qtbot.waitUntil(lambda: len(alice.history.records) == 1, timeout=10_000)
     assert alice.history.records[0].outcome == "declined"

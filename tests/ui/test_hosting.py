@@ -8,13 +8,15 @@ from typing import Any
 
 from app.settings import Settings
 from app.ui.hosting import (
+    HostAddress,
     RelayHost,
     RelayStatus,
     SignalingHost,
     autostart,
+    lan_addresses,
+    reachable_addresses,
     relay_settings,
-    share_text,
-    share_uris,
+    uris_at,
 )
 
 
@@ -27,28 +29,26 @@ def test_relay_settings_generate_a_user_when_none(tmp_path: Path) -> None:
     assert relay_settings(settings).users == values.users  # stable once generated
 
 
-def test_share_uris_replace_the_wildcard_with_the_external_ip() -> None:
+def test_uris_at_put_the_address_a_peer_dials() -> None:
     uris = ("turn:0.0.0.0:3478?transport=udp", "turn:[::]:3478?transport=tcp")
-    assert share_uris(uris, "") == uris
-    assert share_uris(uris, "203.0.113.5") == (
+    assert uris_at(uris, "203.0.113.5") == (
         "turn:203.0.113.5:3478?transport=udp",
         "turn:203.0.113.5:3478?transport=tcp",
     )
-    assert share_uris(uris[:1], "2001:db8::5") == ("turn:[2001:db8::5]:3478?transport=udp",)
+    assert uris_at(uris[:1], "2001:db8::5") == ("turn:[2001:db8::5]:3478?transport=udp",)
+    assert uris_at(("turns:127.0.0.1:5349?transport=tcp",), "192.0.2.1") == (
+        "turns:192.0.2.1:5349?transport=tcp",
+    )
 
 
-def test_share_text_names_uris_credentials_and_the_wildcard() -> None:
-    status = RelayStatus(True, uris=("turn:0.0.0.0:3478?transport=udp",), users=(("ann", "pw:x"),))
-    text = share_text(status)
-    assert text.splitlines()[:3] == [
-        "turn:0.0.0.0:3478?transport=udp",
-        "username: ann",
-        "credential: pw:x",
-    ]
-    assert "in PeerCall: ann:pw:x@turn:0.0.0.0:3478?transport=udp" in text
-    assert "replace 0.0.0.0" in text
-    assert "replace" not in share_text(status, "198.51.100.2")
-    assert share_text(RelayStatus(False)) == ""
+def test_reachable_addresses_never_offer_a_wildcard() -> None:
+    assert reachable_addresses("127.0.0.1") == [HostAddress("this machine only", "127.0.0.1")]
+    everywhere = reachable_addresses("0.0.0.0", "203.0.113.9")
+    assert everywhere[0] == HostAddress("public (External IP)", "203.0.113.9")
+    assert {a.ip for a in everywhere[1:]} == {a.ip for a in lan_addresses()}
+    for address in everywhere:
+        assert address.ip not in ("0.0.0.0", "::")
+    assert reachable_addresses("192.0.2.4") == [HostAddress("LAN", "192.0.2.4")]
 
 
 def test_autostart_starts_what_the_settings_enable(

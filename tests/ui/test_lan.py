@@ -59,6 +59,7 @@ def test_reachable_window_is_listed_called_and_both_connect(
     assert not alice.lan_call_button.isEnabled()  # no second dial during a call
     alice.hangup_button.click()
     qtbot.waitUntil(lambda: len(bob.history.records) == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: len(alice.history.records) == 1, timeout=10_000)
     assert alice.history.records[-1].peer == bob_name
     assert alice.history.records[-1].outcome == "completed"
     # Still reachable after the call: Bob waits again in his room.

@@ -129,3 +129,10 @@ def test_window_rings_on_the_speaker_until_declined(
     assert tone_power(during, 425) > 0.01
     assert tone_power(after, 425) < 1e-6
     assert bob.history.records[-1].outcome == "declined"
+
+
+def test_ring_rate_is_the_media_rate() -> None:
+    from app.media.base import AUDIO_RATE
+    from app.ui import ring
+
+    assert ring.AUDIO_RATE == AUDIO_RATE

@@ -226,7 +226,7 @@ def test_relay_switch_runs_a_real_relay_that_counts_an_allocation(
     assert f"turn:127.0.0.1:{port}?transport=udp" in page.share
     assert f"credential: {password}" in page.share
     assert page.qr_text == f"peercall:{password}@turn:127.0.0.1:{port}?transport=udp"
-    assert not page.qr.pixmap().isNull()
+    assert not page.share_list.qr.pixmap().isNull()
     page.copy()
     from PySide6.QtGui import QGuiApplication
 
@@ -380,7 +380,7 @@ def test_signaling_options_validate_and_save(dialog: SettingsDialog, tmp_path: P
     assert not dialog.save_button.isEnabled()
     page.url.setText("wss://signal.example.org")
     page.url.textEdited.emit(page.url.text())
-    page.backend.setCurrentText("lan")
+    page.backend.setCurrentText("LAN peer")
     assert not page.url.isEnabled()
     page.room.setText("book-club")
     assert dialog.save()

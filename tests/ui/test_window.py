@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from PySide6.QtWidgets import QMessageBox
 
 from app.events import CallState
 from app.ui.mainwindow import BACKEND_PAGES, MainWindow
@@ -165,10 +164,11 @@ def test_unreachable_signaling_server_is_one_line_dialog(
     assert window.errors == [
         f"Call: cannot reach signaling server ws://127.0.0.1:{port}: connection refused"
     ]
-    assert error_texts(window) == window.errors
-    box = window.error_boxes[0]
-    assert box.isVisible()
-    assert box.icon() is QMessageBox.Icon.Warning
+    # Inline, not a modal box (issue 12.6).
+    assert window.error_boxes == []
+    assert window.news.isVisible()
+    assert window.news.text() == window.errors[-1]
+    assert window.news.property("tone") == "error"
     assert_one_line_errors(window)
     qtbot.waitUntil(lambda: not window.adapter.in_call, timeout=5_000)
     assert window.call_button.isEnabled()  # the window is usable again

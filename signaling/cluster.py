@@ -1,0 +1,495 @@
+"""Shared rooms on Redis/Valkey: several ``peercall signal --redis URL`` processes, one room set.
+
+Each room is one Redis hash (``peercall:room:<name>``: a version and the room as JSON,
+:func:`signaling.rooms.room_to_dict`) with a TTL. For each frame a node loads the room, runs
+the very same :class:`signaling.rooms.RoomTable` rules on it, and stores it back with a
+compare-and-set on the version (a Lua script, atomic in Redis); on a conflict it reloads and
+runs the rules again. So the rules (secrets, two seats, resume, seq order, acks, queue caps,
+expiry) are those of one process, and the queues of unacked relays live in Redis: a node that
+dies loses only its sockets. Its clients reconnect to any node and resume their seat with the
+session token; the resume/ack protocol re-sends what is unacked, and receivers drop the
+``(from, seq)`` pairs they have already delivered, so each message is delivered once.
+
+A frame for a connection held by another node goes through Redis pub/sub: every node
+subscribes to ``peercall:node:<id>``. Nodes announce themselves in the sorted set
+``peercall:nodes`` (score: last heartbeat, ms); a seat whose connection sits on a node that
+stopped beating is treated as dropped (its resume grace starts). Connections per address are
+counted per node in ``peercall:ip:<address>`` and summed over live nodes, so the cap holds
+across the cluster; the per-connection rate limit holds because a connection lives on one
+node. Queued-bytes and seats-per-address caps and the per-address secret back-off are counted
+per node (the per-room back-off is in the room, so cluster-wide).
+
+Client: redis-py's ``redis.asyncio`` (the reference client, kept by Redis Inc., speaks to
+Valkey unchanged, typed); one connection pool for commands and one for pub/sub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from signaling.errors import SignalingError
+from signaling.rooms import (
+    Action,
+    Close,
+    Room,
+    Send,
+    room_from_dict,
+    room_to_dict,
+)
+from signaling.ws_protocol import Ping, Pong, encode_frame
+
+if TYPE_CHECKING:
+    from signaling.server import SignalingServer
+
+logger = logging.getLogger(__name__)
+
+PREFIX: Final = "peercall:"
+BEAT: Final = 1.0  # seconds between a node's heartbeats
+# A node silent this long has died; its seats start their grace. Generous: a busy node's beat
+# may be late, and a false "dead" costs the peer a peer-left; a resume never waits for it.
+DEAD_AFTER: Final = 10.0
+_RETRIES: Final = 16
+POOL_SIZE: Final = 16
+_PONG: Final = encode_frame(Pong())
+
+# Compare-and-set of one room, and the frames it sends to other nodes, in one round trip.
+# KEYS[1]: the room hash. ARGV: [1] the version this node's copy has ('0': no room), [2] the new
+# JSON ('' deletes the room, '=' leaves it as it is), [3] TTL in ms, [4] the new version (random:
+# a deleted and re-created room never matches a stale copy), then channel/payload pairs to
+# PUBLISH once stored (so forwarded frames leave in the order the room changed). Returns {1} when
+# stored, else {0, version, JSON} of the room as it is now, to run the rules again on.
+_STORE: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+local v = cur[1] or '0'
+if v ~= ARGV[1] then return {0, v, cur[2] or ''} end
+if ARGV[2] == '' then
+  if cur[1] then redis.call('DEL', KEYS[1]) end
+elseif ARGV[2] ~= '=' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return {1}
+"""
+
+
+@dataclass(slots=True)
+class _Copy:
+    """This node's last known copy of a room: its version, its JSON and the parsed room."""
+
+    version: str
+    text: str
+    room: Room | None
+
+
+def _counter(version: str) -> int:
+    """The write counter in a version ``"<counter>:<random>"`` (``"0"``: no room)."""
+    head = version.partition(":")[0]
+    return int(head) if head.isdigit() else 0
+
+
+class RedisRooms:
+    """The Redis backend of one :class:`SignalingServer` node (see the module docstring)."""
+
+    def __init__(self, server: SignalingServer, url: str) -> None:
+        self.server = server
+        self.table = server.table
+        self.url = url
+        self.node = secrets.token_hex(5)
+        try:
+            # A bounded pool that makes callers wait: redis-py opens one connection per command
+            # in flight, so a burst of events would open thousands (and hit "Too many
+            # connections") where a few busy connections serve them faster.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL_SIZE, timeout=30, decode_responses=True
+            )
+            self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        except ValueError as exc:
+            raise SignalingError(f"invalid Redis URL {url!r}: {exc}") from None
+        # A room stays while its peers ping (every heartbeat) and for the grace after that.
+        self.room_ttl_ms = int((server.resume_grace + 2 * server.idle_timeout) * 1000)
+        self._store: Any = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._copies: dict[str, _Copy] = {}
+        self._touched: dict[str, float] = {}  # room -> when this node last refreshed its TTL
+        self._me = self.node + "/"
+        self._alive: set[str] = set()
+        self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: Any = None
+        self.round_trips = 0  # Redis commands sent (for the benchmark's cost per message)
+        self.conflicts = 0  # compare-and-set failures (another node changed the room first)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self.redis.ping()
+            self._store = self.redis.register_script(_STORE)
+            await self._beat()
+            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            await self._pubsub.subscribe(self._channel(self.node))
+        except (RedisError, OSError) as exc:
+            await self.redis.aclose(close_connection_pool=True)
+            raise SignalingError(f"cannot use Redis at {self.url}: {exc}") from None
+        self._tasks = [
+            asyncio.create_task(self._beat_loop(), name="redis heartbeat"),
+            asyncio.create_task(self._read_loop(), name="redis subscriber"),
+            asyncio.create_task(self._publish_loop(), name="redis publisher"),
+        ]
+        logger.info("shared rooms on %s as node %s", self.url, self.node)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(RedisError, OSError):
+            if self._pubsub is not None:
+                await self._pubsub.aclose()
+            await self.redis.zrem(PREFIX + "nodes", self.node)
+        await self.redis.aclose(close_connection_pool=True)
+
+    @staticmethod
+    def _channel(node: str) -> str:
+        return f"{PREFIX}node:{node}"
+
+    async def _beat(self) -> None:
+        now_ms = int(time.time() * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(PREFIX + "nodes", {self.node: now_ms})
+        pipe.zremrangebyscore(PREFIX + "nodes", 0, now_ms - 3600_000)  # long-dead nodes
+        pipe.zrangebyscore(PREFIX + "nodes", now_ms - int(DEAD_AFTER * 1000), "+inf")
+        counts: dict[str, int] = {}
+        for conn in self.table.conns.values():
+            counts[conn.address] = counts.get(conn.address, 0) + 1
+        for address, count in counts.items():  # re-assert ours: a missed decrement heals
+            pipe.hset(f"{PREFIX}ip:{address}", self.node, count)
+            pipe.expire(f"{PREFIX}ip:{address}", 3600)
+        result = await pipe.execute()
+        self._alive = set(result[2])
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BEAT)
+            try:
+                await self._beat()
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis heartbeat failed: %s", exc)
+
+    async def _alive_nodes(self, nodes: set[str]) -> set[str]:
+        """Which of ``nodes`` still beat (asks Redis about those the cache does not know)."""
+        unknown = nodes - self._alive - {self.node}
+        if unknown:
+            order = sorted(unknown)
+            scores = await self.redis.zmscore(PREFIX + "nodes", order)
+            self.round_trips += 1
+            limit = (time.time() - DEAD_AFTER) * 1000
+            for node, score in zip(order, scores, strict=True):
+                if score is not None and score >= limit:
+                    self._alive.add(node)
+        return (nodes & self._alive) | (nodes & {self.node})
+
+    # --- per-address connections across the cluster --------------------------------------
+
+    async def connections_from(self, address: str, local: int) -> int:
+        """Connections from ``address`` on every live node, ``local`` being ours."""
+        counts = await self.redis.hgetall(f"{PREFIX}ip:{address}")
+        self.round_trips += 1
+        others = {str(node): int(n) for node, n in counts.items() if node != self.node}
+        alive = await self._alive_nodes(set(others))
+        return local + sum(n for node, n in others.items() if node in alive)
+
+    async def connected(self, address: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(f"{PREFIX}ip:{address}", self.node, 1)
+        pipe.expire(f"{PREFIX}ip:{address}", 3600)
+        await pipe.execute()
+        self.round_trips += 1
+
+    async def released(self, address: str) -> None:
+        await self.redis.hincrby(f"{PREFIX}ip:{address}", self.node, -1)
+        self.round_trips += 1
+
+    # --- rooms --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _room_lock(self, name: str) -> AsyncIterator[None]:
+        """One event per room at a time on this node (other nodes are kept out by the CAS)."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock._waiters:
+                self._locks.pop(name, None)
+
+    def _detach_dead(self, room: Room, now: float, out: list[Action]) -> None:
+        """Seats whose connection sits on a node that stopped beating have dropped."""
+        for slot in room.slots:
+            if slot.conn is not None:
+                node = slot.conn.split("/", 1)[0]
+                if node != self.node and node not in self._alive:
+                    logger.info("node of %s in room %s is gone", slot.peer, room.name)
+                    out += self.table.detach(room, slot, now)
+
+    async def _run_on_room(
+        self, name: str, now: float, rule: Any, acting: str | None = None
+    ) -> list[Action]:
+        """Apply ``rule()`` (a RoomTable call) to room ``name`` and store the result with a
+        compare-and-set; on a conflict (another node changed the room) run it again on the room
+        as it is now. Starts from this node's cached copy, so an event usually costs one round
+        trip. Returns the actions for this node's connections."""
+        conns = self.table.conns
+        copy = self._copies.get(name)
+        if copy is None:
+            version, data = await self.redis.hmget(PREFIX + "room:" + name, ["v", "d"])
+            self.round_trips += 1
+            copy = self._parse(str(version or "0"), str(data or ""))
+        for _ in range(_RETRIES):
+            # The connections a rule may move in or out of the room: the acting one and the
+            # local ones seated in it (a resume clears a replaced link). Restored on a conflict.
+            involved = {acting} if acting is not None else set()
+            if copy.room is not None:
+                involved.update(
+                    s.conn for s in copy.room.slots if s.conn and s.conn.startswith(self._me)
+                )
+            saved = {
+                cid: (conns[cid], conns[cid].room, conns[cid].peer)
+                for cid in involved
+                if cid in conns
+            }
+            out: list[Action] = []
+            room = copy.room
+            if room is not None:
+                unknown = {s.conn.split("/", 1)[0] for s in room.slots if s.conn is not None}
+                if unknown - self._alive - {self.node}:
+                    await self._alive_nodes(unknown)
+                self._detach_dead(room, now, out)
+                self.table.rooms[name] = room
+            try:
+                out += rule()
+                after_room = self.table.rooms.get(name)
+            except BaseException:
+                self._copies.pop(name, None)  # the copy may be half-changed
+                raise
+            finally:
+                self.table.forget_room(name)
+            after = "" if after_room is None else json.dumps(room_to_dict(after_room))
+            local: list[Action] = []
+            remote: list[str] = []
+            for action in out:
+                if isinstance(action, Send | Close) and not action.conn.startswith(self._me):
+                    remote += self._payload(action)
+                else:
+                    local.append(action)
+            changed = after != copy.text
+            new_version = f"{_counter(copy.version) + 1}:{secrets.token_hex(4)}"
+            if changed:  # keep the other nodes' copies fresh: their next event needs no read
+                nodes = {
+                    s.conn.split("/", 1)[0]
+                    for r in (room, after_room)
+                    if r is not None
+                    for s in r.slots
+                    if s.conn is not None and not s.conn.startswith(self._me)
+                }
+                for node in nodes:
+                    remote += [self._channel(node), f"R{name}\n{new_version}\n{after}"]
+            try:
+                result = await self._store(
+                    keys=[PREFIX + "room:" + name],
+                    args=[
+                        copy.version,
+                        after if changed else "=",
+                        self.room_ttl_ms,
+                        new_version,
+                        *remote,
+                    ],
+                )
+            except BaseException:
+                self._copies.pop(name, None)  # changed in place but maybe not stored
+                raise
+            self.round_trips += 1
+            if int(result[0]) == 1:
+                if changed:
+                    self._touched[name] = time.monotonic()
+                if after_room is None:
+                    self._copies.pop(name, None)
+                elif changed:
+                    self._copies[name] = _Copy(new_version, after, after_room)
+                else:
+                    self._copies[name] = copy
+                return local
+            self.conflicts += 1
+            copy = self._parse(str(result[1]), str(result[2]))  # another node won: again
+            for cid, (conn, room_name, peer) in saved.items():
+                conns[cid] = conn  # (a disconnect removed it)
+                conn.room, conn.peer = room_name, peer
+        raise SignalingError(f"room {name} is too busy (gave up after {_RETRIES} tries)")
+
+    def _refresh_copy(self, name: str, version: str, text: str) -> None:
+        """Another node changed room ``name``: adopt its state unless ours is newer."""
+        copy = self._copies.get(name)
+        if copy is not None and _counter(copy.version) >= _counter(version):
+            return
+        if copy is None:
+            return  # no copy: nobody here is in that room (or the next event reads it anyway)
+        if not text:
+            self._copies.pop(name, None)
+        else:
+            self._copies[name] = self._parse(version, text)
+
+    @staticmethod
+    def _parse(version: str, text: str) -> _Copy:
+        return _Copy(version, text, room_from_dict(json.loads(text)) if text else None)
+
+    def _payload(self, action: Send | Close) -> list[str]:
+        node = action.conn.split("/", 1)[0]
+        if isinstance(action, Send):
+            return [self._channel(node), f"S{action.conn}\n{action.text}"]
+        return [self._channel(node), f"C{action.conn}\n{action.code}\n{action.reason}"]
+
+    def _forget_copy(self, name: str) -> None:
+        """No connection of ours is in room ``name`` any more: drop the cached copy."""
+        copy = self._copies.get(name)
+        if (
+            copy is None
+            or copy.room is None
+            or not any(s.conn and s.conn.startswith(self._me) for s in copy.room.slots)
+        ):
+            self._copies.pop(name, None)
+            self._touched.pop(name, None)
+
+    async def handle(self, conn_id: str, raw: bytes, now: float) -> list[Action]:
+        """One frame: parsed here, its room's rules run against Redis; the actions are
+        performed before the room lock is released (so forwarded frames keep their order)."""
+        table = self.table
+        cut = table.take_token(conn_id, now)
+        if cut is not None:
+            return cut
+        frame = table.parse(conn_id, raw)
+        if isinstance(frame, list):
+            return frame
+        conn = table.conns.get(conn_id)
+        if conn is None:
+            return []
+        name = table.room_for(conn_id, frame)
+        if name is None:
+            return table.dispatch(conn, frame, now)  # not joined: the core answers
+        if isinstance(frame, Ping):  # keep the room alive; no need to load it
+            # A ping every heartbeat from every client would cost a round trip each: refresh
+            # the room's TTL only when a third of it has passed since this node last did.
+            if time.monotonic() - self._touched.get(name, 0.0) > self.room_ttl_ms / 3000:
+                self._touched[name] = time.monotonic()
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.pexpire(PREFIX + "room:" + name, self.room_ttl_ms)
+                    self.round_trips += 1
+            return [Send(conn_id, _PONG)]
+        try:
+            async with self._room_lock(name):
+                actions = await self._run_on_room(
+                    name, now, lambda: table.dispatch(conn, frame, now), conn_id
+                )
+                self.server._run(actions)
+        except (RedisError, OSError, SignalingError) as exc:
+            logger.warning("room %s: %s", name, exc)
+            return [Close(conn_id, 1011, "room store unavailable")]
+        return []
+
+    async def disconnect(self, conn_id: str, now: float) -> list[Action]:
+        conn = self.table.conns.get(conn_id)
+        if conn is None or conn.room is None:
+            self.table.conns.pop(conn_id, None)
+            return []
+        name = conn.room
+        async with self._room_lock(name):
+            actions = await self._run_on_room(
+                name, now, lambda: self.table.disconnect(conn_id, now), conn_id
+            )
+            self.server._run(actions)
+            self._forget_copy(name)
+        return []
+
+    async def timer(self, room: str, peer: str, now: float) -> list[Action]:
+        async with self._room_lock(room):
+            actions = await self._run_on_room(
+                room, now, lambda: self.table.on_timer(room, peer, now)
+            )
+            self.server._run(actions)
+            self._forget_copy(room)
+        return []
+
+    # --- frames for other nodes ---------------------------------------------------------
+
+    def forward(self, action: Send | Close) -> None:
+        """Queue ``action`` for the node holding its connection (published in order)."""
+        channel, payload = self._payload(action)
+        self._outbox.put_nowait((channel, payload))
+
+    async def _publish_loop(self) -> None:
+        while True:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            pipe = self.redis.pipeline(transaction=False)
+            for channel, payload in batch:
+                pipe.publish(channel, payload)
+            try:
+                await pipe.execute()
+                self.round_trips += 1
+            except (RedisError, OSError) as exc:
+                logger.warning(
+                    "Redis publish failed (%d frames; resumes re-send): %s", len(batch), exc
+                )
+
+    async def _read_loop(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=None)
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis subscription failed: %s; retrying", exc)
+                await asyncio.sleep(BEAT)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            data: str = message["data"]
+            head, _, rest = data.partition("\n")
+            kind, conn_id = head[:1], head[1:]
+            if kind == "R":  # conn_id is a room name here
+                version, _, text = rest.partition("\n")
+                lock = self._locks.get(conn_id)
+                if lock is not None and lock.locked():
+                    async with lock:
+                        self._refresh_copy(conn_id, version, text)
+                else:
+                    self._refresh_copy(conn_id, version, text)
+                continue
+            conn = self.table.conns.get(conn_id)
+            action: Send | Close
+            if kind == "S":
+                action = Send(conn_id, rest)
+            else:
+                code, _, reason = rest.partition("\n")
+                action = Close(conn_id, int(code), reason)
+            lock = self._locks.get(conn.room) if conn is not None and conn.room else None
+            if lock is not None and lock.locked():
+                async with lock:  # a local event of that room is in flight: after it
+                    self.server.deliver_local(action)
+            else:
+                self.server.deliver_local(action)

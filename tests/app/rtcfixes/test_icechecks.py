@@ -1,0 +1,74 @@
+"""Connectivity-check fixes (issue 15): the best nominated pair carries the call."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from aioice.ice import CandidatePair
+from aiortc import RTCIceServer
+
+from app.rtcfixes import check_stats, ice_connections, selected_pair
+from tests.app.rtcfixes.conftest import (
+    PASSWORD,
+    USER,
+    close,
+    make_peer,
+    negotiate,
+    running_relay,
+    settled,
+    wait_connected,
+)
+from tests.conftest import free_port
+
+
+def relayed(pair: CandidatePair) -> str:
+    types = (pair.local_candidate.type, pair.remote_candidate.type)
+    return "relayed" if "relay" in types else "direct"
+
+
+@pytest.mark.parametrize("best_pair", [True, False], ids=["fixed", "aioice"])
+async def test_direct_pair_stays_selected_over_the_relay(best_pair: bool) -> None:
+    # Trickled, as PeerCall calls are. The relay starts only once the host pair has connected,
+    # so the relay candidates come late (the Allocate is retransmitted until it answers), are
+    # paired then and checked at once (RFC 8838 §10), and are nominated on success.
+    port = free_port(socket.SOCK_DGRAM)
+    servers = [RTCIceServer(f"turn:127.0.0.1:{port}?transport=udp", USER, PASSWORD)]
+    caller = make_peer(servers, best_pair=best_pair, timeout=10.0)
+    callee = make_peer(servers, best_pair=best_pair, timeout=10.0)
+    try:
+        await negotiate(caller, callee, trickle=True)
+        await wait_connected(caller, callee)
+        async with running_relay(port=port, no_tcp=True):  # a free UDP port only
+            await asyncio.wait_for(
+                asyncio.gather(*(g.done for p in (caller, callee) for g in p.gatherings)), 20
+            )
+            # Let every check end: the relay pairs succeed (and are nominated) after the host
+            # pair, which is what made aioice switch to the relay.
+            await settled(caller, callee)
+            kinds = []
+            for peer in (caller, callee):
+                pair = selected_pair(peer.pc)
+                assert pair is not None
+                kinds.append(relayed(pair))
+            nominated_relay = [
+                p
+                for peer in (caller, callee)
+                for p in ice_connections(peer.pc)[0]._check_list
+                if p.nominated and relayed(p) == "relayed"
+            ]
+            # The scenario really had a relay pair nominated after the host pair.
+            assert nominated_relay
+            if best_pair:
+                assert kinds == ["direct", "direct"]
+                kept = sum(
+                    check_stats(ice_connections(p.pc)[0]).kept_better for p in (caller, callee)
+                )
+                assert kept >= 1  # and the fix is what kept the direct pair
+            else:
+                # Documents aioice's behaviour this module exists for.
+                assert "relayed" in kinds
+            await close(caller, callee)  # while the relay still answers the deallocation
+    finally:
+        await close(caller, callee)

@@ -1,0 +1,200 @@
+"""Several `peercall signal --redis` processes sharing rooms through a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from signaling.client import WebSocketChannel
+from signaling.errors import SignalingError
+from signaling.messages import Candidate, Message, Offer
+from signaling.ws_protocol import (
+    Ack,
+    Deliver,
+    Delivered,
+    ErrorCode,
+    ErrorFrame,
+    Join,
+    Joined,
+    Leave,
+    PeerJoined,
+    PeerLeft,
+    Ping,
+    Relay,
+)
+from tests.signaling.conftest import ROOT, FailoverProxy, RawClient, RedisProcess, ServerProcess
+
+A, B, C = "alice-0000", "bob-11111", "carol-2222"
+SDP = "v=0\r\n"
+
+
+@pytest.fixture
+async def nodes(redis_server: RedisProcess) -> AsyncIterator[list[ServerProcess]]:
+    procs = [
+        ServerProcess(
+            "--redis", redis_server.url, "--resume-grace", "30", "--max-connections-per-ip", "3"
+        )
+        for _ in range(2)
+    ]
+    try:
+        for proc in procs:
+            await proc.start()
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.proc is not None and proc.proc.returncode is None:
+                await proc.kill()
+
+
+async def joined(url: str, peer: str, room: str = "room") -> RawClient:
+    client = await RawClient.open(url)
+    await client.send(Join(room, "pw", peer, name=peer.split("-")[0]))
+    frame = await client.recv()
+    assert isinstance(frame, Joined), frame
+    return client
+
+
+async def test_the_two_callers_of_a_room_on_different_nodes(nodes: list[ServerProcess]) -> None:
+    one, two = nodes
+    assert any(line.startswith("rooms shared through Redis at redis://") for line in one.lines)
+    a = await joined(one.url, A)
+    b = await joined(two.url, B)
+    assert await a.recv() == PeerJoined(B, "bob")
+    await a.send(Relay(1, Offer(SDP)))
+    assert await b.recv() == Deliver(A, 1, Offer(SDP))
+    await b.send(Ack(A, 1))
+    assert await a.recv() == Delivered(1)
+    third = await RawClient.open(one.url)  # the room is full on every node
+    await third.send(Join("room", "pw", C))
+    frame = await third.recv()
+    assert isinstance(frame, ErrorFrame)
+    assert frame.code == ErrorCode.ROOM_FULL
+    await b.send(Leave())
+    assert await a.recv() == PeerLeft(B, "bob", "left")
+    for client in (a, b, third):
+        await client.close()
+
+
+async def test_connections_per_address_are_capped_across_nodes(
+    nodes: list[ServerProcess],
+) -> None:
+    one, two = nodes
+    held = []
+    for url in (one.url, two.url, two.url):  # the cap is 3 for the whole cluster
+        client = await RawClient.open(url)
+        await client.send(Ping())  # answered (not-joined) once the node has counted it
+        assert isinstance(await client.recv(), ErrorFrame)
+        held.append(client)
+    channel = WebSocketChannel(one.url, "r", "pw", reconnect=False)
+    with pytest.raises(SignalingError, match=r"HTTP 429"):
+        await channel.connect()
+    for client in held:
+        await client.close()
+
+
+async def test_a_node_killed_mid_exchange_loses_nothing_and_duplicates_nothing(
+    nodes: list[ServerProcess],
+) -> None:
+    """Bob reaches node two through a load balancer; node two is SIGKILLed in the middle of
+    the exchange; Bob reconnects through the balancer to node one and resumes his seat. Each
+    side receives every message of the other exactly once, in order."""
+    one, two = nodes
+    proxy = FailoverProxy([two.port, one.port])
+    await proxy.start()
+    alice = WebSocketChannel(one.url, "kill", "pw", name="alice")
+    bob = WebSocketChannel(proxy.url, "kill", "pw", name="bob", backoff_initial=0.05)
+    await alice.connect()
+    await bob.connect()
+
+    def cand(who: str, n: int) -> Candidate:
+        return Candidate(f"candidate:{n} 1 udp {n} 192.0.2.{1 if who == 'a' else 2} 5000 typ host")
+
+    got_bob: list[Message] = []
+    got_alice: list[Message] = []
+
+    async def read(channel: WebSocketChannel, into: list[Message], count: int) -> None:
+        while len(into) < count:
+            into.append(await channel.receive())
+
+    try:
+        async with asyncio.timeout(60):
+            for n in range(1, 21):
+                await alice.send(cand("a", n))
+                await bob.send(cand("b", n))
+            await read(bob, got_bob, 10)
+            await two.kill()  # mid-exchange: some of the 20 are in flight or unacked
+            for n in range(21, 41):
+                await alice.send(cand("a", n))
+                await bob.send(cand("b", n))
+            await asyncio.gather(read(bob, got_bob, 40), read(alice, got_alice, 40))
+            assert bob.reconnects >= 1
+            await alice.send(Offer(SDP))  # a barrier: nothing else was on its way
+            assert await bob.receive() == Offer(SDP)
+    finally:
+        await alice.close()
+        await bob.close()
+        await proxy.stop()
+    assert got_bob == [cand("a", n) for n in range(1, 41)]
+    assert got_alice == [cand("b", n) for n in range(1, 41)]
+
+
+@pytest.mark.slow
+async def test_a_full_call_between_two_processes_on_different_nodes(
+    nodes: list[ServerProcess],
+) -> None:
+    procs = []
+    try:
+        for node, extra in zip(nodes, (["--answer"], []), strict=True):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "app.cli",
+                    "call",
+                    "--loopback",
+                    "--no-devices",
+                    "--duration",
+                    "2",
+                    "--server",
+                    node.url,
+                    "--room",
+                    "cluster",
+                    "--secret",
+                    "pw",
+                    *extra,
+                    stdin=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    cwd=ROOT,
+                )
+            )
+        callee, caller = procs
+        results = await asyncio.wait_for(
+            asyncio.gather(caller.communicate(), callee.communicate()), 90
+        )
+    finally:  # a timed-out call must not leave the two processes running
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    errs = [err.decode() for _, err in results]
+    assert (caller.returncode, callee.returncode) == (0, 0), errs
+    for err in errs:
+        assert "call connected" in err
+        assert "Traceback" not in err
+
+
+async def test_an_unreachable_redis_is_one_line() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "signal", "--port", "0",
+        "--redis", "redis://127.0.0.1:1/0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    text = err.decode()
+    assert text.startswith("peercall: error: cannot use Redis at redis://127.0.0.1:1/0: "), text
+    assert text.count("\n") == 1, text

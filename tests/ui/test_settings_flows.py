@@ -1,0 +1,92 @@
+"""Settings used the way a person uses them: clicks and typing on the visible controls of the
+real main window and its settings dialog (issue 12, findings 1, 5 and 11)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PySide6.QtWidgets import QComboBox, QLineEdit, QPushButton
+
+from tests.ui.conftest import child, click, type_into
+
+
+def test_adding_an_ice_server_by_typing(qtbot: Any, make_window: Any) -> None:
+    window = make_window("Main")
+    window.settings_action.trigger()  # PeerCall → Settings…
+    d = window.settings_dialog
+    click(qtbot, child(d, "iceAdd", QPushButton))
+    uri = child(d, "iceUri", QLineEdit)
+    assert uri.isEnabled()  # the new row is editable at once
+    type_into(qtbot, uri, "turn:192.0.2.9:3478?transport=udp")
+    assert not child(d, "settingsSave", QPushButton).isEnabled()  # TURN needs credentials
+    assert "TURN needs a username and a credential" in d.ice.error.text()
+    type_into(qtbot, child(d, "iceUsername", QLineEdit), "eve")
+    type_into(qtbot, child(d, "iceCredential", QLineEdit), "pw")
+    assert d.ice.table.item(0, 0).text() == "turn:192.0.2.9:3478?transport=udp"
+    click(qtbot, child(d, "iceAdd", QPushButton))
+    type_into(qtbot, child(d, "iceUri", QLineEdit), "stun:192.0.2.10")
+    click(qtbot, child(d, "settingsSave", QPushButton))
+    assert not d.isVisible()
+    expected = [
+        {"urls": ["turn:192.0.2.9:3478?transport=udp"], "username": "eve", "credential": "pw"},
+        {"urls": ["stun:192.0.2.10"]},
+    ]
+    assert window.settings["ice_servers"] == expected
+    saved = json.loads(window.settings.path.read_text())["values"]
+    assert saved["ice_servers"] == expected
+    assert window.errors == []
+
+
+def test_saving_settings_keeps_what_was_typed_in_the_window(qtbot: Any, make_window: Any) -> None:
+    window = make_window("Main", **{"signaling.secret": "saved-secret"})
+    type_into(qtbot, child(window, "serverUrl", QLineEdit), "ws://192.0.2.20:8765")
+    type_into(qtbot, child(window, "room", QLineEdit), "typed-room")
+    type_into(qtbot, child(window, "secret", QLineEdit), "typed-secret")
+    window.settings_action.trigger()
+    d = window.settings_dialog
+    type_into(qtbot, child(d, "displayName", QLineEdit), "Alice")
+    click(qtbot, child(d, "settingsSave", QPushButton))
+    assert window.settings["display_name"] == "Alice"
+    assert window.server_url.text() == "ws://192.0.2.20:8765"
+    assert window.room.text() == "typed-room"
+    assert window.secret.text() == "typed-secret"
+
+
+def test_the_room_is_remembered_across_restarts(
+    qtbot: Any, make_window: Any, qloop: Any, tmp_path: Any
+) -> None:
+    from app.history import History
+    from app.settings import Settings
+    from app.ui import callsetup
+    from app.ui.mainwindow import MainWindow
+
+    window = make_window("Main")
+    for room in ("first-room", "second-room"):
+        type_into(qtbot, child(window, "serverUrl", QLineEdit), "ws://127.0.0.1:9")
+        type_into(qtbot, child(window, "room", QLineEdit), room)
+        type_into(qtbot, child(window, "secret", QLineEdit), "s3cret")
+        click(qtbot, child(window, "waitButton", QPushButton))
+        # Nobody listens on port 9: the wait fails, which is fine here.
+        qtbot.waitUntil(lambda: not window.adapter.in_call, timeout=10_000)
+    # A second start reads the same settings file.
+    again = MainWindow(
+        Settings.load(window.settings.path),
+        History(tmp_path / "h.json"),
+        media=callsetup.synthetic_media,
+        loopback=True,
+    )
+    qtbot.addWidget(again)
+    assert again.room.text() == "second-room"
+    assert again.secret.text() == "s3cret"
+    recent = child(again, "recentRooms", QComboBox)
+    assert [recent.itemText(i) for i in range(recent.count())] == [
+        "—",
+        "second-room — ws://127.0.0.1:9",
+        "first-room — ws://127.0.0.1:9",
+    ]
+    recent.setCurrentIndex(2)
+    recent.activated.emit(2)  # what choosing an entry in the drop-down emits
+    assert again.room.text() == "first-room"
+    for box in list(window.error_boxes):
+        box.close()
