@@ -173,6 +173,11 @@ class CallAdapter(QObject):
 
         self.run(send(), "Chat")
 
+    def rename_peer(self, name: str) -> None:
+        """The peer's display name became known (issue 12.8): the history records it."""
+        if name and self.in_call:
+            self._peer = name
+
     def set_muted(self, muted: bool) -> None:
         if self.session is not None:
             self.session.set_muted(muted)

@@ -185,6 +185,50 @@ def with_video(media: CallMedia, camera: str) -> tuple[CallMedia, PreviewTap, An
     return media, tap, sink
 
 
+class NamedChannel:
+    """A SignalingChannel that carries display names: ours goes into the offer or answer we
+    send, the peer's is read from theirs (or from the room's presence), so the ring, the chat
+    and the history can say who it is (issue 12.8). Everything else is the wrapped channel."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self.inner = inner
+        self.name = name[:64] if name else None
+        self._peer_name: str | None = None
+
+    @property
+    def supports_trickle(self) -> bool:
+        return bool(self.inner.supports_trickle)
+
+    @property
+    def peer_name(self) -> str | None:
+        """The other person's display name, once known."""
+        return self._peer_name or getattr(self.inner, "peer_name", None) or None
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    async def send(self, message: Any) -> None:
+        from signaling.messages import Answer, Offer
+
+        if isinstance(message, Offer | Answer) and message.name is None and self.name:
+            message = type(message)(message.sdp, self.name)
+        await self.inner.send(message)
+
+    async def receive(self) -> Any:
+        from signaling.messages import Answer, Offer
+
+        message = await self.inner.receive()
+        if isinstance(message, Offer | Answer) and message.name:
+            self._peer_name = message.name
+        return message
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # ice_servers, wait_for_peer, presence, ...
+        return getattr(self.inner, name)
+
+
 def synthetic_media() -> CallMedia:
     """Silence out, nothing played: for machines without a sound card and for tests."""
     from app.media.synthetic import NullSink, SilenceTrack

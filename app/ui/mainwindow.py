@@ -64,6 +64,7 @@ from signaling.errors import SignalingError
 logger = logging.getLogger(__name__)
 
 BACKEND_PAGES = ("websocket", "lan", "manual")
+SHUTDOWN_LIMIT = 8.0  # seconds a hang-up may take when the window closes
 
 
 def _name(widget: QWidget, object_name: str, accessible: str) -> None:
@@ -180,6 +181,7 @@ class MainWindow(QMainWindow):
         self.errors: list[str] = []
         self._call_error: str | None = None  # the failure to name when the call ends
         self._peer_label = "the other person"
+        self._channel: Any = None  # the current call's NamedChannel
         self._ended_outcome: str | None = None  # how the last call ended
         self._leave_confirmed = False
         self.leave_box: QMessageBox | None = None
@@ -501,8 +503,10 @@ class MainWindow(QMainWindow):
         a.selectedPairChanged.connect(self.badge.set_selected)
         a.statsSampled.connect(self._on_stats)
         a.sasReady.connect(self.sas.set_sas)
-        a.chatReceived.connect(lambda text: self.chat.add_message("Them", text))
-        a.chatSent.connect(lambda text: self.chat.add_message("You", text))
+        a.chatReceived.connect(
+            lambda text: self.chat.add_message(self._learn_peer_name(), text, mine=False)
+        )
+        a.chatSent.connect(lambda text: self.chat.add_message(self.display_name(), text, mine=True))
         a.incomingCall.connect(self._on_incoming)
         a.callEnded.connect(self._on_call_ended)
         a.errorRaised.connect(self.show_error)
@@ -515,6 +519,9 @@ class MainWindow(QMainWindow):
         self.hosting.clicked.connect(self._open_hosting_settings)
         self.signaling_host.errorRaised.connect(self.show_error)
         self.chat.sendRequested.connect(a.send_chat)
+        self.history_view.callBackRequested.connect(self.call_back)
+        self.history_view.deleteRequested.connect(self._delete_history_row)
+        self.history_view.clearRequested.connect(self._clear_history)
         self.backend.currentIndexChanged.connect(self._on_backend)
         self.lan.callRequested.connect(lambda request: self.start_call(*request))
         self.lan.errorRaised.connect(self.show_error)
@@ -678,11 +685,74 @@ class MainWindow(QMainWindow):
     def start_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial over any SignalingChannel (also the entry point for tests and the self-test)."""
         self._new_call_view(f"Calling {peer}…", "calling", peer)
-        return self.adapter.call(channel, peer)
+        self._channel = callsetup.NamedChannel(channel, self.display_name())
+        return self.adapter.call(self._channel, peer)
 
     def wait_for_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         self._new_call_view(f"Waiting for a call ({peer})…", "waiting", peer)
-        return self.adapter.listen(channel, peer)
+        self._channel = callsetup.NamedChannel(channel, self.display_name())
+        return self.adapter.listen(self._channel, peer)
+
+    def call_back(self, record: CallRecord) -> None:
+        """History → call back: the room this person was reached in (issue 12.8)."""
+        if self.adapter.in_call:
+            self.show_error("Call back: hang up first")
+            return
+        where = self.settings["signaling.contacts"].get(record.peer)
+        if where is None and record.peer.startswith("room "):
+            where = [self.server_url.text().strip(), record.peer.removeprefix("room ")]
+        if where is None:
+            self.show_error(
+                f"Call back: {record.peer} was not reached through a server room;"
+                " call them the way you did last time"
+            )
+            return
+        self.backend.setCurrentIndex(BACKEND_PAGES.index("websocket"))
+        self.server_url.setText(where[0])
+        self.room.setText(where[1])
+        self.call_room()
+
+    def _remember_contact(self) -> None:
+        channel = self._channel
+        name = channel.peer_name if channel is not None else None
+        inner = getattr(channel, "inner", None)
+        url, room = getattr(inner, "url", None), getattr(inner, "room", None)
+        if not (name and isinstance(url, str) and isinstance(room, str)):
+            return
+        contacts = self.settings["signaling.contacts"]
+        if contacts.get(name) != [url, room]:
+            contacts[name] = [url, room]
+            self.settings.set("signaling.contacts", contacts)
+            self._save_settings()
+
+    def _delete_history_row(self, row: int) -> None:
+        records = self.history.records
+        index = len(records) - 1 - row  # the view shows the newest first
+        if 0 <= index < len(records):
+            del records[index]
+            self.history_view.remove(row)
+            self._save_history()
+
+    def _clear_history(self) -> None:
+        self.history.records.clear()
+        self.history_view.set_records([])
+        self._save_history()
+
+    def _save_history(self) -> None:
+        try:
+            self.history.save()
+        except OSError as exc:
+            self.show_error(f"History: cannot save: {user_message(exc)}")
+
+    def _learn_peer_name(self) -> str:
+        """The peer's display name once their offer/answer or presence said it."""
+        channel = self._channel
+        name = channel.peer_name if channel is not None else None
+        if name and name != self._peer_label:
+            self._peer_label = name
+            self.adapter.rename_peer(name)
+            self.remote_video.off_text = f"{name}: camera off"
+        return self._peer_label
 
     def _new_call_view(self, news: str, phase: str, peer: str) -> None:
         """Nothing of the previous call stays up when a new one starts (issue 12.9)."""
@@ -833,7 +903,8 @@ class MainWindow(QMainWindow):
             self.timer.start()
             self.chat.set_enabled(True)
             self.chat.add_note("Connected")
-            self.set_news(f"In a call with {self._peer_label}", "ok")
+            self.set_news(f"In a call with {self._learn_peer_name()}", "ok")
+            self._remember_contact()
             self.start_panel.hide()  # the call gets the room (issue 12.10)
         elif change.new in (ev.CallState.ENDED, ev.CallState.FAILED):
             self.timer.stop()
@@ -845,8 +916,9 @@ class MainWindow(QMainWindow):
         self.quality_label.setText(self.quality.quality.text)
 
     def _on_incoming(self, peer: str) -> None:
-        self.incoming_label.setText(f"Incoming call from {peer}")
         self._peer_label = peer
+        peer = self._learn_peer_name()
+        self.incoming_label.setText(f"Incoming call from {peer}")
         self.badge.set_phase("ringing")
         self.set_news(f"Incoming call from {peer}")
         self.incoming.show()
@@ -980,7 +1052,11 @@ class MainWindow(QMainWindow):
             return
         self._shutting_down = True
         try:
-            await self.adapter.shutdown()
+            try:
+                # The window must close even if a session's teardown never finishes.
+                await asyncio.wait_for(self.adapter.shutdown(), SHUTDOWN_LIMIT)
+            except TimeoutError:
+                logger.warning("hanging up took over %.0f s; quitting anyway", SHUTDOWN_LIMIT)
             await self.ringer.stop()
             await self.lan.shutdown()
             await self.relay_host.stop()
