@@ -255,6 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
         "people called in a room: display name -> [server URL, room] (history's Call back)",
         _contacts,
     ),
+    Setting("ui.geometry", str, "", "the main window's size and place (Qt saveGeometry, base64)"),
     Setting("audio.input", str, "", "microphone (empty: system default)"),
     Setting("audio.output", str, "", "speaker (empty: system default)"),
     Setting("video.camera", str, "", "camera (empty: none / first found)"),

@@ -206,6 +206,11 @@ class MainWindow(QMainWindow):
         self._connect()
         self.history_view.set_records(history.records)
         self._set_in_call(False)
+        geometry = settings["ui.geometry"]
+        if geometry:
+            from PySide6.QtCore import QByteArray
+
+            self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
         for message in (settings.load_error, history.load_error):
             if message:
                 self.show_error(message)
@@ -1005,8 +1010,13 @@ class MainWindow(QMainWindow):
         if self.debug_panel is None:
             from app.ui.debugpanel import DebugPanel
 
-            self.debug_panel = DebugPanel(self.adapter.export)
+            self.debug_panel = DebugPanel(
+                self.adapter.export,
+                servers=lambda: list(callsetup.ice_servers(self.settings)),
+                run=self.adapter.run,
+            )
             self.debug_panel.resize(1200, 760)
+            self._place_on_screen(self.debug_panel)
             self.adapter.engineEvent.connect(self.debug_panel.handle)
             if self.adapter.session is not None:
                 for event in list(self.adapter.session.events):
@@ -1014,6 +1024,16 @@ class MainWindow(QMainWindow):
         self.debug_panel.show()
         self.debug_panel.raise_()
         return self.debug_panel
+
+    def _place_on_screen(self, window: QWidget) -> None:
+        """Next to this window, shrunk and moved to fit the screen it is on (issue 12.10)."""
+        area = (self.screen() or QGuiApplication.primaryScreen()).availableGeometry()
+        width = min(window.width(), area.width())
+        height = min(window.height(), area.height())
+        window.resize(width, height)
+        x = min(max(self.x() + 40, area.left()), area.right() - width + 1)
+        y = min(max(self.y() + 40, area.top()), area.bottom() - height + 1)
+        window.move(x, y)
 
     def open_settings(self) -> Any:
         if self.settings_dialog is None:
@@ -1051,6 +1071,7 @@ class MainWindow(QMainWindow):
         if self._shutdown_done:
             return
         self._shutting_down = True
+        self._remember_geometry()
         try:
             try:
                 # The window must close even if a session's teardown never finishes.
@@ -1072,6 +1093,13 @@ class MainWindow(QMainWindow):
                     window.close()
             self.close()
             self.closed.emit()
+
+    def _remember_geometry(self) -> None:
+        """Window size and place come back at the next start (issue 12.10)."""
+        value = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
+        if value != self.settings["ui.geometry"]:
+            self.settings.set("ui.geometry", value)
+            self._save_settings()
 
     async def _release_echo_cancel(self) -> None:
         """Unload PulseAudio's echo canceller if a call or the settings loaded it: it must not
