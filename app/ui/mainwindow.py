@@ -67,6 +67,16 @@ BACKEND_PAGES = ("websocket", "lan", "manual")
 SHUTDOWN_LIMIT = 8.0  # seconds a hang-up may take when the window closes
 
 
+def _button_style(color: str, padding: str) -> str:
+    """A coloured button that still looks disabled when it is (issue 12.9: a red Hang up
+    with no call read as clickable)."""
+    return (
+        f"QPushButton {{ background: {color}; color: white; padding: {padding};"
+        " border-radius: 3px; }"
+        " QPushButton:disabled { background: #d1d5db; color: #6b7280; }"
+    )
+
+
 def _name(widget: QWidget, object_name: str, accessible: str) -> None:
     """Give a control the names tests and screen readers find it by."""
     widget.setObjectName(object_name)
@@ -259,10 +269,10 @@ class MainWindow(QMainWindow):
         self.incoming_label.setObjectName("incomingLabel")
         self.accept_button = QPushButton("Accept")
         _name(self.accept_button, "acceptButton", "Accept call")
-        self.accept_button.setStyleSheet("background: #2f855a; color: white; padding: 4px 14px;")
+        self.accept_button.setStyleSheet(_button_style("#2f855a", "4px 14px"))
         self.decline_button = QPushButton("Decline")
         _name(self.decline_button, "declineButton", "Decline call")
-        self.decline_button.setStyleSheet("background: #c53030; color: white; padding: 4px 14px;")
+        self.decline_button.setStyleSheet(_button_style("#c53030", "4px 14px"))
         row = QHBoxLayout(self.incoming)
         row.addWidget(self.incoming_label, 1)
         row.addWidget(self.accept_button)
@@ -343,14 +353,14 @@ class MainWindow(QMainWindow):
         start_layout.addWidget(self.always_relay)
 
         # Centre: video and controls.
-        self.remote_video = VideoView("No video from the other person (audio-only call)")
+        self.remote_video = VideoView("The other person's video appears here")
         self.remote_video.setMinimumSize(420, 300)
         self.local_video = VideoView("Camera off")
         self.local_video.setFixedSize(176, 132)
         self.remote_video.set_overlay(self.local_video)
         self.hangup_button = QPushButton("Hang up")
         _name(self.hangup_button, "hangupButton", "Hang up")
-        self.hangup_button.setStyleSheet("background: #c53030; color: white; padding: 6px 16px;")
+        self.hangup_button.setStyleSheet(_button_style("#c53030", "6px 16px"))
         self.mute_button = QPushButton("Mute")
         _name(self.mute_button, "muteButton", "Mute microphone")
         self.mute_button.setCheckable(True)

@@ -78,6 +78,9 @@ def _error_label() -> QLabel:
     label = QLabel()
     label.setStyleSheet(ERROR_STYLE)
     label.setWordWrap(True)
+    # Room for one line even when empty: the dialog must not jump as errors come and go
+    # (issue 12.10).
+    label.setMinimumHeight(label.fontMetrics().lineSpacing())
     return label
 
 
@@ -311,7 +314,6 @@ class IceServersPage(QWidget):
             entry = self._entries[row]
             problem = entry_error(entry["urls"], entry["username"], entry["credential"])
         self.error.setText(problem or "")
-        self.error.setVisible(problem is not None)
         self.test_button.setEnabled(bool(self._entries) and self.first_error() is None)
 
     def _fill_row(self, row: int) -> None:
@@ -495,7 +497,6 @@ class SignalingPage(QWidget):
     def _validate(self) -> None:
         problem = self.first_error()
         self.url_error.setText(problem or "")
-        self.url_error.setVisible(problem is not None)
         self.changed.emit()
 
     def _toggled(self, on: bool) -> None:
@@ -1243,7 +1244,13 @@ class MediaPage(QWidget):
         try:
             await asyncio.to_thread(enable_system_echo_cancel if on else disable_system_echo_cancel)
         except Exception as exc:
-            self.echo_error.setText(user_message(exc))
+            # A sentence for the user; pactl's own words stay in the tooltip and the log.
+            self.echo_error.setText(
+                "Echo cancellation is not available with these devices: PulseAudio refused"
+                " to load its canceller. Use headphones, or pick a real microphone and speaker."
+            )
+            self.echo_error.setToolTip(user_message(exc))
+            logger.info("echo cancellation refused: %s", exc)
             self.echo.blockSignals(True)
             self.echo.setChecked(False)
             self.echo.blockSignals(False)
