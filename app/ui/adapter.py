@@ -70,6 +70,7 @@ class CallAdapter(QObject):
         self._finished = True
         self._declined = False
         self._offered = False  # an incoming call actually rang (an offer arrived)
+        self._accepted = False  # the user accepted it
         self._user_ended = False  # the user hung up / stopped waiting: not an error
         self.last_recorded = False  # whether the last callEnded went into the history
 
@@ -113,7 +114,11 @@ class CallAdapter(QObject):
             return "completed"
         if self._declined or (reason is not None and "declined" in reason):
             return "declined"
-        return "missed" if self._direction == "incoming" else "failed"
+        if self._direction == "outgoing":
+            # Our own hang-up before an answer is a cancel, not a failure (issue 12.9).
+            return "cancelled" if self._user_ended else "failed"
+        # Accepted, then no connection: a failure, not a missed call (issue 12.9).
+        return "failed" if self._accepted else "missed"
 
     # --- Qt -> engine ---------------------------------------------------------------------
 
@@ -211,6 +216,7 @@ class CallAdapter(QObject):
         self._finished = False
         self._declined = False
         self._offered = False
+        self._accepted = False
         self._user_ended = False
         self.busyChanged.emit(True)
         session = self._make_session()
@@ -269,6 +275,7 @@ class CallAdapter(QObject):
                 self._finish("missed")
                 await self._close_everything("the caller gave up")
             elif accepted:
+                self._accepted = True
                 await session.answer(channel, offer)
             else:
                 self._declined = True
