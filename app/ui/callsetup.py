@@ -229,6 +229,44 @@ class NamedChannel:
         return getattr(self.inner, name)
 
 
+def pulse_device_names() -> dict[str, str]:
+    """What PortAudio's ``pulse``/``default`` devices really are: the sound server's default
+    sink and source descriptions ("Built-in Audio Analog Stereo"), by kind (issue 12.11).
+
+    Empty when PulseAudio/PipeWire's pactl is missing or does not answer within 2 s.
+    """
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("pactl") is None:
+        return {}
+    names: dict[str, str] = {}
+    for kind, listing, default in (
+        ("output", "sinks", "get-default-sink"),
+        ("input", "sources", "get-default-source"),
+    ):
+        try:
+            chosen = subprocess.run(
+                ["pactl", default], capture_output=True, text=True, timeout=2, check=True
+            ).stdout.strip()
+            found = json.loads(
+                subprocess.run(
+                    ["pactl", "-f", "json", "list", listing],
+                    capture_output=True,
+                    text=True,
+                    timeout=2,
+                    check=True,
+                ).stdout
+            )
+        except (OSError, subprocess.SubprocessError, ValueError):
+            continue
+        for device in found if isinstance(found, list) else []:
+            if isinstance(device, dict) and device.get("name") == chosen:
+                names[kind] = str(device.get("description") or chosen)
+    return names
+
+
 def synthetic_media() -> CallMedia:
     """Silence out, nothing played: for machines without a sound card and for tests."""
     from app.media.synthetic import NullSink, SilenceTrack

@@ -1109,9 +1109,12 @@ class MediaPage(QWidget):
             notes.append("No speaker found.")
         if not found and not notes:
             notes.append("No audio devices found (is a sound server running?).")
+        from app.ui.callsetup import pulse_device_names
+
+        pulse = pulse_device_names() if found else {}
         found_cameras = list_cameras()
         cameras = [c.path for c in found_cameras]
-        camera_names = {c.path: f"{c.name} ({c.path})" for c in found_cameras}
+        self._camera_names = {c.path: f"{c.name} ({c.path})" for c in found_cameras}
         if not cameras:
             notes.append("No camera found: calls send the test pattern when video is on.")
         for combo, names, key, default in (
@@ -1123,7 +1126,7 @@ class MediaPage(QWidget):
             combo.clear()
             combo.addItem(default, "")
             for name in names:
-                combo.addItem(camera_names.get(name, name), name)
+                combo.addItem(self._device_label(name, key, pulse), name)
             current = settings[key]
             if current and current not in names:
                 combo.addItem(f"{current} (not present)", current)
@@ -1131,6 +1134,15 @@ class MediaPage(QWidget):
             combo.blockSignals(False)
         self.device_note.setText(" ".join(notes))
         self.device_note.setVisible(bool(notes))
+
+    def _device_label(self, name: str, key: str, pulse: dict[str, str]) -> str:
+        """``pulse``/``default`` say which sound card they lead to; cameras their driver name."""
+        if key == "video.camera":
+            return self._camera_names.get(name, name)
+        kind = "input" if key == "audio.input" else "output"
+        if name in ("pulse", "default") and kind in pulse:
+            return f"{pulse[kind]} ({name})"
+        return name
 
     def load(self, settings: Settings) -> None:
         self.list_devices(settings)
