@@ -143,6 +143,7 @@ class IceServersPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
@@ -172,6 +173,7 @@ class IceServersPage(QWidget):
         self.error.setObjectName("iceError")
         self.status = QLabel()
         self.status.setStyleSheet(NOTE_STYLE)
+        self.status.setWordWrap(True)
 
         buttons = QHBoxLayout()
         for button in (self.add_button, self.remove_button, self.up_button, self.down_button):
@@ -368,6 +370,7 @@ class IceServersPage(QWidget):
             self._fill_row(row)
         ok = sum(r.ok for r in results)
         self.status.setText(f"Tested {len(results)} URI(s): {ok} answered")
+        self.table.resizeRowsToContents()  # long results wrap instead of being cut off
         self.testFinished.emit(results)
 
     def result_text(self, row: int) -> str:
