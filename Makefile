@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint unit bench sysdeps venv clean screenshots
+.PHONY: run test lint unit bench sysdeps venv clean screenshots netlab
 .PHONY: bundle bundle-check install-desktop
 
 sysdeps:
@@ -34,6 +34,11 @@ test: sysdeps venv lint unit
 
 screenshots: sysdeps venv
 	QT_QPA_PLATFORM=offscreen $(PY) scripts/screenshots.py --out docs/screenshots
+
+# NAT lab by hand (root): one scenario stays up until Ctrl-C; `make netlab SCENARIO=--list`.
+SCENARIO ?= cone-cone
+netlab: venv
+	$(PY) scripts/netlab.py $(SCENARIO)
 
 bench: sysdeps venv
 	bash scripts/run-bench.sh $(PY)

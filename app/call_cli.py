@@ -38,6 +38,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="answer a call (read the offer first) instead of calling",
     )
+    sig.add_argument(
+        "--auto-answer",
+        action="store_true",
+        help="with --answer: take the call without asking (asked only when stdin is a terminal)",
+    )
     sig.add_argument("--server", metavar="URL", help="signaling server, e.g. ws://host:8765")
     sig.add_argument(
         "--room", default="peercall", help="room name on the server (default: %(default)s)"
@@ -130,6 +135,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         help="hang up this long after connecting (ignores stdin)",
+    )
+    run.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not add this call to the call history the desktop window shows",
     )
     run.add_argument(
         "--export",
@@ -241,6 +251,7 @@ async def _call(args: argparse.Namespace) -> int:
         # join the user's own list.
         session = _new_session(args, servers, channel, media)
         media = {}
+        controller = _controller(args, session, channel)
 
         def on_event(event: Any) -> None:
             if isinstance(event, ChatReceived):
@@ -256,7 +267,7 @@ async def _call(args: argparse.Namespace) -> int:
                 if args.answer
                 else "send this offer blob to your peer, then paste their answer blob here:"
             )
-        connecting = asyncio.ensure_future(_connect(session, channel, args, read_line))
+        connecting = asyncio.ensure_future(_connect(controller, args, read_line))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not connecting.done():
@@ -270,6 +281,8 @@ async def _call(args: argparse.Namespace) -> int:
             if session.state.value != "ended":
                 _say(f"call failed: {exc}")
             return _exit_code(session)
+        if not connecting.result():
+            return EXIT_ENDED  # declined on purpose
         for text in args.chat:
             await session.send_chat(text)
         await _in_call(session, read_line, stop, args.duration)
@@ -292,8 +305,8 @@ def _has_turn(servers: Any) -> bool:
 
 
 def _new_session(args: argparse.Namespace, servers: Any, channel: Any, media: Any) -> Any:
+    from app.call.session import CallOptions, CallSession
     from app.iceservers import IceServer, merge_ice_servers
-    from app.session import CallOptions, CallSession
 
     offered = []
     for data in getattr(channel, "ice_servers", None) or []:
@@ -337,12 +350,42 @@ def _channel(args: argparse.Namespace, read_line: Any) -> Any:
     return stdio_channel(read_line)
 
 
-async def _connect(session: Any, channel: Any, args: argparse.Namespace, read_line: Any) -> None:
-    if args.answer:
-        offer = await session.wait_for_offer(channel)
-        await session.answer(channel, offer)
-    else:
-        await session.dial(channel)
+def _controller(args: argparse.Namespace, session: Any, channel: Any) -> Any:
+    from app.call.controller import CallController
+    from app.history import Direction, History
+
+    history = None if args.no_history else History.load()
+    peer = f"{args.room} on {args.server}" if args.server else "copy-paste"
+    direction: Direction = "incoming" if args.answer else "outgoing"
+    return CallController(session, channel, direction=direction, peer=peer, history=history)
+
+
+async def _connect(controller: Any, args: argparse.Namespace, read_line: Any) -> bool:
+    """Dial, or ring and answer; False if the user declined."""
+    if not args.answer:
+        await controller.dial()
+        return True
+    ask = not args.auto_answer and sys.stdin.isatty()
+
+    async def decide(peer: str) -> bool:
+        if not ask:
+            _say(f"incoming call from {peer}: answering")
+            return True
+        while True:
+            _say(f"incoming call from {peer}: accept? [Y/n]")
+            line = await read_line()
+            if line is None:
+                return False
+            answer = line.strip().lower()
+            if answer in ("", "y", "yes"):
+                return True
+            if answer in ("n", "no"):
+                return False
+
+    accepted: bool = await controller.listen(decide)
+    if not accepted:
+        _say("call declined")
+    return accepted
 
 
 async def _in_call(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,10 +80,22 @@ class History:
         return history
 
     def add(self, record: CallRecord) -> None:
-        """Append a call and save (keeping only the newest :data:`MAX_RECORDS`)."""
-        self.records.append(record)
-        del self.records[:-MAX_RECORDS]
-        self.save()
+        """Append a call and save (keeping only the newest :data:`MAX_RECORDS`).
+
+        Two processes may record at once (the window and ``peercall call``, or both ends of a
+        call on one machine): under an exclusive lock the file is read again and the new call
+        appended to what is there, so neither overwrites the other's record.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.exists():
+                on_disk = History.load(self.path)
+                if on_disk.load_error is None:
+                    self.records = on_disk.records
+            self.records.append(record)
+            del self.records[:-MAX_RECORDS]
+            self.save()
 
     def save(self) -> None:
         write_json_atomic(self.path, {"calls": [asdict(r) for r in self.records]})

@@ -217,13 +217,24 @@ class CallHost:
                 external_ip=external_ip,
                 use_auth_secret=True,
                 static_auth_secrets=(self.turn_secret,),
-                allowed_peer_ips=tuple(ip_range(r) for r in opts.allowed_peer_ips),
+                # The deny list stays (no door into the host's LAN) except for this very
+                # computer: a friend on the relay must reach the host's own app, whose LAN
+                # address is private (RFC 1918) in any home.
+                allowed_peer_ips=(
+                    *(ip_range(r) for r in opts.allowed_peer_ips),
+                    *((ip_range(lan),) if lan not in ("127.0.0.1", "::1") else ()),
+                ),
             )
         )
         await relay.start()
         self.relay = relay
         turn_host = f"[{public}]" if ":" in public else public
+        # Both sides get the configured STUN servers too: with one outside the host's router
+        # the host learns its own server-reflexive address (its relay, behind the same
+        # router, cannot tell it without hairpin NAT), so two cone NATs can go direct.
+        stun_uris = tuple(f"stun:{f'[{h}]' if ':' in h else h}:{p}" for h, p in opts.stun_servers)
         signaling.turn_uris = (
+            *stun_uris,
             f"turn:{turn_host}:{external_turn}?transport=udp",
             f"turn:{turn_host}:{external_turn}?transport=tcp",
         )

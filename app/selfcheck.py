@@ -5,7 +5,7 @@ are the parts of a call that break when something is missing from an install: Qt
 platform plugin (a window is opened, offscreen when there is no display), PortAudio (devices
 are listed; having none is reported, not fatal, unless ``--require-audio``), the embedded
 STUN/TURN relay (started on 127.0.0.1, random port, a generated user), and a relay-only
-loopback call between two :class:`~app.session.CallSession` objects carrying a tone whose
+loopback call between two :class:`~app.call.session.CallSession` objects carrying a tone whose
 arrival is checked on the received audio. Everything is then stopped; the exit code is 0 when
 every step passed and 1 naming the first failed step.
 
@@ -279,9 +279,9 @@ class SelfCheck:
 
     async def _call(self, uri: str, user: str, password: str) -> str:
         """A relay-only call through the embedded relay carrying a tone, heard at the far end."""
+        from app.call.session import CallOptions, CallSession
         from app.iceservers import IceServer
         from app.media.synthetic import ToneTrack
-        from app.session import CallOptions, CallSession
         from signaling.memory import memory_pair
 
         options = CallOptions(relay_only=True, ice_servers=(IceServer((uri,), user, password),))

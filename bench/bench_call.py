@@ -33,11 +33,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import rtcfixes
+from app.call.session import CallOptions, CallSession
 from app.iceservers import IceServer
 from app.media.analysis import BlockRecorder
 from app.media.audio import SpeakerSink
 from app.media.synthetic import BurstTrack
-from app.session import CallOptions, CallSession
 from signaling.memory import memory_pair
 from tests.audio import virtual_audio_env
 

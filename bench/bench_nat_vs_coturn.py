@@ -1,49 +1,73 @@
-"""coturn's turnserver vs ``peercall relay`` on this machine, under the same load.
+"""coturn's turnserver vs ``peercall relay`` on this machine: capacity at saturation.
 
-Usage: .venv/bin/python bench/bench_nat_vs_coturn.py [--clients 100] [--messages 1000]
+Usage: .venv/bin/python bench/bench_nat_vs_coturn.py [--traffic channel,send,tcp,stun]
+       [--servers coturn,peercall] [--runs 3] [--seconds 3] [--no-paced] [--no-memory]
 
-Servers: coturn, ``peercall`` (``peercall relay --event-loop uvloop``) and ``peercall-asyncio``
-(``--event-loop asyncio``, asyncio's own loop as under the GUI's qasync). For each server, one
-after the other, on loopback with the same settings:
+Capacity, not a paced rate: for each kind of traffic the offered load is raised in steps until
+the loss passes 1 %, for coturn and PeerCall in the same run. Each step runs ``--runs`` times,
+each time against a freshly started server, and the medians are kept. A server's capacity is
+the highest median delivered rate of a step whose median loss stayed at or under 1 %.
 
-1. Relay: coturn's ``turnutils_uclient`` (``-m`` clients, ``-n`` messages each of ``-l`` bytes
-   every ``-z`` ms, channels, no RTCP) sends through the relay to ``turnutils_peer``, which
-   echoes back. Figures: relayed messages per second (the slope of uclient's per-second
-   received counter while it transmits), loss, and the server's CPU seconds per message (user +
-   system time from /proc/<pid>/stat over the whole run, allocations included).
-2. STUN: a Binding-request load generator written here (non-blocking UDP sockets, a window of
-   outstanding requests each) for ``--stun-seconds``. Figures: Binding responses per second and
-   server CPU seconds per request.
+Traffic (one direction, client -> relay -> peer, so one message is one pass through the relay):
 
-Ratios are PeerCall / coturn for rates (higher is better for PeerCall) and coturn / PeerCall
-for CPU per message (so > 1 would mean PeerCall is cheaper). coturn runs with its default relay
-threads (it may use both cores); PeerCall is one event-loop thread. The load generators share the
-2 cores, so a server that is not CPU-saturated is generator-bound: the CPU-per-message figure is
-the fairer comparison then, and the utilisation printed says which case it was.
+* ``channel``: UDP ChannelData on a bound channel (RFC 8656 §12);
+* ``send``: UDP Send indications to a permitted peer (§11);
+* ``tcp``: ChannelData framed over TCP connections to the server (§12.5). TCP does not drop:
+  a server that cannot keep up pushes back, so "loss" is how far delivery falls behind the
+  offered rate (delivered / (rate x seconds));
+* ``stun``: bare Binding requests (RFC 8489), loss = requests without a response.
+
+The load generator is open loop (it sends on schedule whatever comes back): ``--procs``
+processes, each holding its share of the client allocations (120-byte payloads) and sending in
+batches round robin over its sockets, sleeping only when ahead of schedule. The peer is a sink
+process counting datagrams on one socket with a 16 MiB buffer. Generator and sink CPU are
+printed next to the server's: a generator near 100 % of a core per process, or an achieved
+offered rate below the target, means the step measured the generator, not the server.
+
+CPU per message is the server's user + system time (the server process and its children, from
+/proc) over the sending window, divided by messages delivered; for the capacity step. Ratios are
+PeerCall / coturn for capacity and for CPU per message (below 1.2 is the goal there).
+
+Also printed: memory per allocation (RSS of the server process tree before and after
+``--memory-allocations`` idle UDP allocations), and, unless ``--no-paced``, the old *paced*
+figure: coturn's ``turnutils_uclient`` (``-m 100 -n 1000 -z 1``, channels, echoed by
+``turnutils_peer``), which both servers carry without effort and so shows the generator's pace,
+not capacity.
+
+Run under ``flock -x /tmp/peercall-bench.lock`` so two benchmarks never share the machine; the
+load average at start and end is printed because the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
+import multiprocessing.connection
 import os
 import re
-import selectors
+import resource
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from nat import stun
+from nat.auth import long_term_key
 from tests.nat.conftest import (
     LOOPBACK,
     PASSWORD,
+    REALM,
     USER,
     coturn_command,
     free_udp_tcp_port,
@@ -54,13 +78,69 @@ from tests.nat.conftest import (
 REPO = Path(__file__).resolve().parent.parent
 HOST = LOOPBACK
 TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 MAGIC_COOKIE = 0x2112A442
+KEY = long_term_key(USER, REALM, PASSWORD)
+PAYLOAD = bytes(range(120))
+BATCH = 32
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+# Offered load steps, messages per second, per kind of traffic.
+STEPS: dict[str, list[int]] = {
+    "channel": [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 170_000, 200_000],
+    "send": [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 170_000],
+    "tcp": [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 170_000],
+    "stun": [40_000, 80_000, 120_000, 160_000, 200_000, 240_000, 280_000],
+}
+CLIENTS = {"channel": 64, "send": 64, "tcp": 32, "stun": 32}
+
+
+# --- processes, CPU and memory from /proc ---------------------------------------------------
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the relay's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, ()))
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its threads (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """utime + stime of ``pid`` and its descendants (fields 14 and 15 of /proc/<pid>/stat)."""
+    total = 0
+    for member in tree(pid):
+        with contextlib.suppress(OSError):
+            fields = _stat(member)
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants, KiB (field 24 of /proc/<pid>/stat)."""
+    total = 0
+    for member in tree(pid):
+        with contextlib.suppress(OSError):
+            total += int(_stat(member)[21]) * PAGE_KIB
+    return total
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --- servers --------------------------------------------------------------------------------
 
 
 def binding_request(txid: bytes) -> bytes:
@@ -100,16 +180,21 @@ class Server:
 
 
 def start(name: str, workdir: Path) -> Server:
-    # The interop tests' own command lines, so the bench runs the servers as they are tested;
-    # quotas off on both, since the load is hundreds of allocations of one user.
+    """``coturn``, or ``peercall`` with ``--workers`` from a ``-wN`` suffix (default: its own
+    default, one per core). The interop tests' command lines, so the bench runs the servers as
+    they are tested; quotas off on both, since the load is many allocations of one user."""
     port = free_udp_tcp_port(HOST)
-    relay_ports = relay_port_range(1000)
+    relay_ports = relay_port_range(2000)
     log = workdir / f"{name}.log"
     if name == "coturn":
         cmd = coturn_command(port, relay_ports, "lt", workdir, "--total-quota=0", "--user-quota=0")
     else:
-        loop = "asyncio" if name == "peercall-asyncio" else "uvloop"
-        cmd = peercall_command(port, relay_ports, "lt", "--total-quota", "0", "--event-loop", loop)
+        base, _, workers = name.partition("-w")
+        loop = "asyncio" if base == "peercall-asyncio" else "uvloop"
+        extra = ["--total-quota", "0", "--event-loop", loop]
+        if workers:
+            extra += ["--workers", workers]
+        cmd = peercall_command(port, relay_ports, "lt", *extra)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
@@ -123,19 +208,349 @@ def start(name: str, workdir: Path) -> Server:
     return server
 
 
+# --- the load generator (runs in child processes) -------------------------------------------
+
+
+class _Turn:
+    """A blocking TURN client on one UDP or TCP socket (just enough to set up the load)."""
+
+    def __init__(self, kind: str, port: int) -> None:
+        tcp = kind == "tcp"
+        self.tcp = tcp
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        self.sock.settimeout(10)
+        self.sock.connect((HOST, port))
+        self.nonce = b""
+
+    def _receive(self) -> bytes:
+        if not self.tcp:
+            return self.sock.recv(4096)
+        head = b""
+        while len(head) < 20:
+            head += self.sock.recv(20 - len(head))
+        size = struct.unpack("!H", head[2:4])[0]
+        body = b""
+        while len(body) < size:
+            body += self.sock.recv(size - len(body))
+        return head + body
+
+    def request(self, method: int, attrs: list[tuple[stun.Attr[Any], Any]]) -> stun.Message:
+        for _ in range(3):
+            msg = stun.Message(method, stun.MsgClass.REQUEST, os.urandom(12))
+            for attr, value in attrs:
+                msg.add(attr, value)
+            if self.nonce:
+                msg.add(stun.USERNAME, USER)
+                msg.add(stun.REALM, REALM)
+                msg.add(stun.NONCE, self.nonce)
+            data = msg.encode(KEY if self.nonce else None, add_fingerprint=True)
+            self.sock.send(data)
+            while True:
+                answer = stun.parse_message(self._receive())
+                if answer.transaction_id == msg.transaction_id:
+                    break
+            error = answer.get(stun.ERROR_CODE)
+            nonce = answer.get(stun.NONCE)
+            if error is not None and error.code in (401, 438) and nonce:
+                self.nonce = nonce
+                continue
+            if error is not None:
+                raise RuntimeError(f"{stun.Method(method).name}: {error}")
+            return answer
+        raise RuntimeError("authentication failed")
+
+
+def _setup(kind: str, port: int, sink: tuple[str, int], clients: int) -> list[socket.socket]:
+    """``clients`` sockets ready to send ``kind`` traffic (allocated, channel or permission)."""
+    socks = []
+    for _ in range(clients):
+        if kind == "stun":
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.connect((HOST, port))
+        else:
+            turn = _Turn(kind, port)
+            turn.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+            if kind == "send":
+                turn.request(stun.Method.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, sink)])
+            else:
+                bind: list[tuple[stun.Attr[Any], Any]] = [
+                    (stun.CHANNEL_NUMBER, 0x4000),
+                    (stun.XOR_PEER_ADDRESS, sink),
+                ]
+                turn.request(stun.Method.CHANNEL_BIND, bind)
+            sock = turn.sock
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+def _message(kind: str, sink: tuple[str, int], index: int) -> bytes:
+    if kind == "send":
+        msg = stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, os.urandom(12))
+        msg.add(stun.XOR_PEER_ADDRESS, sink)
+        msg.add(stun.DATA, PAYLOAD)
+        return msg.encode()
+    if kind == "stun":
+        return binding_request(index.to_bytes(12, "big"))
+    return stun.encode_channel_data(0x4000, PAYLOAD, pad=kind == "tcp")
+
+
+def generator(
+    conn: multiprocessing.connection.Connection,
+    kind: str,
+    port: int,
+    sink: tuple[str, int],
+    clients: int,
+    rate: float,
+    seconds: float,
+) -> None:
+    """One generator process: set up, say ready, wait for go, send on schedule, report."""
+    try:
+        socks = _setup(kind, port, sink, clients)
+    except Exception as exc:  # reported to the parent as one line
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    messages = [_message(kind, sink, i) for i in range(len(socks))]
+    conn.send(("ready", None))
+    conn.recv()
+    tcp = kind == "tcp"
+    sent = responses = 0
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    deadline = started + seconds
+    count = len(socks)
+    i = 0
+    pending = [b""] * count  # TCP: the unsent tail of a frame, sent before anything else
+    while True:
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+        due = (now - started) * rate - sent
+        if due < BATCH:
+            time.sleep(min(BATCH / rate, deadline - now))
+            continue
+        for _ in range(BATCH):
+            i = i + 1 if i + 1 < count else 0
+            sock = socks[i]
+            try:
+                if tcp:
+                    if pending[i]:
+                        n = sock.send(pending[i])
+                        pending[i] = pending[i][n:]
+                        if pending[i]:
+                            continue
+                    n = sock.send(messages[i])
+                    if n < len(messages[i]):
+                        pending[i] = messages[i][n:]
+                else:
+                    sock.send(messages[i])
+                sent += 1
+            except (BlockingIOError, InterruptedError):
+                continue  # TCP pushing back, or a full UDP buffer: not sent, so not counted
+            except ConnectionRefusedError:
+                continue
+        if kind == "stun":
+            for sock in socks:
+                with contextlib.suppress(BlockingIOError, InterruptedError, ConnectionError):
+                    while True:
+                        sock.recv(2048)
+                        responses += 1
+    elapsed = time.perf_counter() - started
+    if kind == "stun":  # responses still in flight
+        end = time.perf_counter() + 0.5
+        while time.perf_counter() < end:
+            got = 0
+            for sock in socks:
+                with contextlib.suppress(BlockingIOError, InterruptedError, ConnectionError):
+                    while True:
+                        sock.recv(2048)
+                        responses += 1
+                        got += 1
+            if not got:
+                time.sleep(0.05)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
+    conn.send(("done", (sent, responses, elapsed, cpu)))
+    conn.recv()  # keep the allocations until the parent has read the sink
+    for sock in socks:
+        sock.close()
+
+
+def sink(conn: multiprocessing.connection.Connection, sock: socket.socket) -> None:
+    """The peer: count datagrams until asked, then report the count and its CPU."""
+    sock.settimeout(0.05)
+    received = 0
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    while True:
+        try:
+            while True:
+                sock.recv(2048)
+                received += 1
+        except TimeoutError:
+            pass
+        if conn.poll():
+            conn.recv()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
+            conn.send((received, cpu))
+            return
+
+
+# --- one measured run -----------------------------------------------------------------------
+
+
 @dataclass
-class RelayResult:
-    sent: int
-    received: int
-    lost_percent: float
-    rate: float  # received messages per second while transmitting
-    cpu: float  # server CPU seconds over the whole uclient run
-    wall: float
+class Run:
+    offered: float  # messages per second the generator achieved
+    delivered: float  # messages per second that reached the peer (or were answered)
+    loss: float  # percent
+    server_cpu: float  # seconds over the sending window
+    generator_cpu: float  # percent of one core, per generator process (mean)
+    sink_cpu: float  # percent of one core
+    delivered_count: int
 
     @property
     def cpu_per_message(self) -> float:
-        return self.cpu / max(self.received, 1)
+        return self.server_cpu / max(self.delivered_count, 1)
 
+
+def measure(server: Server, kind: str, rate: int, args: argparse.Namespace) -> Run:
+    ctx = multiprocessing.get_context("fork")
+    sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with contextlib.suppress(OSError):
+        sink_sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+    sink_sock.bind((HOST, 0))
+    peer = sink_sock.getsockname()
+    sink_parent, sink_child = ctx.Pipe()
+    sink_proc = ctx.Process(target=sink, args=(sink_child, sink_sock), daemon=True)
+    sink_proc.start()
+    sink_sock.close()
+    procs, pipes = [], []
+    share = max(1, CLIENTS[kind] // args.procs)
+    for _ in range(args.procs):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=generator,
+            args=(child, kind, server.port, peer, share, rate / args.procs, args.seconds),
+            daemon=True,
+        )
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    try:
+        for pipe in pipes:
+            status, detail = pipe.recv()
+            if status == "error":
+                raise RuntimeError(f"load generator against {server.name}: {detail}")
+        before = cpu_seconds(server.proc.pid)
+        for pipe in pipes:
+            pipe.send("go")
+        results = [pipe.recv()[1] for pipe in pipes]
+        server_cpu = cpu_seconds(server.proc.pid) - before
+        time.sleep(0.3)  # datagrams still in the relay's and the sink's buffers
+        sink_parent.send("report")
+        received, sink_cpu = sink_parent.recv()
+        for pipe in pipes:
+            pipe.send("close")
+    finally:
+        for proc in [*procs, sink_proc]:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    sent = sum(r[0] for r in results)
+    seconds = max(r[2] for r in results)
+    generator_cpu = statistics.mean(r[3] / r[2] for r in results) * 100
+    if kind == "stun":
+        received = sum(r[1] for r in results)
+    if kind == "tcp":  # no drops over TCP: loss is falling behind the offered rate
+        loss = max(0.0, 1 - received / (rate * seconds)) * 100
+    else:
+        loss = max(0.0, 1 - received / max(sent, 1)) * 100
+    return Run(
+        sent / seconds,
+        received / seconds,
+        loss,
+        server_cpu,
+        generator_cpu,
+        sink_cpu / seconds * 100,
+        received,
+    )
+
+
+@dataclass
+class Step:
+    rate: int
+    runs: list[Run] = field(default_factory=list)
+
+    def median(self, attribute: str) -> float:
+        return float(statistics.median(getattr(r, attribute) for r in self.runs))
+
+
+@dataclass
+class Sweep:
+    server: str
+    kind: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def capacity_step(self) -> Step | None:
+        good = [s for s in self.steps if s.median("loss") <= 1.0]
+        return max(good, key=lambda s: s.median("delivered")) if good else None
+
+    @property
+    def reached_top(self) -> bool:
+        """Whether even the highest step stayed under 1 % loss (capacity not reached)."""
+        return bool(self.steps) and self.steps[-1].median("loss") <= 1.0
+
+
+def sweep(name: str, kind: str, args: argparse.Namespace, workdir: Path) -> Sweep:
+    result = Sweep(name, kind)
+    for rate in STEPS[kind]:
+        step = Step(rate)
+        for _ in range(args.runs):
+            server = start(name, workdir)
+            try:
+                step.runs.append(measure(server, kind, rate, args))
+            finally:
+                server.stop()
+        result.steps.append(step)
+        print(
+            f"  {name:16} {kind:8} offered {rate:>7,}/s (achieved {step.median('offered'):>9,.0f})"
+            f": delivered {step.median('delivered'):>9,.0f}/s, loss {step.median('loss'):6.2f} %"
+            f", server {step.median('cpu_per_message') * 1e6:5.1f} µs/msg"
+            f" = {step.median('server_cpu') / args.seconds:4.0%} of a core"
+            f"; generator {step.median('generator_cpu'):3.0f} %/proc x{args.procs}"
+            f", sink {step.median('sink_cpu'):3.0f} %"
+            f"  [losses {', '.join(f'{r.loss:.1f}' for r in step.runs)}]",
+            flush=True,
+        )
+        if step.median("loss") > args.stop_loss:
+            break
+    return result
+
+
+# --- memory per allocation ------------------------------------------------------------------
+
+
+def memory_per_allocation(name: str, count: int, workdir: Path) -> float:
+    """KiB of server RSS per idle UDP allocation (with a permission), over ``count`` of them."""
+    server = start(name, workdir)
+    try:
+        time.sleep(0.5)
+        before = rss_kib(server.proc.pid)
+        socks = _setup("send", server.port, (HOST, 9), count)
+        time.sleep(0.5)
+        after = rss_kib(server.proc.pid)
+        for sock in socks:
+            sock.close()
+    finally:
+        server.stop()
+    return (after - before) / count
+
+
+# --- the old paced figure -------------------------------------------------------------------
 
 _PROGRESS = re.compile(
     r"^(\d+): : start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+)"
@@ -154,196 +569,126 @@ def transmit_rate(output: str) -> float:
     moving = [(t, r) for t, r in points if r > 0]
     if len(moving) < 2 or moving[-1][0] == moving[0][0]:
         return float("nan")
-    # The first moving point already includes traffic since the previous (zero) line.
     first_index = points.index(moving[0])
     t0, r0 = points[first_index - 1] if first_index > 0 else moving[0]
     t1, r1 = moving[-1]
     return (r1 - r0) / (t1 - t0)
 
 
-def relay_load(server: Server, peer_port: int, args: argparse.Namespace) -> RelayResult:
-    cmd = [
-        "turnutils_uclient",
-        "-p",
-        str(server.port),
-        "-e",
-        HOST,
-        "-r",
-        str(peer_port),
-        "-u",
-        USER,
-        "-w",
-        PASSWORD,
-        "-m",
-        str(args.clients),
-        "-n",
-        str(args.messages),
-        "-l",
-        str(args.length),
-        "-z",
-        str(args.interval),
-        "-c",
-        HOST,
-    ]
-    before = cpu_seconds(server.proc.pid)
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
-    wall = time.perf_counter() - started
-    cpu = cpu_seconds(server.proc.pid) - before
+def paced(name: str, workdir: Path, peer_port: int) -> str:
+    """turnutils_uclient -m 100 -n 1000 -l 120 -z 1 -c into turnutils_peer (echo)."""
+    server = start(name, workdir)
+    try:
+        cmd = ["turnutils_uclient", "-p", str(server.port), "-e", HOST, "-r", str(peer_port)]
+        cmd += ["-u", USER, "-w", PASSWORD, "-m", "100", "-n", "1000", "-l", "120", "-z", "1"]
+        cmd += ["-c", HOST]
+        before = cpu_seconds(server.proc.pid)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+        cpu = cpu_seconds(server.proc.pid) - before
+    finally:
+        server.stop()
     output = proc.stdout + proc.stderr
-    totals = _TOTALS.findall(output)
-    lost = _LOST.findall(output)
+    totals, lost = _TOTALS.findall(output), _LOST.findall(output)
     if proc.returncode != 0 or not totals:
-        tail = "\n".join(output.splitlines()[-10:])
-        raise RuntimeError(f"uclient failed against {server.name} (rc {proc.returncode}):\n{tail}")
-    return RelayResult(
-        int(totals[-1][0]),
-        int(totals[-1][1]),
-        float(lost[-1]) if lost else float("nan"),
-        transmit_rate(output),
-        cpu,
-        wall,
+        return f"uclient failed (rc {proc.returncode})"
+    received = int(totals[-1][1])
+    return (
+        f"{received}/{totals[-1][0]} echoed, loss {float(lost[-1]) if lost else float('nan'):.2f}"
+        f" %, {transmit_rate(output):,.0f} msg/s while transmitting, server "
+        f"{cpu / max(received, 1) * 1e6:.1f} µs/msg"
     )
 
 
-@dataclass
-class StunResult:
-    responses: int
-    seconds: float
-    cpu: float
-
-    @property
-    def rate(self) -> float:
-        return self.responses / self.seconds
-
-    @property
-    def cpu_per_request(self) -> float:
-        return self.cpu / max(self.responses, 1)
-
-
-def stun_load(server: Server, seconds: float, sockets: int = 8, window: int = 16) -> StunResult:
-    """Closed-loop Binding load: each socket keeps ``window`` requests outstanding."""
-    selector = selectors.DefaultSelector()
-    socks = []
-    for _ in range(sockets):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((HOST, 0))
-        sock.connect((HOST, server.port))
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ)
-        socks.append(sock)
-    txid = bytearray(os.urandom(12))
-    request = bytearray(binding_request(bytes(txid)))
-    counter = 0
-
-    def send(sock: socket.socket, count: int) -> None:
-        nonlocal counter
-        for _ in range(count):
-            counter += 1
-            struct.pack_into("!Q", request, 12, counter)  # unique transaction ids
-            try:
-                sock.send(request)
-            except BlockingIOError:
-                return
-
-    by_fd = {sock.fileno(): sock for sock in socks}
-    responses = 0
-    last_seen = {sock: time.perf_counter() for sock in socks}
-    for sock in socks:
-        send(sock, window)
-    before = cpu_seconds(server.proc.pid)
-    started = time.perf_counter()
-    deadline = started + seconds
-    try:
-        while (now := time.perf_counter()) < deadline:
-            for key, _ in selector.select(0.05):
-                sock = by_fd[key.fd]
-                got = 0
-                while True:
-                    try:
-                        sock.recv(2048)
-                    except BlockingIOError:
-                        break
-                    got += 1
-                responses += got
-                last_seen[sock] = now
-                send(sock, got)
-            for sock in socks:  # a lost datagram must not stall a socket's window
-                if now - last_seen[sock] > 0.2:
-                    last_seen[sock] = now
-                    send(sock, window)
-        elapsed = time.perf_counter() - started
-        cpu = cpu_seconds(server.proc.pid) - before
-    finally:
-        for sock in socks:
-            selector.unregister(sock)
-            sock.close()
-        selector.close()
-    return StunResult(responses, elapsed, cpu)
+# --- main -----------------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=100, help="uclient -m (default 100)")
-    parser.add_argument("--messages", type=int, default=1000, help="uclient -n (default 1000)")
-    parser.add_argument("--length", type=int, default=120, help="uclient -l bytes (default 120)")
-    parser.add_argument("--interval", type=int, default=1, help="uclient -z ms (default 1)")
-    parser.add_argument("--stun-seconds", type=float, default=10, help="STUN load duration")
+    parser.add_argument("--traffic", default="channel,send,tcp,stun", help="kinds to sweep")
     parser.add_argument(
         "--servers",
-        default="coturn,peercall,peercall-asyncio",
-        help="comma-separated: coturn, peercall (on uvloop), peercall-asyncio (asyncio's loop)",
+        default="coturn,peercall",
+        help="comma-separated: coturn, peercall (its default workers), peercall-wN (N workers), "
+        "peercall-asyncio (asyncio's own loop)",
     )
+    parser.add_argument("--runs", type=int, default=3, help="runs per step (default 3)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="sending time per run")
+    parser.add_argument("--procs", type=int, default=2, help="generator processes (default 2)")
+    parser.add_argument(
+        "--stop-loss", type=float, default=1.0, help="stop raising the load past this loss %%"
+    )
+    parser.add_argument("--memory-allocations", type=int, default=1000)
+    parser.add_argument("--no-memory", action="store_true", help="skip memory per allocation")
+    parser.add_argument("--no-paced", action="store_true", help="skip the old paced uclient run")
     args = parser.parse_args()
     for tool in ("turnserver", "turnutils_uclient", "turnutils_peer"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install coturn", file=sys.stderr)
             return 2
+    servers = args.servers.split(",")
+    kinds = args.traffic.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="bench-nat-"))
-    peer_port = free_udp_tcp_port(HOST)
-    peer = subprocess.Popen(
-        ["turnutils_peer", "-L", HOST, "-p", str(peer_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    relay: dict[str, RelayResult] = {}
-    stun: dict[str, StunResult] = {}
     print(
-        f"load: turnutils_uclient -m {args.clients} -n {args.messages} -l {args.length} "
-        f"-z {args.interval} -c (channels, UDP); STUN: {args.stun_seconds:.0f} s closed loop"
+        f"load average at start: {loadavg()}; {os.cpu_count()} cores; {args.runs} runs per step "
+        f"of {args.seconds:.0f} s, {args.procs} generator processes, 120-byte payloads"
     )
+    sweeps: dict[tuple[str, str], Sweep] = {}
     try:
-        for name in args.servers.split(","):
-            server = start(name, workdir)
-            try:
-                relay[name] = r = relay_load(server, peer_port, args)
-                print(
-                    f"{name:16} relay: {r.received}/{r.sent} messages, loss {r.lost_percent:.2f} %,"
-                    f" {r.rate:,.0f} msg/s while transmitting, server CPU {r.cpu:.2f} s "
-                    f"= {r.cpu_per_message * 1e6:.1f} µs/msg (run {r.wall:.1f} s)"
-                )
-                stun[name] = s = stun_load(server, args.stun_seconds)
-                print(
-                    f"{name:16} STUN:  {s.rate:,.0f} Binding/s, server CPU {s.cpu:.2f} s over "
-                    f"{s.seconds:.1f} s ({s.cpu / s.seconds:.0%} of a core) = "
-                    f"{s.cpu_per_request * 1e6:.1f} µs/request"
-                )
-            finally:
-                server.stop()
-    finally:
-        peer.terminate()
-        peer.wait(10)
-    for name in ("peercall", "peercall-asyncio"):
-        if {"coturn", name} <= relay.keys():
-            ours, ref = relay[name], relay["coturn"]
-            sours, sref = stun[name], stun["coturn"]
-            print(
-                f"{name} / coturn: relay rate {ours.rate / ref.rate:.2f}x, CPU per message "
-                f"coturn/PeerCall {ref.cpu_per_message / ours.cpu_per_message:.2f}x; "
-                f"STUN rate {sours.rate / sref.rate:.2f}x, CPU per request coturn/PeerCall "
-                f"{sref.cpu_per_request / sours.cpu_per_request:.2f}x (rate targets >= 0.5x)"
+        for kind in kinds:
+            for name in servers:
+                sweeps[name, kind] = sweep(name, kind, args, workdir)
+        memory: dict[str, float] = {}
+        if not args.no_memory:
+            for name in servers:
+                memory[name] = memory_per_allocation(name, args.memory_allocations, workdir)
+        paced_lines: dict[str, str] = {}
+        if not args.no_paced:
+            peer_port = free_udp_tcp_port(HOST)
+            peer = subprocess.Popen(
+                ["turnutils_peer", "-L", HOST, "-p", str(peer_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-    shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                for name in servers:
+                    paced_lines[name] = paced(name, workdir, peer_port)
+            finally:
+                peer.terminate()
+                peer.wait(10)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(f"load average at end: {loadavg()}")
+    reference = "coturn" if "coturn" in servers else servers[0]
+    print(
+        "| traffic | server | capacity (≤ 1 % loss), msg/s | CPU per message | "
+        f"capacity / {reference} | CPU per message / {reference} |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for kind in kinds:
+        ref = sweeps[reference, kind].capacity_step
+        for name in servers:
+            result = sweeps[name, kind]
+            step = result.capacity_step
+            if step is None:
+                print(f"| {kind} | {name} | < {STEPS[kind][0]:,} | | | |")
+                continue
+            capacity = step.median("delivered")
+            mark = "≥ " if result.reached_top else ""
+            cpu = step.median("cpu_per_message")
+            ratio = cpu_ratio = ""
+            if ref is not None and name != reference:
+                ratio = f"{capacity / ref.median('delivered'):.2f}×"
+                cpu_ratio = f"{cpu / ref.median('cpu_per_message'):.2f}×"
+            print(
+                f"| {kind} | {name} | {mark}{capacity:,.0f} | {cpu * 1e6:.1f} µs | {ratio} | "
+                f"{cpu_ratio} |"
+            )
+    for name, kib in memory.items():
+        print(f"memory per allocation, {name}: {kib:.1f} KiB ({args.memory_allocations} idle)")
+    for name, line in paced_lines.items():
+        print(f"paced (not capacity), {name}: {line}")
     return 0
 
 

@@ -1,41 +1,30 @@
-"""Issue 4's signaling load figures: many rooms at once through one WebSocket signaling server.
+"""Signaling capacity: rooms held at p99 forward latency < 50 ms, one process vs two on Redis.
 
-The server runs as its own process (``python -m app.cli signal --host 127.0.0.1 --port 0``), so
-on a 2-core machine it and the load generator each get a core. The load generator is one
-asyncio process holding ``2 x --rooms`` :class:`signaling.client.WebSocketChannel` clients (the
-real client: join, per-relay acks, heartbeats and keepalive pings included), two per room, each
-room with its own random secret. What is measured:
+Setups, run one after the other in ONE invocation (so they share the machine's state):
 
-1. Connect: every client opens its WebSocket and joins (``--connect-concurrency`` at a time, so
-   the connect storm stays within the listen backlog); wall time for all, per-client p50/p99.
-2. Exchange, in two rounds over the same connections. In each room the caller sends an Offer
-   and ``--candidates`` Candidates; the callee waits for the Offer, then sends an Answer and as
-   many Candidates. Forward latency is receive time minus send time (``time.perf_counter`` in
-   this one process; every SDP and candidate string is unique, and its send time is kept in a
-   dict keyed by it), taken from just before ``WebSocketChannel.send`` to the message coming
-   out of ``receive``, so it includes both clients' work as well as the server's.
+- ``memory``: one ``peercall signal`` process, rooms in memory;
+- ``redis``: two ``peercall signal --redis`` processes and one private ``redis-server`` (on a
+  free loopback port). Each client picks a node the way a load balancer would (about half the
+  rooms have their two callers on different nodes).
 
-   - ``paced``: rooms start at random times over ``--spread`` seconds and candidates trickle
-     ``--candidate-interval`` apart (ICE pacing): every room is active at once, as in the issue,
-     at an offered load of about ``2 x rooms x (1 + candidates) / spread`` messages/s.
-   - ``burst``: every room sends everything at the same instant: the messages/s figure is then
-     the saturated throughput, and the latency is queueing behind ~all other messages.
+Load: ``--workers`` generator processes (uvloop, a lean raw-WebSocket client speaking
+docs/signaling-protocol.md: join, relay with seq, an ack per delivered relay, a ``ping``
+every 20 s) hold two clients per room, both in the same worker so that forward latency is
+measured on one clock (``time.perf_counter``, send to receive, so it includes both clients'
+work as well as the server's). Every ``--period`` seconds (random phase per room) the
+caller sends an offer and the callee answers it when it arrives: real-size descriptions of
+``--sdp-bytes`` (default 3,800: an audio+video offer with candidates), each unique.
 
-   Messages per second = relays received / (first send -> last receive) of the round. The CPU
-   share of server and load generator during the round tells which side was the bottleneck;
-   "other processes" is the rest of the machine (from /proc/stat): if it is busy (a test run),
-   the two sides share what is left and the figures are not this machine's capacity.
-3. Server memory: VmRSS from /proc/<pid>/status before any client, with all clients connected
-   and idle, and the peak (sampled every 50 ms, and the kernel's VmHWM).
+For each setup the room count goes up the ladder (``--rooms``) until p99 >= 50 ms or more
+than 1 % of the messages are lost; each step is a fresh set of connections and a steady
+window of ``--window`` seconds. Printed per step: p50/p99/max latency, loss, messages/s, the
+server processes' CPU (share of one core, and CPU-microseconds per forwarded message), Redis'
+CPU and commands per message, the generator's CPU (so a saturated generator shows), the rest
+of the machine (other processes on a shared machine distort every figure), and server RSS.
+Finally: rooms held per setup and their ratio.
 
-Set-up that matters for the tail (see the report in git history, "p99 148 -> 4 ms"): the server
-runs as `peercall signal` does (start-up objects frozen, full GC collections deferred,
-uvloop when installed: ``--event-loop``), the load generator gets the same GC treatment after
-connecting and prints its own collection pauses per round (they would count as latency), and
-clients coalesce their cumulative acks (``--ack-delay``; 0 acks every relay, as before).
-The per-address connection cap is lifted (every client comes from 127.0.0.1).
-
-Usage: ``.venv/bin/python bench/bench_signaling_load.py [--rooms 1000] [--candidates 10]``
+Usage: ``flock -x /tmp/peercall-bench.lock .venv/bin/python bench/bench_signaling_load.py``
+(``--rooms 1000,2500,5000,7500,10000 --window 30 --workers 3``).
 """
 
 from __future__ import annotations
@@ -44,38 +33,31 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import random
 import resource
 import secrets
-import signal
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from signaling.cli import tune_gc
-from signaling.client import DEFAULT_ACK_DELAY, WebSocketChannel
-from signaling.errors import SignalingError
-from signaling.messages import Answer, Candidate, Message, Offer
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+P99_TARGET_MS = 50.0
+MAX_LOSS = 0.01
 
 
 def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def rss_kib(pid: int, key: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -83,208 +65,230 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def system_busy_seconds() -> float:
-    """CPU seconds every process on the machine has used (user + nice + system + irq)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    busy = sum(int(fields[i]) for i in (0, 1, 2, 5, 6))
-    return busy / os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
 
 
-def mib(kib: int) -> str:
-    return f"{kib / 1024:7.1f} MiB"
-
-
-def raise_nofile() -> int:
+def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --- the generator (one worker process) -------------------------------------------------
+
+
+def make_sdp(uid: str, size: int) -> str:
+    """An audio+video offer-like description of about ``size`` bytes, unique by ``uid``."""
+    head = (
+        f"v=0\r\no=- {uid} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
+        "a=msid-semantic:WMS *\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0 8\r\nc=IN IP4 0.0.0.0\r\n"
+        "a=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef01234567\r\n"
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\na=mid:0\r\n"
+        "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n"
+    )
+    lines = [head]
+    n = 0
+    while sum(map(len, lines)) < size:
+        n += 1
+        lines.append(
+            f"a=candidate:{n} 1 udp {2130706431 - n} 192.0.2.{n % 250} {50000 + n} typ host\r\n"
+        )
+    return "".join(lines)
 
 
 @dataclass(eq=False)
-class Client:
-    channel: WebSocketChannel
-    offer: asyncio.Event = field(default_factory=asyncio.Event)
-    reader: asyncio.Task[None] | None = None
+class Peer:
+    ws: Any
+    peer: str
+    room: str
+    caller: bool
+    seq: int = 0
 
 
 @dataclass
-class Tally:
-    """What the receivers saw during the current round."""
-
+class WorkerTally:
     sent_at: dict[str, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
-    expected: int = 0
+    sent: int = 0
     received: int = 0
-    unmatched: int = 0
-    last_receive: float = 0.0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def reset(self, expected: int) -> None:
-        self.sent_at.clear()
-        self.latencies = []
-        self.expected, self.received, self.unmatched = expected, 0, 0
-        self.done.clear()
+    errors: int = 0
+    closed: int = 0
+    measuring: bool = False
 
 
-def key_of(message: Message) -> str | None:
-    if isinstance(message, Offer | Answer):
-        return message.sdp
-    if isinstance(message, Candidate):
-        return message.candidate
-    return None
+async def worker_main(args: argparse.Namespace) -> None:
+    from websockets.asyncio.client import connect
 
+    raise_nofile()
+    urls: list[str] = json.loads(args.urls)
+    rng = random.Random(args.seed)
+    tally = WorkerTally()
+    sdp_cache = make_sdp("X" * 16, args.sdp_bytes)
+    pairs: list[tuple[Peer, Peer]] = []
 
-async def read_loop(client: Client, tally: Tally) -> None:
-    with contextlib.suppress(SignalingError):
-        while True:
-            message = await client.channel.receive()
-            now = time.perf_counter()
-            sent = tally.sent_at.pop(key_of(message) or "", None)
-            if sent is None:
-                tally.unmatched += 1
-            else:
-                tally.latencies.append(now - sent)
-            tally.received += 1
-            tally.last_receive = now
-            if tally.received >= tally.expected:
-                tally.done.set()
-            if isinstance(message, Offer):
-                client.offer.set()
+    def sdp_for(uid: str) -> str:
+        return sdp_cache.replace("X" * 16, uid, 1)
 
+    async def send_relay(p: Peer, kind: str) -> None:
+        uid = secrets.token_hex(8)
+        p.seq += 1
+        text = json.dumps(
+            {
+                "v": 1,
+                "type": "relay",
+                "seq": p.seq,
+                "data": {"v": 1, "type": kind, "sdp": sdp_for(uid)},
+            },
+            separators=(",", ":"),
+        )
+        if tally.measuring:
+            tally.sent_at[uid] = time.perf_counter()
+            tally.sent += 1
+        await p.ws.send(text)
 
-async def send(client: Client, tally: Tally, message: Message) -> None:
-    key = key_of(message)
-    assert key is not None
-    tally.sent_at[key] = time.perf_counter()
-    await client.channel.send(message)
+    async def reader(p: Peer) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in p.ws:
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "relay":
+                    sdp: str = frame["data"]["sdp"]
+                    uid = sdp[9 : sdp.index(" ", 9)]  # "v=0\r\no=- <uid> "
+                    sent = tally.sent_at.pop(uid, None)
+                    if sent is not None:
+                        tally.latencies.append((time.perf_counter() - sent) * 1000)
+                        tally.received += 1
+                    await p.ws.send(
+                        f'{{"v":1,"type":"ack","from":"{frame["from"]}","seq":{frame["seq"]}}}'
+                    )
+                    if frame["data"]["type"] == "offer" and not p.caller:
+                        await send_relay(p, "answer")
+                elif kind == "error":
+                    tally.errors += 1
+        if tally.measuring:
+            tally.closed += 1  # the lean client does not resume: what was queued is lost
 
+    async def open_peer(url: str, room: str, caller: bool) -> Peer:
+        ws = await connect(url, compression=None, max_size=None, ping_interval=20, open_timeout=60)
+        peer = secrets.token_urlsafe(9)
+        await ws.send(
+            json.dumps({"v": 1, "type": "join", "room": room, "secret": "pw", "peer": peer})
+        )
+        joined = json.loads(await ws.recv())
+        if joined.get("type") != "joined":
+            raise SystemExit(f"join failed: {joined}")
+        return Peer(ws, peer, room, caller)
 
-class Ids:
-    """Unique candidate foundations / SDP session ids, so every payload is its own dict key."""
+    sem = asyncio.Semaphore(args.concurrency)
 
-    def __init__(self) -> None:
-        self.n = 0
+    async def open_room(i: int) -> None:
+        room = f"{args.prefix}-{i}"
+        async with sem:
+            a = await open_peer(urls[rng.randrange(len(urls))], room, True)
+            b = await open_peer(urls[rng.randrange(len(urls))], room, False)
+        pairs.append((a, b))
 
-    def next(self) -> int:
-        self.n += 1
-        return self.n
+    await asyncio.gather(*(open_room(i) for i in range(args.rooms)))
+    readers = [asyncio.create_task(reader(p)) for pair in pairs for p in pair]
+    gc.collect()
+    gc.freeze()  # the generator's own GC pauses would count as latency
+    print(json.dumps({"connected": len(pairs)}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+    cpu0 = time.process_time()
+    tally.measuring = True
+    end = time.perf_counter() + args.window
 
+    async def room_loop(a: Peer, b: Peer) -> None:
+        await asyncio.sleep(rng.uniform(0, args.period))
+        while time.perf_counter() < end:
+            await send_relay(a, "offer")
+            await asyncio.sleep(args.period)
 
-def sdp(ids: Ids) -> str:
-    return (
-        f"v=0\r\no=- {ids.next()} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n"
+    async def pinger(p: Peer) -> None:
+        await asyncio.sleep(rng.uniform(0, 20))
+        while time.perf_counter() < end:
+            await p.ws.send('{"v":1,"type":"ping"}')
+            await asyncio.sleep(20)
+
+    loops = [asyncio.create_task(room_loop(a, b)) for a, b in pairs]
+    loops += [asyncio.create_task(pinger(p)) for pair in pairs for p in pair]
+    await asyncio.gather(*loops, return_exceptions=True)
+    tally.measuring = False
+    await asyncio.sleep(args.drain)  # answers and forwards still in flight
+    cpu = time.process_time() - cpu0
+    print(
+        json.dumps(
+            {
+                "latencies": [round(x, 3) for x in tally.latencies],
+                "sent": tally.sent,
+                "received": tally.received,
+                "errors": tally.errors,
+                "closed": tally.closed,
+                "cpu": cpu,
+            }
+        ),
+        flush=True,
     )
+    for r in readers:
+        r.cancel()
+    await asyncio.gather(*(p.ws.close() for pair in pairs for p in pair), return_exceptions=True)
 
 
-def candidate(ids: Ids, k: int) -> Candidate:
-    return Candidate(f"candidate:{ids.next()} 1 udp 2130706431 127.0.0.1 {5000 + k} typ host")
+# --- the orchestrator -------------------------------------------------------------------
 
 
-@dataclass
-class RoundResult:
-    name: str
-    messages: int
-    expected: int
-    seconds: float
-    latencies: list[float]
-    server_cpu: float
-    client_cpu: float
-    other_cpu: float  # everyone else on the machine: the figures are only fair when this is ~0
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-async def exchange(
-    name: str,
-    pairs: list[tuple[Client, Client]],
-    tally: Tally,
-    server_pid: int,
-    *,
-    candidates: int,
-    spread: float,
-    interval: float,
-    limit: float,
-) -> RoundResult:
-    ids = Ids()
-    tally.reset(len(pairs) * 2 * (1 + candidates))
-    for _, callee in pairs:
-        callee.offer.clear()
-
-    async def trickle(client: Client) -> None:
-        for k in range(candidates):
-            if interval:
-                await asyncio.sleep(interval)
-            await send(client, tally, candidate(ids, k))
-
-    async def caller_side(caller: Client) -> None:
-        if spread:
-            await asyncio.sleep(random.uniform(0, spread))
-        await send(caller, tally, Offer(sdp(ids)))
-        await trickle(caller)
-
-    async def callee_side(callee: Client) -> None:
-        await callee.offer.wait()
-        await send(callee, tally, Answer(sdp(ids)))
-        await trickle(callee)
-
-    cpu0, own0, all0 = cpu_seconds(server_pid), time.process_time(), system_busy_seconds()
-    start = time.perf_counter()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(limit):
-            await asyncio.gather(
-                *(caller_side(a) for a, _ in pairs), *(callee_side(b) for _, b in pairs)
-            )
-            await tally.done.wait()
-    end = tally.last_receive if tally.received else time.perf_counter()
-    wall = time.perf_counter() - start
-    server_cpu = (cpu_seconds(server_pid) - cpu0) / wall
-    client_cpu = (time.process_time() - own0) / wall
-    return RoundResult(
-        name,
-        tally.received,
-        tally.expected,
-        max(end - start, 1e-9),
-        tally.latencies,
-        server_cpu,
-        client_cpu,
-        max(0.0, (system_busy_seconds() - all0) / wall - server_cpu - client_cpu),
-    )
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server is not installed (scripts/install-system-deps.sh)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(500):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, port
+        time.sleep(0.02)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
 
 
-class GcPauses:
-    """The load generator's own collection pauses: they delay receive timestamps too."""
-
-    def __init__(self) -> None:
-        self.pauses: list[float] = []
-        self._t0 = 0.0
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter()
-        else:
-            self.pauses.append(time.perf_counter() - self._t0)
-
-    def take(self) -> list[float]:
-        out, self.pauses = self.pauses, []
-        return out
-
-
-def start_server(event_loop: str) -> tuple[subprocess.Popen[str], str, Path]:
-    errlog = Path(tempfile.mkstemp(prefix="peercall-signal-", suffix=".log")[1])
-    with errlog.open("w") as err:  # a file, not a pipe nobody reads: the server must not block
+def start_node(redis_url: str | None, errlog: Path) -> tuple[subprocess.Popen[str], str]:
+    with errlog.open("a") as err:  # a file, not a pipe nobody reads
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "app.cli", "signal", "--host", "127.0.0.1", "--port", "0"),
-                *("--event-loop", event_loop),
-                *("--max-connections-per-ip", "0"),  # all 2,000 clients come from 127.0.0.1
+                # every client comes from 127.0.0.1 and the bench is no flood: lift the
+                # per-address caps and the rate limit
+                *("--max-connections-per-ip", "0", "--max-seats-per-ip", "0"),
+                *("--max-address-bytes", "0", "--rate-limit", "0"),
+                *(("--redis", redis_url) if redis_url else ()),
             ],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
-        )  # inherits our raised RLIMIT_NOFILE
+        )
     assert proc.stdout is not None
     url = ""
     for line in proc.stdout:
@@ -294,216 +298,267 @@ def start_server(event_loop: str) -> tuple[subprocess.Popen[str], str, Path]:
             break
     if not url:
         proc.kill()
-        proc.wait()
         raise SystemExit(f"signaling server did not start: {errlog.read_text()[-2000:]}")
-    return proc, url, errlog
+    return proc, url
 
 
-async def run(args: argparse.Namespace) -> int:
-    nofile = raise_nofile()
-    clients_wanted = 2 * args.rooms
-    if nofile < clients_wanted + 200:
-        print(f"RLIMIT_NOFILE is {nofile}: too low for {clients_wanted} clients", file=sys.stderr)
-        return 2
-    proc, url, errlog = start_server(args.event_loop)
-    pid = proc.pid
-    peak = rss_kib(pid)
-    stop_sampling = asyncio.Event()
+def redis_commands(port: int) -> int:
+    """total_commands_processed, read with a raw INFO (no client library needed)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"INFO stats\r\n")
+        data = b""
+        while b"total_commands_processed" not in data or not data.endswith(b"\r\n"):
+            data += s.recv(65536)
+    for line in data.decode().splitlines():
+        if line.startswith("total_commands_processed:"):
+            return int(line.split(":")[1])
+    return 0
 
-    async def sample() -> None:
-        nonlocal peak
-        while not stop_sampling.is_set():
-            with contextlib.suppress(OSError, ValueError):
-                peak = max(peak, rss_kib(pid))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.05):
-                    await stop_sampling.wait()
 
-    sampler = asyncio.create_task(sample())
-    tally = Tally()
-    pairs: list[tuple[Client, Client]] = []
-    clients: list[Client] = []
+@dataclass
+class Step:
+    rooms: int
+    p50: float
+    p99: float
+    worst: float
+    loss: float
+    msgs_per_s: float
+    server_cpu: float  # share of one core, all nodes together
+    us_per_msg: float
+    redis_cpu: float
+    redis_us_per_msg: float
+    redis_cmds_per_msg: float
+    gen_cpu: float
+    other_cpu: float
+    rss: float
+    errors: int = 0
+    closed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.p99 < P99_TARGET_MS and self.loss <= MAX_LOSS
+
+
+def run_step(
+    args: argparse.Namespace,
+    rooms: int,
+    urls: list[str],
+    nodes: list[subprocess.Popen[str]],
+    redis: tuple[subprocess.Popen[bytes], int] | None,
+    label: str,
+) -> Step:
+    per = [
+        rooms // args.workers + (1 if i < rooms % args.workers else 0) for i in range(args.workers)
+    ]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--urls",
+                json.dumps(urls),
+                "--rooms",
+                str(n),
+                "--prefix",
+                f"{label}-{rooms}-{i}",
+                "--seed",
+                str(i),
+                "--window",
+                str(args.window),
+                "--period",
+                str(args.period),
+                "--sdp-bytes",
+                str(args.sdp_bytes),
+                "--drain",
+                str(args.drain),
+                "--concurrency",
+                str(args.concurrency),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i, n in enumerate(per)
+        if n
+    ]
     try:
-        await asyncio.sleep(0.5)
-        rss_idle = rss_kib(pid)
-        print(
-            f"== signaling load: {args.rooms} rooms, {clients_wanted} WebSocketChannel clients, "
-            f"server {url} (pid {pid}, event loop {args.event_loop}), {os.cpu_count()} cores, "
-            f"client ack delay {args.ack_delay:g} s"
-        )
-
-        for i in range(args.rooms):
-            room, secret = f"bench-{i}-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
-            pair = tuple(
-                Client(
-                    WebSocketChannel(
-                        url, room, secret, name=who, reconnect=False, ack_delay=args.ack_delay
-                    )
-                )
-                for who in ("caller", "callee")
-            )
-            pairs.append((pair[0], pair[1]))
-            clients.extend(pair)
-
-        gate = asyncio.Semaphore(args.connect_concurrency)
-        connect_times: list[float] = []
-        failures: list[str] = []
-
-        async def connect(client: Client) -> None:
-            async with gate:
-                t0 = time.perf_counter()
-                try:
-                    await client.channel.connect()
-                except SignalingError as exc:
-                    failures.append(str(exc))
-                    return
-                connect_times.append(time.perf_counter() - t0)
-                client.reader = asyncio.create_task(read_loop(client, tally))
-
+        for w in workers:
+            assert w.stdout is not None
+            line = w.stdout.readline()
+            if not line:
+                raise SystemExit("a load worker failed while connecting")
+        pids = [p.pid for p in nodes]
+        srv0 = sum(cpu_seconds(pid) for pid in pids)
+        red0 = cpu_seconds(redis[0].pid) if redis else 0.0
+        cmd0 = redis_commands(redis[1]) if redis else 0
+        busy0 = system_busy_seconds()
+        gen0 = sum(cpu_seconds(w.pid) for w in workers)
         t0 = time.perf_counter()
-        await asyncio.gather(*(connect(c) for c in clients))
-        if failures:
-            print(f"  {len(failures)} clients failed to connect, e.g. {failures[0]}")
-            return 1
-        async with asyncio.timeout(30):
-            await asyncio.gather(*(c.channel.wait_for_peer() for c in clients))
-        connect_wall = time.perf_counter() - t0
-        ms = [t * 1000 for t in connect_times]
-        print(
-            f"  connect + join + peer present, all {len(connect_times)} clients: "
-            f"{connect_wall:6.2f} s ({len(connect_times) / connect_wall:5.0f} clients/s; "
-            f"per client p50 {pct(ms, 0.5):.0f} ms, p99 {pct(ms, 0.99):.0f} ms; "
-            f"{args.connect_concurrency} at a time)"
-        )
-        await asyncio.sleep(1.0)
-        rss_connected = rss_kib(pid)
-        # The load generator is the instrument: the same GC treatment as `peercall signal`
-        # (signaling.cli.tune_gc), so that its own full collections of 2,000 clients' objects
-        # do not show up as forwarding latency. Its remaining pauses are printed below.
-        tune_gc()
-        gc_pauses = GcPauses()
-
-        rounds = [
-            ("paced", args.spread, args.candidate_interval),
-            ("burst", 0.0, 0.0),
-        ]
+        for w in workers:
+            assert w.stdin is not None
+            w.stdin.write("go\n")
+            w.stdin.flush()
         results = []
-        round_gc: list[list[float]] = []
-        for name, spread, interval in rounds:
-            gc_pauses.take()
-            results.append(
-                await exchange(
-                    name,
-                    pairs,
-                    tally,
-                    pid,
-                    candidates=args.candidates,
-                    spread=spread,
-                    interval=interval,
-                    limit=args.timeout,
-                )
-            )
-            round_gc.append(gc_pauses.take())
-            await asyncio.sleep(1.0)  # let acks settle between rounds
-
-        per_room = 2 * (1 + args.candidates)
-        print(
-            f"  each round: {per_room} messages per room (offer + answer + "
-            f"{2 * args.candidates} candidates), {per_room * args.rooms} in all"
-        )
-        for r, pauses in zip(results, round_gc, strict=True):
-            lat = [v * 1000 for v in r.latencies] or [float("nan")]
-            what = (
-                f"rooms start over {args.spread:g} s, "
-                f"candidates {args.candidate_interval:g} s apart"
-                if r.name == "paced"
-                else "all rooms send everything at once"
-            )
-            lost = "" if r.messages == r.expected else f"  MISSING {r.expected - r.messages}"
-            print(f"  {r.name} ({what}):")
-            print(
-                f"    forwarded {r.messages}/{r.expected} in {r.seconds:5.2f} s = "
-                f"{r.messages / r.seconds:7.0f} messages/s{lost}"
-            )
-            print(
-                f"    forward latency p50 {pct(lat, 0.5):6.1f} ms  p90 {pct(lat, 0.9):6.1f} ms  "
-                f"p99 {pct(lat, 0.99):6.1f} ms  max {max(lat):6.1f} ms  (target p99 < 50 ms)"
-            )
-            longest = max(pauses, default=0.0) * 1000
-            print(
-                f"    load generator GC during the round: {len(pauses)} collections, "
-                f"longest {longest:.1f} ms"
-            )
-            print(
-                f"    CPU: server {100 * r.server_cpu:3.0f} % of a core, "
-                f"load generator {100 * r.client_cpu:3.0f} % of a core, "
-                f"other processes {100 * r.other_cpu:3.0f} % (of {os.cpu_count()} cores)"
-            )
-        total = sum(r.messages for r in results)
-        print(f"  total messages forwarded: {total}")
-        stop_sampling.set()
-        await sampler
-        print(
-            f"  server RSS: idle {mib(rss_idle)}, {len(connect_times)} clients connected "
-            f"{mib(rss_connected)} ({(rss_connected - rss_idle) / len(connect_times):.1f} KiB per "
-            f"client), peak {mib(peak)} (VmHWM {mib(rss_kib(pid, 'VmHWM'))})"
-        )
-        return 0 if total == sum(r.expected for r in results) else 1
+        for w in workers:
+            assert w.stdout is not None
+            results.append(json.loads(w.stdout.readline()))
+        elapsed = time.perf_counter() - t0
+        srv = sum(cpu_seconds(pid) for pid in pids) - srv0
+        red = (cpu_seconds(redis[0].pid) - red0) if redis else 0.0
+        cmds = (redis_commands(redis[1]) - cmd0) if redis else 0
+        busy = system_busy_seconds() - busy0
+        gen = sum(cpu_seconds(w.pid) for w in workers) - gen0
+        rss = sum(rss_mib(pid) for pid in pids)
     finally:
-        stop_sampling.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
-        t0 = time.perf_counter()
-        for start in range(0, len(clients), args.connect_concurrency):
-            batch = clients[start : start + args.connect_concurrency]
-            await asyncio.gather(*(c.channel.close() for c in batch), return_exceptions=True)
-        for c in clients:
-            if c.reader is not None:
-                c.reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await c.reader
-        closing = time.perf_counter() - t0
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        print(f"  closed all clients in {closing:.2f} s; server exited with {code}")
-        errors = errlog.read_text().strip()
-        if errors:
-            print(f"  server stderr (last lines):\n{errors[-1500:]}")
-        errlog.unlink()
+        for w in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                w.wait(60)
+            if w.poll() is None:
+                w.kill()
+    latencies = [x for r in results for x in r["latencies"]]
+    sent = sum(r["sent"] for r in results)
+    received = sum(r["received"] for r in results)
+    # every relay is forwarded once: per message the server handles relay + ack (+ a ping)
+    msgs = max(received, 1)
+    other = max(0.0, busy - srv - red - gen)
+    return Step(
+        rooms=rooms,
+        p50=pct(latencies, 0.5),
+        p99=pct(latencies, 0.99),
+        worst=max(latencies, default=float("nan")),
+        loss=(sent - received) / sent if sent else 1.0,
+        msgs_per_s=received / elapsed,
+        server_cpu=srv / elapsed,
+        us_per_msg=srv / msgs * 1e6,
+        redis_cpu=red / elapsed,
+        redis_us_per_msg=red / msgs * 1e6,
+        redis_cmds_per_msg=cmds / msgs,
+        gen_cpu=gen / elapsed,
+        other_cpu=other / elapsed,
+        rss=rss,
+        errors=sum(r["errors"] for r in results),
+        closed=sum(r["closed"] for r in results),
+    )
+
+
+def print_step(step: Step) -> None:
+    redis = (
+        f" | redis {step.redis_cpu * 100:4.0f}% {step.redis_us_per_msg:5.0f} us/msg "
+        f"{step.redis_cmds_per_msg:4.1f} cmd/msg"
+        if step.redis_cmds_per_msg
+        else ""
+    )
+    print(
+        f"  {step.rooms:6d} rooms: p50 {step.p50:6.1f} ms  p99 {step.p99:7.1f} ms  "
+        f"max {step.worst:7.1f} ms  loss {step.loss * 100:4.1f}%  {step.msgs_per_s:6.0f} msg/s | "
+        f"server {step.server_cpu * 100:4.0f}% {step.us_per_msg:5.0f} us/msg  "
+        f"rss {step.rss:6.1f} MiB{redis} | generator {step.gen_cpu * 100:4.0f}%  "
+        f"others {step.other_cpu * 100:4.0f}%  {'ok' if step.ok else 'OVER'}"
+        + (
+            f"  ({step.errors} error frames, {step.closed} links closed)"
+            if step.errors or step.closed
+            else ""
+        ),
+        flush=True,
+    )
+
+
+def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, list[Step]]:
+    redis = start_redis(workdir) if name == "redis" else None
+    redis_url = f"redis://127.0.0.1:{redis[1]}/0" if redis else None
+    errlog = workdir / f"{name}.log"
+    started = [start_node(redis_url, errlog) for _ in range(2 if redis else 1)]
+    nodes = [p for p, _ in started]
+    urls = [u for _, u in started]
+    print(
+        f"{name}: {len(nodes)} signaling process(es)"
+        + (f" + redis-server (pid {redis[0].pid})" if redis else "")
+        + f", {args.workers} generator processes",
+        flush=True,
+    )
+    held = 0
+    steps = []
+    try:
+        for rooms in args.rooms:
+            step = run_step(args, rooms, urls, nodes, redis, name)
+            print_step(step)
+            steps.append(step)
+            if not step.ok:
+                break
+            held = rooms
+    finally:
+        for p in nodes:
+            p.terminate()
+        for p in nodes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(10)
+            if p.poll() is None:
+                p.kill()
+        if redis:
+            redis[0].terminate()
+            redis[0].wait(10)
+        problems = [
+            line
+            for line in errlog.read_text().splitlines()
+            if " WARNING " in line or " ERROR " in line
+        ]
+        if problems:
+            print(f"  server log: {len(problems)} warnings/errors, the last: {problems[-1][:300]}")
+    return held, steps
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rooms", type=int, default=1000, help="rooms; 2 clients each")
-    parser.add_argument("--candidates", type=int, default=10, help="candidates per peer")
+    parser.add_argument("--rooms", default="1000,2500,5000,7500,10000", help="room ladder")
+    parser.add_argument("--setups", default="memory,redis")
+    parser.add_argument("--workers", type=int, default=3, help="generator processes")
+    parser.add_argument("--window", type=float, default=30.0, help="steady seconds per step")
+    parser.add_argument("--period", type=float, default=25.0, help="s between a room's offers")
+    parser.add_argument("--sdp-bytes", type=int, default=3800)
+    parser.add_argument("--drain", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=50, help="connects at once, per worker")
     parser.add_argument(
-        "--spread", type=float, default=5.0, help="paced round: rooms start over this many s"
+        "--nice",
+        type=int,
+        default=-5,
+        help="scheduling priority of the bench and everything it starts (default -5 as root: "
+        "on a shared machine, other processes' CPU would otherwise decide the tail)",
     )
-    parser.add_argument(
-        "--candidate-interval", type=float, default=0.05, help="paced round: s between candidates"
-    )
-    parser.add_argument("--connect-concurrency", type=int, default=100)
-    parser.add_argument("--timeout", type=float, default=60.0, help="per exchange round")
-    parser.add_argument(
-        "--ack-delay",
-        type=float,
-        default=DEFAULT_ACK_DELAY,
-        help="clients' ack coalescing delay (WebSocketChannel ack_delay; 0 acks every relay)",
-    )
-    parser.add_argument(
-        "--event-loop",
-        choices=("auto", "uvloop", "asyncio"),
-        default="auto",
-        help="the server's event loop (peercall signal --event-loop)",
-    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--urls", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    return asyncio.run(run(args))
+    if args.worker:
+        args.rooms = int(args.rooms)
+        import uvloop
+
+        uvloop.run(worker_main(args))
+        return 0
+    raise_nofile()
+    args.rooms = [int(x) for x in args.rooms.split(",")]
+    if args.nice:
+        try:
+            os.nice(args.nice)  # inherited by the servers, redis-server and the generators
+            print(f"priority: nice {args.nice} for the bench and its processes")
+        except PermissionError:
+            print(f"priority: cannot set nice {args.nice} (not root); figures include contention")
+    print(
+        f"load: {args.sdp_bytes}-byte offer + answer per room every {args.period:g} s, a ping per "
+        f"client every 20 s, {args.window:g} s per step; target p99 < {P99_TARGET_MS:g} ms, "
+        f"loss <= {MAX_LOSS * 100:g} %",
+        flush=True,
+    )
+    held: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="peercall-bench-") as tmp:
+        for name in args.setups.split(","):
+            held[name], _ = run_setup(args, name, Path(tmp))
+    print("rooms held at p99 < 50 ms: " + ", ".join(f"{k} {v}" for k, v in held.items()))
+    if held.get("memory") and "redis" in held:
+        print(f"two nodes on Redis / one process: {held['redis'] / held['memory']:.2f}x")
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from nat.allocation import Allocation
 from nat.channel import CHANNEL_COOLDOWN, ChannelBinding
 from nat.five_tuple import Address, FiveTuple
 from nat.permission import Permission
+from nat.quota import LocalLedger, QuotaLedger
+from nat.reservations import ReservationBook
 
 RESERVATION_LIFETIME = 30.0
 """Seconds a port reserved by EVEN-PORT's R bit is held (RFC 8656 §7.2 / RFC 5766 §6.2)."""
@@ -38,9 +40,20 @@ _Item = Allocation | Permission | ChannelBinding | Reservation
 class AllocationManager:
     """Owns the allocations; enforces ``user-quota`` and ``total-quota`` (0 = unlimited)."""
 
-    def __init__(self, *, user_quota: int = 0, total_quota: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        user_quota: int = 0,
+        total_quota: int = 0,
+        ledger: QuotaLedger | None = None,
+        book: ReservationBook | None = None,
+    ) -> None:
         self.user_quota = user_quota
         self.total_quota = total_quota
+        # Where the quotas are counted: here, or shared with the other worker processes.
+        self.ledger: QuotaLedger = ledger or LocalLedger(user_quota, total_quota)
+        # Reservation tokens shared with the other workers (None: only this process's).
+        self.book = book
         self.by_five_tuple: dict[FiveTuple, Allocation] = {}
         self.by_relay: dict[Address, Allocation] = {}
         self.reservations: dict[bytes, Reservation] = {}
@@ -53,15 +66,17 @@ class AllocationManager:
 
     # -- quotas
     def quota_left(self, quota_name: str) -> bool:
-        """Whether one more allocation (counting those being opened) fits the quotas."""
-        if self.total_quota and len(self.by_five_tuple) + self._pending >= self.total_quota:
-            return False
-        return not (self.user_quota and self._per_user[quota_name] >= self.user_quota)
+        """Whether one more allocation (counting those being opened) fits the quotas now."""
+        return self.ledger.left(quota_name)
 
-    def hold(self, quota_name: str) -> None:
-        """Count an allocation whose relay socket is being opened against the quotas."""
+    def hold(self, quota_name: str) -> bool:
+        """Count an allocation whose relay socket is about to be opened against the quotas,
+        if they allow it (one atomic step, also across workers); whether it was counted."""
+        if not self.ledger.try_hold(quota_name):
+            return False
         self._pending += 1
         self._per_user[quota_name] += 1
+        return True
 
     def release(self, quota_name: str) -> None:
         """Undo :meth:`hold` (the relay could not be opened, or the client left)."""
@@ -69,6 +84,7 @@ class AllocationManager:
         self._uncount(quota_name)
 
     def _uncount(self, quota_name: str) -> None:
+        self.ledger.release(quota_name)
         self._per_user[quota_name] -= 1
         if self._per_user[quota_name] <= 0:
             del self._per_user[quota_name]
@@ -102,10 +118,21 @@ class AllocationManager:
         reservation = Reservation(token, relay, now + RESERVATION_LIFETIME)
         self.reservations[token] = reservation
         self.schedule(reservation)
+        if self.book is not None:
+            self.book.put(token, relay, now, reservation.expires)
         return reservation
 
     def claim(self, token: bytes, now: float) -> Reservation | None:
-        """Take the reservation for ``token`` if it is still valid."""
+        """Take the reservation for ``token`` if it is still valid (once: from any worker when
+        the book is shared; the one that made it closes its held socket at expiry)."""
+        if self.book is not None:
+            relay = self.book.take(token, now)
+            mine = self.reservations.pop(token, None)
+            if mine is not None:
+                mine.closed = True  # the service closes its held socket on binding beside it
+            if relay is None:
+                return None
+            return Reservation(token, relay, now, closed=True)
         reservation = self.reservations.get(token)
         if reservation is None or now >= reservation.expires:
             return None

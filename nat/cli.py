@@ -125,6 +125,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     add_option(general)
     general.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=None,
+        help="relay worker processes sharing the listening ports (SO_REUSEPORT; each client "
+        "stays on one worker, quotas are counted across all of them); default: one per core "
+        "(like coturn's relay threads); 1 serves in this single process",
+    )
+    general.add_argument(
         "-n",
         dest="relay_no_conf",
         action="store_true",
@@ -327,7 +336,39 @@ def run(args: argparse.Namespace) -> int:
             print(f"uri: {uri}")
         print("configuration OK")
         return 0
+    workers = _workers(args)
+    if workers > 1 and args.map_ports:
+        # The router mapping lives on the relay's event loop and renews there: one process.
+        print("peercall: note: --map-ports serves in one process (--workers 1)", file=sys.stderr)
+        workers = 1
+    if workers > 1:
+        from nat.workers import serve_workers
+
+        if args.event_loop == "uvloop":  # say so before forking, not once per worker
+            try:
+                import uvloop  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError("--event-loop uvloop: uvloop is not installed") from exc
+
+        return serve_workers(
+            config,
+            workers,
+            sys.stdout,
+            lambda main: _run_loop(main, args.event_loop),
+            describe,
+        )
     return _run_loop(serve(config, sys.stdout, map_ports=args.map_ports), args.event_loop)
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """``--workers``, or one per core (checked: a user mistake is one line)."""
+    if args.workers is None:
+        from nat.workers import default_workers
+
+        return default_workers()
+    if args.workers < 1:
+        raise ConfigError(f"--workers: {args.workers} must be at least 1")
+    return int(args.workers)
 
 
 def _run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:

@@ -40,6 +40,8 @@ from nat.errors import StunAttributeError, StunError
 from nat.five_tuple import Address, FiveTuple, Transport
 from nat.nonce import NonceManager
 from nat.policy import PeerPolicy
+from nat.quota import QuotaLedger
+from nat.reservations import ReservationBook
 from nat.stun import Message, Method, MsgClass
 
 logger = logging.getLogger(__name__)
@@ -174,6 +176,8 @@ class TurnServer:
         random_bytes: Callable[[int], bytes] = os.urandom,
         policy: PeerPolicy | None = None,
         credentials: CredentialStore | None = None,
+        ledger: QuotaLedger | None = None,
+        reservations: ReservationBook | None = None,
     ) -> None:
         self.config = config
         self._random_bytes = random_bytes
@@ -182,7 +186,10 @@ class TurnServer:
         self.credentials = credentials or CredentialStore.from_config(config)
         self.nonces = NonceManager(random_bytes(20), config.stale_nonce)
         self.allocations = AllocationManager(
-            user_quota=config.user_quota, total_quota=config.total_quota
+            user_quota=config.user_quota,
+            total_quota=config.total_quota,
+            ledger=ledger,
+            book=reservations,
         )
         self.counters = Counters()
         self._pending: dict[FiveTuple, _PendingAllocate] = {}
@@ -557,24 +564,25 @@ class TurnServer:
             return self._error(msg, ft, 440, key)
         family = _FAMILY_CODE.get(family_code or 1, 4)
         quota_name = self.credentials.quota_name(username)
-        if not self.allocations.quota_left(quota_name):
+        if not self.allocations.hold(quota_name):  # counted from here on (released on error)
             return self._error(msg, ft, 486, key)
         port: int | None = None
         if token is not None:
             reservation = self.allocations.claim(token, now)
             if reservation is None:
+                self.allocations.release(quota_name)
                 return self._error(msg, ft, 508, key)
             host, port = reservation.relay
             family = 6 if ":" in host else 4
         else:
             found = self._relay_hosts.get(family)
             if found is None:
+                self.allocations.release(quota_name)
                 return self._error(msg, ft, 440, key)
             host = found
         lifetime = self._lifetime(msg.get(stun.LIFETIME))
         additional_host = self._relay_hosts.get(6) if additional is not None else None
         dual = "" if additional is None else ("ok" if additional_host else "440")
-        self.allocations.hold(quota_name)
         self._pending[ft] = _PendingAllocate(msg, username, quota_name, key, family, lifetime, dual)
         return [
             OpenRelay(

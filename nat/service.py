@@ -31,7 +31,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
@@ -40,11 +40,16 @@ from nat import stun
 from nat.config import RelayConfig
 from nat.errors import ServiceError, StunFormatError
 from nat.five_tuple import Address, FiveTuple, Transport
+from nat.quota import QuotaLedger
+from nat.reservations import ReservationBook
 from nat.server import Action, CloseRelay, OpenRelay, SendToClient, SendToPeer, TurnServer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RelayServer", "RelayStats"]
+__all__ = ["Listener", "RelayServer", "RelayStats", "listener_udp_socket", "stream_socket"]
+
+Listener = tuple[str, str, socket.socket]
+"""A listening socket bound elsewhere: ``(kind, host, socket)``, kind "udp", "tcp" or "tls"."""
 
 SOCKET_BUFFER = 1 << 20
 """Requested SO_RCVBUF/SO_SNDBUF for UDP sockets (the kernel may cap it): absorbs bursts."""
@@ -113,6 +118,40 @@ def _udp_socket(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.bind((host, port))
         sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _hold(host: str, port: int) -> socket.socket:
+    """A socket holding ``port`` for a reservation: SO_REUSEPORT, so whoever claims it can
+    bind beside it, and connected to itself, so that it receives nothing meanwhile."""
+    sock = _udp_socket(host, port, reuse_port=True)
+    try:
+        target = host if host not in ("0.0.0.0", "::") else ("::1" if ":" in host else "127.0.0.1")
+        sock.connect((target, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def listener_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A UDP listener socket as the relay binds it (raises OSError)."""
+    return _udp_socket(host, port, receive_buffer=LISTENER_BUFFER, reuse_port=reuse_port)
+
+
+def stream_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A bound (not yet listening) TCP socket for a TCP/TLS listener (raises OSError)."""
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if ":" in host:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
     except BaseException:
         sock.close()
         raise
@@ -352,10 +391,21 @@ class RelayServer:
     their own.
     """
 
-    def __init__(self, config: RelayConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: RelayConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        listeners: Sequence[Listener] = (),
+        ledger: QuotaLedger | None = None,
+        reservations: ReservationBook | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
-        self.core = TurnServer(config)
+        self.core = TurnServer(config, ledger=ledger, reservations=reservations)
+        # Sockets bound for us (a relay worker shares its listening ports with the others);
+        # when empty, start() binds the listeners of ``config`` itself.
+        self._given = tuple(listeners)
         self.udp_listeners: dict[Transport, _UdpEndpoint] = {}
         self.udp_by_local: dict[Address, _UdpEndpoint] = {}
         self.relays: dict[Address, _UdpEndpoint] = {}
@@ -468,6 +518,14 @@ class RelayServer:
 
     async def _listen(self) -> None:
         config = self.config
+        if self._given:
+            context = self._tls_context() if config.tls_enabled else None
+            for kind, host, sock in self._given:
+                if kind == "udp":
+                    await self._serve_udp(host, sock)
+                else:
+                    await self._serve_stream(kind, host, sock, context if kind == "tls" else None)
+            return
         port = config.listening_port
         attempts = _BIND_ATTEMPTS if port == 0 else 1
         for attempt in range(attempts):
@@ -484,35 +542,22 @@ class RelayServer:
             await self._listen_tls()
 
     async def _listen_plain(self, port: int) -> None:
-        loop = asyncio.get_running_loop()
         config = self.config
         for host in config.listening_ips:
             if not config.no_udp:
                 try:
-                    sock = _udp_socket(host, port, receive_buffer=LISTENER_BUFFER)
+                    sock = listener_udp_socket(host, port)
                 except OSError as exc:
                     raise ServiceError(
                         f"cannot listen on udp {_hostport(host, port)}: {_strerror(exc)}"
                     ) from exc
-                bound = sock.getsockname()[1]
-                port = port or bound
-                key = Transport("udp", (host, bound))
-                handler = _ClientDatagrams(self, key)
-                endpoint = _UdpEndpoint(loop, sock, handler.datagram_received, f"{host}:{bound}")
-                handler.endpoint = endpoint
-                try:
-                    await endpoint.start()
-                except BaseException:
-                    endpoint.close()
-                    raise
-                self.udp_listeners[key] = endpoint
-                self.udp_by_local[key.local] = endpoint
-                self._addresses.append(("udp", host, bound))
+                port = port or sock.getsockname()[1]
+                await self._serve_udp(host, sock)
             if not config.no_tcp:
                 await self._listen_stream("tcp", host, port, None)
                 port = port or self._addresses[-1][2]
 
-    async def _listen_tls(self) -> None:
+    def _tls_context(self) -> ssl.SSLContext:
         config = self.config
         assert config.cert is not None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -521,27 +566,49 @@ class RelayServer:
         except (OSError, ssl.SSLError) as exc:
             reason = _strerror(exc) if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ServiceError(f"cannot load TLS certificate {config.cert}: {reason}") from exc
-        for host in config.listening_ips:
-            await self._listen_stream("tls", host, config.tls_listening_port, context)
+        return context
+
+    async def _listen_tls(self) -> None:
+        context = self._tls_context()
+        for host in self.config.listening_ips:
+            await self._listen_stream("tls", host, self.config.tls_listening_port, context)
 
     async def _listen_stream(
         self, kind: str, host: str, port: int, context: ssl.SSLContext | None
     ) -> None:
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(_family(host), socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if ":" in host:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((host, port))
+            sock = stream_socket(host, port)
         except OSError as exc:
-            sock.close()
             raise ServiceError(
                 f"cannot listen on {kind} {_hostport(host, port)}: {_strerror(exc)}"
             ) from exc
+        await self._serve_stream(kind, host, sock, context)
+
+    async def _serve_udp(self, host: str, sock: socket.socket) -> None:
+        """Serve clients on the bound UDP listener ``sock`` (closed on failure)."""
+        bound = sock.getsockname()[1]
+        key = Transport("udp", (host, bound))
+        handler = _ClientDatagrams(self, key)
+        endpoint = _UdpEndpoint(
+            asyncio.get_running_loop(), sock, handler.datagram_received, f"{host}:{bound}"
+        )
+        handler.endpoint = endpoint
+        try:
+            await endpoint.start()
+        except BaseException:
+            endpoint.close()
+            raise
+        self.udp_listeners[key] = endpoint
+        self.udp_by_local[key.local] = endpoint
+        self._addresses.append(("udp", host, bound))
+
+    async def _serve_stream(
+        self, kind: str, host: str, sock: socket.socket, context: ssl.SSLContext | None
+    ) -> None:
+        """Accept TCP/TLS clients on the bound socket ``sock``."""
         bound = sock.getsockname()[1]
         key = Transport(kind, (host, bound))
-        server = await loop.create_server(
+        server = await asyncio.get_running_loop().create_server(
             lambda: _ClientStream(self, key), sock=sock, ssl=context, backlog=256
         )
         self._servers.append((kind, server))
@@ -663,11 +730,19 @@ class RelayServer:
 
     def _bind_relay(self, action: OpenRelay) -> tuple[socket.socket, socket.socket | None]:
         """A UDP socket on ``action.host`` in min-port..max-port (even, and with port + 1 held,
-        when EVEN-PORT asks), or the socket held for a RESERVATION-TOKEN. Raises OSError."""
+        when EVEN-PORT asks), or on the port held for a RESERVATION-TOKEN. Raises OSError.
+
+        A held port's socket shares it (SO_REUSEPORT) but is connected to itself, so it takes
+        no peer datagrams; the claimer binds beside it, here or in another relay worker (see
+        :mod:`nat.reservations`), and the holder's socket is closed once claimed or expired.
+        """
         host = action.host
         if action.port is not None:
+            sock = _udp_socket(host, action.port, reuse_port=True)
             held = self._held.pop((host, action.port), None)
-            return (held or _udp_socket(host, action.port)), None
+            if held is not None:
+                held.close()
+            return sock, None
         low, high = self.config.min_port, self.config.max_port
         span = high - low + 1
         start = self._random.randrange(span)
@@ -689,7 +764,7 @@ class RelayServer:
                 sock.close()
                 continue
             try:
-                return sock, _udp_socket(host, port + 1)
+                return sock, _hold(host, port + 1)
             except OSError:
                 sock.close()
         raise OSError(errno.EADDRINUSE, f"no free port in {low}-{high} on {host}")

@@ -356,6 +356,7 @@ async def serve(args: argparse.Namespace) -> int:
     from nat.portmap.cli import map_signaling, unmap
 
     advertiser: LanAdvertiser | None = None
+    upkeep: asyncio.Task[None] | None = None
     mapper = None
     try:
         files = raise_open_files_limit()
@@ -364,6 +365,7 @@ async def serve(args: argparse.Namespace) -> int:
         if args.map_ports:
             mapper = await map_signaling(server.port, sys.stdout)
         tune_gc()  # after start-up, so that its objects are frozen too
+        upkeep = asyncio.create_task(gc_upkeep(), name="gc upkeep")
         print(f"listening on {server.url}", flush=True)
         # Each client is one file descriptor: the limit is the most clients this server holds.
         print(f"open files limit {files} (about {max(files - 64, 0)} clients)", flush=True)
@@ -392,6 +394,8 @@ async def serve(args: argparse.Namespace) -> int:
         print("ready (Ctrl-C to stop)", flush=True)
         await stop.wait()
     finally:
+        if upkeep is not None:
+            upkeep.cancel()
         for signum in installed:
             loop.remove_signal_handler(signum)
         if advertiser is not None:
@@ -445,6 +449,39 @@ def tune_gc() -> None:
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
+
+
+GC_FREEZE_EVERY = 30.0
+GC_FULL_EVERY = 3600.0
+
+
+async def gc_upkeep(
+    freeze_every: float = GC_FREEZE_EVERY, full_every: float = GC_FULL_EVERY
+) -> None:
+    """Keep full collections out of the forwarding path while clients come and stay.
+
+    Every ``freeze_every`` s: a young collection (frees what died recently, cycles included,
+    in well under a millisecond), then ``gc.freeze()``: what survived, mostly the state of
+    connections that stay for the whole call, goes to the permanent generation, which no
+    automatic collection walks. Without it, the 10,000 connections of 5,000 rooms made each
+    full collection walk ~1 M objects (100-400 ms, the whole p99 tail). Cycles that die after
+    being frozen would wait forever, so once per ``full_every`` s everything is unfrozen and
+    collected: one full pause an hour instead of one every few minutes.
+    """
+    import asyncio
+    import gc
+    import time
+
+    last_full = time.monotonic()
+    while True:
+        await asyncio.sleep(freeze_every)
+        if time.monotonic() - last_full >= full_every:
+            gc.unfreeze()
+            gc.collect()
+            last_full = time.monotonic()
+        else:
+            gc.collect(1)
+        gc.freeze()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
@@ -55,20 +56,47 @@ logger = logging.getLogger(__name__)
 
 PREFIX: Final = "peercall:"
 BEAT: Final = 1.0  # seconds between a node's heartbeats
-DEAD_AFTER: Final = 3.5  # a node silent this long has died; its seats start their grace
+# A node silent this long has died; its seats start their grace. Generous: a busy node's beat
+# may be late, and a false "dead" costs the peer a peer-left; a resume never waits for it.
+DEAD_AFTER: Final = 10.0
 _RETRIES: Final = 16
+POOL_SIZE: Final = 16
 _PONG: Final = encode_frame(Pong())
 
-# Compare-and-set of one room: KEYS[1] the room hash, ARGV: expected version, new JSON ('' =
-# delete), TTL in ms. Returns 1 when stored, 0 when another node changed the room meanwhile.
+# Compare-and-set of one room, and the frames it sends to other nodes, in one round trip.
+# KEYS[1]: the room hash. ARGV: [1] the version this node's copy has ('0': no room), [2] the new
+# JSON ('' deletes the room, '=' leaves it as it is), [3] TTL in ms, [4] the new version (random:
+# a deleted and re-created room never matches a stale copy), then channel/payload pairs to
+# PUBLISH once stored (so forwarded frames leave in the order the room changed). Returns {1} when
+# stored, else {0, version, JSON} of the room as it is now, to run the rules again on.
 _STORE: Final = """
-local v = redis.call('HGET', KEYS[1], 'v')
-if (v or '0') ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) return 1 end
-redis.call('HSET', KEYS[1], 'v', tostring(tonumber(ARGV[1]) + 1), 'd', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+local v = cur[1] or '0'
+if v ~= ARGV[1] then return {0, v, cur[2] or ''} end
+if ARGV[2] == '' then
+  if cur[1] then redis.call('DEL', KEYS[1]) end
+elseif ARGV[2] ~= '=' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return {1}
 """
+
+
+@dataclass(slots=True)
+class _Copy:
+    """This node's last known copy of a room: its version, its JSON and the parsed room."""
+
+    version: str
+    text: str
+    room: Room | None
+
+
+def _counter(version: str) -> int:
+    """The write counter in a version ``"<counter>:<random>"`` (``"0"``: no room)."""
+    head = version.partition(":")[0]
+    return int(head) if head.isdigit() else 0
 
 
 class RedisRooms:
@@ -80,18 +108,28 @@ class RedisRooms:
         self.url = url
         self.node = secrets.token_hex(5)
         try:
-            self.redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+            # A bounded pool that makes callers wait: redis-py opens one connection per command
+            # in flight, so a burst of events would open thousands (and hit "Too many
+            # connections") where a few busy connections serve them faster.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL_SIZE, timeout=30, decode_responses=True
+            )
+            self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         except ValueError as exc:
             raise SignalingError(f"invalid Redis URL {url!r}: {exc}") from None
         # A room stays while its peers ping (every heartbeat) and for the grace after that.
         self.room_ttl_ms = int((server.resume_grace + 2 * server.idle_timeout) * 1000)
         self._store: Any = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._copies: dict[str, _Copy] = {}
+        self._touched: dict[str, float] = {}  # room -> when this node last refreshed its TTL
+        self._me = self.node + "/"
         self._alive: set[str] = set()
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
         self.round_trips = 0  # Redis commands sent (for the benchmark's cost per message)
+        self.conflicts = 0  # compare-and-set failures (another node changed the room first)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -103,7 +141,7 @@ class RedisRooms:
             self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             await self._pubsub.subscribe(self._channel(self.node))
         except (RedisError, OSError) as exc:
-            await self.redis.aclose()
+            await self.redis.aclose(close_connection_pool=True)
             raise SignalingError(f"cannot use Redis at {self.url}: {exc}") from None
         self._tasks = [
             asyncio.create_task(self._beat_loop(), name="redis heartbeat"),
@@ -123,7 +161,7 @@ class RedisRooms:
             if self._pubsub is not None:
                 await self._pubsub.aclose()
             await self.redis.zrem(PREFIX + "nodes", self.node)
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     @staticmethod
     def _channel(node: str) -> str:
@@ -201,51 +239,141 @@ class RedisRooms:
             if not lock.locked() and not lock._waiters:
                 self._locks.pop(name, None)
 
-    async def _load(self, name: str, now: float, out: list[Action]) -> tuple[str, str, Room | None]:
-        version, data = await self.redis.hmget(PREFIX + "room:" + name, ["v", "d"])
-        self.round_trips += 1
-        if data is None:
-            return "0", "", None
-        room = room_from_dict(json.loads(data))
-        remote = {s.conn.split("/", 1)[0] for s in room.slots if s.conn is not None}
-        if remote - {self.node}:
-            alive = await self._alive_nodes(remote)
-            for slot in room.slots:
-                if slot.conn is not None and slot.conn.split("/", 1)[0] not in alive:
-                    logger.info("node of %s in room %s is gone", slot.peer, name)
+    def _detach_dead(self, room: Room, now: float, out: list[Action]) -> None:
+        """Seats whose connection sits on a node that stopped beating have dropped."""
+        for slot in room.slots:
+            if slot.conn is not None:
+                node = slot.conn.split("/", 1)[0]
+                if node != self.node and node not in self._alive:
+                    logger.info("node of %s in room %s is gone", slot.peer, room.name)
                     out += self.table.detach(room, slot, now)
-        return str(version or "0"), str(data), room
 
-    async def _run_on_room(self, name: str, now: float, rule: Any) -> list[Action]:
-        """Load room ``name``, apply ``rule()`` (a RoomTable call), store it back (CAS)."""
+    async def _run_on_room(
+        self, name: str, now: float, rule: Any, acting: str | None = None
+    ) -> list[Action]:
+        """Apply ``rule()`` (a RoomTable call) to room ``name`` and store the result with a
+        compare-and-set; on a conflict (another node changed the room) run it again on the room
+        as it is now. Starts from this node's cached copy, so an event usually costs one round
+        trip. Returns the actions for this node's connections."""
         conns = self.table.conns
+        copy = self._copies.get(name)
+        if copy is None:
+            version, data = await self.redis.hmget(PREFIX + "room:" + name, ["v", "d"])
+            self.round_trips += 1
+            copy = self._parse(str(version or "0"), str(data or ""))
         for _ in range(_RETRIES):
-            saved = {cid: (c.room, c.peer) for cid, c in conns.items() if c.room == name}
+            # The connections a rule may move in or out of the room: the acting one and the
+            # local ones seated in it (a resume clears a replaced link). Restored on a conflict.
+            involved = {acting} if acting is not None else set()
+            if copy.room is not None:
+                involved.update(
+                    s.conn for s in copy.room.slots if s.conn and s.conn.startswith(self._me)
+                )
+            saved = {
+                cid: (conns[cid], conns[cid].room, conns[cid].peer)
+                for cid in involved
+                if cid in conns
+            }
             out: list[Action] = []
-            version, before, room = await self._load(name, now, out)
+            room = copy.room
             if room is not None:
+                unknown = {s.conn.split("/", 1)[0] for s in room.slots if s.conn is not None}
+                if unknown - self._alive - {self.node}:
+                    await self._alive_nodes(unknown)
+                self._detach_dead(room, now, out)
                 self.table.rooms[name] = room
             try:
                 out += rule()
                 after_room = self.table.rooms.get(name)
+            except BaseException:
+                self._copies.pop(name, None)  # the copy may be half-changed
+                raise
             finally:
                 self.table.forget_room(name)
             after = "" if after_room is None else json.dumps(room_to_dict(after_room))
-            if after == before:
-                return out
-            stored = await self._store(
-                keys=[PREFIX + "room:" + name], args=[version, after, self.room_ttl_ms]
-            )
+            local: list[Action] = []
+            remote: list[str] = []
+            for action in out:
+                if isinstance(action, Send | Close) and not action.conn.startswith(self._me):
+                    remote += self._payload(action)
+                else:
+                    local.append(action)
+            changed = after != copy.text
+            new_version = f"{_counter(copy.version) + 1}:{secrets.token_hex(4)}"
+            if changed:  # keep the other nodes' copies fresh: their next event needs no read
+                nodes = {
+                    s.conn.split("/", 1)[0]
+                    for r in (room, after_room)
+                    if r is not None
+                    for s in r.slots
+                    if s.conn is not None and not s.conn.startswith(self._me)
+                }
+                for node in nodes:
+                    remote += [self._channel(node), f"R{name}\n{new_version}\n{after}"]
+            try:
+                result = await self._store(
+                    keys=[PREFIX + "room:" + name],
+                    args=[
+                        copy.version,
+                        after if changed else "=",
+                        self.room_ttl_ms,
+                        new_version,
+                        *remote,
+                    ],
+                )
+            except BaseException:
+                self._copies.pop(name, None)  # changed in place but maybe not stored
+                raise
             self.round_trips += 1
-            if stored:
-                return out
-            for cid, (room_name, peer) in saved.items():  # another node won: run it again
-                if cid in conns:
-                    conns[cid].room, conns[cid].peer = room_name, peer
-            for cid, c in conns.items():
-                if c.room == name and cid not in saved:
-                    c.room = c.peer = None
+            if int(result[0]) == 1:
+                if changed:
+                    self._touched[name] = time.monotonic()
+                if after_room is None:
+                    self._copies.pop(name, None)
+                elif changed:
+                    self._copies[name] = _Copy(new_version, after, after_room)
+                else:
+                    self._copies[name] = copy
+                return local
+            self.conflicts += 1
+            copy = self._parse(str(result[1]), str(result[2]))  # another node won: again
+            for cid, (conn, room_name, peer) in saved.items():
+                conns[cid] = conn  # (a disconnect removed it)
+                conn.room, conn.peer = room_name, peer
         raise SignalingError(f"room {name} is too busy (gave up after {_RETRIES} tries)")
+
+    def _refresh_copy(self, name: str, version: str, text: str) -> None:
+        """Another node changed room ``name``: adopt its state unless ours is newer."""
+        copy = self._copies.get(name)
+        if copy is not None and _counter(copy.version) >= _counter(version):
+            return
+        if copy is None:
+            return  # no copy: nobody here is in that room (or the next event reads it anyway)
+        if not text:
+            self._copies.pop(name, None)
+        else:
+            self._copies[name] = self._parse(version, text)
+
+    @staticmethod
+    def _parse(version: str, text: str) -> _Copy:
+        return _Copy(version, text, room_from_dict(json.loads(text)) if text else None)
+
+    def _payload(self, action: Send | Close) -> list[str]:
+        node = action.conn.split("/", 1)[0]
+        if isinstance(action, Send):
+            return [self._channel(node), f"S{action.conn}\n{action.text}"]
+        return [self._channel(node), f"C{action.conn}\n{action.code}\n{action.reason}"]
+
+    def _forget_copy(self, name: str) -> None:
+        """No connection of ours is in room ``name`` any more: drop the cached copy."""
+        copy = self._copies.get(name)
+        if (
+            copy is None
+            or copy.room is None
+            or not any(s.conn and s.conn.startswith(self._me) for s in copy.room.slots)
+        ):
+            self._copies.pop(name, None)
+            self._touched.pop(name, None)
 
     async def handle(self, conn_id: str, raw: bytes, now: float) -> list[Action]:
         """One frame: parsed here, its room's rules run against Redis; the actions are
@@ -264,14 +392,18 @@ class RedisRooms:
         if name is None:
             return table.dispatch(conn, frame, now)  # not joined: the core answers
         if isinstance(frame, Ping):  # keep the room alive; no need to load it
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.pexpire(PREFIX + "room:" + name, self.room_ttl_ms)
-                self.round_trips += 1
+            # A ping every heartbeat from every client would cost a round trip each: refresh
+            # the room's TTL only when a third of it has passed since this node last did.
+            if time.monotonic() - self._touched.get(name, 0.0) > self.room_ttl_ms / 3000:
+                self._touched[name] = time.monotonic()
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.pexpire(PREFIX + "room:" + name, self.room_ttl_ms)
+                    self.round_trips += 1
             return [Send(conn_id, _PONG)]
         try:
             async with self._room_lock(name):
                 actions = await self._run_on_room(
-                    name, now, lambda: table.dispatch(conn, frame, now)
+                    name, now, lambda: table.dispatch(conn, frame, now), conn_id
                 )
                 self.server._run(actions)
         except (RedisError, OSError, SignalingError) as exc:
@@ -287,9 +419,10 @@ class RedisRooms:
         name = conn.room
         async with self._room_lock(name):
             actions = await self._run_on_room(
-                name, now, lambda: self.table.disconnect(conn_id, now)
+                name, now, lambda: self.table.disconnect(conn_id, now), conn_id
             )
             self.server._run(actions)
+            self._forget_copy(name)
         return []
 
     async def timer(self, room: str, peer: str, now: float) -> list[Action]:
@@ -298,18 +431,15 @@ class RedisRooms:
                 room, now, lambda: self.table.on_timer(room, peer, now)
             )
             self.server._run(actions)
+            self._forget_copy(room)
         return []
 
     # --- frames for other nodes ---------------------------------------------------------
 
     def forward(self, action: Send | Close) -> None:
         """Queue ``action`` for the node holding its connection (published in order)."""
-        node = action.conn.split("/", 1)[0]
-        if isinstance(action, Send):
-            payload = f"S{action.conn}\n{action.text}"
-        else:
-            payload = f"C{action.conn}\n{action.code}\n{action.reason}"
-        self._outbox.put_nowait((self._channel(node), payload))
+        channel, payload = self._payload(action)
+        self._outbox.put_nowait((channel, payload))
 
     async def _publish_loop(self) -> None:
         while True:
@@ -341,6 +471,15 @@ class RedisRooms:
             data: str = message["data"]
             head, _, rest = data.partition("\n")
             kind, conn_id = head[:1], head[1:]
+            if kind == "R":  # conn_id is a room name here
+                version, _, text = rest.partition("\n")
+                lock = self._locks.get(conn_id)
+                if lock is not None and lock.locked():
+                    async with lock:
+                        self._refresh_copy(conn_id, version, text)
+                else:
+                    self._refresh_copy(conn_id, version, text)
+                continue
             conn = self.table.conns.get(conn_id)
             action: Send | Close
             if kind == "S":

@@ -521,7 +521,7 @@ class RoomTable:
             )
             return
         text = encode_frame(Deliver(slot.peer, seq, relay.data))
-        size = len(text.encode())
+        size = len(text) if text.isascii() else len(text.encode())  # SDP is ASCII
         if lim.max_room_bytes is not None:
             held = sum(q.size for q in room.queued())
             if held + size > lim.max_room_bytes:

@@ -129,6 +129,7 @@ class DevTools:
         self._last_id = 0
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self.pages: list[Page] = []
 
     async def __aenter__(self) -> DevTools:
         sock = await asyncio.to_thread(self.browser.connect_tcp, self.browser.port)
@@ -139,6 +140,9 @@ class DevTools:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Tabs left in a call would go on encoding video and load the machine for the next test.
+        for page in self.pages:
+            await page.close()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -178,6 +182,7 @@ class DevTools:
             await self.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)
         )["sessionId"]
         page = Page(self, target["targetId"], session, context)
+        self.pages.append(page)
         if ignore_tls:  # a self-signed test certificate, as a user who clicked through
             await self.call("Security.setIgnoreCertificateErrors", session, ignore=True)
         if url != "about:blank":
@@ -190,6 +195,7 @@ class Page:
 
     def __init__(self, tools: DevTools, target: str, session: str, context: str) -> None:
         self.tools = tools
+        self.closed = False
         self.target = target
         self.session = session
         self.context = context
@@ -257,6 +263,9 @@ class Page:
         await self.tools.call("Input.insertText", self.session, text=text)
 
     async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         with contextlib.suppress(ChromiumError):
             await self.tools.call("Target.closeTarget", targetId=self.target)
         with contextlib.suppress(ChromiumError):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +15,11 @@ from tests.audio import VirtualAudio, virtual_audio_env
 
 # Qt must never try to open a display in tests.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# `peercall call` records its calls in the per-user history (platformdirs follows XDG): tests
+# and the processes they start write into a throw-away directory, never the real one.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="peercall-test-config-")
+os.environ.setdefault("XDG_CONFIG_HOME", _CONFIG_HOME)
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:

@@ -32,9 +32,6 @@ The session calls these; nothing else in PeerCall touches aiortc's or aioice's p
    (:func:`certificates`, :func:`use_certificates`) and the jitter buffers.
 6. SCTP (:func:`tune_sctp`): RFC 4960's 3 s initial RTO is far too slow for a call's data
    channels under loss.
-
-:data:`PRIVATE_ATTRIBUTES` lists every private name used here, so a canary test can name the
-one an upgraded aiortc/aioice no longer has.
 """
 
 from app.rtcfixes.gathering import (
@@ -42,6 +39,7 @@ from app.rtcfixes.gathering import (
     CandidateOrigin,
     Gathering,
     ServerUri,
+    candidate_origin,
     ice_connections,
     ice_gatherers,
     install_gathering,
@@ -69,6 +67,7 @@ __all__ = [
     "CheckStats",
     "Gathering",
     "ServerUri",
+    "candidate_origin",
     "candidate_pairs",
     "certificates",
     "check_stats",

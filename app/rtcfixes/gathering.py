@@ -112,7 +112,9 @@ def server_uris(servers: Sequence[RTCIceServer]) -> list[ServerUri]:
                     str(server.credential),
                 )
             )
-    return out
+    # The same URI and credentials listed twice (the user's list merged with the signaling
+    # server's) would only allocate twice on one relay.
+    return list(dict.fromkeys(out))
 
 
 def _legacy_uris(conn: Connection) -> list[ServerUri]:
@@ -341,6 +343,17 @@ class Gathering:
             self.done.set_result(())
         if not self.first.done():
             self.first.set_result(None)
+
+
+def candidate_origin(
+    gatherings: Sequence[Gathering], candidate: Candidate
+) -> CandidateOrigin | None:
+    """Where a local srflx/relay candidate came from, whichever gathering produced it."""
+    for gathering in gatherings:
+        origin = gathering.origin(candidate)
+        if origin is not None:
+            return origin
+    return None
 
 
 def install_gathering(

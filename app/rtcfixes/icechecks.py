@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +165,15 @@ def _install_best_pair(conn: Connection, stats: CheckStats) -> None:
 
     async def connect_then_look_further() -> None:
         await connect()
+        # connect() has only asked the pending checks to cancel: let them finish doing so (one
+        # loop turn). A check started since, e.g. a triggered one, is not waited for.
+        cancelled = [
+            p.task
+            for p in conn._check_list
+            if p.task is not None and not p.task.done() and p.task.cancelling()
+        ]
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=1.0)
         _resume_better_checks(conn, stats)
 
     conn.check_complete = keep_best  # type: ignore[method-assign]

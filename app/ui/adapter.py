@@ -1,6 +1,6 @@
 """The one bridge between the call engine and Qt.
 
-:class:`CallAdapter` subscribes to a :class:`app.session.CallSession` and re-emits each engine
+:class:`CallAdapter` subscribes to a :class:`app.call.session.CallSession` and re-emits each engine
 event as a Qt signal; its slots run engine coroutines on the qasync loop with
 ``asyncio.ensure_future`` and route every failure to :attr:`CallAdapter.errorRaised` as one
 line (never swallowed, never a traceback in the UI). Widgets connect to these signals and call
@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app import events as ev
+from app.call.controller import outcome_of
 from app.errors import CallError, PeerCallError
 from app.history import CallRecord, Direction, History, Outcome, Route
 from app.ui.presenters import user_message
@@ -110,15 +111,14 @@ class CallAdapter(QObject):
             self.errorRaised.emit(event.message)
 
     def _outcome(self, reason: str | None) -> Outcome:
-        if self._connected_at is not None:
-            return "completed"
-        if self._declined or (reason is not None and "declined" in reason):
-            return "declined"
-        if self._direction == "outgoing":
-            # Our own hang-up before an answer is a cancel, not a failure (issue 12.9).
-            return "cancelled" if self._user_ended else "failed"
-        # Accepted, then no connection: a failure, not a missed call (issue 12.9).
-        return "failed" if self._accepted else "missed"
+        return outcome_of(
+            connected=self._connected_at is not None,
+            declined=self._declined,
+            direction=self._direction,
+            reason=reason,
+            cancelled=self._user_ended,
+            accepted=self._accepted,
+        )
 
     # --- Qt -> engine ---------------------------------------------------------------------
 
@@ -230,6 +230,9 @@ class CallAdapter(QObject):
         except Exception:
             if self._user_ended:  # our own hang-up closed the channel under the flow
                 return
+            session = self.session
+            if session is not None and session.state is ev.CallState.ENDED:
+                return  # ended on purpose (declined, hung up before connecting): no error
             self._finish("failed")
             with contextlib.suppress(Exception):
                 await self._close_everything("error")

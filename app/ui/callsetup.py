@@ -12,7 +12,7 @@ from app.iceservers import IceServer
 from app.settings import Settings
 
 if TYPE_CHECKING:  # aiortc, PyAV and numpy load on the first call, not at start-up (12, bench)
-    from app.session import CallOptions, CallSession
+    from app.call.session import CallOptions, CallSession
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def call_options(
     camera can be switched on mid-call without renegotiating: while it is off the sender
     gates frames to black, as WebRTC does for a disabled track.
     """
-    from app.session import CallOptions
+    from app.call.session import CallOptions
 
     return CallOptions(
         ice_servers=ice_servers(settings),
@@ -275,7 +275,7 @@ def synthetic_media() -> CallMedia:
 
 
 def new_session(options: CallOptions, media: CallMedia) -> CallSession:
-    from app.session import CallSession
+    from app.call.session import CallSession
 
     return CallSession(
         options,

@@ -27,6 +27,7 @@ METHODS = ("pcp", "natpmp", "upnp")
 METHOD_NAMES = {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP-IGD"}
 DEFAULT_LIFETIME = 3600  # asked for; routers may grant less (RFC 6886 §3.3, RFC 6887 §15)
 MIN_RENEW = 1.0
+MAPPING_PATIENCE = 6.0  # seconds per request once the router has answered the first one
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class _Silent(Exception):
 
 class _Backend(Protocol):
     name: str
+    timeout: float
 
     async def open(self) -> None: ...
     async def external_ip(self) -> str: ...
@@ -376,6 +378,9 @@ class PortMapper:
 
     async def _map_rest(self, backend: _Backend, gateway: str, first: Mapping) -> None:
         limit = asyncio.Semaphore(4)  # a home router is small; do not flood it
+        # The router has answered: from now on a slow answer is load, not absence (miniupnpd
+        # rewrites its nftables set per request, ~50 ms each here), so wait longer for it.
+        backend.timeout = max(self.timeout, MAPPING_PATIENCE)
 
         async def one(request: PortRequest) -> Mapping | PortMapError:
             async with limit:

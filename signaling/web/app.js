@@ -39,6 +39,7 @@ let gotOffer = false;
 let connected = false;
 let ended = false;
 let statsTimer = null;
+let joined = false;
 let gaveUp = false; // we closed the signaling link after an error already shown
 let work = Promise.resolve(); // frames are handled one at a time, in order
 
@@ -210,6 +211,7 @@ const ERRORS = {
 async function onFrame(frame, room) {
   switch (frame.type) {
     case "joined":
+      joined = true;
       performance.mark("peercall-joined");
       iceServers = frame.iceServers || [];
       heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || 20) * 1000);
@@ -258,8 +260,9 @@ async function onFrame(frame, room) {
     }
     case "error": {
       const text = ERRORS[frame.code];
-      showError(text ? text(room) : `Signaling error: ${frame.message}`);
-      if (text || frame.fatal) {
+      showError(text ? text(room) : `Signaling server: ${frame.message}`);
+      // Before "joined" every error ends this attempt (e.g. locked-out after wrong secrets).
+      if (text || frame.fatal || !joined) {
         gaveUp = true;
         setState("failed");
         setStatus("");

@@ -30,10 +30,10 @@ class Call:
         self.lines: list[str] = []
 
     @classmethod
-    async def start(cls, *args: str) -> Call:
+    async def start(cls, *args: str, stdin: int = subprocess.DEVNULL) -> Call:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app.cli", "call", *args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+            stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip
         return cls(proc)
 
@@ -157,3 +157,36 @@ async def test_relay_only_call_with_credentials_from_the_signaling_server(tmp_pa
         assert f"ICE servers from the signaling server: {uri}" in side.text
         assert f"path via relay {uri} (ours) over UDP" in side.text
         assert "call connected" in side.text
+
+
+async def test_answer_on_a_terminal_rings_and_asks_and_a_decline_is_recorded() -> None:
+    import os
+    import pty
+
+    from app.history import History
+    from app.settings import config_dir
+
+    server = ServerProcess()
+    url = await server.start()
+    common = ["--server", url, "--room", "ring", "--secret", "pw", "--loopback", "--no-devices"]
+    master, slave = pty.openpty()
+    callee = await Call.start(*common, "--answer", stdin=slave)
+    os.close(slave)
+    caller = await Call.start(*common)
+    try:
+        await callee.wait_for("accept? [Y/n]")
+        os.write(master, b"n\n")
+        codes = await asyncio.gather(caller.finish(60), callee.finish(60))
+    finally:
+        await kill_all(caller, callee)
+        os.close(master)
+        await server.kill()
+    assert list(codes) == [1, 0], f"caller:\n{caller.text}\ncallee:\n{callee.text}"
+    assert "call ended (the other person declined)" in caller.text
+    assert "call declined" in callee.text
+    records = History.load(config_dir() / "history.json").records
+    mine = [r for r in records if r.peer == f"ring on {url}"]
+    assert sorted((r.direction, r.outcome) for r in mine) == [
+        ("incoming", "declined"),
+        ("outgoing", "declined"),
+    ]

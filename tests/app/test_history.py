@@ -64,3 +64,12 @@ def test_bad_entries_are_skipped(tmp_path: Path) -> None:
     assert [r.peer for r in history.records] == ["x"]
     assert history.load_error is not None
     assert "skipped 3" in history.load_error
+
+
+def test_two_writers_keep_both_records(tmp_path: Path) -> None:
+    """Both ends of a call on one machine record at once; neither overwrites the other."""
+    path = tmp_path / "history.json"
+    first, second = History.load(path), History.load(path)  # both loaded an empty history
+    first.add(record("from the first"))
+    second.add(record("from the second"))
+    assert [r.peer for r in History.load(path).records] == ["from the first", "from the second"]

@@ -6,6 +6,8 @@ Wrong secret, full room, denied camera, unreachable server, a malformed link: th
 
 from __future__ import annotations
 
+import re
+
 from tests.browser.conftest import PAGE, SIGNAL_PORT, Process
 from tests.browser.lab import LoopbackNamespace
 from tests.browser.test_calls import link
@@ -29,7 +31,8 @@ async def test_full_room(devtools: DevTools, signal_server: Process) -> None:
     first = await devtools.new_page(link("hall", "pw", "loopback"))
     await first.wait_for("document.body.dataset.state === 'waiting'")
     second = await devtools.new_page(link("hall", "pw", "loopback"))
-    await second.wait_for("document.body.dataset.state !== 'joining'")
+    for page in (first, second):  # both seats taken
+        await page.wait_for("document.body.dataset.state === 'connected'")
     third = await devtools.new_page(link("hall", "pw", "loopback"))
     message = await third.wait_for(ERROR)
     assert message == 'Room "hall" is full: two people are already in it.'
@@ -88,3 +91,23 @@ async def test_malformed_links(devtools: DevTools, signal_server: Process) -> No
         # The form is offered to fix it.
         assert await page.evaluate("!document.getElementById('join-form').hidden")
         await page.close()
+
+
+async def test_locked_out_after_repeated_wrong_secrets(
+    devtools: DevTools, signal_server: Process
+) -> None:
+    """The server locks an address out after a few wrong secrets; the page says so and stops."""
+    owner = await devtools.new_page(link("safe", "right", "loopback"))
+    await owner.wait_for("document.body.dataset.state === 'waiting'")
+    # The first few mistakes are free (typos); then each one locks a growing while.
+    for attempt in range(15):
+        page = await devtools.new_page(link("safe", f"guess{attempt}", "loopback"))
+        message = await page.wait_for(ERROR)
+        state = await page.wait_for("document.body.dataset.state === 'failed' && 'failed'")
+        await page.close()
+        if not message.startswith("Wrong secret"):
+            break
+    assert re.fullmatch(
+        r"Signaling server: too many wrong room secrets; try again in \d+ s", message
+    ), message
+    assert state == "failed"

@@ -182,6 +182,8 @@ def peercall_command(port: int, relay_ports: tuple[int, int], auth: str, *extra:
         "--allow-loopback-peers",
         "--user-quota",  # coturn's default: the uclient variants share one user at once
         "0",
+        "--workers",  # as the headless relay runs on a 2-core machine (issue 14)
+        "2",
     ]
     if auth == "lt":
         cmd += ["--user", f"{USER}:{PASSWORD}"]

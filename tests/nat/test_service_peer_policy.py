@@ -160,7 +160,7 @@ def received(sock: socket.socket, wait: float) -> list[bytes]:
     return got
 
 
-@pytest.mark.parametrize("workers", ["1"])
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_default_deny_list_relays_nothing_to_ipv6_forms_of_loopback(
     tmp_path: Path, workers: str
 ) -> None:

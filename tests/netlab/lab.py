@@ -227,9 +227,14 @@ class Lab:
         self._namespaces.append(name)
         self.ns_run(name, "ip", "link", "set", "lo", "up")
         # IPv4 only: link-local IPv6 host candidates would only add noise to every call.
-        self.ns_run(name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-        self.ns_run(name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+        self._sysctl(name, "net/ipv6/conf/all/disable_ipv6", 1)
+        self._sysctl(name, "net/ipv6/conf/default/disable_ipv6", 1)
         return name
+
+    @classmethod
+    def _sysctl(cls, ns: str, key: str, value: int) -> None:
+        # /proc/sys inside the namespace, not sysctl(8): procps is not on a minimal Debian.
+        cls.ns_run(ns, "sh", "-c", f"echo {value} > /proc/sys/{key}")
 
     @staticmethod
     def ns_run(ns: str, *argv: str, stdin: str | None = None) -> str:
@@ -274,7 +279,7 @@ class Lab:
         self.ns_run(router, "ip", "link", "add", "lan0", "type", "bridge")
         self.ns_run(router, "ip", "addr", "add", f"{LAN_PREFIX}.{index}.1/24", "dev", "lan0")
         self.ns_run(router, "ip", "link", "set", "lan0", "up")
-        self.ns_run(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._sysctl(router, "net/ipv4/ip_forward", 1)
         self.ns_run(router, "nft", "-f", "-", stdin=_router_ruleset(kind))
         lan = Lan(self, kind, index, router, wan)
         self.lans.append(lan)

@@ -202,3 +202,15 @@ def test_stale_namespaces_of_dead_runs_are_cleaned() -> None:
         assert stale not in _namespaces()
     finally:
         subprocess.run(["ip", "netns", "del", stale], check=False, capture_output=True)
+
+
+def test_without_root_the_lab_skips_with_the_reason_but_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tests.netlab.lab.os.geteuid", lambda: 1000)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="network namespaces need root"):
+        require_netns()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="unavailable in CI: network namespaces need"):
+        require_netns()

@@ -190,6 +190,39 @@ async def test_prints_its_url_serves_and_stops_cleanly_on_signals(signum: int) -
     await b.close()
 
 
+def test_gc_upkeep_freezes_what_survives_and_runs_a_full_collection_only_when_due() -> None:
+    code = (
+        "import asyncio, gc\n"
+        "from signaling.cli import gc_upkeep\n"
+        "full = []\n"
+        "gc.callbacks.append(lambda p, i: full.append(1) if p == 'start' and i['generation'] == 2"
+        " else None)\n"
+        "async def run(every, full_every):\n"
+        "    task = asyncio.create_task(gc_upkeep(freeze_every=every, full_every=full_every))\n"
+        "    await asyncio.sleep(0.3)\n"
+        "    task.cancel()\n"
+        "async def main():\n"
+        "    gc.freeze()\n"
+        "    base = gc.get_freeze_count()\n"
+        "    kept = [[i] for i in range(50000)]  # long-lived connection state\n"
+        "    full.clear()\n"
+        "    await run(0.05, 3600)\n"
+        "    print(gc.get_freeze_count() - base >= len(kept), len(full))\n"
+        "    await run(0.05, 0)\n"
+        "    print(len(full) > 0, gc.get_freeze_count() >= len(kept))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["True", "0", "True", "True"]
+
+
 def test_tune_gc_freezes_start_up_objects_and_defers_full_collections() -> None:
     code = (
         "import gc; from signaling.cli import tune_gc; before = gc.get_threshold(); tune_gc(); "

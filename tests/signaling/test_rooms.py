@@ -7,6 +7,7 @@ changed and stored with the compare-and-set per event). Time is a number the tes
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -434,3 +435,37 @@ def test_any_bytes_get_exactly_one_answer_and_never_raise(raw: bytes) -> None:
     if actions:  # a valid join is answered with joined; anything else with one error
         assert len(actions) == 1
         assert isinstance(actions[0], Send)
+
+
+async def test_two_nodes_changing_one_room_at_once_retry_and_lose_nothing(
+    redis_server: RedisProcess,
+) -> None:
+    """Alice's node and Bob's node store the same room at the same moment, 30 times: one
+    compare-and-set loses each time and runs the rules again on the room as the other left it.
+    Each side still gets every relay of the other once, in order, and the acks add up."""
+    one, two = RedisHarness(LIMITS, redis_server.url), RedisHarness(LIMITS, redis_server.url)
+    await one.rooms.start()
+    await two.rooms.start()
+    try:
+        await one.join("a", A)
+        await two.join("b", B)
+        for seq in range(1, 31):
+            await asyncio.gather(
+                one.send("a", Relay(seq, CAND)), two.send("b", Relay(seq, Answer(SDP)))
+            )
+        async with asyncio.timeout(10):  # forwarded through pub/sub
+            while len(one.frames[one.cid("a")]) < 31 or len(two.frames[two.cid("b")]) < 30:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert one.rooms.conflicts + two.rooms.conflicts >= 30
+        assert one.take("a") == [PeerJoined(B, "bob")] + [
+            Deliver(B, seq, Answer(SDP)) for seq in range(1, 31)
+        ]
+        assert two.take("b") == [Deliver(A, seq, CAND) for seq in range(1, 31)]
+        await two.send("b", Ack(A, 30))
+        async with asyncio.timeout(10):
+            while not one.frames[one.cid("a")]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert one.take("a") == [Delivered(30)]
+    finally:
+        await one.rooms.stop()
+        await two.rooms.stop()

@@ -14,13 +14,11 @@ from PySide6.QtCore import Qt
 
 from app.host import HostOptions
 from app.ui.hostcall import open_link
+from tests.nat.conftest import free_udp_tcp_port
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port: int = udp.getsockname()[1]
-    return port
+    return free_udp_tcp_port()  # TURN listens on UDP and TCP with one number
 
 
 def open_dialog(window: Any) -> Any:

@@ -29,6 +29,7 @@ from app.rtcfixes import (
     ice_gatherers,
     install_bundle_fix,
     install_gathering,
+    strip_end_of_candidates,
 )
 from nat.auth import long_term_key
 from nat.config import RelayConfig
@@ -40,7 +41,9 @@ USER, PASSWORD, REALM = "alice", "wonderland", "peercall"
 
 
 @contextlib.asynccontextmanager
-async def running_relay(tls_dir: Path | None = None, port: int = 0) -> AsyncIterator[RelayServer]:
+async def running_relay(
+    tls_dir: Path | None = None, port: int = 0, **overrides: Any
+) -> AsyncIterator[RelayServer]:
     """The project's own relay in-process on loopback (UDP + TCP, and TLS with ``tls_dir``)."""
     low, high = relay_port_range()
     extra: dict[str, Any] = {}
@@ -55,6 +58,7 @@ async def running_relay(tls_dir: Path | None = None, port: int = 0) -> AsyncIter
         users=((USER, long_term_key(USER, REALM, PASSWORD)),),
         allow_loopback_peers=True,  # both peers' relayed addresses are on 127.0.0.1
         **extra,
+        **overrides,
     )
     async with RelayServer(config) as relay:
         yield relay
@@ -82,15 +86,15 @@ class Peer:
     """One aiortc peer connection with PeerCall's gathering and bundle fixes installed."""
 
     pc: RTCPeerConnection
-    servers: list[RTCIceServer]
+    servers: list[RTCIceServer] | None
     timeout: float = 3.0
     tls: ssl.SSLContext | None = None
     best_pair: bool = True
     triggered_checks: bool = True
     gatherings: list[Gathering] = field(default_factory=list)
     gathered: list[tuple[Candidate, str | None]] = field(default_factory=list)
-    # For each gathered candidate: whether some server had not answered yet when it came.
-    early: list[bool] = field(default_factory=list)
+    # What happened in order: "candidate URI" per gathered candidate, tests may add more.
+    log: list[str] = field(default_factory=list)
 
     # Trickle (RFC 8838): candidates found after the description went out are sent on here.
     trickle_to: Peer | None = None
@@ -99,7 +103,7 @@ class Peer:
 
     def _on_candidate(self, candidate: Candidate, server: str | None) -> None:
         self.gathered.append((candidate, server))
-        self.early.append(not all(g.done.done() for g in self.gatherings))
+        self.log.append(f"candidate {server}")
         if self.trickle_to is not None:
             self.trickled.append(candidate)
             self.tasks.append(asyncio.ensure_future(self.trickle_to.add_remote(candidate)))
@@ -144,18 +148,26 @@ def make_peer(servers: list[RTCIceServer], *, relay_only: bool = False, **kwargs
 async def negotiate(caller: Peer, callee: Peer, *, trickle: bool = False) -> None:
     """Offer/answer, chat channel as PeerCall's. Without ``trickle`` every candidate is in the
     SDP; with it the SDPs carry host candidates and the rest is trickled as it is found."""
+
+    def edit(description: RTCSessionDescription) -> RTCSessionDescription:
+        if trickle:
+            # More candidates follow: the peer must not take the SDP as the last word.
+            sdp = strip_end_of_candidates(description.sdp)
+            description = RTCSessionDescription(sdp=sdp, type=description.type)
+        return description
+
     caller.pc.addTransceiver("audio", direction="sendrecv")
     caller.pc.createDataChannel("chat", negotiated=True, id=0)
     await (caller.start_gathering() if trickle else caller.gather())
     await caller.pc.setLocalDescription(await caller.pc.createOffer())
-    await callee.pc.setRemoteDescription(caller.pc.localDescription)
+    await callee.pc.setRemoteDescription(edit(caller.pc.localDescription))
     callee.pc.createDataChannel("chat", negotiated=True, id=0)
     await (callee.start_gathering() if trickle else callee.gather())
     await callee.pc.setLocalDescription(await callee.pc.createAnswer())
     answer = callee.pc.localDescription
     if trickle:
         callee.trickle_to = caller
-    await caller.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
+    await caller.pc.setRemoteDescription(edit(answer))
     if trickle:
         caller.trickle_to = callee
         # What the caller found before the callee had its offer: sent now, as a queue would.

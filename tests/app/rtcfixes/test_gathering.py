@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from aiortc import RTCIceServer
@@ -34,6 +36,7 @@ def test_server_uris_keeps_every_usable_uri_in_order() -> None:
             USER,
             PASSWORD,
         ),
+        RTCIceServer("turn:127.0.0.1:3?transport=udp", USER, PASSWORD),  # listed twice
         RTCIceServer("turn:127.0.0.1:5"),  # no credentials
         RTCIceServer("http://127.0.0.1:6"),  # not an ICE URI
     ]
@@ -63,15 +66,32 @@ async def test_every_server_answers_and_dead_ones_hold_up_nothing(
         ]
         peer = make_peer(servers, timeout=2.0, tls=trusting(tmp_path))
         peer.pc.addTransceiver("audio")
-        failed = await peer.gather()
+
+        class Into(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                peer.log.append(record.getMessage())
+
+        handler = Into(logging.INFO)
+        gathering_logger = logging.getLogger("app.rtcfixes.gathering")
+        gathering_logger.addHandler(handler)
+        level = gathering_logger.level
+        gathering_logger.setLevel(logging.INFO)
+        try:
+            failed = await peer.gather()
+        finally:
+            gathering_logger.removeHandler(handler)
+            gathering_logger.setLevel(level)
         try:
             assert set(failed) == {dead_turn, dead_stun}
             relays = [(c, s) for c, s in peer.gathered if c.type == "relay"]
             assert sorted(s or "" for _, s in relays) == sorted(live)
-            # Each came while the dead servers listed first were still being waited for.
-            assert all(
-                e for (c, _), e in zip(peer.gathered, peer.early, strict=True) if c.type == "relay"
+            # Each came before the dead TURN server listed first was given up (its own time
+            # limit): they were asked at the same time, not after it.
+            gave_up = next(
+                i for i, line in enumerate(peer.log) if line.startswith(f"ICE server {dead_turn}")
             )
+            for uri in live:
+                assert peer.log.index(f"candidate {uri}") < gave_up
             (gathering,) = peer.gatherings
             transports = {}
             for candidate, server in relays:
@@ -121,3 +141,53 @@ async def test_udp_blocked_call_connects_through_turn_tcp_whatever_the_order(
                     assert origin.mapped is not None
             finally:
                 await close(caller, callee)
+
+
+async def test_session_shows_the_mapped_address_of_a_hidden_relay() -> None:
+    # Through the call engine: relay-only over TURN/TCP listed after a UDP URI. The SDP keeps
+    # the mapped address hidden (RFC 9429 §3.5.3) but the candidate the debug panel gets
+    # carries it, with the URI that produced it.
+    from app.events import CandidateGathered, SdpExchanged
+    from app.iceservers import IceServer
+    from app.session import CallOptions, CallSession
+    from signaling.memory import memory_pair
+
+    async with running_relay() as relay:
+        udp = uri_of(relay, "turn:")
+        tcp = udp.replace("transport=udp", "transport=tcp")
+        options = CallOptions(
+            relay_only=True, ice_servers=(IceServer((udp, tcp), USER, PASSWORD),), gather_timeout=5
+        )
+        caller, callee = CallSession(options), CallSession(options)
+        events: list[object] = []
+        caller.subscribe(events.append)
+        a_ch, b_ch = memory_pair()
+
+        async def answer() -> None:
+            await callee.answer(b_ch, await callee.wait_for_offer(b_ch))
+
+        try:
+            await asyncio.wait_for(asyncio.gather(caller.dial(a_ch), answer()), 30)
+            gathered = [e.candidate for e in events if isinstance(e, CandidateGathered)]
+            assert {c.server for c in gathered} == {udp, tcp}
+            for candidate in gathered:
+                assert candidate.type == "relay"
+                assert candidate.related_address == "127.0.0.1"
+            offers = [e.sdp for e in events if isinstance(e, SdpExchanged) and e.side == "local"]
+            assert "raddr 0.0.0.0" in offers[0]
+            assert "raddr 127.0.0.1" not in offers[0]
+        finally:
+            await caller.hangup()
+            await callee.hangup()
+
+
+async def test_without_a_server_list_aioices_own_pick_is_used(blackhole: int) -> None:
+    # The default (no ``servers``): only the first STUN and first TURN URI, as aioice chose.
+    first, second = f"stun:127.0.0.1:{blackhole}", "stun:127.0.0.1:9"
+    peer = make_peer([RTCIceServer([first, second])], timeout=0.5)
+    peer.servers = None
+    peer.pc.addTransceiver("audio")
+    try:
+        assert await peer.gather() == (first,)
+    finally:
+        await close(peer)

@@ -13,6 +13,8 @@ from typing import Any
 import av
 import pytest
 
+from app.call.sas import short_auth_string
+from app.call.session import CallOptions, CallSession
 from app.errors import CallError, ConnectionFailed, IllegalTransition
 from app.events import (
     CallState,
@@ -29,7 +31,6 @@ from app.events import (
     TransportStateChanged,
 )
 from app.iceservers import IceServer
-from app.session import CallOptions, CallSession, short_auth_string
 from signaling.errors import ChannelClosed
 from signaling.memory import memory_pair
 from signaling.messages import Answer, Offer
@@ -305,6 +306,27 @@ async def test_relay_only_call_through_coturn(coturn: tuple[str, str, str]) -> N
     await callee.hangup()
 
 
+class Outage:
+    """Drop every datagram of a session's current path both ways, until ``end()``."""
+
+    def __init__(self, session: CallSession) -> None:
+        from app import rtcfixes
+
+        assert session._pc is not None
+        self.protocols = [
+            p for conn in rtcfixes.ice_connections(session._pc) for p in conn._protocols
+        ]
+        self.saved = [(p.datagram_received, p.transport.sendto) for p in self.protocols]
+        for protocol in self.protocols:
+            protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
+            protocol.transport.sendto = lambda data, addr=None: None  # type: ignore[method-assign]
+
+    def end(self) -> None:
+        for protocol, (received, sendto) in zip(self.protocols, self.saved, strict=True):
+            protocol.datagram_received = received  # type: ignore[method-assign]
+            protocol.transport.sendto = sendto  # type: ignore[method-assign]
+
+
 def blackhole(session: CallSession) -> None:
     """Cut the session's current path both ways at its sockets, as a dead network would."""
     from app import rtcfixes
@@ -367,7 +389,7 @@ async def test_dead_path_is_detected_and_the_call_reconnects_with_media() -> Non
 
 
 async def test_a_reconnect_is_not_killed_by_an_old_connect_deadline() -> None:
-    import app.session as session_module
+    import app.call.session as session_module
 
     saved = session_module.CONNECT_TIMEOUT_NO_SERVERS
     # The first attempt's deadline would fall inside the reconnection below (the path is lost
@@ -397,7 +419,7 @@ async def test_a_reconnect_is_not_killed_by_an_old_connect_deadline() -> None:
 
 
 async def test_dead_path_without_renegotiation_fails_cleanly() -> None:
-    import app.session as session_module
+    import app.call.session as session_module
 
     caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
     offer = await caller.create_offer()
@@ -454,56 +476,10 @@ async def test_video_call_delivers_frames_and_sends_black_when_camera_is_off() -
     await callee.hangup()
 
 
-def test_stats_sample_converts_rtp_jitter_units_to_milliseconds() -> None:
-    # RFC 3550 jitter comes in RTP timestamp units; Opus clocks at 48 kHz, so 480 units = 10 ms.
-    from datetime import UTC, datetime
-
-    from aiortc.stats import RTCInboundRtpStreamStats
-
-    stat = RTCInboundRtpStreamStats(
-        timestamp=datetime.now(UTC),
-        type="inbound-rtp",
-        id="in-audio",
-        ssrc=1,
-        kind="audio",
-        transportId="t",
-        packetsReceived=100,
-        packetsLost=2,
-        jitter=480,
-    )
-    sample = CallSession()._sample({"in-audio": stat})
-    assert sample.jitter_ms == pytest.approx(10.0)
-    assert sample.packets_lost == 2
-
-
-def test_stats_sample_converts_rtcp_fraction_lost_to_a_fraction() -> None:
-    # RFC 3550 §6.4.1: the receiver report's fraction lost is 8-bit fixed point (x/256).
-    from datetime import UTC, datetime
-
-    from aiortc.stats import RTCRemoteInboundRtpStreamStats
-
-    stat = RTCRemoteInboundRtpStreamStats(
-        timestamp=datetime.now(UTC),
-        type="remote-inbound-rtp",
-        id="remote-in-audio",
-        ssrc=1,
-        kind="audio",
-        transportId="t",
-        packetsReceived=95,
-        packetsLost=5,
-        jitter=0,
-        roundTripTime=0.05,
-        fractionLost=64,
-    )
-    sample = CallSession()._sample({"remote-in-audio": stat})
-    assert sample.fraction_lost == pytest.approx(0.25)
-    assert sample.rtt_ms == pytest.approx(50.0)
-
-
 async def test_no_path_without_ice_servers_fails_soon_with_a_hint() -> None:
     """Candidates that cannot meet (as across two NATs with no STUN/TURN server): one line
     saying what would help, and a deadline well inside 10 s."""
-    import app.session as session_module
+    import app.call.session as session_module
 
     assert session_module.CONNECT_TIMEOUT_NO_SERVERS < 10
 
@@ -523,5 +499,78 @@ async def test_no_path_without_ice_servers_fails_soon_with_a_hint() -> None:
     assert final.reason == (
         "no network path to the other person: add a STUN/TURN server or host a relay"
     )
+    await caller.hangup()
+    await callee.hangup()
+
+
+class HeldSends:
+    """Holds what a channel sends until ``release()`` (signaling cut by the same outage)."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.send = channel.send
+        self.held: list[Any] = []
+        channel.send = self._hold
+
+    async def _hold(self, message: Any) -> None:
+        self.held.append(message)
+
+    async def release(self) -> None:
+        self.channel.send = self.send
+        for message in self.held:
+            await self.send(message)
+
+
+@pytest.mark.parametrize("signaling", ["trickle", "trickle, cut too", "copy-paste"])
+async def test_media_resumes_after_an_outage_on_the_old_path(signaling: str) -> None:
+    """A 6 s outage: the old ICE session stays up while RECONNECTING, so media (both ways)
+    and CONNECTED come back once the path does, whether a restart got through meanwhile,
+    arrives late (signaling cut by the same outage) or is impossible (copy-paste)."""
+    from app.media.synthetic import ToneTrack
+
+    probe_a, probe_b = ToneProbe(), ToneProbe()
+    caller = CallSession(LOOPBACK, audio_source=ToneTrack(700.0), audio_sink=probe_a)
+    callee = CallSession(LOOPBACK, audio_source=ToneTrack(1100.0), audio_sink=probe_b)
+    rec_a = Recorder(caller)
+    held: HeldSends | None = None
+    if signaling.startswith("trickle"):
+        a_ch, _ = await connect_pair(caller, callee)
+        if signaling == "trickle, cut too":
+            held = HeldSends(a_ch)
+    else:
+        offer = await caller.create_offer()
+        await caller.accept_answer(await callee.accept_offer(offer))
+    assert await probe_b.wait_for(700.0)
+    assert await probe_a.wait_for(1100.0)
+    sas = caller.sas
+    outage = Outage(caller)
+    for _ in range(1000):
+        if state_of(caller) is CallState.RECONNECTING:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(caller) is CallState.RECONNECTING
+    await asyncio.sleep(4.0)  # 6 s in all: past the restart at 3 s of silence
+    probe_a.clear()
+    probe_b.clear()
+    outage.end()
+    if held is not None:
+        assert held.held  # the restart offer was sent into the cut
+        assert await probe_b.wait_for(700.0)  # on the old path, before the offer arrives
+        await held.release()
+    assert await probe_b.wait_for(700.0)
+    assert await probe_a.wait_for(1100.0)
+    for _ in range(500):
+        if state_of(caller) is CallState.CONNECTED and state_of(callee) is CallState.CONNECTED:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(caller) is CallState.CONNECTED
+    assert state_of(callee) is CallState.CONNECTED
+    assert caller.sas == sas
+    await asyncio.sleep(1.5)  # a late restart finishing (or dropped) must not cut media
+    probe_a.clear()
+    probe_b.clear()
+    assert await probe_b.wait_for(700.0)
+    assert await probe_a.wait_for(1100.0)
+    assert not [e for e in rec_a.of(StateChanged) if e.new is CallState.FAILED]
     await caller.hangup()
     await callee.hangup()

@@ -1,0 +1,112 @@
+"""ICE check fixes through real NATs: two port-restricted cone routers built from namespaces."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.app.rtcfixes.natpair import (
+    RELAY_PASSWORD,
+    RELAY_USER,
+    NatPair,
+    Peer,
+    call,
+    unavailable_reason,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[NatPair]:
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the NAT pair is required in CI: {reason}")
+        pytest.skip(reason)
+    with NatPair() as pair:
+        yield pair
+
+
+def is_direct(report: dict[str, Any]) -> bool:
+    return "relay" not in (report["local"][0], report["remote"][0])
+
+
+def test_cone_to_cone_uses_a_triggered_check(lab: NatPair) -> None:
+    # The answerer starts checking first, and its first check to the offerer's srflx is dropped
+    # by the offerer's router (nothing went out that way yet). The offerer's check then arrives
+    # while that pair is still in progress: one side sends its check again at once.
+    with call(lab) as (_, _, offerer, answerer):
+        assert is_direct(offerer)
+        assert is_direct(answerer)
+        assert offerer["remote"][0] in ("srflx", "prflx")
+        assert offerer["stats"]["triggered"] + answerer["stats"]["triggered"] >= 1
+
+
+def test_without_triggered_checks_nothing_is_triggered(lab: NatPair) -> None:
+    # The counter counts only what the fix sends: off, it stays at zero (the call still
+    # connects, on aioice's 500 ms retransmission).
+    with call(lab, "--no-triggered") as (_, _, offerer, answerer):
+        assert is_direct(offerer)
+        assert offerer["stats"]["triggered"] == answerer["stats"]["triggered"] == 0
+
+
+def reports(*peers: Peer) -> list[dict[str, Any]]:
+    for peer in peers:
+        peer.send(cmd="report")
+    return [peer.read() for peer in peers]
+
+
+def test_relay_gives_way_to_a_direct_path_that_answers_late(lab: NatPair) -> None:
+    turn = ["--turn", lab.turn_uri, "--user", RELAY_USER, "--password", RELAY_PASSWORD]
+    lab.block_direct(True)
+    try:
+        with call(lab, *turn) as (offerer, answerer, first_o, first_a):
+            assert not is_direct(first_o)
+            assert not is_direct(first_a)
+            before = reports(offerer, answerer)
+            lab.block_direct(False)
+            deadline = time.monotonic() + 40
+            while True:
+                now = reports(offerer, answerer)
+                if all(is_direct(r) for r in now) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert [is_direct(r) for r in now] == [True, True]
+            assert all(r["state"] == "connected" for r in now)
+            # The same DTLS/SCTP session carried on over the new path: chat kept arriving.
+            time.sleep(0.5)
+            after = reports(offerer, answerer)
+            for b, n, a in zip(before, now, after, strict=True):
+                assert b["received"] < n["received"] < a["received"]
+            # Each side moved its selected pair itself (not only learned it from the peer).
+            assert all(r["stats"]["switched"] >= 1 for r in after)
+    finally:
+        with contextlib.suppress(RuntimeError):
+            lab.block_direct(False)  # already lifted unless the test failed early
+
+
+@pytest.mark.parametrize("tcp_first", [False, True], ids=["udp-listed-first", "tcp-listed-first"])
+def test_udp_blocked_side_connects_through_turn_tcp(lab: NatPair, tcp_first: bool) -> None:
+    uris = [lab.turn_uri, lab.turn_tcp_uri]
+    if tcp_first:
+        uris.reverse()
+    args = [a for uri in uris for a in ("--turn", uri)]
+    args += ["--user", RELAY_USER, "--password", RELAY_PASSWORD, "--gather-timeout", "2"]
+    lab.block_udp(True)
+    try:
+        with call(lab, *args) as (offerer, answerer, first_o, _):
+            # Everything UDP from host 1 is dropped at its router: only TURN over TCP is left.
+            assert first_o["local"][0] == "relay"
+            assert first_o["via"] == [lab.turn_tcp_uri, "tcp"]
+            time.sleep(0.5)
+            o, a = reports(offerer, answerer)
+            assert o["received"] > 0
+            assert a["received"] > 0
+    finally:
+        lab.block_udp(False)
