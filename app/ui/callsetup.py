@@ -163,6 +163,12 @@ class PreviewTap:
 
         self.track = _Track()
 
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of what we send."""
+        f = self._latest
+        return None if f is None else (f.width, f.height)
+
     def latest_rgb(self) -> Any:
         if self._latest is None:
             return None

@@ -78,6 +78,27 @@ def candidate_line(c: ev.CandidateInfo) -> str:
     return line
 
 
+def negotiated_codecs(sdp: str) -> dict[str, str]:
+    """The codec each media section settled on: the first payload type of its m= line
+    (RFC 8866 §5.14; the answer lists the chosen one first) looked up in its a=rtpmap."""
+    codecs: dict[str, str] = {}
+    kind, first = "", ""
+    maps: dict[str, str] = {}
+    for line in [*sdp.splitlines(), "m=end 0 x"]:
+        if line.startswith("m="):
+            if kind and first in maps and kind not in codecs:
+                codecs[kind] = maps[first]
+            parts = line[2:].split()
+            kind, first, maps = parts[0], (parts[3] if len(parts) > 3 else ""), {}
+        elif line.startswith("a=rtpmap:"):
+            payload, _, name = line[len("a=rtpmap:") :].partition(" ")
+            maps[payload] = name.strip()
+    return codecs
+
+
+STREAM_COLUMNS = ("Stream", "Codec", "Frames", "Resolution", "Level / rate")
+
+
 LEGEND = (
     "Rows: <span style='background:#e6f4ea'>&nbsp;host&nbsp;</span>"
     " <span style='background:#e8f0fe'>&nbsp;srflx (via STUN)&nbsp;</span>"
@@ -182,12 +203,15 @@ class DebugPanel(QWidget):
         *,
         servers: Callable[[], list[Any]] | None = None,
         run: Callable[..., Any] | None = None,
+        streams: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("PeerCall — debug")
         self._export_session = export_session
         self._servers = servers or (lambda: [])
         self._run = run
+        self._streams = streams or (lambda: {})
+        self._codecs: dict[str, str] = {}
         self.stats: list[dict[str, Any]] = []
         self._pairs: dict[tuple[Any, ...], ev.CandidatePairInfo] = {}
         self.include_chat = QCheckBox("Include chat in the export")
@@ -223,6 +247,7 @@ class DebugPanel(QWidget):
         self.candidates = _table(CANDIDATE_COLUMNS, "candidates")
         self.pairs = _table(PAIR_COLUMNS, "pairs")
         self.timeline = _table(("Time", "Layer", "State"), "timeline")
+        self.streams = _table(STREAM_COLUMNS, "streams")
 
         self.rtt = Graph("Round-trip time", "ms", ("rtt",), floor=10)
         self.jitter = Graph("Jitter", "ms", ("jitter",), floor=10)
@@ -240,6 +265,7 @@ class DebugPanel(QWidget):
         lower_tabs = QTabWidget()
         lower_tabs.addTab(self.pairs, "Candidate pairs")
         lower_tabs.addTab(self.timeline, "Timeline")
+        lower_tabs.addTab(self.streams, "Streams")
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(lower_tabs)
         lower.addWidget(graphs)
@@ -260,7 +286,7 @@ class DebugPanel(QWidget):
 
     def reset(self, session: object = None) -> None:
         """Empty everything for a new call."""
-        for table in (self.candidates, self.pairs, self.timeline):
+        for table in (self.candidates, self.pairs, self.timeline, self.streams):
             table.setRowCount(0)
         for graph in (self.rtt, self.jitter, self.loss, self.bitrate):
             graph.clear_points()
@@ -313,6 +339,9 @@ class DebugPanel(QWidget):
             self._add_stats(event)
         elif isinstance(event, ev.ErrorOccurred):
             self._add_timeline(event.at, "error", event.message)
+        elif isinstance(event, ev.SdpExchanged) and event.kind == "answer":
+            # The answer holds what both sides settled on.
+            self._codecs = negotiated_codecs(event.sdp)
 
     def _add_timeline(self, at: float, layer: str, state: str) -> None:
         _append(self.timeline, (f"{at:.3f}", layer, state))
@@ -376,12 +405,37 @@ class DebugPanel(QWidget):
             }
         )
         del self.stats[:-MAX_POINTS]
+        self._show_streams(sample)
         self.rtt.add("rtt", sample.at, sample.rtt_ms)
         self.jitter.add("jitter", sample.at, sample.jitter_ms)
         loss = sample.fraction_lost * 100 if sample.fraction_lost is not None else None
         self.loss.add("loss", sample.at, loss)
         self.bitrate.add("in", sample.at, sample.bitrate_in_kbps)
         self.bitrate.add("out", sample.at, sample.bitrate_out_kbps)
+
+    def _show_streams(self, sample: ev.StatsSample) -> None:
+        """Per stream: codec, frames and resolution (video), level and rate (audio)."""
+        probe = self._streams()
+        level = f"{sample.audio_level:.2f}" if sample.audio_level is not None else "—"
+        rate_in = f"{sample.bitrate_in_kbps:.0f} kbit/s in" if sample.bitrate_in_kbps else "—"
+        rows = [("audio ↓ received", "audio", None, f"level {level}; all media {rate_in}")]
+        rows.append(("audio ↑ sent", "audio", None, "muted" if probe.get("muted") else ""))
+        for name, key in (("video ↓ received", "video_in"), ("video ↑ sent", "video_out")):
+            if key in probe:
+                rows.append((name, "video", probe[key], ""))
+        self.streams.setRowCount(0)
+        for name, kind, video, note in rows:
+            frames, size, rate = video if video is not None else (None, None, None)
+            _append(
+                self.streams,
+                (
+                    name,
+                    self._codecs.get(kind, "—"),
+                    str(frames) if frames is not None else "—",
+                    f"{size[0]}×{size[1]}" if size else "—",
+                    note or (f"{rate} fps" if rate is not None else ""),
+                ),
+            )
 
     def _update_summary(self) -> None:
         counts = f"Local candidates: {self._local} · remote candidates: {self._remote}"

@@ -184,6 +184,7 @@ class MainWindow(QMainWindow):
         self._media_factory = media
         self._video = video  # negotiate video (camera or test pattern) in every call
         self._tap: Any = None  # the self-view tap on what we send
+        self._frame_counts: dict[str, tuple[int, float]] = {}
         self._remote_sink: Any = None  # keeps the other side's newest frame
         self._shutting_down = False
         self._shutdown_done = False
@@ -1024,6 +1025,7 @@ class MainWindow(QMainWindow):
                 self.adapter.export,
                 servers=lambda: list(callsetup.ice_servers(self.settings)),
                 run=self.adapter.run,
+                streams=self._stream_figures,
             )
             self.debug_panel.resize(1200, 760)
             self._place_on_screen(self.debug_panel)
@@ -1034,6 +1036,23 @@ class MainWindow(QMainWindow):
         self.debug_panel.show()
         self.debug_panel.raise_()
         return self.debug_panel
+
+    def _stream_figures(self) -> dict[str, Any]:
+        """Video frames, size and rate in each direction, for the debug panel's Streams tab."""
+        figures: dict[str, Any] = {"muted": self.mute_button.isChecked()}
+        now = time.monotonic()
+        for key, source in (("video_in", self._remote_sink), ("video_out", self._tap)):
+            if source is None:
+                continue
+            frames = int(source.frames)
+            size = source.size
+            last = self._frame_counts.get(key)
+            rate = None
+            if last is not None and now > last[1]:
+                rate = round((frames - last[0]) / (now - last[1]))
+            self._frame_counts[key] = (frames, now)
+            figures[key] = (frames, size, rate)
+        return figures
 
     def _place_on_screen(self, window: QWidget) -> None:
         """Next to this window, shrunk and moved to fit the screen it is on (issue 12.10)."""
