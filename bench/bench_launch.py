@@ -48,6 +48,9 @@ CALL_PATH_IMPORTS = (
     "app.media.audio, app.media.synthetic, signaling.client, signaling.manual"
 )
 BARE_IMPORTS = "import aiortc, aioice, websockets"
+# Before/after of the lazy parser: `peercall call` used to build every subcommand's parser.
+PARSER_EVERY = "import app.cli; app.cli.build_parser()"
+PARSER_CALL_ONLY = "import app.cli; app.cli.build_parser(only='call')"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -197,11 +200,17 @@ def importtime(code: str) -> dict[str, tuple[int, float]]:
 
 def bench_imports(runs: int, top: int) -> None:
     print(f"== import cost (python -X importtime, median of {runs} fresh interpreters)")
-    totals: dict[str, list[float]] = {"peercall call": [], "bare aiortc": []}
+    codes = {
+        "peercall call": CALL_PATH_IMPORTS,
+        "bare aiortc": BARE_IMPORTS,
+        "cli parser, every command (before)": PARSER_EVERY,
+        "cli parser, call only (now)": PARSER_CALL_ONLY,
+    }
+    totals: dict[str, list[float]] = {name: [] for name in codes}
     per_module: dict[str, list[float]] = defaultdict(list)
     depth: dict[str, int] = {}
     for _ in range(runs):
-        for name, code in (("peercall call", CALL_PATH_IMPORTS), ("bare aiortc", BARE_IMPORTS)):
+        for name, code in codes.items():
             modules = importtime(code)
             # Top-level entries (depth 0) together are everything the statement imported.
             totals[name].append(sum(c for d, c in modules.values() if d == 0))
@@ -210,7 +219,7 @@ def bench_imports(runs: int, top: int) -> None:
                     per_module[module].append(cumulative)
                     depth[module] = d
     for name, values in totals.items():
-        print(f"  {name:<14} total {1000 * statistics.median(values):6.0f} ms")
+        print(f"  {name:<36} total {1000 * statistics.median(values):6.0f} ms")
     print(f"  peercall call: top {top} modules by cumulative time (median ms; indent = depth)")
     ranked = sorted(per_module, key=lambda m: statistics.median(per_module[m]), reverse=True)
     for module in ranked[:top]:
