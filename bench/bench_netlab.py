@@ -41,7 +41,9 @@ from tests.netlab.scenarios import SCENARIOS, build
 MEDIA_WAIT = 20.0  # seconds to wait for first media (udp-blocked-cone needs TURN/TCP)
 RECOVERY_WAIT = 20.0
 OUTAGE = 6.0
-FLOWING = 3  # 20 ms blocks of the peer's tone that count as "media flows" (60 ms)
+# 20 ms blocks of the peer's tone that count as "media flows" (120 ms): more than the WAV
+# writer's 8 KiB buffer (85 ms), so audio buffered before an outage cannot pass for new media.
+FLOWING = 6
 
 
 class ToneClock:
@@ -260,7 +262,7 @@ def _print(figs: Figures, scenarios: list[str], runs: int) -> None:
     print(f"NAT lab, {runs} run(s) per figure, seconds: median (min-max); '-' = not within")
     print(f"{MEDIA_WAIT:.0f} s (media) / {RECOVERY_WAIT:.0f} s (recovery); 'Nx-' = N runs missed")
     head = (
-        f"{'scenario':24} {'path':10} {'launch->media ours':22} {'coturn':22} {'ratio':>6}  "
+        f"{'scenario':24} {'path':12} {'launch->media ours':22} {'coturn':22} {'ratio':>6}  "
         f"{'launch->connected ours':22} {'ICE checking->connected ours':28}"
     )
     print(head)
@@ -272,7 +274,7 @@ def _print(figs: Figures, scenarios: list[str], runs: int) -> None:
         )
         ratio = f"{ours / theirs:.2f}" if ours and theirs else "-"
         print(
-            f"{scenario:24} {figs.path(f'{scenario}|peercall'):10}"
+            f"{scenario:24} {figs.path(f'{scenario}|peercall'):12}"
             f" {figs.cell(f'{scenario}|peercall|media'):22}"
             f" {figs.cell(f'{scenario}|coturn|media'):22} {ratio:>6}  "
             f"{figs.cell(f'{scenario}|peercall|connected'):22}"
