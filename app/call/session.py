@@ -90,6 +90,7 @@ BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
 # Dead-path timing: see app.call.pathwatch (named here too: tests shorten them).
 SILENCE_DISCONNECTED = pathwatch.SILENCE_DISCONNECTED
 SILENCE_FAILED = pathwatch.SILENCE_FAILED
+ADDRESS_CHECK = 2.0  # how often the machine's addresses are compared (a new network, a lost one)
 SILENCE_FAILED = 30.0  # give up recovering: RFC 7675 §5.1 consent expires after 30 s
 
 
@@ -967,9 +968,22 @@ class CallSession:
         again. The call gives up only after SILENCE_FAILED (the RECONNECTING timer).
         """
         loop = asyncio.get_running_loop()
+        addresses = self._local_addresses()
+        next_address_check = loop.time() + ADDRESS_CHECK
         while not self._closing and self.state in (S.CONNECTED, S.RECONNECTING):
             await asyncio.sleep(0.25)
             now = loop.time()
+            if now >= next_address_check:
+                next_address_check = now + ADDRESS_CHECK
+                current = self._local_addresses()
+                if current != addresses:
+                    # A new network or a lost one (RFC 8445 §9: the addresses changed):
+                    # restart at once rather than wait for silence; the call goes on
+                    # meanwhile on the old path if it still works.
+                    addresses = current
+                    if not self._restarting and self._can_renegotiate():
+                        await self._restart_as_offerer("the local network addresses changed")
+                        continue
             silent = now - self._last_rx
             back = self.state is S.RECONNECTING and silent < SILENCE_DISCONNECTED
             if back and not self._path_back:
@@ -997,6 +1011,11 @@ class CallSession:
                 await self._restart_as_offerer(reason)
             elif step is pathwatch.Step.DROP_PENDING:
                 await self._drop_pending("it did not connect")
+
+    def _local_addresses(self) -> frozenset[str]:
+        if self.options.loopback_candidates:
+            return frozenset(rtcfixes.LOOPBACK_ADDRESSES)
+        return rtcfixes.host_addresses()
 
     def _can_renegotiate(self) -> bool:
         return self._signaling_usable() or self._open_control() is not None
