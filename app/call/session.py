@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
 from app.call import pathwatch, stats
-from app.call.iceview import CandidateBook
+from app.call.iceview import CandidateBook, candidate_info, jsonable, sdp_candidates
 from app.call.media import GatedTrack, RemoteFeed, SourceTee
 from app.call.sas import sdp_fingerprint, short_auth_string
 from app.call.state import FINAL_STATES, CallEvent, CallStateMachine
@@ -104,45 +103,6 @@ class CallOptions:
     gather_timeout: float = 1.0  # the longest we wait on any STUN/TURN server
     audio: bool = True
     video: bool = False
-
-
-def sdp_candidates(sdp: str) -> list[str]:
-    """The ``a=candidate`` values of an SDP (without ``a=``), in order."""
-    return [line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")]
-
-
-def _candidate_info(
-    c: IceCandidate, side: str, at: float, server: str | None = None
-) -> CandidateInfo:
-    return CandidateInfo(
-        side=side,  # type: ignore[arg-type]
-        component=c.component,
-        type=c.type,  # type: ignore[arg-type]
-        foundation=c.foundation,
-        protocol=c.transport.lower(),
-        address=c.host,
-        port=c.port,
-        priority=c.priority,
-        related_address=c.related_address,
-        related_port=c.related_port,
-        tcp_type=c.tcptype,
-        at=at,
-        server=server,
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        out["event"] = type(value).__name__
-        return out
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 class CallSession:
@@ -388,7 +348,7 @@ class CallSession:
             await asyncio.gather(*(asyncio.shield(g.first) for g in self._gatherings))
 
     def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
-        info = _candidate_info(candidate, "local", self.now(), server)
+        info = candidate_info(candidate, "local", self.now(), server)
         origin = rtcfixes.candidate_origin(self._gatherings, candidate)
         if candidate.type == "relay" and origin is not None and origin.mapped is not None:
             # Relay-only hides it in the SDP (raddr 0.0.0.0); the debug panel shows what the
@@ -490,7 +450,7 @@ class CallSession:
             logger.info("ignoring malformed remote candidate %r", value)
             return None
         self._remote_seen.add(value)
-        info = _candidate_info(parsed, "remote", self.now())
+        info = candidate_info(parsed, "remote", self.now())
         self._candidates.add(info)
         self._emit(RemoteCandidateAdded(info))
         return parsed
@@ -882,8 +842,8 @@ class CallSession:
             self._emit(SasReady(self.sas, local, remote))
 
     def _pair_info(self, pair: Any) -> CandidatePairInfo:
-        local = _candidate_info(pair.local_candidate, "local", 0.0)
-        remote = _candidate_info(pair.remote_candidate, "remote", 0.0)
+        local = candidate_info(pair.local_candidate, "local", 0.0)
+        remote = candidate_info(pair.remote_candidate, "remote", 0.0)
         local = self._candidates.known(local)
         remote = self._candidates.known(remote)
         return CandidatePairInfo(
@@ -1300,12 +1260,12 @@ class CallSession:
         """Everything a bug report needs, JSON-ready: options, events, candidates, SDPs, SAS."""
         return {
             "format": "peercall-session/1",
-            "options": _jsonable(self.options),
+            "options": jsonable(self.options),
             "state": self.state.value,
             "sas": self.sas,
-            "local_candidates": _jsonable(self.local_candidates),
-            "remote_candidates": _jsonable(self.remote_candidates),
-            "pairs": _jsonable(self._pairs_snapshot),
-            "selected": _jsonable(self.selected),
-            "events": _jsonable(self.events),
+            "local_candidates": jsonable(self.local_candidates),
+            "remote_candidates": jsonable(self.remote_candidates),
+            "pairs": jsonable(self._pairs_snapshot),
+            "selected": jsonable(self.selected),
+            "events": jsonable(self.events),
         }
