@@ -84,6 +84,7 @@ CONNECT_TIMEOUT = 30.0  # ICE + DTLS must finish within this after both descript
 CONNECT_TIMEOUT_NO_SERVERS = 8.0
 NO_PATH_MESSAGE = "no network path to the other person: add a STUN/TURN server or host a relay"
 CONTROL_LABEL = "peercall-control"
+FAILED_PREFIX = "failed: "  # a Bye's reason when the sender's call failed (not a hang-up)
 BYE_FLUSH = 0.2  # how long a hang-up waits for a bye on the data channel to leave
 BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
 # Dead-path timing: see app.call.pathwatch (named here too: tests shorten them).
@@ -646,6 +647,9 @@ class CallSession:
     async def _peer_hung_up(self, reason: str) -> None:
         if self._closing:
             return
+        if reason.startswith(FAILED_PREFIX):
+            await self._fail(reason.removeprefix(FAILED_PREFIX), notify=False)
+            return
         if reason == "declined":
             text = "the other person declined"
         elif reason in ("hangup", ""):
@@ -1177,11 +1181,11 @@ class CallSession:
             logger.error("session task failed: %r", exc, exc_info=exc)
             self._emit(ErrorOccurred(f"internal error: {exc}", self.now()))
 
-    async def _fail(self, message: str) -> None:
+    async def _fail(self, message: str, *, notify: bool = True) -> None:
         if self.state in FINAL_STATES:
             return
         self._emit(ErrorOccurred(message, self.now(), fatal=True))
-        await self._finish(S.FAILED, message)
+        await self._finish(S.FAILED, message, notify=notify)
 
     async def hangup(self, reason: str = "hangup") -> None:
         """End the call (idempotent): tell the peer, close everything, state ENDED."""
@@ -1204,7 +1208,9 @@ class CallSession:
 
     async def _teardown(self, final: CallState, reason: str, *, notify: bool) -> None:
         if notify and self.state not in FINAL_STATES:
-            await self._send_bye(reason)
+            # A failure says so, so the other side fails with the same reason rather than
+            # reporting that the other person hung up.
+            await self._send_bye(FAILED_PREFIX + reason if final is S.FAILED else reason)
         if self.state not in FINAL_STATES:
             self._move(E.HANG_UP if final is S.ENDED else E.FAIL, reason)
         if self._connected is not None and not self._connected.done():

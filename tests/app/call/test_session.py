@@ -643,3 +643,18 @@ async def test_a_change_of_local_addresses_restarts_ice_without_leaving_connecte
     assert CallState.RECONNECTING not in [e.new for e in rec_a.of(StateChanged)]
     await caller.hangup()
     await callee.hangup()
+
+
+async def test_a_failure_on_one_side_fails_the_other_with_the_same_reason() -> None:
+    """Not 'the other person hung up': the Bye says the call failed, and why."""
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    await connect_pair(caller, callee)
+    await caller._fail("no network path to the other person: add a STUN/TURN server")
+    for _ in range(250):
+        if state_of(callee) is CallState.FAILED:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(callee) is CallState.FAILED
+    final = [e for e in callee.events if isinstance(e, StateChanged)][-1]
+    assert final.reason == "no network path to the other person: add a STUN/TURN server"
+    await callee.hangup()
