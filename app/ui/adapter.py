@@ -70,6 +70,7 @@ class CallAdapter(QObject):
         self._finished = True
         self._declined = False
         self._offered = False  # an incoming call actually rang (an offer arrived)
+        self._accepted = False  # the user accepted it
         self._user_ended = False  # the user hung up / stopped waiting: not an error
         self.last_recorded = False  # whether the last callEnded went into the history
 
@@ -114,6 +115,8 @@ class CallAdapter(QObject):
             declined=self._declined,
             direction=self._direction,
             reason=reason,
+            cancelled=self._user_ended,
+            accepted=self._accepted,
         )
 
     # --- Qt -> engine ---------------------------------------------------------------------
@@ -174,6 +177,11 @@ class CallAdapter(QObject):
 
         self.run(send(), "Chat")
 
+    def rename_peer(self, name: str) -> None:
+        """The peer's display name became known (issue 12.8): the history records it."""
+        if name and self.in_call:
+            self._peer = name
+
     def set_muted(self, muted: bool) -> None:
         if self.session is not None:
             self.session.set_muted(muted)
@@ -207,6 +215,7 @@ class CallAdapter(QObject):
         self._finished = False
         self._declined = False
         self._offered = False
+        self._accepted = False
         self._user_ended = False
         self.busyChanged.emit(True)
         session = self._make_session()
@@ -254,7 +263,9 @@ class CallAdapter(QObject):
             self._decision = decision
             self.incomingCall.emit(self._peer or "someone")
             try:
-                return bool(await decision)
+                # Set before answering: a call accepted that then fails on ICE is "failed".
+                self._accepted = bool(await decision)
+                return self._accepted
             finally:
                 self._decision = None
 
