@@ -76,6 +76,22 @@ HEAR_JS = """
 
 CONNECTED = "document.body?.dataset.state === 'connected'"
 
+# Mean brightness (0-255) of the remote video as the page shows it right now.
+BRIGHTNESS_JS = """
+(() => {
+  const video = document.getElementById("remote-video");
+  const canvas = document.createElement("canvas");
+  canvas.width = 64;
+  canvas.height = 48;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(video, 0, 0, 64, 48);
+  const data = ctx.getImageData(0, 0, 64, 48).data;
+  let sum = 0;
+  for (let i = 0; i < data.length; i += 4) sum += (data[i] + data[i + 1] + data[i + 2]) / 3;
+  return sum / (data.length / 4);
+})()
+"""
+
 
 def desktop_sas(fingerprint_a: str, fingerprint_b: str) -> str:
     """The desktop engine's own SAS function (app.call.sas once the call core moved there)."""
@@ -226,6 +242,13 @@ async def test_browser_to_browser(devtools: DevTools, signal_server: Process) ->
     await first.click("mute")
     assert await first.text("mute") == "Mute"
     await hears(second, 660.0)
+    # Camera off: the other side's picture goes black; on again: it comes back.
+    assert await second.wait_for(f"{BRIGHTNESS_JS} > 40 && {BRIGHTNESS_JS}")
+    await first.click("camera")
+    assert await first.text("camera") == "Camera on"
+    await second.wait_for(f"{BRIGHTNESS_JS} < 5")
+    await first.click("camera")
+    await second.wait_for(f"{BRIGHTNESS_JS} > 40")
     await first.type("chat-input", "hi from the first")
     await first.click("chat-send")
     await second.wait_for(
