@@ -68,8 +68,9 @@ HEAR_JS = """
   const toneBin = Math.round((%(freq)s * analyser.fftSize) / ctx.sampleRate);
   return {
     peakHz: (peak * ctx.sampleRate) / analyser.fftSize,
-    aboveMedianDb: 10 * Math.log10(power[peak] / median),
-    toneDb: 10 * Math.log10(Math.max(...power.slice(toneBin - 2, toneBin + 3)) / 20),
+    aboveMedianDb: 10 * Math.log10(Math.max(1e-30, power[peak]) / median),
+    // Floored: digital silence would be -Infinity, which JSON cannot carry.
+    toneDb: 10 * Math.log10(Math.max(1e-30, ...power.slice(toneBin - 2, toneBin + 3)) / 20),
   };
 })()
 """
