@@ -131,9 +131,27 @@ def ice_checking_to_connected(caller: Caller) -> float | None:
     return None if start is None or end is None else end - start
 
 
+def _path_kind(caller: Caller) -> str:
+    """The final selected pair as a short word: direct, or relay over UDP/TCP (from --export)."""
+    try:
+        pair = caller.exported()["selected"]["pair"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return "?"
+    ends = (pair["local"], pair["remote"])
+    if not any(e["type"] == "relay" for e in ends):
+        return "direct"
+    server = pair["local"].get("server") or ""
+    return "relay/TCP" if "transport=tcp" in server else "relay"
+
+
 @dataclass
 class Figures:
     values: dict[str, list[float | None]] = field(default_factory=dict)
+    paths: dict[str, list[str]] = field(default_factory=dict)
+
+    def path(self, key: str) -> str:
+        seen = self.paths.get(key, [])
+        return "/".join(sorted(set(seen))) if seen else "-"
 
     def add(self, key: str, value: float | None) -> None:
         self.values.setdefault(key, []).append(value)
@@ -179,6 +197,7 @@ def one_call(
         lab.stop(ca.proc, grace=10)
         lab.stop(cb.proc, grace=10)
         if media is not None:
+            figs.paths.setdefault(key, []).append(_path_kind(ca))
             times = [ice_checking_to_connected(c) for c in (ca, cb)]
             figs.add(f"{key}|ice", None if None in times else max(t for t in times if t))
 
@@ -241,7 +260,7 @@ def _print(figs: Figures, scenarios: list[str], runs: int) -> None:
     print(f"NAT lab, {runs} run(s) per figure, seconds: median (min-max); '-' = not within")
     print(f"{MEDIA_WAIT:.0f} s (media) / {RECOVERY_WAIT:.0f} s (recovery); 'Nx-' = N runs missed")
     head = (
-        f"{'scenario':24} {'launch->media ours':22} {'coturn':22} {'ratio':>6}  "
+        f"{'scenario':24} {'path':10} {'launch->media ours':22} {'coturn':22} {'ratio':>6}  "
         f"{'launch->connected ours':22} {'ICE checking->connected ours':28}"
     )
     print(head)
@@ -253,7 +272,8 @@ def _print(figs: Figures, scenarios: list[str], runs: int) -> None:
         )
         ratio = f"{ours / theirs:.2f}" if ours and theirs else "-"
         print(
-            f"{scenario:24} {figs.cell(f'{scenario}|peercall|media'):22}"
+            f"{scenario:24} {figs.path(f'{scenario}|peercall'):10}"
+            f" {figs.cell(f'{scenario}|peercall|media'):22}"
             f" {figs.cell(f'{scenario}|coturn|media'):22} {ratio:>6}  "
             f"{figs.cell(f'{scenario}|peercall|connected'):22}"
             f" {figs.cell(f'{scenario}|peercall|ice'):28}"
@@ -263,6 +283,8 @@ def _print(figs: Figures, scenarios: list[str], runs: int) -> None:
           f" {figs.cell('recovery|outage')}")  # fmt: skip
     print(f"router address change -> media again (goal <= 5 s): {figs.cell('recovery|address')}")
     print("goals: launch->media <= 1.0x coturn; cone-cone ICE <= 0.15 s; 5% loss connected <= 2 s")
+    print("(the relay only carries media on 'relay' paths; elsewhere it only answers STUN/TURN")
+    print(" during gathering, so the ratio there shows start-up noise, not the relay)")
 
 
 if __name__ == "__main__":

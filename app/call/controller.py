@@ -24,14 +24,27 @@ Decide = Callable[[str], Awaitable[bool]]
 
 
 def outcome_of(
-    *, connected: bool, declined: bool, direction: Direction, reason: str | None
+    *,
+    connected: bool,
+    declined: bool,
+    direction: Direction,
+    reason: str | None,
+    cancelled: bool = False,
+    accepted: bool = False,
 ) -> Outcome:
-    """How the history files a call that ended (pure)."""
+    """How the history files a call that ended (pure).
+
+    ``cancelled``: our own user hung up; before an answer that is a cancel, not a failure.
+    ``accepted``: an incoming call the user accepted that then never connected failed; it was
+    not missed (issue 12.9).
+    """
     if connected:
         return "completed"
     if declined or (reason is not None and "declined" in reason):
         return "declined"
-    return "missed" if direction == "incoming" else "failed"
+    if direction == "outgoing":
+        return "cancelled" if cancelled else "failed"
+    return "failed" if accepted else "missed"
 
 
 class CallerGaveUp(Exception):

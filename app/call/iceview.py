@@ -32,3 +32,33 @@ def describe_path(selected: SelectedPairChanged) -> str:
     if remote.type == "relay":
         return f"via the other person's relay over {remote.protocol.upper()}: {ends}"
     return f"direct ({local.type} <-> {remote.type}) over {local.protocol.upper()}: {ends}"
+
+
+class CandidateBook:
+    """Every candidate of a call as the debug panel lists it, local and remote.
+
+    Keyed by :attr:`CandidateInfo.key` (type, transport, address, port): on a public host the
+    server-reflexive candidate has the host candidate's address and port, and keying by
+    address:port alone made the srflx entry replace the host one.
+    """
+
+    def __init__(self) -> None:
+        self._local: dict[tuple[str, str, str, int], CandidateInfo] = {}
+        self._remote: dict[tuple[str, str, str, int], CandidateInfo] = {}
+
+    def add(self, info: CandidateInfo) -> None:
+        book = self._local if info.side == "local" else self._remote
+        book[info.key] = info
+
+    @property
+    def local(self) -> list[CandidateInfo]:
+        return list(self._local.values())
+
+    @property
+    def remote(self) -> list[CandidateInfo]:
+        return list(self._remote.values())
+
+    def known(self, info: CandidateInfo) -> CandidateInfo:
+        """The recorded version of ``info`` (with its server, time, ...) if there is one."""
+        book = self._local if info.side == "local" else self._remote
+        return book.get(info.key, info)

@@ -238,7 +238,7 @@ async def _bench_call(
 
 async def _self_test(window: Any, result: dict[str, int], *, close: bool = True) -> None:
     """The exit-code check: a loopback call through the embedded signaling server."""
-    from app.session import CallOptions, CallSession
+    from app.call.session import CallOptions, CallSession
     from app.ui import callsetup
 
     code = 1

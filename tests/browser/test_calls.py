@@ -209,6 +209,10 @@ async def test_browser_to_browser(devtools: DevTools, signal_server: Process) ->
     assert re.fullmatch(r"\d{3} \d{3}", sas[0])
     for page in (first, second):
         assert (await page.text("badge")).startswith("connected direct")
+        # What a person sees: the call, not the join form (hidden must beat the CSS display).
+        shown = "getComputedStyle(document.getElementById(%r)).display"
+        assert await page.evaluate(shown % "join-form") == "none"
+        assert await page.evaluate(shown % "call") != "none"
         await hears(page, 660.0)  # both fake microphones play the test tone
     await first.type("chat-input", "hi from the first")
     await first.click("chat-send")
@@ -354,3 +358,61 @@ async def test_over_https_with_a_self_signed_certificate(
             await page.wait_for(CONNECTED)
             assert await page.evaluate("window.isSecureContext && location.protocol") == "https:"
             assert await page.evaluate("document.getElementById('local-video').srcObject !== null")
+
+
+async def test_call_survives_a_signaling_server_restart(
+    lab: LoopbackNamespace, devtools: DevTools, tmp_path: Path
+) -> None:
+    """The signaling server restarts mid-call: media goes on, the page re-joins, bye arrives."""
+    args = ("signal", "--port", str(SIGNAL_PORT))
+    with running(lab, tmp_path / "signal-1.log", *args, ready=r"^ready"):
+        first = await devtools.new_page(link("lobby", SECRET, "loopback"))
+        await first.wait_for("document.body.dataset.state === 'waiting'")
+        second = await devtools.new_page(link("lobby", SECRET, "loopback"))
+        for page in (first, second):
+            await page.wait_for(CONNECTED)
+    for page in (first, second):  # the server is gone; the call is not
+        await page.wait_for(
+            "document.getElementById('status').textContent.includes('reconnecting')"
+        )
+        assert await page.evaluate(CONNECTED)
+    with running(lab, tmp_path / "signal-2.log", *args, ready=r"^ready"):
+        for page in (first, second):
+            await page.wait_for(
+                "document.getElementById('status').textContent.startsWith('Connected.')"
+            )
+        await first.click("hangup")
+        await second.wait_for("document.getElementById('status').textContent.includes('hung up')")
+
+
+async def test_desktop_restarts_ice_on_a_dead_path(
+    lab: LoopbackNamespace, devtools: DevTools, signal_server: Process, tmp_path: Path
+) -> None:
+    """The desktop's path dies for good: it renegotiates on a fresh one and the page follows."""
+    proc = desktop(lab, tmp_path, "stairs", "--duration", "60")
+    try:
+        await proc.until(r"call offering")
+        page = await devtools.new_page(link("stairs", SECRET, "loopback"))
+        await wait_connected(page, proc)
+        sas = await page.wait_for("document.getElementById('sas').textContent")
+        found = await proc.until(r"^peercall: path direct .*: 127\.0\.0\.1:(\d+) <-> ")
+        port = found.group(1)
+        # Everything to or from the desktop's first port is dropped from now on.
+        lab.run("nft", "add", "table", "inet", "cut")
+        for hook in ("input", "output"):
+            lab.run(
+                "nft", "add", "chain", "inet", "cut", hook,
+                f"{{ type filter hook {hook} priority 0 ; }}",
+            )  # fmt: skip
+            for direction in ("sport", "dport"):
+                lab.run("nft", "add", "rule", "inet", "cut", hook, "udp", direction, port, "drop")
+        await proc.until(r"call reconnecting")
+        await proc.until(r"call reconnecting[\s\S]*call connected", within=40)
+        await page.type("chat-input", "still here")
+        await page.click("chat-send")
+        await proc.until(r"^<peer> still here$")
+        assert await page.evaluate(CONNECTED)
+        assert await page.text("sas") == sas  # same certificates: the same security code
+        assert await page.text("error") == ""
+    finally:
+        proc.stop()
