@@ -8,7 +8,8 @@ It builds the scenario's LANs and two hosts ``a`` and ``b``, starts ``peercall s
 relay (``peercall relay``, or coturn with ``--relay coturn``) on the internet host, prints how
 to enter each namespace and the ``peercall call`` command for each side, then waits. Ctrl-C
 (or SIGTERM, or ``--down`` from another terminal) stops the services and deletes every
-namespace. ``--loss N``, ``--outage`` and ``--new-address`` can be typed at the prompt too.
+namespace. On a terminal it also reads commands that change the network under a running call:
+``loss a 5``, ``outage b``, ``restore b``, ``new-address a`` (a's or b's router), ``quit``.
 """
 
 from __future__ import annotations

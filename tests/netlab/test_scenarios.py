@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.netlab.calls import Caller, heard, start_pair, wait_both
-from tests.netlab.lab import Host, Lab, Lan, NatKind, Relay
+from tests.netlab.lab import Lab, Lan, NatKind, Relay
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -60,9 +60,15 @@ def place_call(
     *,
     ice: list[str] | None = None,
     ice_order: tuple[str, ...] = ("stun", "turn-udp"),
+    loss: int = 0,
 ) -> Call:
-    """Two hosts on LANs of ``kinds`` (None: the same LAN as the first) calling each other."""
+    """Two hosts on LANs of ``kinds`` (None: the same LAN as the first) calling each other.
+
+    ``loss``: percent dropped each way through the first LAN's router from the start.
+    """
     lan_a = lab.add_lan(kinds[0])
+    if loss:
+        lab.loss(lan_a, loss)
     lan_b = lan_a if kinds[1] is None else lab.add_lan(kinds[1])
     a, b = lan_a.add_host("a"), lan_b.add_host("b")
     server = lab.start_signal(log=tmp_path / "signal.log")
@@ -150,11 +156,7 @@ def test_udp_blocked_reaches_the_relay_over_tcp(lab: Lab, tmp_path: Path) -> Non
 
 
 def test_five_percent_loss_keeps_the_call_up(lab: Lab, tmp_path: Path) -> None:
-    lan = lab.add_lan("cone")
-    lab.loss(lan, 5)
-    # place_call adds its own LANs; rebuild on this one: a on the lossy LAN, b on a cone.
-    a_host = lan.add_host("a")
-    call = _call_from(lab, tmp_path, a_host, lab.add_lan("cone").add_host("b"), lan)
+    call = place_call(lab, tmp_path, ("cone", "cone"), loss=5)
     assert_connected_with_media(call)
     since = call.marks()
     # Media keeps flowing for several seconds of 5 % loss and nobody reports a failure.
@@ -165,21 +167,14 @@ def test_five_percent_loss_keeps_the_call_up(lab: Lab, tmp_path: Path) -> None:
     end_cleanly(call)
 
 
-def _call_from(lab: Lab, tmp_path: Path, a: Host, b: Host, lan_a: Lan) -> Call:
-    server = lab.start_signal(log=tmp_path / "signal.log")
-    relay = lab.start_relay(log=tmp_path / "relay.log")
-    ice = [relay.stun, relay.turn("udp")]
-    caller_a, caller_b = start_pair(lab, a, b, tmp_path, server=server, ice_a=ice, ice_b=ice)
-    assert b.lan is not None
-    return Call(lab, (lan_a, b.lan), caller_a, caller_b, relay)
+def assert_same_sas(call: Call) -> None:
+    """Recovery keeps the call: one security code, the same on both sides, before and after."""
+    codes = {
+        m for side in (call.a, call.b) for m in re.findall(r"\(SAS\) ([\d ]+):", side.output())
+    }
+    assert len(codes) == 1, codes
 
 
-@pytest.mark.xfail(
-    reason="after the outage both sides go 'reconnecting'; the answerer ignores the dialer's"
-    " ICE-restart offer ('ignoring unexpected Offer' in app.session) and media never returns."
-    " Timing-dependent (recovered in 1 of 6 runs here), so not strict",
-    strict=False,
-)
 def test_six_second_outage_recovers(lab: Lab, tmp_path: Path) -> None:
     call = place_call(lab, tmp_path, ("cone", "cone"))
     assert_connected_with_media(call)
@@ -192,6 +187,7 @@ def test_six_second_outage_recovers(lab: Lab, tmp_path: Path) -> None:
         f" b heard {heard(call.b, call.a, since[1]):.2f} s"
     )
     end_cleanly(call)
+    assert_same_sas(call)
 
 
 def test_address_change_recovers(lab: Lab, tmp_path: Path) -> None:
@@ -204,10 +200,11 @@ def test_address_change_recovers(lab: Lab, tmp_path: Path) -> None:
         f" b heard {heard(call.b, call.a, since[1]):.2f} s"
     )
     end_cleanly(call)
+    assert_same_sas(call)
 
 
 _STAMP = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) app\.session INFO call (\S+) -> (\S+)"
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) app\.[\w.]*session INFO call (\S+) -> (\S+)"
 )
 
 
@@ -222,9 +219,10 @@ def _state_times(side: Caller) -> dict[str, datetime]:
 
 
 @pytest.mark.xfail(
-    reason="only the side whose deadline fires first fails with the STUN/TURN reason; the"
-    " other hears its Bye and says 'call ended (the other person hung up (…))' instead",
-    strict=True,
+    reason="a race: when one side's deadline fires first, the other often gets its Bye before"
+    " its own deadline and says 'call ended (the other person hung up (no network path …))'"
+    " instead of 'call failed' (2 of 4 runs here; the other person did not hang up)",
+    strict=False,
 )
 def test_no_ice_servers_across_nats_fails_with_a_reason(lab: Lab, tmp_path: Path) -> None:
     call = place_call(lab, tmp_path, ("cone", "cone"), ice=[])
