@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Callable
@@ -154,10 +155,15 @@ def _say(text: str) -> None:
 
 def _build_media(args: argparse.Namespace) -> dict[str, Any]:
     """Sources and sinks from the options; device errors surface here, before any signaling."""
-    from app.media.audio import MicrophoneTrack, SpeakerSink
+    media: dict[str, Any] = {}
+    if args.no_devices and not (args.send_tone is not None or args.send_file or args.record):
+        # Silence out, nothing kept: the session's defaults (aiortc's silent track, a black
+        # hole), which spare the start-up the synthetic sources' imports (numpy).
+        if args.video or args.camera:
+            media.update(_video_source(args))
+        return media
     from app.media.synthetic import NullSink, SilenceTrack, ToneTrack, WavFileSink, WavFileTrack
 
-    media: dict[str, Any] = {}
     if args.send_tone is not None:
         media["audio_source"] = ToneTrack(args.send_tone)
     elif args.send_file:
@@ -165,18 +171,26 @@ def _build_media(args: argparse.Namespace) -> dict[str, Any]:
     elif args.no_devices:
         media["audio_source"] = SilenceTrack()
     else:
+        from app.media.audio import MicrophoneTrack  # PortAudio: only when a device is used
+
         media["audio_source"] = MicrophoneTrack(args.mic)
     if args.record:
         media["audio_sink"] = WavFileSink(args.record)
     elif args.no_devices:
         media["audio_sink"] = NullSink()
     else:
+        from app.media.audio import SpeakerSink
+
         media["audio_sink"] = SpeakerSink(args.speaker)
     if args.video or args.camera:
-        from app.media.video import CameraTrack, TestPatternTrack
-
-        media["video_source"] = CameraTrack(args.camera) if args.camera else TestPatternTrack()
+        media.update(_video_source(args))
     return media
+
+
+def _video_source(args: argparse.Namespace) -> dict[str, Any]:
+    from app.media.video import CameraTrack, TestPatternTrack
+
+    return {"video_source": CameraTrack(args.camera) if args.camera else TestPatternTrack()}
 
 
 def _describe(event: Any) -> str | None:
@@ -245,8 +259,14 @@ async def _call(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     session: Any = None
+    # The engine (aiortc, codecs) loads in a thread while the join's round trips are in
+    # flight: together they take less time than one after the other.
+    engine = loop.run_in_executor(None, importlib.import_module, "app.call.session")
     try:
-        await channel.connect()
+        try:
+            await channel.connect()
+        finally:
+            await engine
         # Built after the join: the signaling server's ICE servers (TURN REST credentials)
         # join the user's own list.
         session = _new_session(args, servers, channel, media)
@@ -271,6 +291,7 @@ async def _call(args: argparse.Namespace) -> int:
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not connecting.done():
+            controller.cancelled = True
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
             await session.hangup("cancelled")

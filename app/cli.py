@@ -34,7 +34,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 USER_ERRORS = (PeerCallError, NatError, SignalingError)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` set, one whose other subcommands are placeholders.
+
+    Importing every subcommand module (the relay's config reader, port mapping, …) costs a
+    tenth of a second or more before ``peercall call`` starts its own work; ``main`` imports
+    only the command it runs. The placeholders keep ``peercall --help`` listing them all.
+    """
     parser = argparse.ArgumentParser(
         prog="peercall",
         description="Peer-to-peer audio/video calls, with embedded signaling and STUN/TURN relay.",
@@ -50,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.configure_parser(p)
@@ -77,9 +86,18 @@ def _link_alias(argv: list[str]) -> list[str]:
     return argv
 
 
+def _command(words: list[str]) -> str:
+    """The subcommand ``words`` run: the first word that is not an option (none take values
+    before the command), or the GUI, the default."""
+    for word in words:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else "gui"
+    return "gui"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     words = _link_alias(_self_check_alias(list(sys.argv[1:] if argv is None else argv)))
+    parser = build_parser(only=_command(words))
     args = parser.parse_args(words)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -13,7 +13,8 @@ from app.settings import config_dir, read_json, write_json_atomic
 logger = logging.getLogger(__name__)
 
 Direction = Literal["outgoing", "incoming"]
-Outcome = Literal["completed", "declined", "missed", "failed"]
+# "cancelled": the caller hung up before an answer (issue 12.9: it was logged "failed").
+Outcome = Literal["completed", "declined", "missed", "failed", "cancelled"]
 Route = Literal["direct", "relay", "none"]
 MAX_RECORDS = 500
 
@@ -41,7 +42,7 @@ class CallRecord:
         )
         if record.direction not in ("outgoing", "incoming"):
             raise ValueError(f"bad direction {record.direction!r}")
-        if record.outcome not in ("completed", "declined", "missed", "failed"):
+        if record.outcome not in ("completed", "declined", "missed", "failed", "cancelled"):
             raise ValueError(f"bad outcome {record.outcome!r}")
         if record.route not in ("direct", "relay", "none"):
             raise ValueError(f"bad route {record.route!r}")

@@ -66,11 +66,10 @@ class CallLink:
         return f"{SCHEME}://{_host_text(self.host)}:{self.port}/{self.room}#{fragment}"
 
     def browser_url(self) -> str:
-        scheme = "https" if self.tls else "http"
-        return (
-            f"{scheme}://{_host_text(self.host)}:{self.port}/#room={quote(self.room, safe='')}"
-            f"&secret={quote(self.secret, safe='')}"
-        )
+        """The browser page's link (signaling.web builds it: one format for both)."""
+        from signaling.web import call_link
+
+        return call_link(self.signaling_url, self.room, self.secret)
 
     def with_host(self, host: str, port: int | None = None) -> CallLink:
         return CallLink(host, self.port if port is None else port, self.room, self.secret, self.tls)

@@ -180,6 +180,14 @@ def _recent_rooms(name: str, value: Any) -> None:
         raise ConfigError(f"{name}: at most {MAX_RECENT} entries, got {len(value)}")
 
 
+def _contacts(name: str, value: Any) -> None:
+    for who, where in value.items():
+        if not (
+            isinstance(where, list) and len(where) == 2 and all(isinstance(x, str) for x in where)
+        ):
+            raise ConfigError(f"{name}: {who!r} must map to a [server URL, room] pair")
+
+
 def remember_room(recent: list[list[str]], url: str, room: str) -> list[list[str]]:
     """``recent`` with ``[url, room]`` moved to the front (newest first, at most MAX_RECENT)."""
     entry = [url, room]
@@ -240,6 +248,14 @@ SETTINGS: tuple[Setting, ...] = (
         "rooms joined lately as [server URL, room], newest first",
         _recent_rooms,
     ),
+    Setting(
+        "signaling.contacts",
+        dict,
+        {},
+        "people called in a room: display name -> [server URL, room] (history's Call back)",
+        _contacts,
+    ),
+    Setting("ui.geometry", str, "", "the main window's size and place (Qt saveGeometry, base64)"),
     Setting("audio.input", str, "", "microphone (empty: system default)"),
     Setting("audio.output", str, "", "speaker (empty: system default)"),
     Setting("video.camera", str, "", "camera (empty: none / first found)"),

@@ -180,9 +180,9 @@ class Server:
 
 
 def start(name: str, workdir: Path) -> Server:
-    """``coturn``, or ``peercall`` with ``--workers`` from a ``-wN`` suffix (default: its own
-    default, one per core). The interop tests' command lines, so the bench runs the servers as
-    they are tested; quotas off on both, since the load is many allocations of one user."""
+    """``coturn``, or ``peercall`` (``--workers 2`` as the interop tests run it, or N from a
+    ``-wN`` suffix). The interop tests' command lines, so the bench runs the servers as they
+    are tested; quotas off on both, since the load is many allocations of one user."""
     port = free_udp_tcp_port(HOST)
     relay_ports = relay_port_range(2000)
     log = workdir / f"{name}.log"
@@ -535,15 +535,20 @@ def sweep(name: str, kind: str, args: argparse.Namespace, workdir: Path) -> Swee
 
 
 def memory_per_allocation(name: str, count: int, workdir: Path) -> float:
-    """KiB of server RSS per idle UDP allocation (with a permission), over ``count`` of them."""
+    """KiB of server RSS per idle UDP allocation (with a permission), over ``count`` of them.
+
+    The marginal cost: 100 allocations are made first (and kept), so that one-time costs (code
+    paths run for the first time, in each worker process) are not counted as per allocation.
+    """
     server = start(name, workdir)
     try:
+        warm = _setup("send", server.port, (HOST, 9), 100)
         time.sleep(0.5)
         before = rss_kib(server.proc.pid)
         socks = _setup("send", server.port, (HOST, 9), count)
         time.sleep(0.5)
         after = rss_kib(server.proc.pid)
-        for sock in socks:
+        for sock in warm + socks:
             sock.close()
     finally:
         server.stop()
@@ -608,14 +613,17 @@ def main() -> int:
     parser.add_argument(
         "--servers",
         default="coturn,peercall",
-        help="comma-separated: coturn, peercall (its default workers), peercall-wN (N workers), "
-        "peercall-asyncio (asyncio's own loop)",
+        help="comma-separated: coturn, peercall (2 workers, as the tests run it), peercall-wN (N "
+        "workers), peercall-asyncio (asyncio's own loop)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per step (default 3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="sending time per run")
     parser.add_argument("--procs", type=int, default=2, help="generator processes (default 2)")
     parser.add_argument(
         "--stop-loss", type=float, default=1.0, help="stop raising the load past this loss %%"
+    )
+    parser.add_argument(
+        "--rates", help="comma-separated offered rates to step through instead of the defaults"
     )
     parser.add_argument("--memory-allocations", type=int, default=1000)
     parser.add_argument("--no-memory", action="store_true", help="skip memory per allocation")
@@ -627,6 +635,9 @@ def main() -> int:
             return 2
     servers = args.servers.split(",")
     kinds = args.traffic.split(",")
+    if args.rates:
+        for kind in kinds:
+            STEPS[kind] = [int(rate) for rate in args.rates.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-nat-"))
     print(
         f"load average at start: {loadavg()}; {os.cpu_count()} cores; {args.runs} runs per step "
@@ -637,11 +648,20 @@ def main() -> int:
         for kind in kinds:
             for name in servers:
                 sweeps[name, kind] = sweep(name, kind, args, workdir)
-        memory: dict[str, float] = {}
+        print()
+        print(f"load average after the sweeps: {loadavg()}")
+        print_table(sweeps, servers, kinds)
         if not args.no_memory:
             for name in servers:
-                memory[name] = memory_per_allocation(name, args.memory_allocations, workdir)
-        paced_lines: dict[str, str] = {}
+                try:
+                    kib = memory_per_allocation(name, args.memory_allocations, workdir)
+                except (OSError, RuntimeError) as exc:
+                    print(f"memory per allocation, {name}: failed: {exc}")
+                    continue
+                print(
+                    f"memory per allocation, {name}: {kib:.1f} KiB "
+                    f"({args.memory_allocations} idle UDP allocations with a permission, after 100)"
+                )
         if not args.no_paced:
             peer_port = free_udp_tcp_port(HOST)
             peer = subprocess.Popen(
@@ -651,15 +671,18 @@ def main() -> int:
             )
             try:
                 for name in servers:
-                    paced_lines[name] = paced(name, workdir, peer_port)
+                    print(f"paced (not capacity), {name}: {paced(name, workdir, peer_port)}")
             finally:
                 peer.terminate()
                 peer.wait(10)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-    print()
     print(f"load average at end: {loadavg()}")
+    return 0
+
+
+def print_table(sweeps: dict[tuple[str, str], Sweep], servers: list[str], kinds: list[str]) -> None:
+    """The issue's table: capacity, CPU per message and both ratios to the reference."""
     reference = "coturn" if "coturn" in servers else servers[0]
     print(
         "| traffic | server | capacity (≤ 1 % loss), msg/s | CPU per message | "
@@ -683,13 +706,9 @@ def main() -> int:
                 cpu_ratio = f"{cpu / ref.median('cpu_per_message'):.2f}×"
             print(
                 f"| {kind} | {name} | {mark}{capacity:,.0f} | {cpu * 1e6:.1f} µs | {ratio} | "
-                f"{cpu_ratio} |"
+                f"{cpu_ratio} |",
+                flush=True,
             )
-    for name, kib in memory.items():
-        print(f"memory per allocation, {name}: {kib:.1f} KiB ({args.memory_allocations} idle)")
-    for name, line in paced_lines.items():
-        print(f"paced (not capacity), {name}: {line}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ class WorkerTally:
     received: int = 0
     errors: int = 0
     closed: int = 0
+    gen_lag: float = 0.0
     measuring: bool = False
 
 
@@ -219,7 +220,17 @@ async def worker_main(args: argparse.Namespace) -> None:
             await p.ws.send('{"v":1,"type":"ping"}')
             await asyncio.sleep(20)
 
+    lag = 0.0
+
+    async def lag_monitor() -> None:  # a stalled generator would show as forward latency
+        nonlocal lag
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            await asyncio.sleep(0.05)
+            lag = max(lag, time.perf_counter() - t - 0.05)
+
     loops = [asyncio.create_task(room_loop(a, b)) for a, b in pairs]
+    loops.append(asyncio.create_task(lag_monitor()))
     loops += [asyncio.create_task(pinger(p)) for pair in pairs for p in pair]
     await asyncio.gather(*loops, return_exceptions=True)
     tally.measuring = False
@@ -233,6 +244,7 @@ async def worker_main(args: argparse.Namespace) -> None:
                 "received": tally.received,
                 "errors": tally.errors,
                 "closed": tally.closed,
+                "lag": lag * 1000,
                 "cpu": cpu,
             }
         ),
@@ -333,6 +345,7 @@ class Step:
     rss: float
     errors: int = 0
     closed: int = 0
+    gen_lag: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -440,6 +453,7 @@ def run_step(
         rss=rss,
         errors=sum(r["errors"] for r in results),
         closed=sum(r["closed"] for r in results),
+        gen_lag=max(r["lag"] for r in results),
     )
 
 
@@ -454,7 +468,8 @@ def print_step(step: Step) -> None:
         f"  {step.rooms:6d} rooms: p50 {step.p50:6.1f} ms  p99 {step.p99:7.1f} ms  "
         f"max {step.worst:7.1f} ms  loss {step.loss * 100:4.1f}%  {step.msgs_per_s:6.0f} msg/s | "
         f"server {step.server_cpu * 100:4.0f}% {step.us_per_msg:5.0f} us/msg  "
-        f"rss {step.rss:6.1f} MiB{redis} | generator {step.gen_cpu * 100:4.0f}%  "
+        f"rss {step.rss:6.1f} MiB{redis} | generator {step.gen_cpu * 100:4.0f}% "
+        f"(loop lag max {step.gen_lag:4.0f} ms)  "
         f"others {step.other_cpu * 100:4.0f}%  {'ok' if step.ok else 'OVER'}"
         + (
             f"  ({step.errors} error frames, {step.closed} links closed)"
@@ -499,10 +514,20 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
         if redis:
             redis[0].terminate()
             redis[0].wait(10)
+        lines = errlog.read_text().splitlines()
+        pauses = [line for line in lines if "garbage collection of generation" in line]
+        if pauses:
+            longest = max(
+                pauses, key=lambda line: float(line.split(" paused the server ")[1].split()[0])
+            )
+            print(f"  server GC pauses over 50 ms: {len(pauses)}, the longest: "
+                  f"{longest.split(' WARNING ')[-1]}")  # fmt: skip
+            for line in pauses[:12]:
+                print("    " + line)
         problems = [
             line
-            for line in errlog.read_text().splitlines()
-            if " WARNING " in line or " ERROR " in line
+            for line in lines
+            if (" WARNING " in line or " ERROR " in line) and line not in pauses
         ]
         if problems:
             print(f"  server log: {len(problems)} warnings/errors, the last: {problems[-1][:300]}")
@@ -542,7 +567,7 @@ def main() -> int:
     if args.nice:
         try:
             os.nice(args.nice)  # inherited by the servers, redis-server and the generators
-            print(f"priority: nice {args.nice} for the bench and its processes")
+            print(f"priority: nice {args.nice} for the bench and its processes", flush=True)
         except PermissionError:
             print(f"priority: cannot set nice {args.nice} (not root); figures include contention")
     print(

@@ -192,6 +192,7 @@ class TurnServer:
             book=reservations,
         )
         self.counters = Counters()
+        self._by_five_tuple = self.allocations.by_five_tuple  # (the same dict, for hot paths)
         self._pending: dict[FiveTuple, _PendingAllocate] = {}
         self._fingerprint = config.fingerprint
         self._software = config.server_name
@@ -418,9 +419,7 @@ class TurnServer:
         """ChannelData from the client without building actions, for the I/O layer's hot path:
         ``(relay, peer, payload)`` to send, or None when dropped (counted)."""
         # A plain tuple hashes and compares like the FiveTuple key, and is cheaper to build.
-        allocation = self.allocations.by_five_tuple.get(
-            cast(FiveTuple, (transport[0], source, transport[1]))
-        )
+        allocation = self._by_five_tuple.get(cast(FiveTuple, (transport[0], source, transport[1])))
         if allocation is None or len(data) < 4:
             self.counters.dropped += 1
             return None
@@ -455,37 +454,46 @@ class TurnServer:
     def _send_indication(
         self, data: bytes, source: Address, transport: Transport, now: float
     ) -> list[Action]:
-        """Send indication (RFC 8656 §11.2): relay DATA to XOR-PEER-ADDRESS if permitted.
+        """Send indication (RFC 8656 §11.2): relay DATA to XOR-PEER-ADDRESS if permitted."""
+        found = self.send_indication_fast(data, source, transport, now)
+        if found is None:
+            return []
+        return [SendToPeer(*found)]
+
+    def send_indication_fast(
+        self, data: bytes, source: Address, transport: Transport, now: float
+    ) -> tuple[Address, Address, bytes] | None:
+        """A Send indication (RFC 8656 §11.2) without building actions, for the I/O layer's
+        hot path: ``(relay, peer, payload)`` to send, or None when dropped (counted).
+        ``data`` must start with the Send indication type (0x0016).
 
         Indications are never answered; anything wrong means a silent drop.
         """
         # A plain tuple hashes and compares like the FiveTuple key, and is cheaper to build.
-        allocation = self.allocations.by_five_tuple.get(
-            cast(FiveTuple, (transport[0], source, transport[1]))
-        )
+        allocation = self._by_five_tuple.get(cast(FiveTuple, (transport[0], source, transport[1])))
         if allocation is None or (data[2] << 8 | data[3]) != len(data) - stun.HEADER_LENGTH:
             self.counters.dropped += 1
-            return []
+            return None
         try:
             found = stun.scan_send_indication(data, known_required=_KNOWN_REQUIRED)
         except StunError:
             found = None
         if found is None:
             self.counters.dropped += 1
-            return []
+            return None
         peer, payload = found
         perm = allocation.permissions.get(peer[0])
         if perm is None or now >= perm.expires:
             self.counters.dropped += 1
-            return []
+            return None
         size = len(payload)
         if allocation.max_bps and not allocation.within_bandwidth(size, now):
             self.counters.dropped += 1
-            return []
+            return None
         counters = self.counters
         counters.relayed_packets += 1
         counters.relayed_bytes += size
-        return [SendToPeer(allocation.relay_for(peer[0]), peer, payload)]
+        return allocation.relay_for(peer[0]), peer, payload
 
     # --- STUN requests --------------------------------------------------------------------------
 

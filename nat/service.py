@@ -183,10 +183,11 @@ class _UdpEndpoint:
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = False
 
-    async def start(self) -> None:
-        """Start reading (raises OSError if the loop cannot watch the socket)."""
+    async def start(self, reader: Callable[[], None] | None = None) -> None:
+        """Start reading (raises OSError if the loop cannot watch the socket); ``reader``
+        replaces the per-datagram callback loop where the loop offers ``add_reader``."""
         try:
-            self.loop.add_reader(self.sock.fileno(), self._readable)
+            self.loop.add_reader(self.sock.fileno(), reader or self._readable)
         except NotImplementedError:
             self.transport, _ = await self.loop.create_datagram_endpoint(
                 lambda: _DatagramAdapter(self), sock=self.sock
@@ -254,12 +255,58 @@ class _ClientDatagrams:
         self.key = key
         self.endpoint: _UdpEndpoint | None = None
 
+    def drain(self) -> None:
+        """The listener's reader: up to :data:`DRAIN_MAX` datagrams per readiness event, the
+        ChannelData hot path inline (one clock read per burst; the core still decides)."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        recvfrom = endpoint.sock.recvfrom
+        service = self.service
+        relays = service.relays
+        channel_data = service.core.channel_data_fast
+        key = self.key
+        now = service.clock()
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("udp %s: %s", endpoint.name, exc)
+                if endpoint.closed:
+                    return
+                continue
+            source: Address = addr if len(addr) == 2 else addr[:2]
+            if data and data[0] & 0xC0 == 0x40:
+                found = channel_data(data, source, key, now)
+                if found is not None:
+                    relay = relays.get(found[0])
+                    if relay is not None:
+                        relay.sendto(found[2], found[1])
+            else:
+                self.other(data, source, now)
+
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        """One datagram (loops without ``add_reader``)."""
+        service = self.service
+        source: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
+        now = service.clock()
+        if data and data[0] & 0xC0 == 0x40:
+            found = service.core.channel_data_fast(data, source, self.key, now)
+            if found is not None:
+                relay = service.relays.get(found[0])
+                if relay is not None:
+                    relay.sendto(found[2], found[1])
+            return
+        self.other(data, source, now)
+
+    def other(self, data: bytes, source: Address, now: float) -> None:
+        """Anything but ChannelData: Send indications and bare Bindings by the core's lean
+        entry points, the rest through :meth:`TurnServer.handle` and its actions."""
         service = self.service
         core = service.core
-        source: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
-        if data and data[0] & 0xC0 == 0x40:
-            found = core.channel_data_fast(data, source, self.key, service.clock())
+        if len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
+            found = core.send_indication_fast(data, source, self.key, now)
             if found is not None:
                 relay = service.relays.get(found[0])
                 if relay is not None:
@@ -270,7 +317,7 @@ class _ClientDatagrams:
             assert self.endpoint is not None
             self.endpoint.sendto(answer, source)
             return
-        actions = core.handle(data, source, self.key, service.clock())
+        actions = core.handle(data, source, self.key, now)
         if actions:
             service.perform(actions)
 
@@ -281,14 +328,44 @@ class _PeerDatagrams:
     def __init__(self, service: RelayServer, relay: Address) -> None:
         self.service = service
         self.relay = relay
+        self.endpoint: _UdpEndpoint | None = None
+
+    def drain(self) -> None:
+        """The relay socket's reader: up to :data:`DRAIN_MAX` datagrams per readiness event,
+        one clock read per burst."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        recvfrom = endpoint.sock.recvfrom
+        received = self.service.core.relay_received_fast
+        relay = self.relay
+        forward = self.forward
+        now = self.service.clock()
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors from peers are normal on a relay
+                logger.debug("udp %s: %s", endpoint.name, exc)
+                if endpoint.closed:
+                    return
+                continue
+            peer: Address = addr if len(addr) == 2 else addr[:2]
+            found = received(relay, data, peer, now)
+            if found is not None:
+                forward(*found)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        """One datagram (loops without ``add_reader``)."""
         service = self.service
         peer: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
         found = service.core.relay_received_fast(self.relay, data, peer, service.clock())
-        if found is None:
-            return
-        ft, out = found
+        if found is not None:
+            self.forward(*found)
+
+    def forward(self, ft: FiveTuple, out: bytes) -> None:
+        """Send what the core made of a peer's datagram to the allocation's client."""
+        service = self.service
         if ft.protocol == "udp":
             listener = service.udp_by_local.get(ft.server)
             if listener is not None:
@@ -331,37 +408,62 @@ class _ClientStream(asyncio.Protocol):
             self.partial_since = self.service.clock()
 
     def _consume(self) -> int:
-        """Hand every complete frame in the buffer to the core; returns how many."""
+        """Hand every complete frame in the buffer to the core; returns how many.
+
+        Frames are read at an offset and the consumed prefix is cut once at the end (cutting
+        each frame off the front would move the rest of a 64 KiB read every time). ChannelData
+        and Send indications take the core's lean entry points, as over UDP.
+        """
         buffer = self.buffer
         service = self.service
-        completed = 0
-        while True:
-            try:
-                size = stun.stream_frame_length(buffer)
-            except StunFormatError as exc:
-                logger.info("closing %s/%s: %s", self.key.protocol, self.client, exc)
-                service.core.counters.malformed += 1
-                self.close()
-                return completed
-            if size is None:
-                return completed
-            if buffer[0] & 0xC0 == 0x40 and service.core.allocation(self.client, self.key) is None:
-                # ChannelData before any allocation: not a TURN client (e.g. "GET ..." parses
-                # as channel 0x4745). Close rather than wait for a 20 kB "frame".
-                logger.info("closing %s/%s: not speaking TURN", self.key.protocol, self.client)
-                service.core.counters.malformed += 1
-                self.close()
-                return completed
-            if len(buffer) < size:
-                return completed
-            frame = bytes(buffer[:size])
-            del buffer[:size]
-            completed += 1
-            actions = service.core.handle(frame, self.client, self.key, service.clock())
-            if actions:
-                service.perform(actions)
-            if self.transport is None or self.transport.is_closing():
-                return completed
+        core = service.core
+        relays = service.relays
+        client, key = self.client, self.key
+        ft = (key.protocol, client, key.local)  # hashes like the FiveTuple key
+        now = service.clock()
+        completed = pos = 0
+        try:
+            while True:
+                try:
+                    size = stun.stream_frame_length(buffer[pos : pos + 4])
+                except StunFormatError as exc:
+                    logger.info("closing %s/%s: %s", key.protocol, client, exc)
+                    core.counters.malformed += 1
+                    self.close()
+                    return completed
+                if size is None:
+                    return completed
+                first = buffer[pos]
+                channel = first & 0xC0 == 0x40
+                if channel and ft not in core.allocations.by_five_tuple:
+                    # ChannelData before any allocation: not a TURN client (e.g. "GET ..."
+                    # parses as channel 0x4745). Close rather than wait for a 20 kB "frame".
+                    logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
+                    core.counters.malformed += 1
+                    self.close()
+                    return completed
+                if len(buffer) - pos < size:
+                    return completed
+                frame = bytes(buffer[pos : pos + size])
+                pos += size
+                completed += 1
+                if channel:
+                    found = core.channel_data_fast(frame, client, key, now)
+                elif first == 0 and frame[1] == 0x16:
+                    found = core.send_indication_fast(frame, client, key, now)
+                else:
+                    actions = core.handle(frame, client, key, now)
+                    if actions:
+                        service.perform(actions)
+                    if self.transport is None or self.transport.is_closing():
+                        return completed
+                    continue
+                if found is not None:
+                    relay = relays.get(found[0])
+                    if relay is not None:
+                        relay.sendto(found[2], found[1])
+        finally:
+            del buffer[:pos]
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -594,7 +696,7 @@ class RelayServer:
         )
         handler.endpoint = endpoint
         try:
-            await endpoint.start()
+            await endpoint.start(handler.drain)
         except BaseException:
             endpoint.close()
             raise
@@ -702,7 +804,8 @@ class RelayServer:
             endpoint = _UdpEndpoint(
                 asyncio.get_running_loop(), sock, handler.datagram_received, _hostport(*relay)
             )
-            await endpoint.start()
+            handler.endpoint = endpoint
+            await endpoint.start(handler.drain)
         except BaseException:
             sock.close()
             raise

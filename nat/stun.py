@@ -692,8 +692,20 @@ def scan_send_indication(
         pos = end + (-attr_len & 3)
     if peer_raw is None or payload is None:
         return None
-    peer = _decode_attribute(XOR_PEER_ADDRESS, peer_raw, data[8:20])
+    # An IPv4 XOR address does not depend on the transaction id: remember the decoded form
+    # (a client sends to few peers, thousands of times a second). Bounded.
+    peer = _PEER_CACHE.get(peer_raw) if len(peer_raw) == 8 else None
+    if peer is None:
+        peer = _decode_attribute(XOR_PEER_ADDRESS, peer_raw, data[8:20])
+        if len(peer_raw) == 8:
+            if len(_PEER_CACHE) >= _PEER_CACHE_MAX:
+                _PEER_CACHE.clear()
+            _PEER_CACHE[peer_raw] = peer
     return peer, payload
+
+
+_PEER_CACHE: dict[bytes, Address] = {}
+_PEER_CACHE_MAX = 4096
 
 
 def encode_data_indication(

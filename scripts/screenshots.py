@@ -5,10 +5,14 @@ server and the embedded STUN/TURN relay (both on 127.0.0.1, hosted from Alice's 
 and keep the call up for a few seconds so the debug panel's graphs have data. Then
 ``QWidget.grab()`` saves PNGs into docs/screenshots/:
 
+- ``main-window-start.png``: Alice's window before the call (how to reach the peer);
 - ``main-window.png``: Alice's window in the call (badge, quality, SAS, timer, chat);
 - ``debug-panel.png``: her debug panel (candidates, pairs, graphs), ``debug-timeline.png``:
   the same panel on its timeline tab;
-- ``settings-relay.png``: the settings dialog on "Host a relay" with the relay running.
+- ``settings-relay.png``: the settings dialog on "Host a relay" with the relay running;
+- ``video-call.png``: Bob's window in a video call: Alice's video (the test pattern, as sent
+  when there is no camera) large, his own small;
+- ``settings-video.png``: the "Audio & video" page with its live camera preview.
 
 Usage: ``.venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--seconds 8]``
 """
@@ -59,7 +63,7 @@ async def save(widget: QWidget, path: Path) -> None:
 
 def make_window(config: Path, name: str, display: str) -> MainWindow:
     settings = Settings(config / name / "settings.json")
-    settings.update({"display_name": display})
+    settings.update({"display_name": display, "video.enabled": True})
     window = MainWindow(
         settings,
         History(config / name / "history.json"),
@@ -110,6 +114,7 @@ async def scene(out: Path, seconds: float, config: Path) -> None:
             window.room.setText("family-call")
             window.secret.setText("blue-giraffe")
 
+        await save(alice, out / "main-window-start.png")
         panel = alice.open_debug_panel()
         panel.resize(1280, 800)
         bob.wait_button.click()
@@ -131,7 +136,10 @@ async def scene(out: Path, seconds: float, config: Path) -> None:
         await asyncio.sleep(seconds)  # graphs and the timer fill with real samples
         await until(lambda: len(panel.stats) >= 3, "stats samples")
 
+        await until(lambda: bob.remote_video.frames_painted > 3, "Alice's video at Bob")
+        await until(lambda: alice.local_video.frames_painted > 3, "Alice's self-view")
         await save(alice, out / "main-window.png")
+        await save(bob, out / "video-call.png")
         await save(panel, out / "debug-panel.png")
         tabs = panel.timeline.parentWidget().parentWidget()
         tabs.setCurrentWidget(panel.timeline)
@@ -143,6 +151,10 @@ async def scene(out: Path, seconds: float, config: Path) -> None:
         dialog.tabs.setCurrentWidget(dialog.relay)
         await asyncio.sleep(1.2)  # one status refresh (allocations, relayed bytes)
         await save(dialog, out / "settings-relay.png")
+        dialog.tabs.setCurrentWidget(dialog.media)
+        await until(lambda: dialog.media.preview.frames_painted > 3, "the camera preview")
+        await save(dialog, out / "settings-video.png")
+        dialog.tabs.setCurrentWidget(dialog.relay)
 
         alice.hangup_button.click()
         await until(lambda: not alice.adapter.in_call and not bob.adapter.in_call, "hang-up")

@@ -2,11 +2,14 @@
 
 Wire format (version 1)::
 
-    {"v": 1, "type": "offer",     "sdp": "<session description>"}
-    {"v": 1, "type": "answer",    "sdp": "<session description>"}
+    {"v": 1, "type": "offer",     "sdp": "<session description>", "name": "Alice"}
+    {"v": 1, "type": "answer",    "sdp": "<session description>", "name": "Bob"}
     {"v": 1, "type": "candidate", "candidate": "candidate:...", "sdpMid": "0", "sdpMLineIndex": 0}
     {"v": 1, "type": "end-of-candidates"}
     {"v": 1, "type": "bye", "reason": "hangup"}
+
+``name`` (optional, at most 64 characters) is the sender's display name, shown in the ring,
+the chat and the history; older peers leave it out and ignore it.
 
 ``candidate`` uses the SDP ``a=candidate`` attribute value without the ``a=`` (RFC 8839 §5.1),
 as browsers' ``RTCIceCandidate.candidate`` does. Backends may wrap these in their own envelopes
@@ -24,22 +27,27 @@ from signaling.errors import MessageError
 PROTOCOL_VERSION = 1
 MAX_SDP_LENGTH = 64 * 1024
 MAX_CANDIDATE_LENGTH = 1024
+MAX_NAME_LENGTH = 64
 
 
 @dataclass(frozen=True)
 class Offer:
     sdp: str
+    name: str | None = None  # the caller's display name (optional)
 
     def __post_init__(self) -> None:
         _check_sdp(self.sdp, "offer")
+        _check_name(self.name, "offer")
 
 
 @dataclass(frozen=True)
 class Answer:
     sdp: str
+    name: str | None = None  # the callee's display name (optional)
 
     def __post_init__(self) -> None:
         _check_sdp(self.sdp, "answer")
+        _check_name(self.name, "answer")
 
 
 @dataclass(frozen=True)
@@ -77,14 +85,23 @@ def _check_sdp(sdp: str, what: str) -> None:
         raise MessageError(f"{what}: sdp longer than {MAX_SDP_LENGTH} characters")
 
 
+def _check_name(name: str | None, what: str) -> None:
+    if name is None:
+        return
+    if len(name) > MAX_NAME_LENGTH:
+        raise MessageError(f"{what}: name longer than {MAX_NAME_LENGTH} characters")
+    if any(not c.isprintable() for c in name):
+        raise MessageError(f"{what}: name contains control characters")
+
+
 def to_dict(message: Message) -> dict[str, Any]:
     """The JSON-ready form of ``message``."""
     body: dict[str, Any]
     match message:
-        case Offer(sdp=sdp):
-            body = {"type": "offer", "sdp": sdp}
-        case Answer(sdp=sdp):
-            body = {"type": "answer", "sdp": sdp}
+        case Offer(sdp=sdp, name=name):
+            body = {"type": "offer", "sdp": sdp, **({"name": name} if name else {})}
+        case Answer(sdp=sdp, name=name):
+            body = {"type": "answer", "sdp": sdp, **({"name": name} if name else {})}
         case Candidate(candidate=c, sdp_mid=mid, sdp_mline_index=idx):
             body = {"type": "candidate", "candidate": c, "sdpMid": mid, "sdpMLineIndex": idx}
         case EndOfCandidates():
@@ -122,9 +139,9 @@ def from_dict(data: Any) -> Message:
     if not isinstance(kind, str):
         raise MessageError("message has no 'type'")
     if kind == "offer":
-        return Offer(_field(data, "sdp", str, kind))
+        return Offer(_field(data, "sdp", str, kind), _field(data, "name", str, kind, True))
     if kind == "answer":
-        return Answer(_field(data, "sdp", str, kind))
+        return Answer(_field(data, "sdp", str, kind), _field(data, "name", str, kind, True))
     if kind == "candidate":
         return Candidate(
             _field(data, "candidate", str, kind),

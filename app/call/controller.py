@@ -24,14 +24,27 @@ Decide = Callable[[str], Awaitable[bool]]
 
 
 def outcome_of(
-    *, connected: bool, declined: bool, direction: Direction, reason: str | None
+    *,
+    connected: bool,
+    declined: bool,
+    direction: Direction,
+    reason: str | None,
+    cancelled: bool = False,
+    accepted: bool = False,
 ) -> Outcome:
-    """How the history files a call that ended (pure)."""
+    """How the history files a call that ended (pure).
+
+    ``cancelled``: our own user hung up; before an answer that is a cancel, not a failure.
+    ``accepted``: an incoming call the user accepted that then never connected failed; it was
+    not missed (issue 12.9).
+    """
     if connected:
         return "completed"
     if declined or (reason is not None and "declined" in reason):
         return "declined"
-    return "missed" if direction == "incoming" else "failed"
+    if direction == "outgoing":
+        return "cancelled" if cancelled else "failed"
+    return "failed" if accepted else "missed"
 
 
 class CallerGaveUp(Exception):
@@ -61,6 +74,8 @@ class CallController:
         self.connected_at: float | None = None
         self.route: Route = "none"
         self.declined = False
+        self.accepted = False  # the user took the incoming call
+        self.cancelled = False  # our user hung up (before an answer: a cancel, not a failure)
         self.rang = False  # an offer arrived (waiting that never rang is not a call)
         self.record: CallRecord | None = None
         self._unsubscribe = session.subscribe(self._on_event)
@@ -108,6 +123,7 @@ class CallController:
             self.declined = True
             await self.session.decline(self.channel)
             return False
+        self.accepted = True
         await self.session.answer(self.channel, offer)
         return True
 
@@ -124,6 +140,8 @@ class CallController:
             declined=self.declined,
             direction=self.direction,
             reason=reason,
+            cancelled=self.cancelled,
+            accepted=self.accepted,
         )
 
     def finish(self, reason: str | None = None) -> CallRecord | None:

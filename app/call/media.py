@@ -18,7 +18,6 @@ import fractions
 from typing import Any
 
 import av
-import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 #: Frames a gate may fall behind the source before it skips ahead (latency over backlog).
@@ -34,6 +33,9 @@ class SourceTee:
         self._frames: list[Any] = []  # the last BACKLOG frames
         self._seq = 0  # sequence number of the newest frame
         self._new = asyncio.Condition()
+        # Frames are pulled from the source only on demand (a gate waiting for a newer one),
+        # so a source that never suspends (a file, realtime=False) cannot run away.
+        self._wanted = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._ended = False
 
@@ -45,6 +47,8 @@ class SourceTee:
         if self._pump is None:
             self._pump = asyncio.ensure_future(self._run())
         async with self._new:
+            if self._seq <= after:
+                self._wanted.set()
             await self._new.wait_for(lambda: self._seq > after or self._ended)
             if self._seq <= after:
                 raise MediaStreamError
@@ -55,6 +59,8 @@ class SourceTee:
     async def _run(self) -> None:
         try:
             while True:
+                await self._wanted.wait()
+                self._wanted.clear()
                 frame = await self.source.recv()
                 async with self._new:
                     self._frames.append(frame)
@@ -102,6 +108,8 @@ class GatedTrack(MediaStreamTrack):
 def blank_like(frame: av.AudioFrame | av.VideoFrame) -> av.AudioFrame | av.VideoFrame:
     """Silence or a black picture with ``frame``'s shape and timing."""
     if isinstance(frame, av.AudioFrame):
+        import numpy as np  # only once someone mutes: numpy costs ~70 ms at start-up
+
         silent = av.AudioFrame.from_ndarray(
             np.zeros((1, frame.samples * len(frame.layout.channels)), dtype=np.int16),
             format="s16",

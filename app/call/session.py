@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 import time
 from collections.abc import Callable
@@ -37,7 +36,8 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
-from app.call import stats
+from app.call import pathwatch, stats
+from app.call.iceview import CandidateBook, candidate_info, jsonable, sdp_candidates
 from app.call.media import GatedTrack, RemoteFeed, SourceTee
 from app.call.sas import sdp_fingerprint, short_auth_string
 from app.call.state import FINAL_STATES, CallEvent, CallStateMachine
@@ -84,15 +84,13 @@ CONNECT_TIMEOUT = 30.0  # ICE + DTLS must finish within this after both descript
 CONNECT_TIMEOUT_NO_SERVERS = 8.0
 NO_PATH_MESSAGE = "no network path to the other person: add a STUN/TURN server or host a relay"
 CONTROL_LABEL = "peercall-control"
+FAILED_PREFIX = "failed: "  # a Bye's reason when the sender's call failed (not a hang-up)
 BYE_FLUSH = 0.2  # how long a hang-up waits for a bye on the data channel to leave
 BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
-# Dead-path detection. Audio flows every 20 ms and RTCP every second or so, so this much
-# silence means the path is gone; aioice would only notice after 30 s of failed consent checks.
-SILENCE_DISCONNECTED = 2.0  # report "disconnected"
-SILENCE_RESTART = 3.0  # the dialer renegotiates on a fresh path (needs trickling signaling)
-SILENCE_RESTART_ANSWERER = 3.5  # the other side only if the dialer did not (one-way loss)
-RESTART_RETRY = 6.0  # a restart that has not connected by then is tried afresh
-PENDING_TIMEOUT = 15.0  # a restart the peer never completed is dropped (media flows anyway)
+# Dead-path timing: see app.call.pathwatch (named here too: tests shorten them).
+SILENCE_DISCONNECTED = pathwatch.SILENCE_DISCONNECTED
+SILENCE_FAILED = pathwatch.SILENCE_FAILED
+ADDRESS_CHECK = 2.0  # how often the machine's addresses are compared (a new network, a lost one)
 SILENCE_FAILED = 30.0  # give up recovering: RFC 7675 §5.1 consent expires after 30 s
 
 
@@ -106,45 +104,6 @@ class CallOptions:
     gather_timeout: float = 1.0  # the longest we wait on any STUN/TURN server
     audio: bool = True
     video: bool = False
-
-
-def sdp_candidates(sdp: str) -> list[str]:
-    """The ``a=candidate`` values of an SDP (without ``a=``), in order."""
-    return [line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")]
-
-
-def _candidate_info(
-    c: IceCandidate, side: str, at: float, server: str | None = None
-) -> CandidateInfo:
-    return CandidateInfo(
-        side=side,  # type: ignore[arg-type]
-        component=c.component,
-        type=c.type,  # type: ignore[arg-type]
-        foundation=c.foundation,
-        protocol=c.transport.lower(),
-        address=c.host,
-        port=c.port,
-        priority=c.priority,
-        related_address=c.related_address,
-        related_port=c.related_port,
-        tcp_type=c.tcptype,
-        at=at,
-        server=server,
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        out["event"] = type(value).__name__
-        return out
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 class CallSession:
@@ -183,8 +142,12 @@ class CallSession:
         self._standby: RTCPeerConnection | None = None
         self._rx_tracks: dict[RTCPeerConnection, dict[str, MediaStreamTrack]] = {}
         self._controls: dict[RTCPeerConnection, RTCDataChannel] = {}
+        self._chats: dict[RTCPeerConnection, RTCDataChannel] = {}
         self._rtp_seen: dict[RTCPeerConnection, float] = {}  # loop time of the last RTP
         self._restart_started = 0.0
+        # A restart is retried only once answered: an offer still queued in a reconnecting
+        # signaling client (or in SCTP) will be delivered; a second would pile up behind it.
+        self._restart_answer_received = False
         self._watching = False
         self._audio_sink = audio_sink
         self._video_sink = video_sink
@@ -203,11 +166,10 @@ class CallSession:
         self._connected: asyncio.Future[None] | None = None
         self._closing = False
         self._closed = asyncio.Event()
-        # Keyed by CandidateInfo.key (type, transport, address, port).
-        self._local_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
-        self._remote_infos: dict[tuple[str, str, str, int], CandidateInfo] = {}
+        self._candidates = CandidateBook()
         self._control: RTCDataChannel | None = None
         self._signaling_failed = False  # the channel gave up: no renegotiation through it
+        self._remote_candidates_ended = False  # end-of-candidates came while it rang
         self._inbound_hooked: set[RTCPeerConnection] = set()
         self._path_back = False
         self._chat_queue: list[str] = []
@@ -265,11 +227,11 @@ class CallSession:
 
     @property
     def local_candidates(self) -> list[CandidateInfo]:
-        return list(self._local_infos.values())
+        return self._candidates.local
 
     @property
     def remote_candidates(self) -> list[CandidateInfo]:
-        return list(self._remote_infos.values())
+        return self._candidates.remote
 
     @property
     def pairs(self) -> tuple[CandidatePairInfo, ...]:
@@ -340,6 +302,7 @@ class CallSession:
         # Negotiated out of band (same id both ends), so neither side waits for a
         # "datachannel" event and chat works the moment SCTP is up (RFC 8832 §6 not needed).
         chat = self._chat = pc.createDataChannel("chat", negotiated=True, id=0)
+        self._chats[pc] = chat
         chat.on("message", self._on_chat)
         chat.on("open", lambda: self._on_chat_open(chat))
         # In-call signaling (bye, restart) once connected: works without a signaling server,
@@ -386,7 +349,7 @@ class CallSession:
             await asyncio.gather(*(asyncio.shield(g.first) for g in self._gatherings))
 
     def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
-        info = _candidate_info(candidate, "local", self.now(), server)
+        info = candidate_info(candidate, "local", self.now(), server)
         origin = rtcfixes.candidate_origin(self._gatherings, candidate)
         if candidate.type == "relay" and origin is not None and origin.mapped is not None:
             # Relay-only hides it in the SDP (raddr 0.0.0.0); the debug panel shows what the
@@ -394,7 +357,7 @@ class CallSession:
             info = dataclasses.replace(
                 info, related_address=origin.mapped[0], related_port=origin.mapped[1]
             )
-        self._local_infos[info.key] = info
+        self._candidates.add(info)
         self._emit(CandidateGathered(info))
         if self._trickle:
             message = Candidate("candidate:" + candidate.to_sdp(), "0", 0)
@@ -412,7 +375,7 @@ class CallSession:
             self._queue_trickle(EndOfCandidates())
 
     def _queue_trickle(self, message: Message) -> None:
-        if self._description_sent and self._channel is not None:
+        if self._description_sent:
             self._spawn(self._send(message))
         else:
             self._trickle_queue.append(message)
@@ -424,12 +387,34 @@ class CallSession:
             await self._send(message)
 
     async def _send(self, message: Message) -> None:
-        if self._channel is None:
+        """To the peer: by the signaling channel while it can carry in-call messages, else
+        (copy-paste, or the server gone) over the call's control data channel."""
+        if self._signaling_usable() or not self.connected_once:
+            if self._channel is None:
+                return
+            try:
+                await self._channel.send(message)
+            except SignalingError as exc:
+                logger.info("signaling send failed: %s", exc)
             return
-        try:
-            await self._channel.send(message)
-        except SignalingError as exc:
-            logger.info("signaling send failed: %s", exc)
+        control = self._open_control()
+        if control is None:
+            logger.info("no way to send %s to the peer right now", type(message).__name__)
+            return
+        with contextlib.suppress(Exception):  # a closing channel: the restart is retried
+            control.send(encode_message(message))
+
+    def _signaling_usable(self) -> bool:
+        channel = self._channel
+        return channel is not None and channel.supports_trickle and not self._signaling_failed
+
+    def _open_control(self) -> RTCDataChannel | None:
+        """The control channel of the connection carrying the call (else the newest one)."""
+        for pc in (self._standby, self._pc):
+            control = self._controls.get(pc) if pc is not None else None
+            if control is not None and control.readyState == "open":
+                return control
+        return None
 
     def _local_sdp(self, kind: str) -> str:
         assert self._pc is not None
@@ -466,8 +451,8 @@ class CallSession:
             logger.info("ignoring malformed remote candidate %r", value)
             return None
         self._remote_seen.add(value)
-        info = _candidate_info(parsed, "remote", self.now())
-        self._remote_infos[info.key] = info
+        info = candidate_info(parsed, "remote", self.now())
+        self._candidates.add(info)
         self._emit(RemoteCandidateAdded(info))
         return parsed
 
@@ -579,6 +564,8 @@ class CallSession:
                     return message
                 case Candidate():
                     self._pending_remote.append(message)
+                case EndOfCandidates():
+                    self._remote_candidates_ended = True  # applied once the offer is
                 case Bye(reason=reason):
                     raise ChannelClosed(f"the caller gave up ({reason})")
                 case _:
@@ -590,6 +577,8 @@ class CallSession:
         answer = await self.accept_offer(offer, trickle=channel.supports_trickle)
         await self._send_or_fail(answer)
         await self._flush_trickle()
+        if self._remote_candidates_ended:
+            self._spawn(self._end_of_remote_candidates())
         if channel.supports_trickle:  # copy-paste: nothing more will come that way
             self._spawn(self._receive_loop(channel))
         await self._wait_connected()
@@ -657,6 +646,9 @@ class CallSession:
 
     async def _peer_hung_up(self, reason: str) -> None:
         if self._closing:
+            return
+        if reason.startswith(FAILED_PREFIX):
+            await self._fail(reason.removeprefix(FAILED_PREFIX), notify=False)
             return
         if reason == "declined":
             text = "the other person declined"
@@ -812,14 +804,17 @@ class CallSession:
         for gathering in self._gatherings:
             await gathering.close()
         self._pc, self._standby = standby, None
+        self._chat, self._control = self._chats.get(standby), self._controls.get(standby)
         self._restarting = False
         self._reset_path_state()
         self._forget(pending)
+        self._flush_chat()
         await rtcfixes.close_quietly(pending)
 
     def _forget(self, pc: RTCPeerConnection) -> None:
         self._rx_tracks.pop(pc, None)
         self._controls.pop(pc, None)
+        self._chats.pop(pc, None)
         self._rtp_seen.pop(pc, None)
         self._inbound_hooked.discard(pc)
 
@@ -851,10 +846,10 @@ class CallSession:
             self._emit(SasReady(self.sas, local, remote))
 
     def _pair_info(self, pair: Any) -> CandidatePairInfo:
-        local = _candidate_info(pair.local_candidate, "local", 0.0)
-        remote = _candidate_info(pair.remote_candidate, "remote", 0.0)
-        local = self._local_infos.get(local.key, local)
-        remote = self._remote_infos.get(remote.key, remote)
+        local = candidate_info(pair.local_candidate, "local", 0.0)
+        remote = candidate_info(pair.remote_candidate, "remote", 0.0)
+        local = self._candidates.known(local)
+        remote = self._candidates.known(remote)
         return CandidatePairInfo(
             local=local,
             remote=remote,
@@ -937,36 +932,57 @@ class CallSession:
         again. The call gives up only after SILENCE_FAILED (the RECONNECTING timer).
         """
         loop = asyncio.get_running_loop()
+        addresses = self._local_addresses()
+        next_address_check = loop.time() + ADDRESS_CHECK
         while not self._closing and self.state in (S.CONNECTED, S.RECONNECTING):
             await asyncio.sleep(0.25)
             now = loop.time()
+            if now >= next_address_check:
+                next_address_check = now + ADDRESS_CHECK
+                current = self._local_addresses()
+                if current != addresses:
+                    # A new network or a lost one (RFC 8445 §9: the addresses changed):
+                    # restart at once rather than wait for silence; the call goes on
+                    # meanwhile on the old path if it still works.
+                    addresses = current
+                    if not self._restarting and self._can_renegotiate():
+                        await self._restart_as_offerer("the local network addresses changed")
+                        continue
             silent = now - self._last_rx
-            if self.state is S.CONNECTED:
-                if silent >= SILENCE_DISCONNECTED:
-                    self._enter_reconnecting(f"no packets from the peer for {silent:.0f} s")
-                elif self._standby is not None and now - self._restart_started > PENDING_TIMEOUT:
-                    await self._drop_pending("it did not connect")
-                continue
-            if silent < SILENCE_DISCONNECTED and not self._path_back:
+            back = self.state is S.RECONNECTING and silent < SILENCE_DISCONNECTED
+            if back and not self._path_back:
                 self._path_back = True
                 self._layer("ice-connection", "connected")
-            carrier = self._standby or self._pc
-            if self._rtp_flowing(carrier):
+            step = pathwatch.next_step(
+                pathwatch.Observed(
+                    state=self.state,
+                    silent=silent,
+                    rtp_flowing=self._rtp_flowing(self._standby or self._pc),
+                    dialer=self._dialer,
+                    can_renegotiate=self._can_renegotiate(),
+                    restarting=self._restarting or self._standby is not None,
+                    restart_answered=self._restart_answer_received,
+                    since_restart=now - self._restart_started,
+                )
+            )
+            reason = f"no packets from the peer for {silent:.0f} s"
+            if step is pathwatch.Step.RECONNECTING:
+                self._enter_reconnecting(reason)
+            elif step is pathwatch.Step.MEDIA_BACK:
                 # The old path is back: media again on it, while a restart may still finish.
                 self._move(E.MEDIA_FLOWING, "media flows again")
-                continue
-            restart_after = SILENCE_RESTART if self._dialer else SILENCE_RESTART_ANSWERER
-            retry = self._restarting and now - self._restart_started >= RESTART_RETRY
-            if (
-                self._can_renegotiate()
-                and silent >= restart_after
-                and (retry or not self._restarting)
-            ):
-                await self._restart_as_offerer(f"no packets from the peer for {silent:.0f} s")
+            elif step is pathwatch.Step.RESTART:
+                await self._restart_as_offerer(reason)
+            elif step is pathwatch.Step.DROP_PENDING:
+                await self._drop_pending("it did not connect")
+
+    def _local_addresses(self) -> frozenset[str]:
+        if self.options.loopback_candidates:
+            return frozenset(rtcfixes.LOOPBACK_ADDRESSES)
+        return rtcfixes.host_addresses()
 
     def _can_renegotiate(self) -> bool:
-        channel = self._channel
-        return channel is not None and channel.supports_trickle and not self._signaling_failed
+        return self._signaling_usable() or self._open_control() is not None
 
     def _enter_reconnecting(self, reason: str) -> None:
         """CONNECTED -> RECONNECTING, with the give-up timer that state owns."""
@@ -1003,11 +1019,22 @@ class CallSession:
         self._restart_started = asyncio.get_running_loop().time()
         return self._ensure_pc()
 
+    async def restart_ice(self, reason: str = "restart requested") -> None:
+        """Restart ICE now on a fresh connection, the current one carrying the call meanwhile
+        (e.g. the local address changed). Goes by the signaling channel, or over the call's
+        control data channel when there is none (copy-paste calls)."""
+        if self.state not in (S.CONNECTED, S.RECONNECTING) or self._restarting:
+            raise CallError(f"cannot restart ICE while {self.state.value}")
+        if not self._can_renegotiate():
+            raise CallError("cannot restart ICE: no way to reach the other person")
+        await self._restart_as_offerer(reason)
+
     async def _restart_as_offerer(self, reason: str) -> None:
         try:
             logger.info("restarting ICE: %s", reason)
             pc = await self._renew_pc()
             self._restarting = True
+            self._restart_answer_received = False
             self._trickle = True
             await self._gather(wait=False)
             await pc.setLocalDescription(await pc.createOffer())
@@ -1020,11 +1047,19 @@ class CallSession:
         await self._flush_trickle()  # RECONNECTING's give-up timer bounds the wait
 
     async def _restart_answered(self, answer: Answer) -> None:
+        pc = self._pc
+        if pc is None or pc.signalingState != "have-local-offer":
+            logger.info("ignoring a late answer to an earlier restart")
+            return
         try:
             await self._set_remote("answer", answer.sdp)
         except CallError as exc:
+            if self._standby is not None:  # the old connection may still carry the call
+                await self._drop_pending(str(exc))
+                return
             await self._fail(str(exc))
             return
+        self._restart_answer_received = True
         self._start_connecting(deadline=False)
 
     async def _restart_as_answerer(self, offer: Offer) -> None:
@@ -1072,16 +1107,31 @@ class CallSession:
         self._emit(ChatReceived(text, self.now()))
 
     def _on_chat_open(self, chat: RTCDataChannel) -> None:
-        if chat is not self._chat or self._closing:
+        if chat is not self._open_chat() or self._closing:
             return
         self._emit(ChatStateChanged("open", self.now()))
+        self._flush_chat()
+
+    def _flush_chat(self) -> None:
+        chat = self._open_chat()
+        if chat is None:
+            return
         queued, self._chat_queue = self._chat_queue, []
         for text in queued:
             chat.send(text)
 
+    def _open_chat(self) -> RTCDataChannel | None:
+        """The chat channel to use: the newest connection's, else (while a restart runs) the
+        one still carrying the call."""
+        for pc in (self._pc, self._standby):
+            chat = self._chats.get(pc) if pc is not None else None
+            if chat is not None and chat.readyState == "open":
+                return chat
+        return None
+
     @property
     def chat_open(self) -> bool:
-        return self._chat is not None and self._chat.readyState == "open"
+        return self._open_chat() is not None
 
     async def send_chat(self, text: str) -> None:
         """Send a chat message over the call's data channel.
@@ -1093,8 +1143,9 @@ class CallSession:
             raise CallError("chat message is empty")
         if len(text) > MAX_CHAT_LENGTH:
             raise CallError(f"chat message is longer than {MAX_CHAT_LENGTH} characters")
-        if self._chat is not None and self._chat.readyState == "open":
-            self._chat.send(text)
+        chat = self._open_chat()
+        if chat is not None:
+            chat.send(text)
         elif self.connected_once and self.state not in FINAL_STATES:
             self._chat_queue.append(text)
         else:
@@ -1130,11 +1181,11 @@ class CallSession:
             logger.error("session task failed: %r", exc, exc_info=exc)
             self._emit(ErrorOccurred(f"internal error: {exc}", self.now()))
 
-    async def _fail(self, message: str) -> None:
+    async def _fail(self, message: str, *, notify: bool = True) -> None:
         if self.state in FINAL_STATES:
             return
         self._emit(ErrorOccurred(message, self.now(), fatal=True))
-        await self._finish(S.FAILED, message)
+        await self._finish(S.FAILED, message, notify=notify)
 
     async def hangup(self, reason: str = "hangup") -> None:
         """End the call (idempotent): tell the peer, close everything, state ENDED."""
@@ -1157,7 +1208,9 @@ class CallSession:
 
     async def _teardown(self, final: CallState, reason: str, *, notify: bool) -> None:
         if notify and self.state not in FINAL_STATES:
-            await self._send_bye(reason)
+            # A failure says so, so the other side fails with the same reason rather than
+            # reporting that the other person hung up.
+            await self._send_bye(FAILED_PREFIX + reason if final is S.FAILED else reason)
         if self.state not in FINAL_STATES:
             self._move(E.HANG_UP if final is S.ENDED else E.FAIL, reason)
         if self._connected is not None and not self._connected.done():
@@ -1213,12 +1266,12 @@ class CallSession:
         """Everything a bug report needs, JSON-ready: options, events, candidates, SDPs, SAS."""
         return {
             "format": "peercall-session/1",
-            "options": _jsonable(self.options),
+            "options": jsonable(self.options),
             "state": self.state.value,
             "sas": self.sas,
-            "local_candidates": _jsonable(self.local_candidates),
-            "remote_candidates": _jsonable(self.remote_candidates),
-            "pairs": _jsonable(self._pairs_snapshot),
-            "selected": _jsonable(self.selected),
-            "events": _jsonable(self.events),
+            "local_candidates": jsonable(self.local_candidates),
+            "remote_candidates": jsonable(self.remote_candidates),
+            "pairs": jsonable(self._pairs_snapshot),
+            "selected": jsonable(self.selected),
+            "events": jsonable(self.events),
         }

@@ -112,7 +112,9 @@ def server_uris(servers: Sequence[RTCIceServer]) -> list[ServerUri]:
                     str(server.credential),
                 )
             )
-    return out
+    # The same URI and credentials listed twice (the user's list merged with the signaling
+    # server's) would only allocate twice on one relay.
+    return list(dict.fromkeys(out))
 
 
 def _legacy_uris(conn: Connection) -> list[ServerUri]:

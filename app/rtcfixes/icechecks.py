@@ -165,8 +165,13 @@ def _install_best_pair(conn: Connection, stats: CheckStats) -> None:
 
     async def connect_then_look_further() -> None:
         await connect()
-        # connect() has only asked the pending checks to cancel: let them finish doing so.
-        cancelled = [p.task for p in conn._check_list if p.task is not None and not p.task.done()]
+        # connect() has only asked the pending checks to cancel: let them finish doing so (one
+        # loop turn). A check started since, e.g. a triggered one, is not waited for.
+        cancelled = [
+            p.task
+            for p in conn._check_list
+            if p.task is not None and not p.task.done() and p.task.cancelling()
+        ]
         if cancelled:
             await asyncio.wait(cancelled, timeout=1.0)
         _resume_better_checks(conn, stats)

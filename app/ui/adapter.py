@@ -19,11 +19,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app import events as ev
-from app.call.controller import outcome_of
-from app.errors import CallError, PeerCallError
+from app.call.controller import CallController, CallerGaveUp, outcome_of
+from app.errors import CallError
 from app.history import CallRecord, Direction, History, Outcome, Route
 from app.ui.presenters import user_message
-from signaling.errors import SignalingError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +70,7 @@ class CallAdapter(QObject):
         self._finished = True
         self._declined = False
         self._offered = False  # an incoming call actually rang (an offer arrived)
+        self._accepted = False  # the user accepted it
         self._user_ended = False  # the user hung up / stopped waiting: not an error
         self.last_recorded = False  # whether the last callEnded went into the history
 
@@ -115,6 +115,8 @@ class CallAdapter(QObject):
             declined=self._declined,
             direction=self._direction,
             reason=reason,
+            cancelled=self._user_ended,
+            accepted=self._accepted,
         )
 
     # --- Qt -> engine ---------------------------------------------------------------------
@@ -175,6 +177,11 @@ class CallAdapter(QObject):
 
         self.run(send(), "Chat")
 
+    def rename_peer(self, name: str) -> None:
+        """The peer's display name became known (issue 12.8): the history records it."""
+        if name and self.in_call:
+            self._peer = name
+
     def set_muted(self, muted: bool) -> None:
         if self.session is not None:
             self.session.set_muted(muted)
@@ -208,6 +215,7 @@ class CallAdapter(QObject):
         self._finished = False
         self._declined = False
         self._offered = False
+        self._accepted = False
         self._user_ended = False
         self.busyChanged.emit(True)
         session = self._make_session()
@@ -245,54 +253,36 @@ class CallAdapter(QObject):
 
     async def _listen(self, channel: Any, peer: str) -> None:
         session = self._begin(channel, peer, "incoming")
+        # The ring rules (caller gave up while ringing, accept, decline) are the CLI's too:
+        # CallController. History stays with the adapter (it also records waits that failed).
+        controller = CallController(session, channel, direction="incoming", peer=peer)
 
-        async def flow() -> None:
-            await channel.connect()
-            offer = await session.wait_for_offer(channel)
+        async def decide(who: str) -> bool:
             self._offered = True
             decision: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
             self._decision = decision
             self.incomingCall.emit(self._peer or "someone")
-            watcher = (
-                asyncio.ensure_future(self._watch_caller(session, channel, decision))
-                if channel.supports_trickle  # a copy-paste caller has no way to give up
-                else None
-            )
             try:
-                accepted = await decision
+                # Set before answering: a call accepted that then fails on ICE is "failed".
+                self._accepted = bool(await decision)
+                return self._accepted
             finally:
                 self._decision = None
-                if watcher is not None:
-                    watcher.cancel()
-                    await asyncio.gather(watcher, return_exceptions=True)
-            if accepted is None:
+
+        async def flow() -> None:
+            await channel.connect()
+            try:
+                accepted = await controller.listen(decide)
+            except CallerGaveUp:
                 self._finish("missed")
                 await self._close_everything("the caller gave up")
-            elif accepted:
-                await session.answer(channel, offer)
-            else:
+                return
+            if not accepted:
                 self._declined = True
-                await session.decline(channel)
                 self._finish("declined")
                 await self._close_everything("declined")
 
         await self._guard(flow())
-
-    async def _watch_caller(
-        self, session: Any, channel: Any, decision: asyncio.Future[bool | None]
-    ) -> None:
-        """While ringing, keep reading the channel: a Bye (or a lost link) ends the ring.
-
-        ``wait_for_offer`` is the session's own pre-answer reader: it keeps trickled candidates
-        for the answer and raises when the caller says Bye.
-        """
-        try:
-            while not decision.done():
-                await session.wait_for_offer(channel)  # a repeated offer: keep ringing
-        except (PeerCallError, SignalingError) as exc:
-            logger.info("caller gone while ringing: %s", exc)
-            if not decision.done():
-                decision.set_result(None)
 
     async def _hangup(self, reason: str) -> None:
         if self.session is None:

@@ -12,7 +12,7 @@ from app.iceservers import IceServer
 from app.settings import Settings
 
 if TYPE_CHECKING:  # aiortc, PyAV and numpy load on the first call, not at start-up (12, bench)
-    from app.session import CallOptions, CallSession
+    from app.call.session import CallOptions, CallSession
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def call_options(
     camera can be switched on mid-call without renegotiating: while it is off the sender
     gates frames to black, as WebRTC does for a disabled track.
     """
-    from app.session import CallOptions
+    from app.call.session import CallOptions
 
     return CallOptions(
         ice_servers=ice_servers(settings),
@@ -163,6 +163,12 @@ class PreviewTap:
 
         self.track = _Track()
 
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of what we send."""
+        f = self._latest
+        return None if f is None else (f.width, f.height)
+
     def latest_rgb(self) -> Any:
         if self._latest is None:
             return None
@@ -185,6 +191,90 @@ def with_video(media: CallMedia, camera: str) -> tuple[CallMedia, PreviewTap, An
     return media, tap, sink
 
 
+class NamedChannel:
+    """A SignalingChannel that carries display names: ours goes into the offer or answer we
+    send, the peer's is read from theirs (or from the room's presence), so the ring, the chat
+    and the history can say who it is (issue 12.8). Everything else is the wrapped channel."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self.inner = inner
+        # What the wire accepts (signaling.messages: printable, at most 64 characters).
+        clean = "".join(c for c in name if c.isprintable()).strip()[:64]
+        self.name = clean or None
+        self._peer_name: str | None = None
+
+    @property
+    def supports_trickle(self) -> bool:
+        return bool(self.inner.supports_trickle)
+
+    @property
+    def peer_name(self) -> str | None:
+        """The other person's display name, once known."""
+        return self._peer_name or getattr(self.inner, "peer_name", None) or None
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    async def send(self, message: Any) -> None:
+        from signaling.messages import Answer, Offer
+
+        if isinstance(message, Offer | Answer) and message.name is None and self.name:
+            message = type(message)(message.sdp, self.name)
+        await self.inner.send(message)
+
+    async def receive(self) -> Any:
+        from signaling.messages import Answer, Offer
+
+        message = await self.inner.receive()
+        if isinstance(message, Offer | Answer) and message.name:
+            self._peer_name = message.name
+        return message
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # ice_servers, wait_for_peer, presence, ...
+        return getattr(self.inner, name)
+
+
+def pulse_device_names() -> dict[str, str]:
+    """What PortAudio's ``pulse``/``default`` devices really are: the sound server's default
+    sink and source descriptions ("Built-in Audio Analog Stereo"), by kind (issue 12.11).
+
+    Empty when PulseAudio/PipeWire's pactl is missing or does not answer within 2 s.
+    """
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("pactl") is None:
+        return {}
+    names: dict[str, str] = {}
+    for kind, listing, default in (
+        ("output", "sinks", "get-default-sink"),
+        ("input", "sources", "get-default-source"),
+    ):
+        try:
+            chosen = subprocess.run(
+                ["pactl", default], capture_output=True, text=True, timeout=2, check=True
+            ).stdout.strip()
+            found = json.loads(
+                subprocess.run(
+                    ["pactl", "-f", "json", "list", listing],
+                    capture_output=True,
+                    text=True,
+                    timeout=2,
+                    check=True,
+                ).stdout
+            )
+        except (OSError, subprocess.SubprocessError, ValueError):
+            continue
+        for device in found if isinstance(found, list) else []:
+            if isinstance(device, dict) and device.get("name") == chosen:
+                names[kind] = str(device.get("description") or chosen)
+    return names
+
+
 def synthetic_media() -> CallMedia:
     """Silence out, nothing played: for machines without a sound card and for tests."""
     from app.media.synthetic import NullSink, SilenceTrack
@@ -193,7 +283,7 @@ def synthetic_media() -> CallMedia:
 
 
 def new_session(options: CallOptions, media: CallMedia) -> CallSession:
-    from app.session import CallSession
+    from app.call.session import CallSession
 
     return CallSession(
         options,

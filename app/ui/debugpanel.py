@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -41,6 +43,71 @@ logger = logging.getLogger(__name__)
 
 TYPE_COLORS = {"host": "#e6f4ea", "srflx": "#e8f0fe", "prflx": "#fef7e0", "relay": "#fce8e6"}
 MAX_POINTS = 600  # ten minutes of once-a-second samples per curve
+
+
+SECRET_KEYS = frozenset({"credential", "password", "secret"})
+CHAT_EVENTS = frozenset({"ChatReceived", "ChatSent"})
+
+
+def scrub(value: Any, *, include_chat: bool) -> Any:
+    """An export safe to attach to a public bug report: no TURN credentials or secrets, and
+    chat messages only when the user asked for them (issue 12.12)."""
+    if isinstance(value, dict):
+        if value.get("event") in CHAT_EVENTS and not include_chat:
+            return {**value, "text": "(chat not included)"}
+        return {
+            k: "(removed)" if k in SECRET_KEYS and v else scrub(v, include_chat=include_chat)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [scrub(v, include_chat=include_chat) for v in value]
+    return value
+
+
+def candidate_line(c: ev.CandidateInfo) -> str:
+    """The candidate as its SDP attribute (RFC 8839 §5.1), what chrome://webrtc-internals and
+    the Trickle ICE page print."""
+    line = (
+        f"candidate:{c.foundation} {c.component} {c.protocol} {c.priority} {c.address}"
+        f" {c.port} typ {c.type}"
+    )
+    if c.related_address:
+        line += f" raddr {c.related_address} rport {c.related_port or 0}"
+    if c.tcp_type:
+        line += f" tcptype {c.tcp_type}"
+    return line
+
+
+def negotiated_codecs(sdp: str) -> dict[str, str]:
+    """The codec each media section settled on: the first payload type of its m= line
+    (RFC 8866 §5.14; the answer lists the chosen one first) looked up in its a=rtpmap."""
+    codecs: dict[str, str] = {}
+    kind, first = "", ""
+    maps: dict[str, str] = {}
+    for line in [*sdp.splitlines(), "m=end 0 x"]:
+        if line.startswith("m="):
+            if kind and first in maps and kind not in codecs:
+                codecs[kind] = maps[first]
+            parts = line[2:].split()
+            kind, first, maps = parts[0], (parts[3] if len(parts) > 3 else ""), {}
+        elif line.startswith("a=rtpmap:"):
+            payload, _, name = line[len("a=rtpmap:") :].partition(" ")
+            maps[payload] = name.strip()
+    return codecs
+
+
+STREAM_COLUMNS = ("Stream", "Codec", "Frames", "Resolution", "Level / rate")
+
+
+LEGEND = (
+    "Rows: <span style='background:#e6f4ea'>&nbsp;host&nbsp;</span>"
+    " <span style='background:#e8f0fe'>&nbsp;srflx (via STUN)&nbsp;</span>"
+    " <span style='background:#fef7e0'>&nbsp;prflx (learned from checks)&nbsp;</span>"
+    " <span style='background:#fce8e6'>&nbsp;relay (via TURN)&nbsp;</span> ·"
+    " pairs: <span style='background:#b7e4c7'>&nbsp;<b>selected</b>&nbsp;</span>"
+    " <span style='background:#e6f4ea'>&nbsp;nominated&nbsp;</span>"
+    " <span style='color:#6b7280'>grey: no longer checked</span>"
+)
 
 
 def _table(columns: tuple[str, ...], name: str) -> QTableWidget:
@@ -130,12 +197,38 @@ class DebugPanel(QWidget):
     """Fed by :attr:`app.ui.adapter.CallAdapter.engineEvent`; reset when a new session starts."""
 
     def __init__(
-        self, export_session: Callable[[], dict[str, Any]], parent: QWidget | None = None
+        self,
+        export_session: Callable[[], dict[str, Any]],
+        parent: QWidget | None = None,
+        *,
+        servers: Callable[[], list[Any]] | None = None,
+        run: Callable[..., Any] | None = None,
+        streams: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("PeerCall — debug")
         self._export_session = export_session
+        self._servers = servers or (lambda: [])
+        self._run = run
+        self._streams = streams or (lambda: {})
+        self._codecs: dict[str, str] = {}
         self.stats: list[dict[str, Any]] = []
+        self._pairs: dict[tuple[Any, ...], ev.CandidatePairInfo] = {}
+        self.include_chat = QCheckBox("Include chat in the export")
+        self.include_chat.setObjectName("exportChat")
+        self.include_chat.setToolTip(
+            "Off: chat messages are left out. TURN credentials are never exported."
+        )
+        self.gather_button = QPushButton("Gather candidates")
+        self.gather_button.setObjectName("gatherCandidates")
+        self.gather_button.setToolTip(
+            "Without a call: list this machine's host candidates and ask each configured"
+            " STUN/TURN server for srflx and relay candidates (like the Trickle ICE page)"
+        )
+        self.gather_button.clicked.connect(self.gather)
+        self.legend = QLabel(LEGEND)
+        self.legend.setObjectName("debugLegend")
+        self.legend.setWordWrap(True)
 
         self.summary = QLabel()
         self.summary.setObjectName("debugSummary")
@@ -147,11 +240,14 @@ class DebugPanel(QWidget):
         self.export_button.clicked.connect(self._ask_export)
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
+        top.addWidget(self.gather_button)
+        top.addWidget(self.include_chat)
         top.addWidget(self.export_button)
 
         self.candidates = _table(CANDIDATE_COLUMNS, "candidates")
         self.pairs = _table(PAIR_COLUMNS, "pairs")
         self.timeline = _table(("Time", "Layer", "State"), "timeline")
+        self.streams = _table(STREAM_COLUMNS, "streams")
 
         self.rtt = Graph("Round-trip time", "ms", ("rtt",), floor=10)
         self.jitter = Graph("Jitter", "ms", ("jitter",), floor=10)
@@ -169,6 +265,7 @@ class DebugPanel(QWidget):
         lower_tabs = QTabWidget()
         lower_tabs.addTab(self.pairs, "Candidate pairs")
         lower_tabs.addTab(self.timeline, "Timeline")
+        lower_tabs.addTab(self.streams, "Streams")
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(lower_tabs)
         lower.addWidget(graphs)
@@ -180,6 +277,7 @@ class DebugPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.legend)
         layout.addWidget(self.selected_label)
         layout.addWidget(main, 1)
         self.reset()
@@ -188,11 +286,14 @@ class DebugPanel(QWidget):
 
     def reset(self, session: object = None) -> None:
         """Empty everything for a new call."""
-        for table in (self.candidates, self.pairs, self.timeline):
+        for table in (self.candidates, self.pairs, self.timeline, self.streams):
             table.setRowCount(0)
         for graph in (self.rtt, self.jitter, self.loss, self.bitrate):
             graph.clear_points()
         self.stats = []
+        self.candidate_lines: list[str] = []
+        self._pairs = {}
+        self._gathering_logged = False
         self._local = self._remote = 0
         self._gathering: str = "gathering: not started"
         self.selected_label.setText("Selected pair: —")
@@ -206,7 +307,7 @@ class DebugPanel(QWidget):
                 self._local += 1
             else:
                 self._remote += 1
-            _append(self.candidates, candidate_row(c), TYPE_COLORS.get(c.type))
+            self._add_candidate(c)
             self._update_summary()
         elif isinstance(event, ev.GatheringFinished):
             failed = (
@@ -215,7 +316,7 @@ class DebugPanel(QWidget):
                 else ""
             )
             self._gathering = f"gathering took {event.duration * 1000:.0f} ms{failed}"
-            self._add_timeline(event.at, "ice-gathering", "complete")
+            self._gathering_complete(event.at)
             self._update_summary()
         elif isinstance(event, ev.PairsUpdated):
             self._show_pairs(event.pairs)
@@ -230,21 +331,60 @@ class DebugPanel(QWidget):
             reason = f" ({event.reason})" if event.reason else ""
             self._add_timeline(event.at, "call", f"{event.new.value}{reason}")
         elif isinstance(event, ev.TransportStateChanged):
-            self._add_timeline(event.at, event.layer, event.state)
+            if (event.layer, event.state) == ("ice-gathering", "complete"):
+                self._gathering_complete(event.at)
+            else:
+                self._add_timeline(event.at, event.layer, event.state)
         elif isinstance(event, ev.StatsSample):
             self._add_stats(event)
         elif isinstance(event, ev.ErrorOccurred):
             self._add_timeline(event.at, "error", event.message)
+        elif isinstance(event, ev.SdpExchanged) and event.kind == "answer":
+            # The answer holds what both sides settled on.
+            self._codecs = negotiated_codecs(event.sdp)
 
     def _add_timeline(self, at: float, layer: str, state: str) -> None:
         _append(self.timeline, (f"{at:.3f}", layer, state))
 
+    def _gathering_complete(self, at: float) -> None:
+        """Both the engine's summary and the transport report it: one timeline row."""
+        if not self._gathering_logged:
+            self._gathering_logged = True
+            self._add_timeline(at, "ice-gathering", "complete")
+
+    def _add_candidate(self, c: ev.CandidateInfo) -> None:
+        row = _append(self.candidates, candidate_row(c), TYPE_COLORS.get(c.type))
+        line = candidate_line(c)
+        for column in range(self.candidates.columnCount()):
+            item = self.candidates.item(row, column)
+            if item is not None:
+                item.setToolTip(line)
+        self.candidate_lines.append(line)
+
     def _show_pairs(self, pairs: tuple[ev.CandidatePairInfo, ...]) -> None:
+        """Every pair ever checked stays listed with its last state (chrome://webrtc-internals
+        keeps them too); a pair the engine no longer reports is greyed."""
+        current = set()
+        for pair in pairs:
+            key = (pair.local.key, pair.remote.key)
+            self._pairs[key] = pair
+            current.add(key)
         self.pairs.setRowCount(0)
-        ordered = sorted(pairs, key=lambda p: (not p.selected, not p.nominated))
-        for pair in ordered:
+        ordered = sorted(
+            self._pairs.items(),
+            key=lambda kv: (kv[0] not in current, not kv[1].selected, not kv[1].nominated),
+        )
+        for key, pair in ordered:
             color = "#b7e4c7" if pair.selected else "#e6f4ea" if pair.nominated else None
+            if key not in current:
+                pair = replace(pair, selected=False)
+                color = None
             row = _append(self.pairs, pair_row(pair), color)
+            if key not in current:
+                for column in range(self.pairs.columnCount()):
+                    item = self.pairs.item(row, column)
+                    if item is not None:
+                        item.setForeground(QBrush(QColor("#6b7280")))
             if pair.selected:
                 font = QFont()
                 font.setBold(True)
@@ -265,12 +405,37 @@ class DebugPanel(QWidget):
             }
         )
         del self.stats[:-MAX_POINTS]
+        self._show_streams(sample)
         self.rtt.add("rtt", sample.at, sample.rtt_ms)
         self.jitter.add("jitter", sample.at, sample.jitter_ms)
         loss = sample.fraction_lost * 100 if sample.fraction_lost is not None else None
         self.loss.add("loss", sample.at, loss)
         self.bitrate.add("in", sample.at, sample.bitrate_in_kbps)
         self.bitrate.add("out", sample.at, sample.bitrate_out_kbps)
+
+    def _show_streams(self, sample: ev.StatsSample) -> None:
+        """Per stream: codec, frames and resolution (video), level and rate (audio)."""
+        probe = self._streams()
+        level = f"{sample.audio_level:.2f}" if sample.audio_level is not None else "—"
+        rate_in = f"{sample.bitrate_in_kbps:.0f} kbit/s in" if sample.bitrate_in_kbps else "—"
+        rows = [("audio ↓ received", "audio", None, f"level {level}; all media {rate_in}")]
+        rows.append(("audio ↑ sent", "audio", None, "muted" if probe.get("muted") else ""))
+        for name, key in (("video ↓ received", "video_in"), ("video ↑ sent", "video_out")):
+            if key in probe:
+                rows.append((name, "video", probe[key], ""))
+        self.streams.setRowCount(0)
+        for name, kind, video, note in rows:
+            frames, size, rate = video if video is not None else (None, None, None)
+            _append(
+                self.streams,
+                (
+                    name,
+                    self._codecs.get(kind, "—"),
+                    str(frames) if frames is not None else "—",
+                    f"{size[0]}×{size[1]}" if size else "—",
+                    note or (f"{rate} fps" if rate is not None else ""),
+                ),
+            )
 
     def _update_summary(self) -> None:
         counts = f"Local candidates: {self._local} · remote candidates: {self._remote}"
@@ -279,8 +444,8 @@ class DebugPanel(QWidget):
     # --- export -------------------------------------------------------------------------
 
     def export_data(self) -> dict[str, Any]:
-        """The whole session (the engine's export) plus what this panel shows."""
-        return {
+        """The whole session (the engine's export) plus what this panel shows, scrubbed."""
+        data = {
             "session": self._export_session(),
             "ui": {
                 "candidates": {"columns": list(CANDIDATE_COLUMNS), "rows": _rows(self.candidates)},
@@ -289,8 +454,66 @@ class DebugPanel(QWidget):
                 "stats": list(self.stats),
                 "summary": self.summary.text(),
                 "selected": self.selected_label.text(),
+                "candidate_lines": list(self.candidate_lines),
             },
         }
+        return dict(scrub(data, include_chat=self.include_chat.isChecked()))
+
+    # --- stand-alone gathering --------------------------------------------------------------
+
+    def gather(self) -> Any:
+        """The Trickle ICE page's job without a call: host candidates of this machine, then
+        what each configured STUN/TURN server returns (app.probe), into the candidates table."""
+        from app.ui.hosting import lan_addresses
+
+        self.reset()
+        self._gathering = "gathering (no call)…"
+        self._update_summary()
+        for index, address in enumerate(lan_addresses()):
+            candidate = ev.CandidateInfo(
+                "local", 1, "host", str(index + 1), "udp", address.ip, 0, 0, at=0.0
+            )
+            self._local += 1
+            self._add_candidate(candidate)
+        self._update_summary()
+        if self._run is None:
+            return None
+        self.gather_button.setEnabled(False)
+        return self._run(self._probe(), "Gather candidates")
+
+    async def _probe(self) -> None:
+        import time
+
+        from app.probe import probe_servers
+
+        start = time.monotonic()
+        try:
+            results = await probe_servers(self._servers())
+        finally:
+            self.gather_button.setEnabled(True)
+        failed = []
+        for result in results:
+            if not result.ok:
+                failed.append(f"{result.uri} ({result.error})")
+            for number, found in enumerate(result.candidates):
+                candidate = ev.CandidateInfo(
+                    "local",
+                    1,
+                    "relay" if found.type == "relay" else "srflx",
+                    f"{found.type}{number}",
+                    "udp" if "transport=tcp" not in result.uri else "tcp",
+                    found.address,
+                    found.port,
+                    0,
+                    at=result.elapsed,
+                    server=result.uri,
+                )
+                self._local += 1
+                self._add_candidate(candidate)
+        took = (time.monotonic() - start) * 1000
+        note = f"; failed: {', '.join(failed)}" if failed else ""
+        self._gathering = f"gathered without a call in {took:.0f} ms{note}"
+        self._update_summary()
 
     def export_to(self, path: Path) -> None:
         write_json_atomic(path, self.export_data())

@@ -64,6 +64,17 @@ from signaling.errors import SignalingError
 logger = logging.getLogger(__name__)
 
 BACKEND_PAGES = ("websocket", "lan", "manual")
+SHUTDOWN_LIMIT = 8.0  # seconds a hang-up may take when the window closes
+
+
+def _button_style(color: str, padding: str) -> str:
+    """A coloured button that still looks disabled when it is (issue 12.9: a red Hang up
+    with no call read as clickable)."""
+    return (
+        f"QPushButton {{ background: {color}; color: white; padding: {padding};"
+        " border-radius: 3px; }"
+        " QPushButton:disabled { background: #d1d5db; color: #6b7280; }"
+    )
 
 
 def _name(widget: QWidget, object_name: str, accessible: str) -> None:
@@ -173,6 +184,7 @@ class MainWindow(QMainWindow):
         self._media_factory = media
         self._video = video  # negotiate video (camera or test pattern) in every call
         self._tap: Any = None  # the self-view tap on what we send
+        self._frame_counts: dict[str, tuple[int, float]] = {}
         self._remote_sink: Any = None  # keeps the other side's newest frame
         self._shutting_down = False
         self._shutdown_done = False
@@ -180,6 +192,7 @@ class MainWindow(QMainWindow):
         self.errors: list[str] = []
         self._call_error: str | None = None  # the failure to name when the call ends
         self._peer_label = "the other person"
+        self._channel: Any = None  # the current call's NamedChannel
         self._ended_outcome: str | None = None  # how the last call ended
         self._leave_confirmed = False
         self.leave_box: QMessageBox | None = None
@@ -204,6 +217,11 @@ class MainWindow(QMainWindow):
         self._connect()
         self.history_view.set_records(history.records)
         self._set_in_call(False)
+        geometry = settings["ui.geometry"]
+        if geometry:
+            from PySide6.QtCore import QByteArray
+
+            self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
         for message in (settings.load_error, history.load_error):
             if message:
                 self.show_error(message)
@@ -240,6 +258,7 @@ class MainWindow(QMainWindow):
         self.news = QLabel("")
         _name(self.news, "callNews", "Call status")
         self.news.setWordWrap(True)
+        self.news.setTextFormat(Qt.TextFormat.PlainText)  # names and errors come from outside
         self.news.hide()
 
         self.incoming = QFrame()
@@ -250,12 +269,14 @@ class MainWindow(QMainWindow):
         )
         self.incoming_label = QLabel("Incoming call")
         self.incoming_label.setObjectName("incomingLabel")
+        # The peer chooses its name: never let it render as rich text.
+        self.incoming_label.setTextFormat(Qt.TextFormat.PlainText)
         self.accept_button = QPushButton("Accept")
         _name(self.accept_button, "acceptButton", "Accept call")
-        self.accept_button.setStyleSheet("background: #2f855a; color: white; padding: 4px 14px;")
+        self.accept_button.setStyleSheet(_button_style("#2f855a", "4px 14px"))
         self.decline_button = QPushButton("Decline")
         _name(self.decline_button, "declineButton", "Decline call")
-        self.decline_button.setStyleSheet("background: #c53030; color: white; padding: 4px 14px;")
+        self.decline_button.setStyleSheet(_button_style("#c53030", "4px 14px"))
         row = QHBoxLayout(self.incoming)
         row.addWidget(self.incoming_label, 1)
         row.addWidget(self.accept_button)
@@ -336,14 +357,14 @@ class MainWindow(QMainWindow):
         start_layout.addWidget(self.always_relay)
 
         # Centre: video and controls.
-        self.remote_video = VideoView("No video from the other person (audio-only call)")
+        self.remote_video = VideoView("The other person's video appears here")
         self.remote_video.setMinimumSize(420, 300)
         self.local_video = VideoView("Camera off")
         self.local_video.setFixedSize(176, 132)
         self.remote_video.set_overlay(self.local_video)
         self.hangup_button = QPushButton("Hang up")
         _name(self.hangup_button, "hangupButton", "Hang up")
-        self.hangup_button.setStyleSheet("background: #c53030; color: white; padding: 6px 16px;")
+        self.hangup_button.setStyleSheet(_button_style("#c53030", "6px 16px"))
         self.mute_button = QPushButton("Mute")
         _name(self.mute_button, "muteButton", "Mute microphone")
         self.mute_button.setCheckable(True)
@@ -501,8 +522,10 @@ class MainWindow(QMainWindow):
         a.selectedPairChanged.connect(self.badge.set_selected)
         a.statsSampled.connect(self._on_stats)
         a.sasReady.connect(self.sas.set_sas)
-        a.chatReceived.connect(lambda text: self.chat.add_message("Them", text))
-        a.chatSent.connect(lambda text: self.chat.add_message("You", text))
+        a.chatReceived.connect(
+            lambda text: self.chat.add_message(self._learn_peer_name(), text, mine=False)
+        )
+        a.chatSent.connect(lambda text: self.chat.add_message(self.display_name(), text, mine=True))
         a.incomingCall.connect(self._on_incoming)
         a.callEnded.connect(self._on_call_ended)
         a.errorRaised.connect(self.show_error)
@@ -515,6 +538,9 @@ class MainWindow(QMainWindow):
         self.hosting.clicked.connect(self._open_hosting_settings)
         self.signaling_host.errorRaised.connect(self.show_error)
         self.chat.sendRequested.connect(a.send_chat)
+        self.history_view.callBackRequested.connect(self.call_back)
+        self.history_view.deleteRequested.connect(self._delete_history_row)
+        self.history_view.clearRequested.connect(self._clear_history)
         self.backend.currentIndexChanged.connect(self._on_backend)
         self.lan.callRequested.connect(lambda request: self.start_call(*request))
         self.lan.errorRaised.connect(self.show_error)
@@ -678,11 +704,74 @@ class MainWindow(QMainWindow):
     def start_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial over any SignalingChannel (also the entry point for tests and the self-test)."""
         self._new_call_view(f"Calling {peer}…", "calling", peer)
-        return self.adapter.call(channel, peer)
+        self._channel = callsetup.NamedChannel(channel, self.display_name())
+        return self.adapter.call(self._channel, peer)
 
     def wait_for_call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         self._new_call_view(f"Waiting for a call ({peer})…", "waiting", peer)
-        return self.adapter.listen(channel, peer)
+        self._channel = callsetup.NamedChannel(channel, self.display_name())
+        return self.adapter.listen(self._channel, peer)
+
+    def call_back(self, record: CallRecord) -> None:
+        """History → call back: the room this person was reached in (issue 12.8)."""
+        if self.adapter.in_call:
+            self.show_error("Call back: hang up first")
+            return
+        where = self.settings["signaling.contacts"].get(record.peer)
+        if where is None and record.peer.startswith("room "):
+            where = [self.server_url.text().strip(), record.peer.removeprefix("room ")]
+        if where is None:
+            self.show_error(
+                f"Call back: {record.peer} was not reached through a server room;"
+                " call them the way you did last time"
+            )
+            return
+        self.backend.setCurrentIndex(BACKEND_PAGES.index("websocket"))
+        self.server_url.setText(where[0])
+        self.room.setText(where[1])
+        self.call_room()
+
+    def _remember_contact(self) -> None:
+        channel = self._channel
+        name = channel.peer_name if channel is not None else None
+        inner = getattr(channel, "inner", None)
+        url, room = getattr(inner, "url", None), getattr(inner, "room", None)
+        if not (name and isinstance(url, str) and isinstance(room, str)):
+            return
+        contacts = self.settings["signaling.contacts"]
+        if contacts.get(name) != [url, room]:
+            contacts[name] = [url, room]
+            self.settings.set("signaling.contacts", contacts)
+            self._save_settings()
+
+    def _delete_history_row(self, row: int) -> None:
+        records = self.history.records
+        index = len(records) - 1 - row  # the view shows the newest first
+        if 0 <= index < len(records):
+            del records[index]
+            self.history_view.remove(row)
+            self._save_history()
+
+    def _clear_history(self) -> None:
+        self.history.records.clear()
+        self.history_view.set_records([])
+        self._save_history()
+
+    def _save_history(self) -> None:
+        try:
+            self.history.save()
+        except OSError as exc:
+            self.show_error(f"History: cannot save: {user_message(exc)}")
+
+    def _learn_peer_name(self) -> str:
+        """The peer's display name once their offer/answer or presence said it."""
+        channel = self._channel
+        name = channel.peer_name if channel is not None else None
+        if name and name != self._peer_label:
+            self._peer_label = name
+            self.adapter.rename_peer(name)
+            self.remote_video.off_text = f"{name}: camera off"
+        return self._peer_label
 
     def _new_call_view(self, news: str, phase: str, peer: str) -> None:
         """Nothing of the previous call stays up when a new one starts (issue 12.9)."""
@@ -833,7 +922,8 @@ class MainWindow(QMainWindow):
             self.timer.start()
             self.chat.set_enabled(True)
             self.chat.add_note("Connected")
-            self.set_news(f"In a call with {self._peer_label}", "ok")
+            self.set_news(f"In a call with {self._learn_peer_name()}", "ok")
+            self._remember_contact()
             self.start_panel.hide()  # the call gets the room (issue 12.10)
         elif change.new in (ev.CallState.ENDED, ev.CallState.FAILED):
             self.timer.stop()
@@ -845,8 +935,9 @@ class MainWindow(QMainWindow):
         self.quality_label.setText(self.quality.quality.text)
 
     def _on_incoming(self, peer: str) -> None:
-        self.incoming_label.setText(f"Incoming call from {peer}")
         self._peer_label = peer
+        peer = self._learn_peer_name()
+        self.incoming_label.setText(f"Incoming call from {peer}")
         self.badge.set_phase("ringing")
         self.set_news(f"Incoming call from {peer}")
         self.incoming.show()
@@ -933,8 +1024,14 @@ class MainWindow(QMainWindow):
         if self.debug_panel is None:
             from app.ui.debugpanel import DebugPanel
 
-            self.debug_panel = DebugPanel(self.adapter.export)
+            self.debug_panel = DebugPanel(
+                self.adapter.export,
+                servers=lambda: list(callsetup.ice_servers(self.settings)),
+                run=self.adapter.run,
+                streams=self._stream_figures,
+            )
             self.debug_panel.resize(1200, 760)
+            self._place_on_screen(self.debug_panel)
             self.adapter.engineEvent.connect(self.debug_panel.handle)
             if self.adapter.session is not None:
                 for event in list(self.adapter.session.events):
@@ -942,6 +1039,33 @@ class MainWindow(QMainWindow):
         self.debug_panel.show()
         self.debug_panel.raise_()
         return self.debug_panel
+
+    def _stream_figures(self) -> dict[str, Any]:
+        """Video frames, size and rate in each direction, for the debug panel's Streams tab."""
+        figures: dict[str, Any] = {"muted": self.mute_button.isChecked()}
+        now = time.monotonic()
+        for key, source in (("video_in", self._remote_sink), ("video_out", self._tap)):
+            if source is None:
+                continue
+            frames = int(source.frames)
+            size = source.size
+            last = self._frame_counts.get(key)
+            rate = None
+            if last is not None and now > last[1]:
+                rate = round((frames - last[0]) / (now - last[1]))
+            self._frame_counts[key] = (frames, now)
+            figures[key] = (frames, size, rate)
+        return figures
+
+    def _place_on_screen(self, window: QWidget) -> None:
+        """Next to this window, shrunk and moved to fit the screen it is on (issue 12.10)."""
+        area = (self.screen() or QGuiApplication.primaryScreen()).availableGeometry()
+        width = min(window.width(), area.width())
+        height = min(window.height(), area.height())
+        window.resize(width, height)
+        x = min(max(self.x() + 40, area.left()), area.right() - width + 1)
+        y = min(max(self.y() + 40, area.top()), area.bottom() - height + 1)
+        window.move(x, y)
 
     def open_settings(self) -> Any:
         if self.settings_dialog is None:
@@ -979,8 +1103,13 @@ class MainWindow(QMainWindow):
         if self._shutdown_done:
             return
         self._shutting_down = True
+        self._remember_geometry()
         try:
-            await self.adapter.shutdown()
+            try:
+                # The window must close even if a session's teardown never finishes.
+                await asyncio.wait_for(self.adapter.shutdown(), SHUTDOWN_LIMIT)
+            except TimeoutError:
+                logger.warning("hanging up took over %.0f s; quitting anyway", SHUTDOWN_LIMIT)
             await self.ringer.stop()
             await self.lan.shutdown()
             await self.relay_host.stop()
@@ -996,6 +1125,13 @@ class MainWindow(QMainWindow):
                     window.close()
             self.close()
             self.closed.emit()
+
+    def _remember_geometry(self) -> None:
+        """Window size and place come back at the next start (issue 12.10)."""
+        value = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
+        if value != self.settings["ui.geometry"]:
+            self.settings.set("ui.geometry", value)
+            self._save_settings()
 
     async def _release_echo_cancel(self) -> None:
         """Unload PulseAudio's echo canceller if a call or the settings loaded it: it must not

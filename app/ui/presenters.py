@@ -85,6 +85,8 @@ def end_news(outcome: str, duration: str, failure: str | None, has_turn: bool) -
         return "Call ended — declined"
     if outcome == "missed":
         return "Missed call"
+    if outcome == "cancelled":
+        return "Call cancelled"
     reason = failure or "the call could not be set up"
     no_path = "no path" in reason or "ICE" in reason or "connection failed" in reason
     if no_path and not has_turn:

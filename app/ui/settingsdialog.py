@@ -78,6 +78,9 @@ def _error_label() -> QLabel:
     label = QLabel()
     label.setStyleSheet(ERROR_STYLE)
     label.setWordWrap(True)
+    # Room for one line even when empty: the dialog must not jump as errors come and go
+    # (issue 12.10).
+    label.setMinimumHeight(label.fontMetrics().lineSpacing())
     return label
 
 
@@ -140,6 +143,7 @@ class IceServersPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
@@ -169,6 +173,7 @@ class IceServersPage(QWidget):
         self.error.setObjectName("iceError")
         self.status = QLabel()
         self.status.setStyleSheet(NOTE_STYLE)
+        self.status.setWordWrap(True)
 
         buttons = QHBoxLayout()
         for button in (self.add_button, self.remove_button, self.up_button, self.down_button):
@@ -311,7 +316,6 @@ class IceServersPage(QWidget):
             entry = self._entries[row]
             problem = entry_error(entry["urls"], entry["username"], entry["credential"])
         self.error.setText(problem or "")
-        self.error.setVisible(problem is not None)
         self.test_button.setEnabled(bool(self._entries) and self.first_error() is None)
 
     def _fill_row(self, row: int) -> None:
@@ -366,6 +370,7 @@ class IceServersPage(QWidget):
             self._fill_row(row)
         ok = sum(r.ok for r in results)
         self.status.setText(f"Tested {len(results)} URI(s): {ok} answered")
+        self.table.resizeRowsToContents()  # long results wrap instead of being cut off
         self.testFinished.emit(results)
 
     def result_text(self, row: int) -> str:
@@ -495,7 +500,6 @@ class SignalingPage(QWidget):
     def _validate(self) -> None:
         problem = self.first_error()
         self.url_error.setText(problem or "")
-        self.url_error.setVisible(problem is not None)
         self.changed.emit()
 
     def _toggled(self, on: bool) -> None:
@@ -1108,9 +1112,12 @@ class MediaPage(QWidget):
             notes.append("No speaker found.")
         if not found and not notes:
             notes.append("No audio devices found (is a sound server running?).")
+        from app.ui.callsetup import pulse_device_names
+
+        pulse = pulse_device_names() if found else {}
         found_cameras = list_cameras()
         cameras = [c.path for c in found_cameras]
-        camera_names = {c.path: f"{c.name} ({c.path})" for c in found_cameras}
+        self._camera_names = {c.path: f"{c.name} ({c.path})" for c in found_cameras}
         if not cameras:
             notes.append("No camera found: calls send the test pattern when video is on.")
         for combo, names, key, default in (
@@ -1122,7 +1129,7 @@ class MediaPage(QWidget):
             combo.clear()
             combo.addItem(default, "")
             for name in names:
-                combo.addItem(camera_names.get(name, name), name)
+                combo.addItem(self._device_label(name, key, pulse), name)
             current = settings[key]
             if current and current not in names:
                 combo.addItem(f"{current} (not present)", current)
@@ -1130,6 +1137,15 @@ class MediaPage(QWidget):
             combo.blockSignals(False)
         self.device_note.setText(" ".join(notes))
         self.device_note.setVisible(bool(notes))
+
+    def _device_label(self, name: str, key: str, pulse: dict[str, str]) -> str:
+        """``pulse``/``default`` say which sound card they lead to; cameras their driver name."""
+        if key == "video.camera":
+            return self._camera_names.get(name, name)
+        kind = "input" if key == "audio.input" else "output"
+        if name in ("pulse", "default") and kind in pulse:
+            return f"{pulse[kind]} ({name})"
+        return name
 
     def load(self, settings: Settings) -> None:
         self.list_devices(settings)
@@ -1243,7 +1259,13 @@ class MediaPage(QWidget):
         try:
             await asyncio.to_thread(enable_system_echo_cancel if on else disable_system_echo_cancel)
         except Exception as exc:
-            self.echo_error.setText(user_message(exc))
+            # A sentence for the user; pactl's own words stay in the tooltip and the log.
+            self.echo_error.setText(
+                "Echo cancellation is not available with these devices: PulseAudio refused"
+                " to load its canceller. Use headphones, or pick a real microphone and speaker."
+            )
+            self.echo_error.setToolTip(user_message(exc))
+            logger.info("echo cancellation refused: %s", exc)
             self.echo.blockSignals(True)
             self.echo.setChecked(False)
             self.echo.blockSignals(False)

@@ -339,42 +339,92 @@ class LevelMeter(QProgressBar):
 
 
 class HistoryView(QTableWidget):
-    """Who, when, how long, direct or relayed; newest first."""
+    """Who, when and how it went, newest first; double-click or the context menu calls back.
 
-    COLUMNS = ("When", "Peer", "Direction", "Outcome", "Duration", "Path")
+    Three narrow columns so it never needs horizontal scrolling (issue 12.10).
+    """
+
+    COLUMNS = ("When", "Who", "Call")
+    callBackRequested = Signal(object)  # CallRecord
+    deleteRequested = Signal(int)  # row (0 = newest)
+    clearRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, len(self.COLUMNS), parent)
+        self.setObjectName("history")
+        self.setAccessibleName("Call history")
         self.setHorizontalHeaderLabels(self.COLUMNS)
         self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWordWrap(False)
         self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.horizontalHeader().setStretchLastSection(True)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.records: list[CallRecord] = []  # row order
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
+        self.cellDoubleClicked.connect(lambda row, _c: self._call_back(row))
+        self.menu: Any = None
 
     def set_records(self, records: list[CallRecord]) -> None:
         self.setRowCount(0)
+        self.records = []
         for record in reversed(records):
             self._add(record)
 
     def prepend(self, record: CallRecord) -> None:
         self.insertRow(0)
+        self.records.insert(0, record)
         self._fill(0, record)
 
     def _add(self, record: CallRecord) -> None:
         row = self.rowCount()
         self.insertRow(row)
+        self.records.append(record)
         self._fill(row, record)
 
     def _fill(self, row: int, record: CallRecord) -> None:
-        when = dt.datetime.fromtimestamp(record.started).strftime("%Y-%m-%d %H:%M")
-        path = {"direct": "direct", "relay": "via relay", "none": "—"}[record.route]
-        values = (
-            when,
-            record.peer,
-            record.direction,
-            record.outcome,
-            format_duration(record.duration),
-            path,
+        started = dt.datetime.fromtimestamp(record.started)
+        today = dt.date.today() == started.date()
+        when = started.strftime("%H:%M" if today else "%d %b %H:%M")
+        arrow = "↗" if record.direction == "outgoing" else "↙"
+        path = {"direct": "", "relay": " · relay", "none": ""}[record.route]
+        duration = f" {format_duration(record.duration)}" if record.outcome == "completed" else ""
+        values = (when, record.peer, f"{arrow} {record.outcome}{duration}{path}")
+        tip = (
+            f"{record.direction} call, {record.outcome}, {format_duration(record.duration)},"
+            f" {record.route}; double-click to call back"
         )
         for column, value in enumerate(values):
-            self.setItem(row, column, QTableWidgetItem(value))
+            item = QTableWidgetItem(value)
+            item.setToolTip(tip)
+            self.setItem(row, column, item)
+
+    def _call_back(self, row: int) -> None:
+        if 0 <= row < len(self.records):
+            self.callBackRequested.emit(self.records[row])
+
+    def _menu(self, pos: Any) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        row = self.rowAt(pos.y())
+        menu = QMenu(self)
+        menu.setObjectName("historyMenu")
+        call_back = menu.addAction("Call back")
+        delete = menu.addAction("Delete")
+        menu.addSeparator()
+        clear = menu.addAction("Clear history")
+        for action in (call_back, delete):
+            action.setEnabled(row >= 0)
+        call_back.triggered.connect(lambda: self._call_back(row))
+        delete.triggered.connect(lambda: self.deleteRequested.emit(row))
+        clear.triggered.connect(self.clearRequested.emit)
+        self.menu = menu
+        menu.popup(self.viewport().mapToGlobal(pos))
+
+    def remove(self, row: int) -> None:
+        if 0 <= row < len(self.records):
+            self.removeRow(row)
+            del self.records[row]

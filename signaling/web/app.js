@@ -16,6 +16,7 @@ const WEB_PREFIX = "web-";
 // long to send its own offer (a desktop caller does) before offering itself (for a desktop
 // that answers). A collision that still happens is resolved by rolling back (RFC 8829 §4.1.8.2).
 const OFFER_GRACE_MS = 1500;
+const CONNECTED_TEXT = "Connected. Read the security code to each other: it must match.";
 
 const params = new URLSearchParams(location.hash.slice(1));
 const options = { relay: params.has("relay"), loopback: params.has("loopback") };
@@ -39,7 +40,13 @@ let gotOffer = false;
 let connected = false;
 let ended = false;
 let statsTimer = null;
-let joined = false;
+let certificate = null; // RTCCertificate shared by every peer connection of the call
+let standby = null; // the previous connection while a renegotiated one comes up
+const remoteStream = new MediaStream();
+let joined = false; // joined at least once: a dropped link then re-joins (resumes the seat)
+let session = null; // the server's token for resuming our seat
+let unacked = []; // relays the other peer has not acknowledged yet: [{seq, text}]
+let retries = 0;
 let gaveUp = false; // we closed the signaling link after an error already shown
 let work = Promise.resolve(); // frames are handled one at a time, in order
 
@@ -156,7 +163,9 @@ function connect(room, secret) {
   }
   ws.onopen = () => {
     opened = true;
-    send({ type: "join", room, secret, peer: me, name: "browser" });
+    const join = { type: "join", room, secret, peer: me, name: "browser" };
+    if (session) join.session = session;
+    send(join);
   };
   ws.onmessage = (event) => {
     let frame;
@@ -169,7 +178,15 @@ function connect(room, secret) {
   };
   ws.onclose = () => {
     clearInterval(heartbeat);
-    if (gaveUp) return;
+    if (gaveUp || ended) return;
+    if (joined) {
+      // Media goes on peer to peer; the seat waits for us (resume grace), or after a server
+      // restart we join afresh and re-send what was not acknowledged.
+      retries += 1;
+      setStatus("Lost the signaling server; reconnecting…");
+      setTimeout(() => connect(room, secret), Math.min(500 * 2 ** (retries - 1), 8000));
+      return;
+    }
     if (!opened) {
       showError(
         `Cannot reach the signaling server at ${url}: check that it is running and that ` +
@@ -194,7 +211,9 @@ function send(body) {
 
 function relay(data) {
   sendSeq += 1;
-  send({ type: "relay", seq: sendSeq, data: { v: 1, ...data } });
+  const text = JSON.stringify({ v: 1, type: "relay", seq: sendSeq, data: { v: 1, ...data } });
+  unacked.push({ seq: sendSeq, text }); // kept until the peer acks it (docs: Delivery)
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(text);
 }
 
 function scheduleAck(from, seq) {
@@ -210,11 +229,20 @@ const ERRORS = {
 
 async function onFrame(frame, room) {
   switch (frame.type) {
-    case "joined":
+    case "joined": {
+      const again = joined;
       joined = true;
+      session = frame.session;
+      retries = 0;
+      heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || 20) * 1000);
+      unacked = unacked.filter((u) => u.seq > frame.ack);
+      if (again) {
+        for (const u of unacked) ws.send(u.text); // receivers drop what they already have
+        setStatus(connected ? CONNECTED_TEXT : "Reconnected to the signaling server.");
+        return;
+      }
       performance.mark("peercall-joined");
       iceServers = frame.iceServers || [];
-      heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || 20) * 1000);
       setState("waiting");
       if (frame.peers.some((p) => p.present)) {
         other = frame.peers[0].peer;
@@ -226,12 +254,15 @@ async function onFrame(frame, room) {
         setStatus(`Waiting for the other person to join room "${room}"…`);
       }
       return;
+    }
     case "pong":
       if (other && !pc && !gotOffer && !offerTimer) await makeOffer();
       return;
     case "peer-joined":
       other = frame.peer;
-      if (!pc && !gotOffer) {
+      if (connected) {
+        setStatus(CONNECTED_TEXT); // its link is back
+      } else if (!pc && !gotOffer) {
         setStatus("The other person joined; starting the call…");
         clearTimeout(offerTimer);
         offerTimer = setTimeout(() => {
@@ -251,7 +282,10 @@ async function onFrame(frame, room) {
       }
       return;
     case "relay": {
-      if (frame.seq <= (lastSeen.get(frame.from) || 0)) return;
+      if (frame.seq <= (lastSeen.get(frame.from) || 0)) {
+        scheduleAck(frame.from, lastSeen.get(frame.from)); // our ack may have been lost
+        return;
+      }
       lastSeen.set(frame.from, frame.seq);
       other = frame.from;
       scheduleAck(frame.from, frame.seq);
@@ -270,8 +304,11 @@ async function onFrame(frame, room) {
       }
       return;
     }
+    case "ack":
+      unacked = unacked.filter((u) => u.seq > frame.seq);
+      return;
     default:
-      return; // "ack", "ice-servers": nothing to do
+      return; // "ice-servers": nothing to do
   }
 }
 
@@ -292,25 +329,39 @@ function usable(candidate) {
 async function ensurePc() {
   if (pc) return pc;
   await mediaReady;
-  pc = new RTCPeerConnection({
+  // One DTLS certificate for the whole call, as the desktop keeps one: a renegotiated path
+  // then shows the same fingerprints, so the security code the people compared stays valid.
+  certificate ??= await RTCPeerConnection.generateCertificate({
+    name: "ECDSA",
+    namedCurve: "P-256",
+  });
+  const conn = new RTCPeerConnection({
     iceServers,
     iceTransportPolicy: options.relay ? "relay" : "all",
     bundlePolicy: "max-bundle",
+    certificates: [certificate],
   });
+  pc = conn;
   if (localStream) {
-    for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+    for (const track of localStream.getTracks()) conn.addTrack(track, localStream);
   } else {
-    pc.addTransceiver("audio", { direction: "recvonly" });
-    pc.addTransceiver("video", { direction: "recvonly" });
+    conn.addTransceiver("audio", { direction: "recvonly" });
+    conn.addTransceiver("video", { direction: "recvonly" });
   }
   // Negotiated (id 0, label "chat") exactly like the desktop's, so it opens with SCTP.
-  chat = pc.createDataChannel("chat", { negotiated: true, id: 0 });
-  chat.onopen = maybeConnected;
-  chat.onmessage = (e) => addChat(typeof e.data === "string" ? e.data : "(binary)", "peer");
-  const remoteStream = new MediaStream();
-  $("remote-video").srcObject = remoteStream;
-  pc.ontrack = (e) => remoteStream.addTrack(e.track);
-  pc.onicecandidate = (e) => {
+  const channel = conn.createDataChannel("chat", { negotiated: true, id: 0 });
+  chat = channel;
+  channel.onopen = () => maybeConnected(conn);
+  channel.onmessage = (e) => addChat(typeof e.data === "string" ? e.data : "(binary)", "peer");
+  conn.ontrack = (e) => {
+    // A renegotiated connection's track replaces the old one of its kind.
+    for (const old of remoteStream.getTracks()) {
+      if (old.kind === e.track.kind) remoteStream.removeTrack(old);
+    }
+    remoteStream.addTrack(e.track);
+  };
+  conn.onicecandidate = (e) => {
+    if (conn !== pc) return;
     if (!e.candidate) {
       relay({ type: "end-of-candidates" });
     } else if (e.candidate.candidate && usable(e.candidate.candidate)) {
@@ -322,11 +373,12 @@ async function ensurePc() {
       });
     }
   };
-  pc.onconnectionstatechange = () => {
-    const state = pc.connectionState;
+  conn.onconnectionstatechange = () => {
+    if (conn !== pc) return; // a replaced connection: its end is expected
+    const state = conn.connectionState;
     if (state === "connected") {
-      maybeConnected();
-    } else if (state === "failed" && !ended) {
+      maybeConnected(conn);
+    } else if (state === "failed" && !ended && !standby) {
       setBadge("failed", "failed");
       showError(
         "The connection failed: no network path between you. A relay (TURN server) on the " +
@@ -337,8 +389,24 @@ async function ensurePc() {
       setBadge("reconnecting…", "");
     }
   };
-  setBadge("connecting…", "");
-  return pc;
+  if (!connected) setBadge("connecting…", "");
+  return conn;
+}
+
+async function renegotiate(sdp) {
+  // The desktop replaces a dead path with a fresh peer connection (new ICE, DTLS and SCTP,
+  // same certificate; aiortc has no ICE restart). Follow it with a fresh one as well; the
+  // old one stays up as the standby until the new one carries the call.
+  if (standby) standby.close();
+  standby = pc;
+  pc = null;
+  pendingCandidates = [];
+  await ensurePc();
+  await pc.setRemoteDescription({ type: "offer", sdp });
+  remoteSdp = sdp;
+  await flushCandidates();
+  await pc.setLocalDescription(await pc.createAnswer());
+  relay({ type: "answer", sdp: localSdp() });
 }
 
 function localSdp() {
@@ -366,6 +434,9 @@ async function onMessage(msg) {
       if (pc && pc.signalingState === "have-local-offer") {
         if (!polite()) return; // ours wins; the other side answers it
         await pc.setLocalDescription({ type: "rollback" });
+      } else if (pc && pc.remoteDescription) {
+        await renegotiate(msg.sdp);
+        return;
       }
       gotOffer = true;
       await ensurePc();
@@ -415,20 +486,31 @@ async function flushCandidates() {
   }
 }
 
-async function maybeConnected() {
-  if (connected || !pc || pc.connectionState !== "connected") return;
-  if (!chat || chat.readyState !== "open") return;
+async function maybeConnected(conn) {
+  // CONNECTED as the desktop means it: DTLS up and the chat channel open.
+  if (conn !== pc || conn.connectionState !== "connected" || chat.readyState !== "open") return;
+  if (standby) {
+    standby.close(); // the renegotiated connection carries the call now
+    standby = null;
+  }
+  const first = !connected;
   connected = true;
-  performance.mark("peercall-connected"); // read by bench/bench_browser.py
+  if (first) performance.mark("peercall-connected"); // read by bench/bench_browser.py
   setState("connected");
-  setStatus("Connected. Read the security code to each other: it must match.");
+  setStatus(CONNECTED_TEXT);
   // The SDP text as sent: the browser's parsed remoteDescription keeps only the fingerprint
   // it verifies with (sha-512 from aiortc), and the desktop uses the first one listed.
-  const local = sdpFingerprint(pc.localDescription.sdp);
+  const local = sdpFingerprint(conn.localDescription.sdp);
   const remote = sdpFingerprint(remoteSdp);
-  if (local && remote) $("sas").textContent = await shortAuthString(local, remote);
+  if (local && remote) {
+    const sas = await shortAuthString(local, remote);
+    if (!first && sas !== $("sas").textContent) {
+      showError("The security code changed: compare it again.");
+    }
+    $("sas").textContent = sas;
+  }
   await updateBadge();
-  statsTimer = setInterval(updateBadge, 1000);
+  if (first) statsTimer = setInterval(updateBadge, 1000);
 }
 
 async function updateBadge() {
@@ -456,6 +538,7 @@ function endCall(reason) {
   clearInterval(heartbeat);
   clearTimeout(offerTimer);
   if (pc) pc.close();
+  if (standby) standby.close();
   if (localStream) for (const t of localStream.getTracks()) t.stop();
   setBadge("call ended", "");
   setState("ended");
@@ -515,6 +598,7 @@ window.addEventListener("pagehide", () => {
   if (!ended && pc) relay({ type: "bye", reason: "hangup" });
 });
 
+$("remote-video").srcObject = remoteStream;
 $("room").value = params.get("room") || "";
 $("secret").value = params.get("secret") || "";
 if (params.get("room") || params.get("secret")) {

@@ -7,8 +7,9 @@ Wrong secret, full room, denied camera, unreachable server, a malformed link: th
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from tests.browser.conftest import PAGE, SIGNAL_PORT, Process
+from tests.browser.conftest import PAGE, SIGNAL_PORT, Process, running
 from tests.browser.lab import LoopbackNamespace
 from tests.browser.test_calls import link
 from tests.chromium import Chromium, DevTools
@@ -111,3 +112,31 @@ async def test_locked_out_after_repeated_wrong_secrets(
         r"Signaling server: too many wrong room secrets; try again in \d+ s", message
     ), message
     assert state == "failed"
+
+
+async def test_plain_http_on_a_lan_address_explains_https(
+    lab: LoopbackNamespace, devtools: DevTools, tmp_path: Path
+) -> None:
+    """http:// from another machine is not a secure context: no camera, and the page says why."""
+    lan = "198.19.7.1"  # a LAN address of the lab's own (namespace-private) range
+    lab.run("ip", "addr", "add", f"{lan}/32", "dev", "lo")
+    try:
+        with running(
+            lab,
+            tmp_path / "signal.log",
+            "signal",
+            "--host",
+            lan,
+            "--port",
+            str(SIGNAL_PORT),
+            ready=r"^ready",
+        ):
+            page = await devtools.new_page(f"http://{lan}:{SIGNAL_PORT}/#room=porch&secret=pw")
+            message = await page.wait_for(ERROR)
+            assert message == (
+                "This page needs https:// (or http://localhost) to use the camera and "
+                "microphone: ask for an https link. You can still listen and watch."
+            )
+            await page.wait_for("document.body.dataset.state === 'waiting'")
+    finally:
+        lab.run("ip", "addr", "del", f"{lan}/32", "dev", "lo")

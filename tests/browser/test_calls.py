@@ -43,7 +43,7 @@ SECRET = "s3cret"
 SAS_RE = r"security code \(SAS\) (\d{3} \d{3})"
 
 # Listen to the page's remote stream (what the <video> plays) for ~2 s: the strongest
-# frequency and how far it stands above the median bin, in dB.
+# frequency, how far it stands above the median bin, and the level at %(freq)s (dB).
 HEAR_JS = """
 (async () => {
   const ctx = new AudioContext();
@@ -65,14 +65,33 @@ HEAR_JS = """
   for (let k = 1; k < power.length; k++) if (power[k] > power[peak]) peak = k;
   const sorted = Array.from(power).sort((a, b) => a - b);
   const median = sorted[sorted.length >> 1] || 1e-30;
+  const toneBin = Math.round((%(freq)s * analyser.fftSize) / ctx.sampleRate);
   return {
     peakHz: (peak * ctx.sampleRate) / analyser.fftSize,
-    aboveMedianDb: 10 * Math.log10(power[peak] / median),
+    aboveMedianDb: 10 * Math.log10(Math.max(1e-30, power[peak]) / median),
+    // Floored: digital silence would be -Infinity, which JSON cannot carry.
+    toneDb: 10 * Math.log10(Math.max(1e-30, ...power.slice(toneBin - 2, toneBin + 3)) / 20),
   };
 })()
 """
 
 CONNECTED = "document.body?.dataset.state === 'connected'"
+
+# Mean brightness (0-255) of the remote video as the page shows it right now.
+BRIGHTNESS_JS = """
+(() => {
+  const video = document.getElementById("remote-video");
+  const canvas = document.createElement("canvas");
+  canvas.width = 64;
+  canvas.height = 48;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(video, 0, 0, 64, 48);
+  const data = ctx.getImageData(0, 0, 64, 48).data;
+  let sum = 0;
+  for (let i = 0; i < data.length; i += 4) sum += (data[i] + data[i + 1] + data[i + 2]) / 3;
+  return sum / (data.length / 4);
+})()
+"""
 
 
 def desktop_sas(fingerprint_a: str, fingerprint_b: str) -> str:
@@ -122,7 +141,7 @@ def heard_in_wav(path: Path, freq: float) -> tuple[float, float]:
 
 
 async def hears(page: Page, freq: float) -> dict[str, Any]:
-    heard: dict[str, Any] = await page.evaluate(HEAR_JS)
+    heard: dict[str, Any] = await page.evaluate(HEAR_JS % {"freq": freq})
     assert abs(heard["peakHz"] - freq) < 15, heard
     assert heard["aboveMedianDb"] > 30, heard
     return heard
@@ -209,7 +228,28 @@ async def test_browser_to_browser(devtools: DevTools, signal_server: Process) ->
     assert re.fullmatch(r"\d{3} \d{3}", sas[0])
     for page in (first, second):
         assert (await page.text("badge")).startswith("connected direct")
+        # What a person sees: the call, not the join form (hidden must beat the CSS display).
+        shown = "getComputedStyle(document.getElementById(%r)).display"
+        assert await page.evaluate(shown % "join-form") == "none"
+        assert await page.evaluate(shown % "call") != "none"
         await hears(page, 660.0)  # both fake microphones play the test tone
+    # Mute: the other side hears the tone no more (its level drops by far); unmute: it is back.
+    before = await hears(second, 660.0)
+    await first.click("mute")
+    assert await first.text("mute") == "Unmute"
+    await asyncio.sleep(0.5)  # what was already on its way plays out
+    muted: dict[str, Any] = await second.evaluate(HEAR_JS % {"freq": 660.0})
+    assert muted["toneDb"] < before["toneDb"] - 30, (before, muted)
+    await first.click("mute")
+    assert await first.text("mute") == "Mute"
+    await hears(second, 660.0)
+    # Camera off: the other side's picture goes black; on again: it comes back.
+    assert await second.wait_for(f"{BRIGHTNESS_JS} > 40 && {BRIGHTNESS_JS}")
+    await first.click("camera")
+    assert await first.text("camera") == "Camera on"
+    await second.wait_for(f"{BRIGHTNESS_JS} < 5")
+    await first.click("camera")
+    await second.wait_for(f"{BRIGHTNESS_JS} > 40")
     await first.type("chat-input", "hi from the first")
     await first.click("chat-send")
     await second.wait_for(
@@ -354,3 +394,61 @@ async def test_over_https_with_a_self_signed_certificate(
             await page.wait_for(CONNECTED)
             assert await page.evaluate("window.isSecureContext && location.protocol") == "https:"
             assert await page.evaluate("document.getElementById('local-video').srcObject !== null")
+
+
+async def test_call_survives_a_signaling_server_restart(
+    lab: LoopbackNamespace, devtools: DevTools, tmp_path: Path
+) -> None:
+    """The signaling server restarts mid-call: media goes on, the page re-joins, bye arrives."""
+    args = ("signal", "--port", str(SIGNAL_PORT))
+    with running(lab, tmp_path / "signal-1.log", *args, ready=r"^ready"):
+        first = await devtools.new_page(link("lobby", SECRET, "loopback"))
+        await first.wait_for("document.body.dataset.state === 'waiting'")
+        second = await devtools.new_page(link("lobby", SECRET, "loopback"))
+        for page in (first, second):
+            await page.wait_for(CONNECTED)
+    for page in (first, second):  # the server is gone; the call is not
+        await page.wait_for(
+            "document.getElementById('status').textContent.includes('reconnecting')"
+        )
+        assert await page.evaluate(CONNECTED)
+    with running(lab, tmp_path / "signal-2.log", *args, ready=r"^ready"):
+        for page in (first, second):
+            await page.wait_for(
+                "document.getElementById('status').textContent.startsWith('Connected.')"
+            )
+        await first.click("hangup")
+        await second.wait_for("document.getElementById('status').textContent.includes('hung up')")
+
+
+async def test_desktop_restarts_ice_on_a_dead_path(
+    lab: LoopbackNamespace, devtools: DevTools, signal_server: Process, tmp_path: Path
+) -> None:
+    """The desktop's path dies for good: it renegotiates on a fresh one and the page follows."""
+    proc = desktop(lab, tmp_path, "stairs", "--duration", "60")
+    try:
+        await proc.until(r"call offering")
+        page = await devtools.new_page(link("stairs", SECRET, "loopback"))
+        await wait_connected(page, proc)
+        sas = await page.wait_for("document.getElementById('sas').textContent")
+        found = await proc.until(r"^peercall: path direct .*: 127\.0\.0\.1:(\d+) <-> ")
+        port = found.group(1)
+        # Everything to or from the desktop's first port is dropped from now on.
+        lab.run("nft", "add", "table", "inet", "cut")
+        for hook in ("input", "output"):
+            lab.run(
+                "nft", "add", "chain", "inet", "cut", hook,
+                f"{{ type filter hook {hook} priority 0 ; }}",
+            )  # fmt: skip
+            for direction in ("sport", "dport"):
+                lab.run("nft", "add", "rule", "inet", "cut", hook, "udp", direction, port, "drop")
+        await proc.until(r"call reconnecting")
+        await proc.until(r"call reconnecting[\s\S]*call connected", within=40)
+        await page.type("chat-input", "still here")
+        await page.click("chat-send")
+        await proc.until(r"^<peer> still here$")
+        assert await page.evaluate(CONNECTED)
+        assert await page.text("sas") == sas  # same certificates: the same security code
+        assert await page.text("error") == ""
+    finally:
+        proc.stop()

@@ -60,7 +60,14 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
     for setting in SETTINGS:
         assert f"--{setting.key}" in text
         assert " ".join(setting.help.split()).replace("- ", "-") in text
-    for option in ("--config", "--strict", "--check-config", "--print-credentials", "--event-loop"):
+    for option in (
+        "--config",
+        "--strict",
+        "--check-config",
+        "--print-credentials",
+        "--event-loop",
+        "--workers",
+    ):
         assert option in text
     assert "turnserver.conf" in text
     assert "--user-quota N most allocations one user may hold at once (default 100" in text
@@ -260,11 +267,12 @@ def start_relay(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int
 
 
 @needs_service
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_serves_prints_addresses_and_stops_cleanly_on_signal(
-    tmp_path: Path, sig: signal.Signals
+    tmp_path: Path, sig: signal.Signals, workers: str
 ) -> None:
-    proc, port, log = start_relay(tmp_path)
+    proc, port, log = start_relay(tmp_path, "--workers", workers)
     try:
         assert stun_binding(LOOPBACK, port, timeout=2)[0] == LOOPBACK
         startup = log.read_text()
@@ -277,8 +285,15 @@ def test_serves_prints_addresses_and_stops_cleanly_on_signal(
         code = proc.wait(15)
     output = log.read_text()
     assert code == 0, output
-    assert "relay stopped: 1 STUN requests" in output
+    assert "relay stopped: 1 STUN requests" in output  # summed over the workers
+    assert ("2 relay worker processes" in output) == (workers == "2")
     assert "Traceback" not in output
+
+
+def test_workers_must_be_at_least_one() -> None:
+    proc = relay("--workers", "0", "--user", "a:b")
+    assert proc.returncode == 2
+    assert proc.stderr == "peercall: error: --workers: 0 must be at least 1\n"
 
 
 @needs_service

@@ -121,3 +121,37 @@ def test_router_without_upnp_link_still_works_on_the_lan(plain_router_lab):
         assert joined["reflexive"] == "198.19.1.3"
     finally:
         stop_host(proc, plain_router_lab)
+
+
+def dialog(lab: RouterLab) -> list[dict[str, object]]:
+    result = subprocess.run(
+        ["ip", "netns", "exec", lab.host, sys.executable, "-m", "tests.portmap.run_dialog"],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_window_shows_the_mapping_and_the_link(router_lab):
+    shown, stopped = dialog(router_lab)
+    assert str(shown["status"]).startswith("port mapping: 7 port(s) forwarded by PCP")
+    assert shown["address"] == f"Public address: {WAN_IP} (router)"
+    assert str(shown["link"]).startswith(f"peercall://{WAN_IP}:8765/")
+    assert "Your friend will see your public IP address" in str(shown["warning"])
+    assert shown["qr"] is True
+    assert stopped["status"] == "Not hosting: the router's forwardings were removed."
+    assert router_lab.upnpc_list() == []
+
+
+def test_window_shows_the_one_line_reason_without_upnp(plain_router_lab):
+    shown, _ = dialog(plain_router_lab)
+    assert shown["status"] == (
+        f"port mapping failed: the router {ROUTER_LAN_IP} has UPnP turned off (no answer to "
+        "PCP, NAT-PMP, UPnP-IGD)"
+    )
+    assert shown["address"] == f"Public address: {HOST_IP} (LAN only)"
+    assert "Only computers on your network can use this link" in str(shown["warning"])

@@ -269,3 +269,17 @@ def test_limit_options_reach_the_server_and_zero_disables() -> None:
     )
     assert off.rate_limit is None
     assert off.max_connections_per_ip is None
+
+
+def test_a_long_collection_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(cli, "GC_PAUSE_LOG", -1.0)  # every collection counts as long here
+    cli._log_long_collections("start", {"generation": 2})
+    cli._log_long_collections("stop", {"generation": 2})
+    assert caplog.records[-1].name == "signaling.gc"
+    assert (
+        caplog.records[-1]
+        .getMessage()
+        .startswith("garbage collection of generation 2 paused the server ")
+    )

@@ -23,7 +23,8 @@ def connect_pair(qtbot: Any, qloop: asyncio.AbstractEventLoop, caller: Any, call
 def test_call_between_two_windows_over_memory_channel(
     qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
 ) -> None:
-    alice, bob = make_window("alice"), make_window("bob")
+    alice = make_window("alice", display_name="Alice")
+    bob = make_window("bob", display_name="Bob")
     connect_pair(qtbot, qloop, alice, bob)
     assert alice.adapter.session.state is CallState.CONNECTED
     assert alice.badge.text() == "Connected direct (host)"
@@ -34,8 +35,8 @@ def test_call_between_two_windows_over_memory_channel(
     # Chat both ways over the data channel.
     alice.chat.input.setText("hi bob")
     alice.chat.send_button.click()
-    qtbot.waitUntil(lambda: "Them: hi bob" in bob.chat.messages(), timeout=5000)
-    assert "You: hi bob" in alice.chat.messages()
+    qtbot.waitUntil(lambda: "Alice: hi bob" in bob.chat.messages(), timeout=5000)
+    assert "Alice: hi bob" in alice.chat.messages()
     # Hang up: both end, history records the call as direct and completed.
     alice.hangup_button.click()
     # The badge goes back to idle; the result is inline news (issue 12.6/12.9).
@@ -45,7 +46,7 @@ def test_call_between_two_windows_over_memory_channel(
     qtbot.waitUntil(lambda: len(alice.history.records) == 1 and len(bob.history.records) == 1)
     record = alice.history.records[0]
     assert (record.peer, record.direction, record.outcome, record.route) == (
-        "bob",
+        "Bob",  # the display name from Bob's answer (issue 12.8)
         "outgoing",
         "completed",
         "direct",

@@ -145,3 +145,17 @@ def test_shortcuts_are_in_the_menus_and_tooltips_and_work(
     alice.hangup_button.setFocus()
     qtbot.keyClick(alice.hangup_button, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
+
+
+def test_cancelling_my_own_call_is_logged_cancelled(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    alice = make_window("alice")
+    a, _nobody_answers = memory_pair()
+    alice.start_call(a, "bob")
+    qtbot.waitUntil(lambda: alice.hangup_button.isEnabled(), timeout=5_000)
+    click(qtbot, child(alice, "hangupButton", QPushButton))
+    qtbot.waitUntil(lambda: len(alice.history.records) == 1, timeout=10_000)
+    assert alice.history.records[0].outcome == "cancelled"  # not "failed" (12.9)
+    assert alice.news.text() == "Call cancelled"
+    assert alice.errors == []

@@ -35,3 +35,76 @@ def test_debug_panel_fills_from_real_call_and_exports(
     assert late.candidates.rowCount() > 0
     alice.hangup_button.click()
     qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
+
+
+def test_export_has_no_turn_credentials_and_chat_only_if_asked(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, tmp_path: Path
+) -> None:
+    from PySide6.QtWidgets import QCheckBox
+
+    from tests.ui.conftest import child, click
+
+    servers = [{"urls": ["turn:192.0.2.1:3478"], "username": "u", "credential": "s3cr3t-pw"}]
+    alice = make_window("alice", ice_servers=servers, gather_timeout=0.2)
+    bob = make_window("bob")
+    panel = alice.open_debug_panel()
+    assert panel.x() >= 0  # on screen
+    assert panel.y() >= 0
+    connect_pair(qtbot, qloop, alice, bob)
+    bob.chat.input.setText("private words")
+    bob.chat.send_button.click()
+    qtbot.waitUntil(lambda: "private words" in alice.chat.messages(), timeout=5_000)
+    qtbot.waitUntil(lambda: panel.pairs.rowCount() > 0, timeout=5_000)
+    text = json.dumps(panel.export_data())
+    assert "s3cr3t-pw" not in text
+    assert "private words" not in text
+    click(qtbot, child(panel, "exportChat", QCheckBox))
+    text = json.dumps(panel.export_data())
+    assert "private words" in text
+    assert "s3cr3t-pw" not in text
+    # One "ice-gathering complete", raw candidate lines, a legend.
+    rows = [
+        (panel.timeline.item(r, 1).text(), panel.timeline.item(r, 2).text())
+        for r in range(panel.timeline.rowCount())
+    ]
+    assert rows.count(("ice-gathering", "complete")) == 1
+    assert all(line.startswith("candidate:") for line in panel.candidate_lines)
+    assert " typ host" in panel.candidates.item(0, 0).toolTip()
+    assert "relay (via TURN)" in panel.legend.text()
+    alice.hangup_button.click()
+    qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
+
+
+def test_gather_candidates_without_a_call(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, arun: Any
+) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    from nat.auth import long_term_key
+    from nat.config import RelayConfig
+    from nat.service import RelayServer
+    from tests.ui.conftest import child, click
+
+    relay = RelayServer(
+        RelayConfig(
+            listening_ips=("127.0.0.1",),
+            listening_port=0,
+            realm="peercall",
+            users=(("u", long_term_key("u", "peercall", "pw")),),
+            allow_loopback_peers=True,
+        )
+    )
+    arun(relay.start())
+    try:
+        turn = next(u for u in relay.turn_uris() if u.endswith("udp"))
+        stun = turn.replace("turn:", "stun:").split("?")[0]
+        servers = [{"urls": [stun]}, {"urls": [turn], "username": "u", "credential": "pw"}]
+        window = make_window("alice", ice_servers=servers)
+        panel = window.open_debug_panel()
+        click(qtbot, child(panel, "gatherCandidates", QPushButton))
+        qtbot.waitUntil(lambda: "gathered without a call" in panel.summary.text(), timeout=15_000)
+        types = {panel.candidates.item(r, 3).text() for r in range(panel.candidates.rowCount())}
+        assert {"srflx", "relay"} <= types
+        assert window.adapter.session is None  # no call was placed
+    finally:
+        arun(relay.stop())

@@ -36,7 +36,7 @@ def open_dialog(window: Any) -> Any:
 
 
 def test_host_a_call_then_the_friend_opens_the_link_and_they_talk(
-    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, arun: Any
 ) -> None:
     host, friend = make_window("host"), make_window("friend")
     dialog = open_dialog(host)
@@ -63,6 +63,10 @@ def test_host_a_call_then_the_friend_opens_the_link_and_they_talk(
     qtbot.waitUntil(lambda: friend.badge.badge.key in ("direct", "relay"), timeout=20_000)
     friend.hangup_button.click()
     qtbot.waitUntil(lambda: host.news.text().startswith("Call ended"), timeout=10_000)
+    # Both windows let go of the relay before it stops: the engine's TURN client otherwise
+    # spends its retransmission timeout deleting allocations at a dead server.
+    arun(host.adapter.shutdown())
+    arun(friend.adapter.shutdown())
     with qtbot.waitSignal(dialog.hostingChanged, timeout=20_000):
         qtbot.mouseClick(dialog.stop_button, Qt.MouseButton.LeftButton)
     assert dialog.status.text() == "Not hosting: the router's forwardings were removed."

@@ -521,6 +521,21 @@ def test_echo_cancel_switch_reports_a_refusal_in_one_line(
     assert applied.args == [False]
     assert not dialog.media.echo.isChecked()
     text = dialog.media.echo_error.text()
-    assert text.startswith("echo cancellation: pactl load-module: ")
+    assert text.startswith("Echo cancellation is not available with these devices:")
+    assert "pactl" not in text  # a sentence, the raw detail is in the tooltip
+    assert dialog.media.echo_error.toolTip().startswith("echo cancellation: pactl load-module: ")
     assert "\n" not in text
     assert os.environ.get("PULSE_SOURCE") is None
+
+
+@pytest.mark.audio
+def test_device_lists_name_the_sound_card_behind_pulse(
+    dialog: SettingsDialog, virtual_audio: VirtualAudio
+) -> None:
+    dialog.media.rescan()
+    speakers = [dialog.media.speaker.itemText(i) for i in range(dialog.media.speaker.count())]
+    pulse = [text for text in speakers if text.endswith("(pulse)")]
+    assert pulse, speakers
+    assert not pulse[0].startswith("pulse")  # the sink's description, e.g. "Null Output"
+    index = dialog.media.speaker.findText(pulse[0])
+    assert dialog.media.speaker.itemData(index) == "pulse"  # what is saved stays the device

@@ -90,3 +90,31 @@ def test_settings_show_a_live_camera_preview(
     tabs.setCurrentWidget(d.ice)  # leaving the page stops the camera
     assert d.media._preview is None
     d.close()
+
+
+def test_debug_panel_streams_show_codec_frames_and_resolution(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    alice = make_window("alice", video=True, **{"video.enabled": True})
+    bob = make_window("bob", video=True)
+    panel = bob.open_debug_panel()
+    a, b = memory_pair()
+    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
+        bob.wait_for_call(b, "alice")
+        alice.start_call(a, "bob")
+    click(qtbot, child(bob, "acceptButton", QPushButton))
+
+    def row(name: str) -> list[str]:
+        for r in range(panel.streams.rowCount()):
+            if panel.streams.item(r, 0).text() == name:
+                return [panel.streams.item(r, c).text() for c in range(panel.streams.columnCount())]
+        return []
+
+    qtbot.waitUntil(lambda: row("video ↓ received")[3:4] == ["640×480"], timeout=20_000)
+    video = row("video ↓ received")
+    assert video[1].upper().startswith(("VP8", "H264"))
+    assert int(video[2]) > 0
+    assert row("audio ↓ received")[1].lower().startswith("opus")
+    click(qtbot, child(alice, "hangupButton", QPushButton))
+    qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
+    qtbot.waitUntil(lambda: not alice.adapter.in_call, timeout=10_000)

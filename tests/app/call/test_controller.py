@@ -39,6 +39,29 @@ def test_outcomes(
     assert got == outcome
 
 
+@pytest.mark.parametrize(
+    ("direction", "cancelled", "accepted", "outcome"),
+    [
+        ("outgoing", True, False, "cancelled"),  # I hung up before an answer (issue 12.9)
+        ("outgoing", False, False, "failed"),
+        ("incoming", False, True, "failed"),  # accepted, then no path: not "missed"
+        ("incoming", False, False, "missed"),
+    ],
+)
+def test_cancelled_and_accepted_outcomes(
+    direction: str, cancelled: bool, accepted: bool, outcome: str
+) -> None:
+    got = outcome_of(
+        connected=False,
+        declined=False,
+        direction=direction,  # type: ignore[arg-type]
+        reason="hangup",
+        cancelled=cancelled,
+        accepted=accepted,
+    )
+    assert got == outcome
+
+
 async def test_accepted_call_is_recorded_on_both_sides(tmp_path: Path) -> None:
     a_ch, b_ch = memory_pair()
     history_a, history_b = History(tmp_path / "a.json"), History(tmp_path / "b.json")

@@ -52,3 +52,19 @@ def test_their_relay_and_direct_paths() -> None:
         )
     )
     assert direct == "direct (host <-> host) over UDP: 127.0.0.1:1 <-> 127.0.0.1:2"
+
+
+def test_a_public_hosts_srflx_does_not_replace_its_host_candidate() -> None:
+    from app.call.iceview import CandidateBook
+
+    book = CandidateBook()
+    host = candidate("local", "host", "198.18.0.5", 4000)
+    srflx = candidate("local", "srflx", "198.18.0.5", 4000, server="stun:198.18.0.1:3478")
+    book.add(host)
+    book.add(srflx)
+    assert [c.type for c in book.local] == ["host", "srflx"]
+    # A pair's bare host candidate is shown with what was recorded for it.
+    assert book.known(candidate("local", "srflx", "198.18.0.5", 4000)).server == (
+        "stun:198.18.0.1:3478"
+    )
+    assert book.known(candidate("remote", "host", "198.18.0.9", 1)).address == "198.18.0.9"

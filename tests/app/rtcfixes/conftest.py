@@ -93,8 +93,8 @@ class Peer:
     triggered_checks: bool = True
     gatherings: list[Gathering] = field(default_factory=list)
     gathered: list[tuple[Candidate, str | None]] = field(default_factory=list)
-    # For each gathered candidate: whether some server had not answered yet when it came.
-    early: list[bool] = field(default_factory=list)
+    # What happened in order: "candidate URI" per gathered candidate, tests may add more.
+    log: list[str] = field(default_factory=list)
 
     # Trickle (RFC 8838): candidates found after the description went out are sent on here.
     trickle_to: Peer | None = None
@@ -103,7 +103,7 @@ class Peer:
 
     def _on_candidate(self, candidate: Candidate, server: str | None) -> None:
         self.gathered.append((candidate, server))
-        self.early.append(not all(g.done.done() for g in self.gatherings))
+        self.log.append(f"candidate {server}")
         if self.trickle_to is not None:
             self.trickled.append(candidate)
             self.tasks.append(asyncio.ensure_future(self.trickle_to.add_remote(candidate)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from aiortc import RTCIceServer
@@ -35,6 +36,7 @@ def test_server_uris_keeps_every_usable_uri_in_order() -> None:
             USER,
             PASSWORD,
         ),
+        RTCIceServer("turn:127.0.0.1:3?transport=udp", USER, PASSWORD),  # listed twice
         RTCIceServer("turn:127.0.0.1:5"),  # no credentials
         RTCIceServer("http://127.0.0.1:6"),  # not an ICE URI
     ]
@@ -64,15 +66,32 @@ async def test_every_server_answers_and_dead_ones_hold_up_nothing(
         ]
         peer = make_peer(servers, timeout=2.0, tls=trusting(tmp_path))
         peer.pc.addTransceiver("audio")
-        failed = await peer.gather()
+
+        class Into(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                peer.log.append(record.getMessage())
+
+        handler = Into(logging.INFO)
+        gathering_logger = logging.getLogger("app.rtcfixes.gathering")
+        gathering_logger.addHandler(handler)
+        level = gathering_logger.level
+        gathering_logger.setLevel(logging.INFO)
+        try:
+            failed = await peer.gather()
+        finally:
+            gathering_logger.removeHandler(handler)
+            gathering_logger.setLevel(level)
         try:
             assert set(failed) == {dead_turn, dead_stun}
             relays = [(c, s) for c, s in peer.gathered if c.type == "relay"]
             assert sorted(s or "" for _, s in relays) == sorted(live)
-            # Each came while the dead servers listed first were still being waited for.
-            assert all(
-                e for (c, _), e in zip(peer.gathered, peer.early, strict=True) if c.type == "relay"
+            # Each came before the dead TURN server listed first was given up (its own time
+            # limit): they were asked at the same time, not after it.
+            gave_up = next(
+                i for i, line in enumerate(peer.log) if line.startswith(f"ICE server {dead_turn}")
             )
+            for uri in live:
+                assert peer.log.index(f"candidate {uri}") < gave_up
             (gathering,) = peer.gatherings
             transports = {}
             for candidate, server in relays:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 
 import pytest
-from aioice.ice import CandidatePair
+from aioice.ice import CandidatePair, StunProtocol
+from aioice.turn import TurnTransport
 from aiortc import RTCIceServer
 
 from app.rtcfixes import check_stats, ice_connections, selected_pair
+from app.rtcfixes.icechecks import CheckProtocol
 from tests.app.rtcfixes.conftest import (
     PASSWORD,
     USER,
@@ -72,3 +75,12 @@ async def test_direct_pair_stays_selected_over_the_relay(best_pair: bool) -> Non
             await close(caller, callee)  # while the relay still answers the deallocation
     finally:
         await close(caller, callee)
+
+
+def test_check_protocol_overrides_aiooices_request_as_it_is() -> None:
+    # CheckProtocol.request wraps StunProtocol.request; a changed signature upstream must show
+    # here, not as checks that silently stop being remembered (the private names themselves are
+    # in app.rtcfixes.canary). The relay's mapped address comes from TurnTransport's extra info.
+    ours = list(inspect.signature(CheckProtocol.request).parameters)
+    assert list(inspect.signature(StunProtocol.request).parameters) == ours
+    assert "related_address" in inspect.getsource(TurnTransport.get_extra_info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiortc import (
     RTCConfiguration,
     RTCIceCandidate,
@@ -156,7 +157,12 @@ async def test_chromium_answer_candidates_reach_the_shared_transport() -> None:
     assert await remote_hosts_after_answer(fix=True) == [("127.0.0.1", 40211), ("127.0.0.1", 40213)]
 
 
-async def test_trickled_candidate_for_a_bundled_mid_reaches_the_shared_transport() -> None:
+@pytest.mark.parametrize(
+    ("mid", "index"), [("1", 1), (None, 1), ("0", 0)], ids=["mid", "mline-index", "owner"]
+)
+async def test_trickled_candidate_for_a_bundled_mid_reaches_the_shared_transport(
+    mid: str | None, index: int
+) -> None:
     pc = relay_only_offerer()
     try:
         install_bundle_fix(pc)
@@ -165,11 +171,12 @@ async def test_trickled_candidate_for_a_bundled_mid_reaches_the_shared_transport
             line for line in CHROMIUM_ANSWER.split("\r\n") if not line.startswith("a=candidate:")
         )
         await pc.setRemoteDescription(RTCSessionDescription(sdp=no_candidates, type="answer"))
-        # Tagged with the data channel's mid "1", which aiortc has marked bundled.
+        # Tagged with the data channel's m-section (mid "1", index 1), which aiortc has marked
+        # bundled, by mid or by index only; or with the audio section that owns the transport.
         await pc.addIceCandidate(
             RTCIceCandidate(
                 component=1, foundation="9", ip="127.0.0.1", port=40300, priority=5,
-                protocol="udp", type="relay", sdpMid="1", sdpMLineIndex=1,
+                protocol="udp", type="relay", sdpMid=mid, sdpMLineIndex=index,
             )
         )  # fmt: skip
         (conn,) = ice_connections(pc)
