@@ -24,6 +24,9 @@ in CI)::
         lab.loss(home, 5)                   # 5 % each way through the router; 0 clears
         lab.outage(home); lab.restore(home)
         lab.change_public_address(home)     # router's WAN address moves; returns the new one
+        lab.block_between(home, other)      # no packet between two routers' WAN addresses
+        lab.unblock_between(home, other)
+        lab.block_udp(home); lab.unblock_udp(home)   # the router forwards TCP only, for a while
     # every process stopped, every namespace deleted, also on errors
 
 - NAT kinds: cone = plain masquerade (endpoint-independent mapping, port-restricted filtering);
@@ -34,6 +37,7 @@ in CI)::
 - ``lab.popen`` runs in the repository root with this Python, so
   ``[sys.executable, "-m", "app.cli", …]`` is the ``peercall`` command. Set ``log=`` to a file
   to read its output while it runs.
+- :mod:`tests.netlab.icepeers` drives two ICE test peers (tests/app/rtcfixes/icepeer.py).
 - :mod:`tests.netlab.calls` starts and checks ``peercall call`` processes (tone, record, path);
   ``scripts/netlab.py`` brings one scenario up by hand.
 """

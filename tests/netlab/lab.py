@@ -357,6 +357,53 @@ class Lab:
         for ns, table, suffix in self._conditions(lan):
             self.ns_run(ns, "nft", "flush", "chain", *table.split(), f"outage{suffix}")
 
+    def block_between(self, lan: Lan, other: Lan) -> None:
+        """Drop every packet between two routers' WAN addresses (relayed paths stay open).
+
+        A direct path that does not work yet (and later does: :meth:`unblock_between`). Rules
+        on both routers, before the lab's own chains, for forwarded and router-bound packets.
+        """
+        for here, there in ((lan, other), (other, lan)):
+            ns, _ = self._router_of(here)
+            _, far = self._router_of(there)
+            rules = (
+                f"table inet labblock{there.index} {{\n"
+                "  chain forward { type filter hook forward priority -10;"
+                f" ip saddr {far} drop; }}\n"
+                "  chain input { type filter hook input priority -10;"
+                f" ip saddr {far} drop; }}\n"
+                "}\n"
+            )
+            self.ns_run(ns, "nft", "-f", "-", stdin=rules)
+
+    def unblock_between(self, lan: Lan, other: Lan) -> None:
+        """End a :meth:`block_between` (a LabError when it is not in place)."""
+        for here, there in ((lan, other), (other, lan)):
+            ns, _ = self._router_of(here)
+            self.ns_run(ns, "nft", "delete", "table", "inet", f"labblock{there.index}")
+
+    def block_udp(self, lan: Lan) -> None:
+        """``lan``'s router forwards TCP only from now on (as "udp-blocked" does from the start)."""
+        ns, _ = self._router_of(lan)
+        rules = (
+            "table inet labudpblock {\n"
+            "  chain forward { type filter hook forward priority -10;"
+            ' iifname "lan0" meta l4proto udp drop; }\n'
+            "}\n"
+        )
+        self.ns_run(ns, "nft", "-f", "-", stdin=rules)
+
+    def unblock_udp(self, lan: Lan) -> None:
+        """End a :meth:`block_udp` (a LabError when it is not in place)."""
+        ns, _ = self._router_of(lan)
+        self.ns_run(ns, "nft", "delete", "table", "inet", "labudpblock")
+
+    @staticmethod
+    def _router_of(lan: Lan) -> tuple[str, str]:
+        if lan.router_ns is None or lan.wan_address is None:
+            raise LabError(f"LAN {lan.index} is public: it has no router to filter on")
+        return lan.router_ns, lan.wan_address
+
     def change_public_address(self, lan: Lan) -> str:
         """Move ``lan``'s router to a new WAN address (as an ISP re-dial does); returns it.
 
