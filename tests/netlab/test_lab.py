@@ -13,7 +13,16 @@ import sys
 import pytest
 
 from tests.netlab.conftest import require_netns
-from tests.netlab.lab import INTERNET_HOST, PREFIX, Host, Lab, LabError, clean_stale
+from tests.netlab.lab import (
+    INTERNET_HOST,
+    PREFIX,
+    Host,
+    Lab,
+    LabError,
+    PortEntry,
+    clean_stale,
+    upnp_unavailable_reason,
+)
 
 pytestmark = [pytest.mark.netns]
 
@@ -226,11 +235,36 @@ def test_filters_need_a_router(lab: Lab) -> None:
         lab.block_between(cone, public)
 
 
+def test_upnp_router_forwards_what_a_host_maps(reflector: Lab) -> None:
+    reason = upnp_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    lan = reflector.add_lan("cone", upnp=True)
+    host = lan.add_host()
+    assert reflector.upnpc_list(host) == []
+    add = ["upnpc", "-u", lan.upnp_location, "-e", "lab", "-a", host.address, "5000", "6000", "UDP"]
+    out = reflector.run(host, add)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert reflector.upnpc_list(host) == [PortEntry("UDP", 6000, host.address, 5000, "lab")]
+    # The forwarding works: the internet reaches the host's port through the router's.
+    reflector.popen(host, [sys.executable, "-m", "tests.netlab.probe", "serve", "5000"])
+    reflector.wait_listening(host, 5000)
+    assert lan.wan_address is not None
+    seen = probe_udp(reflector, reflector.internet, [f"{lan.wan_address}:6000"])
+    assert list(seen.values()) == [f"{INTERNET_HOST}:{LAN_PORT}"]
+    with pytest.raises(LabError, match="port 3478 is the UPnP router's RFC 5780 STUN server's"):
+        reflector.start_relay()
+
+
 def test_bad_kind_is_refused(lab: Lab) -> None:
     with pytest.raises(ValueError, match="unknown NAT kind 'full-cone'"):
         lab.add_lan("full-cone")  # type: ignore[arg-type]
     with pytest.raises(LabError, match="public LAN has no router"):
         lab.change_public_address(lab.add_lan("public"))
+    with pytest.raises(ValueError, match="no router that could run miniupnpd"):
+        lab.add_lan("public", upnp=True)
+    with pytest.raises(LabError, match="runs no miniupnpd"):
+        _ = lab.add_lan("cone").upnp_location
 
 
 def _namespaces() -> set[str]:
