@@ -291,6 +291,7 @@ async def _call(args: argparse.Namespace) -> int:
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not connecting.done():
+            controller.cancelled = True
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
             await session.hangup("cancelled")

@@ -31,6 +31,7 @@ DEFAULT_TURN_PORT = 3478
 # Small on purpose: every relay port is one router forwarding; two per call leg is plenty.
 DEFAULT_RELAY_PORTS = (49160, 49175)
 CREDENTIAL_TTL = 3600.0  # TURN REST credentials handed out on join live one hour
+OWN_USER = "host"  # the relay's one long-term user: the host's own app
 
 VISIBILITY_WARNING = (
     "Your friend will see your public IP address {address} (as in any direct call); share "
@@ -84,6 +85,7 @@ class HostStatus:
     mapping_line: str
     warnings: list[str] = field(default_factory=list)
     turn_uris: tuple[str, ...] = ()
+    own_ice_server: str = ""  # USER:PASS@turn:… for the host's own app (reachable from here)
 
 
 def ip_range(text: str) -> tuple[Any, Any]:
@@ -121,6 +123,10 @@ class CallHost:
         self.turn_secret = secrets.token_urlsafe(24)
         self.room = options.room or secrets.token_urlsafe(8).replace("-", "x").replace("_", "y")
         self.room_secret = secrets.token_urlsafe(18)  # 144 bits: not guessable
+        # The host's own app cannot reach turn:PUBLIC-IP from inside its router (no hairpin
+        # NAT in most homes) and would wait out its gather timeout on it; it gets its own
+        # long-term user on the relay at this machine's address, listed before the offered one.
+        self.own_password = secrets.token_urlsafe(18)
         self.mapper: Any = None
         self.relay: Any = None
         self.signaling: Any = None
@@ -139,6 +145,7 @@ class CallHost:
             raise
 
     async def _start(self) -> HostStatus:
+        from nat.auth import long_term_key
         from nat.config import RelayConfig
         from nat.portmap import PortMapper, ports_for_hosting
         from nat.portmap.stunaddr import first_public_address
@@ -217,6 +224,8 @@ class CallHost:
                 external_ip=external_ip,
                 use_auth_secret=True,
                 static_auth_secrets=(self.turn_secret,),
+                users=((OWN_USER, long_term_key(OWN_USER, "peercall", self.own_password)),),
+                realm="peercall",
                 # The deny list stays (no door into the host's LAN) except for this very
                 # computer: a friend on the relay must reach the host's own app, whose LAN
                 # address is private (RFC 1918) in any home.
@@ -242,10 +251,18 @@ class CallHost:
         link = CallLink(public, external_signaling, self.room, self.room_secret, tls)
         local_host = "127.0.0.1" if wildcard else opts.listen
         local_link = CallLink(local_host, signaling_port, self.room, self.room_secret, tls)
+        own_turn = f"[{local_host}]" if ":" in local_host else local_host
+        own_ice = f"{OWN_USER}:{self.own_password}@turn:{own_turn}:{opts.turn_port}?transport=udp"
         if source != "LAN only":
             warnings.append(VISIBILITY_WARNING.format(address=public))
         self.status = HostStatus(
-            link, local_link, source, mapping_line, warnings, tuple(signaling.turn_uris)
+            link,
+            local_link,
+            source,
+            mapping_line,
+            warnings,
+            tuple(signaling.turn_uris),
+            own_ice,
         )
         return self.status
 
@@ -426,7 +443,7 @@ def print_status(status: HostStatus, out: TextIO, *, qr: bool = True) -> None:
     local = status.local_link
     print(
         f"join it yourself: peercall call --server {local.signaling_url} --room {local.room} "
-        f"--secret {local.secret} --answer",
+        f"--secret {local.secret} --answer --ice-server {status.own_ice_server}",
         file=out,
     )
 

@@ -95,7 +95,7 @@ def wait_for(log: Path, marker: str, proc: subprocess.Popen[bytes], limit: float
 
 
 def one_call(lab: HomeLab, tag: str, host_args: list[str], friend_args: list[str]) -> float:
-    common = ["--no-devices", "--duration", "1", "--gather-timeout", "2"]
+    common = ["--no-devices", "--duration", "1"]  # the default gather timeout, as shipped
     host = lab.popen(
         lab.host,
         sys.executable,
@@ -231,24 +231,15 @@ def calls(lab: HomeLab, runs: int) -> None:
                 break
             time.sleep(0.1)
         link = text.split("link: ", 1)[1].split()[0]
-        words = text.split("--server ws://127.0.0.1:8765 --room ", 1)[1].split()
-        room, secret = words[0], words[2]
+        # The host's own side runs the join command `peercall host` prints.
+        join = text.split("join it yourself: peercall ", 1)[1].splitlines()[0].split()
         ice = f"bench:bench@turn:{RELAY_LAB_IP}:3478?transport=udp"
         for i in range(runs):  # alternate, so both see the same machine load
             hosted.append(
                 one_call(
                     lab,
                     f"hosted{i}",
-                    [
-                        "call",
-                        "--server",
-                        "ws://127.0.0.1:8765",
-                        "--room",
-                        room,
-                        "--secret",
-                        secret,
-                        "--answer",
-                    ],
+                    join,
                     ["open", link],
                 )
             )

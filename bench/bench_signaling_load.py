@@ -517,7 +517,9 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
         lines = errlog.read_text().splitlines()
         pauses = [line for line in lines if "garbage collection of generation" in line]
         if pauses:
-            longest = max(pauses, key=lambda line: float(line.split()[-2]))
+            longest = max(
+                pauses, key=lambda line: float(line.split(" paused the server ")[1].split()[0])
+            )
             print(f"  server GC pauses over 50 ms: {len(pauses)}, the longest: "
                   f"{longest.split(' WARNING ')[-1]}")  # fmt: skip
             for line in pauses[:12]:

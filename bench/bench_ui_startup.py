@@ -164,7 +164,8 @@ class Side(threading.Thread):
         t0 = c0 = 0.0
         for line in self.proc.stdout:
             if line.startswith("peercall: bench connected"):
-                time.sleep(1.0)  # past ICE/DTLS set-up: measure the steady call
+                time.sleep(1.0)  # past ICE/DTLS set-up: measure the steady call (the app
+                # starts its frame count after the same second)
                 t0, c0 = time.perf_counter(), cpu_seconds(self.proc.pid)
             elif line.startswith("peercall: bench video received"):
                 self.wall = time.perf_counter() - t0

@@ -264,6 +264,10 @@ def _wait(running: list[_Worker], stopping: Callable[[], bool]) -> str | None:
             worker = sentinels[sentinel]  # type: ignore[index]
             if worker.process.exitcode is None:
                 worker.process.join(1)
+            if worker.process.exitcode == 0:
+                # A worker stops cleanly only on SIGTERM: the whole process group was told to
+                # stop (e.g. by `timeout` or a service manager), so stop the others too.
+                return None
             return f"relay worker {worker.process.name} exited with {worker.process.exitcode}"
     return None
 

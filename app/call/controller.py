@@ -74,6 +74,8 @@ class CallController:
         self.connected_at: float | None = None
         self.route: Route = "none"
         self.declined = False
+        self.accepted = False  # the user took the incoming call
+        self.cancelled = False  # our user hung up (before an answer: a cancel, not a failure)
         self.rang = False  # an offer arrived (waiting that never rang is not a call)
         self.record: CallRecord | None = None
         self._unsubscribe = session.subscribe(self._on_event)
@@ -121,6 +123,7 @@ class CallController:
             self.declined = True
             await self.session.decline(self.channel)
             return False
+        self.accepted = True
         await self.session.answer(self.channel, offer)
         return True
 
@@ -137,6 +140,8 @@ class CallController:
             declined=self.declined,
             direction=self.direction,
             reason=reason,
+            cancelled=self.cancelled,
+            accepted=self.accepted,
         )
 
     def finish(self, reason: str | None = None) -> CallRecord | None:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+from typing import Any
+
+from aioice import Candidate as IceCandidate
+
 from app.events import CandidateInfo, SelectedPairChanged
 
 
@@ -62,3 +68,44 @@ class CandidateBook:
         """The recorded version of ``info`` (with its server, time, ...) if there is one."""
         book = self._local if info.side == "local" else self._remote
         return book.get(info.key, info)
+
+
+def sdp_candidates(sdp: str) -> list[str]:
+    """The ``a=candidate`` values of an SDP (without ``a=``), in order."""
+    return [line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+def candidate_info(
+    c: IceCandidate, side: str, at: float, server: str | None = None
+) -> CandidateInfo:
+    """An aioice candidate as the debug panel lists it."""
+    return CandidateInfo(
+        side=side,  # type: ignore[arg-type]
+        component=c.component,
+        type=c.type,  # type: ignore[arg-type]
+        foundation=c.foundation,
+        protocol=c.transport.lower(),
+        address=c.host,
+        port=c.port,
+        priority=c.priority,
+        related_address=c.related_address,
+        related_port=c.related_port,
+        tcp_type=c.tcptype,
+        at=at,
+        server=server,
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """Events, candidates and options as JSON-ready data (for the debug export)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out["event"] = type(value).__name__
+        return out
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value

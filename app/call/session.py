@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
 from app.call import pathwatch, stats
-from app.call.iceview import CandidateBook
+from app.call.iceview import CandidateBook, candidate_info, jsonable, sdp_candidates
 from app.call.media import GatedTrack, RemoteFeed, SourceTee
 from app.call.sas import sdp_fingerprint, short_auth_string
 from app.call.state import FINAL_STATES, CallEvent, CallStateMachine
@@ -85,11 +84,13 @@ CONNECT_TIMEOUT = 30.0  # ICE + DTLS must finish within this after both descript
 CONNECT_TIMEOUT_NO_SERVERS = 8.0
 NO_PATH_MESSAGE = "no network path to the other person: add a STUN/TURN server or host a relay"
 CONTROL_LABEL = "peercall-control"
+FAILED_PREFIX = "failed: "  # a Bye's reason when the sender's call failed (not a hang-up)
 BYE_FLUSH = 0.2  # how long a hang-up waits for a bye on the data channel to leave
 BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
 # Dead-path timing: see app.call.pathwatch (named here too: tests shorten them).
 SILENCE_DISCONNECTED = pathwatch.SILENCE_DISCONNECTED
 SILENCE_FAILED = pathwatch.SILENCE_FAILED
+ADDRESS_CHECK = 2.0  # how often the machine's addresses are compared (a new network, a lost one)
 SILENCE_FAILED = 30.0  # give up recovering: RFC 7675 §5.1 consent expires after 30 s
 
 
@@ -103,45 +104,6 @@ class CallOptions:
     gather_timeout: float = 1.0  # the longest we wait on any STUN/TURN server
     audio: bool = True
     video: bool = False
-
-
-def sdp_candidates(sdp: str) -> list[str]:
-    """The ``a=candidate`` values of an SDP (without ``a=``), in order."""
-    return [line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")]
-
-
-def _candidate_info(
-    c: IceCandidate, side: str, at: float, server: str | None = None
-) -> CandidateInfo:
-    return CandidateInfo(
-        side=side,  # type: ignore[arg-type]
-        component=c.component,
-        type=c.type,  # type: ignore[arg-type]
-        foundation=c.foundation,
-        protocol=c.transport.lower(),
-        address=c.host,
-        port=c.port,
-        priority=c.priority,
-        related_address=c.related_address,
-        related_port=c.related_port,
-        tcp_type=c.tcptype,
-        at=at,
-        server=server,
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        out["event"] = type(value).__name__
-        return out
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 class CallSession:
@@ -387,7 +349,7 @@ class CallSession:
             await asyncio.gather(*(asyncio.shield(g.first) for g in self._gatherings))
 
     def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
-        info = _candidate_info(candidate, "local", self.now(), server)
+        info = candidate_info(candidate, "local", self.now(), server)
         origin = rtcfixes.candidate_origin(self._gatherings, candidate)
         if candidate.type == "relay" and origin is not None and origin.mapped is not None:
             # Relay-only hides it in the SDP (raddr 0.0.0.0); the debug panel shows what the
@@ -489,7 +451,7 @@ class CallSession:
             logger.info("ignoring malformed remote candidate %r", value)
             return None
         self._remote_seen.add(value)
-        info = _candidate_info(parsed, "remote", self.now())
+        info = candidate_info(parsed, "remote", self.now())
         self._candidates.add(info)
         self._emit(RemoteCandidateAdded(info))
         return parsed
@@ -684,6 +646,9 @@ class CallSession:
 
     async def _peer_hung_up(self, reason: str) -> None:
         if self._closing:
+            return
+        if reason.startswith(FAILED_PREFIX):
+            await self._fail(reason.removeprefix(FAILED_PREFIX), notify=False)
             return
         if reason == "declined":
             text = "the other person declined"
@@ -881,8 +846,8 @@ class CallSession:
             self._emit(SasReady(self.sas, local, remote))
 
     def _pair_info(self, pair: Any) -> CandidatePairInfo:
-        local = _candidate_info(pair.local_candidate, "local", 0.0)
-        remote = _candidate_info(pair.remote_candidate, "remote", 0.0)
+        local = candidate_info(pair.local_candidate, "local", 0.0)
+        remote = candidate_info(pair.remote_candidate, "remote", 0.0)
         local = self._candidates.known(local)
         remote = self._candidates.known(remote)
         return CandidatePairInfo(
@@ -967,9 +932,22 @@ class CallSession:
         again. The call gives up only after SILENCE_FAILED (the RECONNECTING timer).
         """
         loop = asyncio.get_running_loop()
+        addresses = self._local_addresses()
+        next_address_check = loop.time() + ADDRESS_CHECK
         while not self._closing and self.state in (S.CONNECTED, S.RECONNECTING):
             await asyncio.sleep(0.25)
             now = loop.time()
+            if now >= next_address_check:
+                next_address_check = now + ADDRESS_CHECK
+                current = self._local_addresses()
+                if current != addresses:
+                    # A new network or a lost one (RFC 8445 §9: the addresses changed):
+                    # restart at once rather than wait for silence; the call goes on
+                    # meanwhile on the old path if it still works.
+                    addresses = current
+                    if not self._restarting and self._can_renegotiate():
+                        await self._restart_as_offerer("the local network addresses changed")
+                        continue
             silent = now - self._last_rx
             back = self.state is S.RECONNECTING and silent < SILENCE_DISCONNECTED
             if back and not self._path_back:
@@ -997,6 +975,11 @@ class CallSession:
                 await self._restart_as_offerer(reason)
             elif step is pathwatch.Step.DROP_PENDING:
                 await self._drop_pending("it did not connect")
+
+    def _local_addresses(self) -> frozenset[str]:
+        if self.options.loopback_candidates:
+            return frozenset(rtcfixes.LOOPBACK_ADDRESSES)
+        return rtcfixes.host_addresses()
 
     def _can_renegotiate(self) -> bool:
         return self._signaling_usable() or self._open_control() is not None
@@ -1198,11 +1181,11 @@ class CallSession:
             logger.error("session task failed: %r", exc, exc_info=exc)
             self._emit(ErrorOccurred(f"internal error: {exc}", self.now()))
 
-    async def _fail(self, message: str) -> None:
+    async def _fail(self, message: str, *, notify: bool = True) -> None:
         if self.state in FINAL_STATES:
             return
         self._emit(ErrorOccurred(message, self.now(), fatal=True))
-        await self._finish(S.FAILED, message)
+        await self._finish(S.FAILED, message, notify=notify)
 
     async def hangup(self, reason: str = "hangup") -> None:
         """End the call (idempotent): tell the peer, close everything, state ENDED."""
@@ -1225,7 +1208,9 @@ class CallSession:
 
     async def _teardown(self, final: CallState, reason: str, *, notify: bool) -> None:
         if notify and self.state not in FINAL_STATES:
-            await self._send_bye(reason)
+            # A failure says so, so the other side fails with the same reason rather than
+            # reporting that the other person hung up.
+            await self._send_bye(FAILED_PREFIX + reason if final is S.FAILED else reason)
         if self.state not in FINAL_STATES:
             self._move(E.HANG_UP if final is S.ENDED else E.FAIL, reason)
         if self._connected is not None and not self._connected.done():
@@ -1281,12 +1266,12 @@ class CallSession:
         """Everything a bug report needs, JSON-ready: options, events, candidates, SDPs, SAS."""
         return {
             "format": "peercall-session/1",
-            "options": _jsonable(self.options),
+            "options": jsonable(self.options),
             "state": self.state.value,
             "sas": self.sas,
-            "local_candidates": _jsonable(self.local_candidates),
-            "remote_candidates": _jsonable(self.remote_candidates),
-            "pairs": _jsonable(self._pairs_snapshot),
-            "selected": _jsonable(self.selected),
-            "events": _jsonable(self.events),
+            "local_candidates": jsonable(self.local_candidates),
+            "remote_candidates": jsonable(self.remote_candidates),
+            "pairs": jsonable(self._pairs_snapshot),
+            "selected": jsonable(self.selected),
+            "events": jsonable(self.events),
         }

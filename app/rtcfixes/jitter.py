@@ -20,10 +20,13 @@ class AudioJitterBuffer(JitterBuffer):
     packet is given up on once ``skip_after`` packets are waiting behind it (it is lost, or too
     late to matter). aiortc hands one frame to the decoder per packet received, so frames queued
     behind a hole would otherwise stay queued for the rest of the call: when the backlog never fell
-    below ``slack + 1`` frames during the last ``shed_after`` packets, its oldest frame is
-    dropped, and more than ``max_depth`` waiting frames are never kept. ``slack`` frames are kept
-    on purpose, so steady reordering of neighbours costs nothing. A 20 ms glitch now and then is
-    far better than hundreds of milliseconds of extra delay for the rest of the call.
+    below ``slack + 1`` frames during the last ``shed_after`` packets, its oldest frames are
+    dropped down to ``slack``, and more than ``max_depth`` waiting frames are never kept.
+    ``slack`` frames are kept only while packets are actually being reordered (one filled a
+    hole in this window or the one before), so steady reordering of neighbours costs nothing;
+    after plain loss the backlog is shed to zero, or latency would stay ``slack`` frames above
+    its steady value for the rest of the call. A 20 ms glitch now and then is far better than
+    extra delay for good.
     """
 
     def __init__(
@@ -41,6 +44,9 @@ class AudioJitterBuffer(JitterBuffer):
         self._slack = slack
         self._window_len = 0
         self._window_min = capacity
+        self._newest: int | None = None  # highest sequence number received
+        self._reordered = False  # a packet filled a hole during this window
+        self._reordered_before = False  # … or during the previous one
         self.skipped = 0  # holes given up on
         self.dropped = 0  # frames discarded to cut delay
 
@@ -72,9 +78,15 @@ class AudioJitterBuffer(JitterBuffer):
                 return False, None  # a late packet: its moment has passed
             self.remove(self._capacity)  # far behind: the sender restarted its sequence
             self._origin = seq
+            self._newest = None
         elif delta >= self._capacity:
             self.remove(self._capacity)  # far ahead: everything buffered is stale
             self._origin = seq
+            self._newest = None
+        if self._newest is None or 0 < uint16_add(seq, -self._newest) < 0x8000:
+            self._newest = seq
+        elif seq != self._newest:
+            self._reordered = True  # older than the newest yet still in time: it filled a hole
         self._packets[seq % self._capacity] = packet
 
         count = self._count()
@@ -92,9 +104,11 @@ class AudioJitterBuffer(JitterBuffer):
         self._window_min = min(self._window_min, count)
         self._window_len += 1
         if self._window_len >= self._shed_after:
-            if self._window_min > self._slack:
+            keep = self._slack if (self._reordered or self._reordered_before) else 0
+            for _ in range(self._window_min - keep):  # the backlog that stood all window
                 self._drop_oldest()
             self._window_len, self._window_min = 0, self._capacity
+            self._reordered_before, self._reordered = self._reordered, False
         return False, JitterFrame(data=head._data, timestamp=head.timestamp)  # type: ignore[attr-defined]
 
 

@@ -62,6 +62,13 @@ def on_rtp(pc: RTCPeerConnection, callback: Callable[[], None]) -> None:
         receiver._peercall_rtp_hook = True  # type: ignore[attr-defined]
 
 
+def host_addresses() -> frozenset[str]:
+    """The machine's addresses as aioice would gather them now (IPv4 and IPv6)."""
+    from aioice.ice import get_host_addresses
+
+    return frozenset(get_host_addresses(use_ipv4=True, use_ipv6=True))
+
+
 def certificates(pc: RTCPeerConnection) -> Any:
     """The DTLS certificates ``pc`` will use (aiortc keeps them private)."""
     return pc._RTCPeerConnection__certificates  # type: ignore[attr-defined]

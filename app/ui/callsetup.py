@@ -198,7 +198,9 @@ class NamedChannel:
 
     def __init__(self, inner: Any, name: str) -> None:
         self.inner = inner
-        self.name = name[:64] if name else None
+        # What the wire accepts (signaling.messages: printable, at most 64 characters).
+        clean = "".join(c for c in name if c.isprintable()).strip()[:64]
+        self.name = clean or None
         self._peer_name: str | None = None
 
     @property

@@ -213,14 +213,16 @@ async def _bench_call(
         else:
             raise RuntimeError("no connection after 30 s")
         print("peercall: bench connected", flush=True)
-        await asyncio.sleep(hold)
+        await asyncio.sleep(1.0)  # past the first frames' set-up
         sink = window._remote_sink
-        frames = sink.frames if sink is not None else 0
+        frames, t0 = (sink.frames if sink is not None else 0), time.monotonic()
+        await asyncio.sleep(hold)
+        elapsed = time.monotonic() - t0
         size = sink.size if sink is not None else None
-        await asyncio.sleep(1.0)
-        rate = (sink.frames - frames) if sink is not None else 0
+        rate = (sink.frames - frames) / elapsed if sink is not None else 0.0
         where = f"{size[0]}x{size[1]}" if size else "none"
-        print(f"peercall: bench video received {where} {rate} fps", flush=True)
+        # The mean over the whole hold, not one second's count.
+        print(f"peercall: bench video received {where} {rate:.1f} fps", flush=True)
         if role == "call":
             await window.adapter.hangup()
         else:

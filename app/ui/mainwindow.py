@@ -258,6 +258,7 @@ class MainWindow(QMainWindow):
         self.news = QLabel("")
         _name(self.news, "callNews", "Call status")
         self.news.setWordWrap(True)
+        self.news.setTextFormat(Qt.TextFormat.PlainText)  # names and errors come from outside
         self.news.hide()
 
         self.incoming = QFrame()
@@ -268,6 +269,8 @@ class MainWindow(QMainWindow):
         )
         self.incoming_label = QLabel("Incoming call")
         self.incoming_label.setObjectName("incomingLabel")
+        # The peer chooses its name: never let it render as rich text.
+        self.incoming_label.setTextFormat(Qt.TextFormat.PlainText)
         self.accept_button = QPushButton("Accept")
         _name(self.accept_button, "acceptButton", "Accept call")
         self.accept_button.setStyleSheet(_button_style("#2f855a", "4px 14px"))

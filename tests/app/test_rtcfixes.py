@@ -44,10 +44,24 @@ def test_depth_comes_back_down_after_a_loss() -> None:
     assert played(jb, [1, 3, 4, 5]) == [1, None, None, 3]
     results = played(jb, list(range(6, 40)))
     assert results[0] == 4  # two frames still queued behind the skipped hole
-    # The backlog is shed down to the one frame of slack: each packet plays one packet later.
-    assert results[-5:] == [34, 35, 36, 37, 38]
+    # Plain loss, no reordering: the whole backlog is shed, one frame per window, and each
+    # packet plays as it arrives again (latency back to its value before the loss).
+    assert results[-5:] == [35, 36, 37, 38, 39]
+    assert jb.dropped == 2
+    assert jb._count() == 0
+
+
+def test_slack_is_kept_only_while_packets_are_reordered() -> None:
+    # Neighbours swapped (one frame of backlog is useful then), then in order again: once no
+    # packet has filled a hole for a window, the frame of slack is shed too.
+    jb = AudioJitterBuffer(shed_after=4)
+    swapped = [0, *(n for k in range(1, 20, 2) for n in (k + 1, k))]
+    played(jb, swapped)
+    assert (jb.dropped, jb._count()) == (0, 1)
+    results = played(jb, list(range(21, 40)))
     assert jb.dropped == 1
-    assert jb._count() == 1
+    assert jb._count() == 0
+    assert results[-3:] == [37, 38, 39]
 
 
 def test_too_deep_buffer_drops_oldest() -> None:

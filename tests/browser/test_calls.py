@@ -43,7 +43,7 @@ SECRET = "s3cret"
 SAS_RE = r"security code \(SAS\) (\d{3} \d{3})"
 
 # Listen to the page's remote stream (what the <video> plays) for ~2 s: the strongest
-# frequency and how far it stands above the median bin, in dB.
+# frequency, how far it stands above the median bin, and the level at %(freq)s (dB).
 HEAR_JS = """
 (async () => {
   const ctx = new AudioContext();
@@ -65,14 +65,33 @@ HEAR_JS = """
   for (let k = 1; k < power.length; k++) if (power[k] > power[peak]) peak = k;
   const sorted = Array.from(power).sort((a, b) => a - b);
   const median = sorted[sorted.length >> 1] || 1e-30;
+  const toneBin = Math.round((%(freq)s * analyser.fftSize) / ctx.sampleRate);
   return {
     peakHz: (peak * ctx.sampleRate) / analyser.fftSize,
-    aboveMedianDb: 10 * Math.log10(power[peak] / median),
+    aboveMedianDb: 10 * Math.log10(Math.max(1e-30, power[peak]) / median),
+    // Floored: digital silence would be -Infinity, which JSON cannot carry.
+    toneDb: 10 * Math.log10(Math.max(1e-30, ...power.slice(toneBin - 2, toneBin + 3)) / 20),
   };
 })()
 """
 
 CONNECTED = "document.body?.dataset.state === 'connected'"
+
+# Mean brightness (0-255) of the remote video as the page shows it right now.
+BRIGHTNESS_JS = """
+(() => {
+  const video = document.getElementById("remote-video");
+  const canvas = document.createElement("canvas");
+  canvas.width = 64;
+  canvas.height = 48;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(video, 0, 0, 64, 48);
+  const data = ctx.getImageData(0, 0, 64, 48).data;
+  let sum = 0;
+  for (let i = 0; i < data.length; i += 4) sum += (data[i] + data[i + 1] + data[i + 2]) / 3;
+  return sum / (data.length / 4);
+})()
+"""
 
 
 def desktop_sas(fingerprint_a: str, fingerprint_b: str) -> str:
@@ -122,7 +141,7 @@ def heard_in_wav(path: Path, freq: float) -> tuple[float, float]:
 
 
 async def hears(page: Page, freq: float) -> dict[str, Any]:
-    heard: dict[str, Any] = await page.evaluate(HEAR_JS)
+    heard: dict[str, Any] = await page.evaluate(HEAR_JS % {"freq": freq})
     assert abs(heard["peakHz"] - freq) < 15, heard
     assert heard["aboveMedianDb"] > 30, heard
     return heard
@@ -214,6 +233,23 @@ async def test_browser_to_browser(devtools: DevTools, signal_server: Process) ->
         assert await page.evaluate(shown % "join-form") == "none"
         assert await page.evaluate(shown % "call") != "none"
         await hears(page, 660.0)  # both fake microphones play the test tone
+    # Mute: the other side hears the tone no more (its level drops by far); unmute: it is back.
+    before = await hears(second, 660.0)
+    await first.click("mute")
+    assert await first.text("mute") == "Unmute"
+    await asyncio.sleep(0.5)  # what was already on its way plays out
+    muted: dict[str, Any] = await second.evaluate(HEAR_JS % {"freq": 660.0})
+    assert muted["toneDb"] < before["toneDb"] - 30, (before, muted)
+    await first.click("mute")
+    assert await first.text("mute") == "Mute"
+    await hears(second, 660.0)
+    # Camera off: the other side's picture goes black; on again: it comes back.
+    assert await second.wait_for(f"{BRIGHTNESS_JS} > 40 && {BRIGHTNESS_JS}")
+    await first.click("camera")
+    assert await first.text("camera") == "Camera on"
+    await second.wait_for(f"{BRIGHTNESS_JS} < 5")
+    await first.click("camera")
+    await second.wait_for(f"{BRIGHTNESS_JS} > 40")
     await first.type("chat-input", "hi from the first")
     await first.click("chat-send")
     await second.wait_for(

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +168,40 @@ def test_uclient_dual_allocation(echo_peer: EchoPeer, tmp_path: Path) -> None:
     assert result.lost_percent == 0.0, result.summary()
     assert result.sent >= MESSAGES, result.summary()
     assert result.received == result.sent, result.summary()
+
+
+@pytest.mark.parametrize("kind", server_kinds())
+def test_user_quota_is_exact_for_uclients(kind: str, echo_peer: EchoPeer, tmp_path: Path) -> None:
+    """``user-quota 5`` against turnutils_uclient -m 1 -c clients started one after another
+    (each holds 2 allocations, on both servers): two fit, the third gets one and is refused
+    486 for its second, the fourth at once. PeerCall runs 2 workers (see conftest), so the
+    clients' five-tuples land on both and only a shared count gives coturn's answer."""
+    quota = ["--user-quota=5"] if kind == "coturn" else ["--user-quota", "5"]
+    server = start_server(kind, "lt", tmp_path, *quota)
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        for index in range(4):
+            log = tmp_path / f"uclient-{index}.log"
+            cmd = uclient_command(server, echo_peer, ("-c",))
+            cmd[cmd.index("-n") + 1] = "400"  # ~8 s of traffic at -z 20: all four overlap
+            cmd[cmd.index("-m") + 1] = "1"
+            cmd[cmd.index("-n") : cmd.index("-n")] = ["-z", "20"]
+            with log.open("wb") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            procs.append((proc, log))
+            deadline = time.monotonic() + 30  # until this one allocated (or gave up)
+            while proc.poll() is None and "start_mclient: msz=" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        outcomes = []
+        for proc, log in procs:
+            proc.wait(60)
+            text = log.read_text(errors="replace")
+            outcomes.append("ok" if proc.returncode == 0 else ("486" if " 486 " in text else text))
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        server.stop()
+    assert outcomes == ["ok", "ok", "486", "486"]

@@ -53,24 +53,15 @@ def heard(path: Path, freq: float, other: float) -> bool:
     return tone_power(tail, freq, rate) > max(100 * tone_power(tail, other, rate), 1e-3)
 
 
-def call(lab: HomeLab, link: str, local_link: str) -> tuple[str, str]:
-    """Host answers in its room, friend opens the link; both send a tone for a few seconds."""
-    room = local_link.split("/")[-1].split("#")[0]
-    secret = local_link.split("#secret=")[1]
+def call(lab: HomeLab, link: str, join: list[str]) -> tuple[str, str]:
+    """Host answers in its room (the printed join command), friend opens the link."""
     common = ["--no-devices", "--duration", "4", "--gather-timeout", "2"]
     host = lab.popen(
         lab.host,
         sys.executable,
         "-m",
         "app.cli",
-        "call",
-        "--server",
-        "ws://127.0.0.1:8765",
-        "--room",
-        room,
-        "--secret",
-        secret,
-        "--answer",
+        *join,
         "--send-tone",
         str(HOST_TONE),
         "--record",
@@ -112,9 +103,8 @@ def call(lab: HomeLab, link: str, local_link: str) -> tuple[str, str]:
 def test_friend_behind_symmetric_nat_calls_through_the_hosts_relay(far_lab):
     proc, out = start_host(far_lab, "--no-qr")
     try:
-        local = out["_all"].split("--server ws://127.0.0.1:8765 --room ")[1].split()
-        local_link = f"peercall://127.0.0.1:8765/{local[0]}#secret={local[2]}"
-        host_log, friend_log = call(far_lab, out["link"], local_link)
+        join = out["_all"].split("join it yourself: peercall ", 1)[1].splitlines()[0].split()
+        host_log, friend_log = call(far_lab, out["link"], join)
     finally:
         stop_host(proc, far_lab)
     assert "call connected" in friend_log, friend_log[-3000:]
@@ -134,9 +124,8 @@ def test_both_behind_cone_nats_connect_directly(far_lab):
     # A STUN server on the internet, handed to both: each learns its public address.
     proc, out = start_host(far_lab, "--no-qr", "--stun", "198.18.0.1:3478")
     try:
-        local = out["_all"].split("--server ws://127.0.0.1:8765 --room ")[1].split()
-        local_link = f"peercall://127.0.0.1:8765/{local[0]}#secret={local[2]}"
-        _host_log, friend_log = call(far_lab, out["link"], local_link)
+        join = out["_all"].split("join it yourself: peercall ", 1)[1].splitlines()[0].split()
+        _host_log, friend_log = call(far_lab, out["link"], join)
     finally:
         stop_host(proc, far_lab)
     assert "call connected" in friend_log, friend_log[-3000:]

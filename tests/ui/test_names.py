@@ -98,3 +98,21 @@ def test_history_calls_back_in_the_room_and_has_a_menu(
         assert '"calls": []' in alice.history.path.read_text()
     finally:
         arun(server.stop())
+
+
+def test_a_peer_name_is_plain_text_and_ours_is_made_sendable(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    alice = make_window("a", display_name="<b>Eve</b>\tthe\x07 tester " + "x" * 80)
+    bob = make_window("b", display_name="Bob")
+    a, b = memory_pair()
+    bob.wait_for_call(b, "someone")
+    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
+        alice.start_call(a, "someone")
+    label = bob.incoming_label
+    assert label.textFormat() == Qt.TextFormat.PlainText
+    assert label.text().startswith("Incoming call from <b>Eve</b>the tester xxx")
+    assert len(label.text()) == len("Incoming call from ") + 64
+    click(qtbot, child(bob, "declineButton", QPushButton))
+    qtbot.waitUntil(lambda: not alice.adapter.in_call, timeout=15_000)
+    assert alice.errors == []

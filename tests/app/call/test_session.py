@@ -616,3 +616,45 @@ async def test_ice_restart_over_the_data_channel_in_a_copy_paste_call() -> None:
     assert CallState.RECONNECTING not in [e.new for e in rec_a.of(StateChanged)]
     await caller.hangup()
     await callee.hangup()
+
+
+async def test_a_change_of_local_addresses_restarts_ice_without_leaving_connected() -> None:
+    """A new network (or a lost one) restarts ICE at once through signaling; the old
+    connection carries the call until the new one does."""
+    from app.media.synthetic import ToneTrack
+
+    probe_b = ToneProbe()
+    caller = CallSession(LOOPBACK, audio_source=ToneTrack(700.0))
+    callee = CallSession(LOOPBACK, audio_sink=probe_b)
+    rec_a = Recorder(caller)
+    await connect_pair(caller, callee)
+    assert await probe_b.wait_for(700.0)
+    old_pc = caller._pc
+    # As if a second network came up beside loopback.
+    caller._local_addresses = lambda: frozenset({"127.0.0.1", "192.0.2.7"})  # type: ignore[method-assign]
+    for _ in range(500):
+        if caller._pc is not old_pc and caller._standby is None:
+            break
+        await asyncio.sleep(0.02)
+    assert caller._pc is not old_pc
+    assert caller._standby is None  # the restarted connection took over
+    probe_b.clear()
+    assert await probe_b.wait_for(700.0)
+    assert CallState.RECONNECTING not in [e.new for e in rec_a.of(StateChanged)]
+    await caller.hangup()
+    await callee.hangup()
+
+
+async def test_a_failure_on_one_side_fails_the_other_with_the_same_reason() -> None:
+    """Not 'the other person hung up': the Bye says the call failed, and why."""
+    caller, callee = CallSession(LOOPBACK), CallSession(LOOPBACK)
+    await connect_pair(caller, callee)
+    await caller._fail("no network path to the other person: add a STUN/TURN server")
+    for _ in range(250):
+        if state_of(callee) is CallState.FAILED:
+            break
+        await asyncio.sleep(0.02)
+    assert state_of(callee) is CallState.FAILED
+    final = [e for e in callee.events if isinstance(e, StateChanged)][-1]
+    assert final.reason == "no network path to the other person: add a STUN/TURN server"
+    await callee.hangup()
