@@ -122,6 +122,7 @@ class RedisRooms:
         self._store: Any = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._copies: dict[str, _Copy] = {}
+        self._deferred: dict[str, list[Send | Close]] = {}  # frames held behind a room event
         self._touched: dict[str, float] = {}  # room -> when this node last refreshed its TTL
         self._me = self.node + "/"
         self._alive: set[str] = set()
@@ -237,7 +238,11 @@ class RedisRooms:
             lock = self._locks[name] = asyncio.Lock()
         try:
             async with lock:
-                yield
+                try:
+                    yield
+                finally:
+                    for action in self._deferred.pop(name, ()):  # frames that came meanwhile
+                        self.server.deliver_local(action)
         finally:
             if not lock.locked() and not lock._waiters:
                 self._locks.pop(name, None)
@@ -491,9 +496,11 @@ class RedisRooms:
             else:
                 code, _, reason = rest.partition("\n")
                 action = Close(conn_id, int(code), reason)
-            lock = self._locks.get(conn.room) if conn is not None and conn.room else None
-            if lock is not None and lock.locked():
-                async with lock:  # a local event of that room is in flight: after it
-                    self.server.deliver_local(action)
+            room = conn.room if conn is not None else None
+            lock = self._locks.get(room) if room else None
+            if room and (room in self._deferred or (lock is not None and lock.locked())):
+                # A local event of that room is in flight: deliver after it (it may send to
+                # this connection first), without holding up the other rooms' frames.
+                self._deferred.setdefault(room, []).append(action)
             else:
                 self.server.deliver_local(action)
