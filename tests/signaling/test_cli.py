@@ -278,6 +278,8 @@ def test_a_long_collection_is_logged(
     cli._log_long_collections("start", {"generation": 2})
     cli._log_long_collections("stop", {"generation": 2})
     assert caplog.records[-1].name == "signaling.gc"
-    assert caplog.records[-1].getMessage().startswith(
-        "garbage collection of generation 2 paused the server "
+    assert (
+        caplog.records[-1]
+        .getMessage()
+        .startswith("garbage collection of generation 2 paused the server ")
     )
