@@ -122,6 +122,7 @@ class RedisRooms:
         self._store: Any = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._copies: dict[str, _Copy] = {}
+        self._deferred: dict[str, list[Send | Close]] = {}  # frames held behind a room event
         self._touched: dict[str, float] = {}  # room -> when this node last refreshed its TTL
         self._me = self.node + "/"
         self._alive: set[str] = set()
@@ -129,6 +130,7 @@ class RedisRooms:
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
         self.round_trips = 0  # Redis commands sent (for the benchmark's cost per message)
+        self._stopping = False
         self.conflicts = 0  # compare-and-set failures (another node changed the room first)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -151,11 +153,13 @@ class RedisRooms:
         logger.info("shared rooms on %s as node %s", self.url, self.node)
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await task
+        if self._tasks:
+            # redis-py may swallow a cancellation that lands inside a command; the loops then
+            # see _stopping, and a loop that still hangs is not waited for beyond 2 s.
+            await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
         with contextlib.suppress(RedisError, OSError):
             if self._pubsub is not None:
@@ -183,7 +187,7 @@ class RedisRooms:
         self._alive = set(result[2])
 
     async def _beat_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(BEAT)
             try:
                 await self._beat()
@@ -234,7 +238,11 @@ class RedisRooms:
             lock = self._locks[name] = asyncio.Lock()
         try:
             async with lock:
-                yield
+                try:
+                    yield
+                finally:
+                    for action in self._deferred.pop(name, ()):  # frames that came meanwhile
+                        self.server.deliver_local(action)
         finally:
             if not lock.locked() and not lock._waiters:
                 self._locks.pop(name, None)
@@ -309,7 +317,8 @@ class RedisRooms:
                     if s.conn is not None and not s.conn.startswith(self._me)
                 }
                 for node in nodes:
-                    remote += [self._channel(node), f"R{name}\n{new_version}\n{after}"]
+                    # before the frames: the peer's answer to them must find the copy fresh
+                    remote[:0] = [self._channel(node), f"R{name}\n{new_version}\n{after}"]
             try:
                 result = await self._store(
                     keys=[PREFIX + "room:" + name],
@@ -330,10 +339,13 @@ class RedisRooms:
                     self._touched[name] = time.monotonic()
                 if after_room is None:
                     self._copies.pop(name, None)
-                elif changed:
-                    self._copies[name] = _Copy(new_version, after, after_room)
-                else:
-                    self._copies[name] = copy
+                elif (
+                    _counter(self._copies[name].version if name in self._copies else "0")
+                    < (_counter(new_version) if changed else _counter(copy.version))
+                    or name not in self._copies
+                ):
+                    # (unless a newer push from the other node arrived meanwhile)
+                    self._copies[name] = _Copy(new_version, after, after_room) if changed else copy
                 return local
             self.conflicts += 1
             copy = self._parse(str(result[1]), str(result[2]))  # another node won: again
@@ -442,7 +454,7 @@ class RedisRooms:
         self._outbox.put_nowait((channel, payload))
 
     async def _publish_loop(self) -> None:
-        while True:
+        while not self._stopping:
             batch = [await self._outbox.get()]
             while not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
@@ -459,7 +471,7 @@ class RedisRooms:
 
     async def _read_loop(self) -> None:
         assert self._pubsub is not None
-        while True:
+        while not self._stopping:
             try:
                 message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
@@ -472,13 +484,10 @@ class RedisRooms:
             head, _, rest = data.partition("\n")
             kind, conn_id = head[:1], head[1:]
             if kind == "R":  # conn_id is a room name here
+                # At once, even with an event of that room in flight here: waiting would hold
+                # up every other room's frames behind it; the write counter keeps the newest.
                 version, _, text = rest.partition("\n")
-                lock = self._locks.get(conn_id)
-                if lock is not None and lock.locked():
-                    async with lock:
-                        self._refresh_copy(conn_id, version, text)
-                else:
-                    self._refresh_copy(conn_id, version, text)
+                self._refresh_copy(conn_id, version, text)
                 continue
             conn = self.table.conns.get(conn_id)
             action: Send | Close
@@ -487,9 +496,11 @@ class RedisRooms:
             else:
                 code, _, reason = rest.partition("\n")
                 action = Close(conn_id, int(code), reason)
-            lock = self._locks.get(conn.room) if conn is not None and conn.room else None
-            if lock is not None and lock.locked():
-                async with lock:  # a local event of that room is in flight: after it
-                    self.server.deliver_local(action)
+            room = conn.room if conn is not None else None
+            lock = self._locks.get(room) if room else None
+            if room and (room in self._deferred or (lock is not None and lock.locked())):
+                # A local event of that room is in flight: deliver after it (it may send to
+                # this connection first), without holding up the other rooms' frames.
+                self._deferred.setdefault(room, []).append(action)
             else:
                 self.server.deliver_local(action)

@@ -77,6 +77,8 @@ async def test_the_two_callers_of_a_room_on_different_nodes(nodes: list[ServerPr
     assert await a.recv() == PeerLeft(B, "bob", "left")
     for client in (a, b, third):
         await client.close()
+    code, rest = await asyncio.wait_for(one.terminate(), 30)  # SIGTERM: a clean stop
+    assert (code, rest.strip()) == (0, "stopped")
 
 
 async def test_connections_per_address_are_capped_across_nodes(
