@@ -216,7 +216,7 @@ class CallAdapter(QObject):
         )
         return session
 
-    async def _guard(self, flow: Awaitable[None]) -> None:
+    async def _guard(self, flow: Awaitable[None], session: Any, channel: Any) -> None:
         """Run a call flow; on failure end the call (recorded as failed) and re-raise."""
         try:
             await flow
@@ -224,21 +224,20 @@ class CallAdapter(QObject):
             controller = self.controller
             if controller is not None and controller.cancelled:
                 return  # our own hang-up closed the channel under the flow
-            session = self.session
-            if session is not None and session.state is ev.CallState.ENDED:
+            if session.state is ev.CallState.ENDED:
                 return  # ended on purpose (declined, hung up before connecting): no error
             self._finish("failed")
             with contextlib.suppress(Exception):
-                await self._close_everything("error")
+                await self._close_everything("error", session, channel)
             raise
         except BaseException:
             self._finish("failed")
             with contextlib.suppress(Exception):
-                await self._close_everything("error")
+                await self._close_everything("error", session, channel)
             raise
 
     async def _call(self, channel: Any, peer: str) -> None:
-        self._begin(channel, peer, "outgoing")
+        session = self._begin(channel, peer, "outgoing")
         controller = self.controller
         assert controller is not None
 
@@ -246,10 +245,10 @@ class CallAdapter(QObject):
             await channel.connect()
             await controller.dial()
 
-        await self._guard(flow())
+        await self._guard(flow(), session, channel)
 
     async def _listen(self, channel: Any, peer: str) -> None:
-        self._begin(channel, peer, "incoming")
+        session = self._begin(channel, peer, "incoming")
         controller = self.controller
         assert controller is not None
 
@@ -267,12 +266,12 @@ class CallAdapter(QObject):
             try:
                 accepted = await controller.listen(decide)
             except CallerGaveUp:  # the controller filed it as missed
-                await self._close_everything("the caller gave up")
+                await self._close_everything("the caller gave up", session, channel)
                 return
             if not accepted:  # the controller filed it as declined
-                await self._close_everything("declined")
+                await self._close_everything("declined", session, channel)
 
-        await self._guard(flow())
+        await self._guard(flow(), session, channel)
 
     async def _hangup(self, reason: str) -> None:
         controller = self.controller
@@ -281,14 +280,15 @@ class CallAdapter(QObject):
         if self._decision is not None and not self._decision.done():
             self._decision.set_result(False)
             return
-        await controller.hangup(reason)
-        await self._close_everything(reason)
-
-    async def _close_everything(self, reason: str) -> None:
         session, channel = self.session, self._channel
-        if session is not None:
-            await session.hangup(reason)
-        if channel is not None:
+        await controller.hangup(reason)
+        await self._close_everything(reason, session, channel)
+
+    async def _close_everything(self, reason: str, session: Any, channel: Any) -> None:
+        """End this call's session and channel (captured when it began: by the time this runs
+        the window may have started the next call)."""
+        await session.hangup(reason)
+        if channel is not None and self._channel is channel:  # else already being closed
             self._channel = None
             await channel.close()
 
