@@ -299,7 +299,8 @@ async def _call(args: argparse.Namespace) -> int:
         stopper.cancel()
         if connecting.exception() is not None:
             exc = connecting.exception()
-            if session.state.value != "ended":
+            # A session that failed has already said why ("call failed (reason)").
+            if session.state.value not in ("ended", "failed"):
                 _say(f"call failed: {exc}")
             return _exit_code(session)
         if not connecting.result():

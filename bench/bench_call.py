@@ -4,7 +4,7 @@
    in-process signaling: host candidates only, then with an unreachable STUN server configured.
    This is the **engine only**: one process, an in-memory signaling channel, after a warm-up
    call (imports done, codec tables built). Launch -> connected for two real processes through
-   ``peercall signal`` is bench/bench_launch.py's figure (and bench/bench_call_launch.py's).
+   ``peercall signal`` is bench/bench_launch.py's figure.
 2. One-way audio latency from the source releasing a block to the speaker's PortAudio callback
    taking it (a private PulseAudio null sink; see tests/audio.py), found by detecting 60 ms tone
    bursts in the audio on both ends (not from timestamps). A 5 % loss burst of 2 s is then

@@ -33,10 +33,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.portmap.lab import (  # noqa: E402 - after the path set-up
+from tests.netlab.lab import Lab  # noqa: E402 - after the path set-up
+from tests.portmap.home import (  # noqa: E402
     RELAY_LAB_IP,
-    RouterLab,
-    skip_unless_lab,
+    HomeLab,
+    build_home,
+    lab_unavailable_reason,
 )
 
 _TIMER = """
@@ -56,13 +58,13 @@ asyncio.run(main())
 """
 
 
-def link_ready(lab: RouterLab, methods: str, port: int) -> tuple[float, str]:
+def link_ready(lab: HomeLab, methods: str, port: int) -> tuple[float, str]:
     out = subprocess.run(
         [
             "ip",
             "netns",
             "exec",
-            lab.host,
+            lab.host.ns,
             sys.executable,
             "-c",
             _TIMER,
@@ -92,7 +94,7 @@ def wait_for(log: Path, marker: str, proc: subprocess.Popen[bytes], limit: float
     return float("inf")
 
 
-def one_call(lab: RouterLab, tag: str, host_args: list[str], friend_args: list[str]) -> float:
+def one_call(lab: HomeLab, tag: str, host_args: list[str], friend_args: list[str]) -> float:
     common = ["--no-devices", "--duration", "1"]  # the default gather timeout, as shipped
     host = lab.popen(
         lab.host,
@@ -134,10 +136,9 @@ def main() -> int:
     parser.add_argument("--only-calls", action="store_true", help="skip part 1")
     parser.add_argument("--keep", action="store_true", help="keep the logs (prints where)")
     args = parser.parse_args()
-    try:
-        skip_unless_lab()
-    except BaseException as exc:  # pytest.skip raises an outcome exception
-        print(f"bench_host: cannot run: {exc}")
+    reason = lab_unavailable_reason()
+    if reason is not None:
+        print(f"bench_host: cannot run: {reason}")
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="bench-host-"))
     try:
@@ -153,9 +154,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     (workdir / "on").mkdir()
     (workdir / "off").mkdir()
     if True:
-        lab = RouterLab(workdir / "on", far_nat="symmetric")
-        try:
-            lab.start()
+        with Lab(workdir=workdir / "on") as built:
+            lab = build_home(built, far_nat="symmetric")
             if args.only_calls:
                 calls(lab, args.runs)
                 return 0
@@ -168,22 +168,17 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 print(f"   {methods:7s} {summary(times)}")
                 print(f"           {line}")
             calls(lab, args.runs)
-        finally:
-            lab.close()
         if True:
-            off = RouterLab(workdir / "off", upnp=False)
-            try:
-                off.start()
+            with Lab(workdir=workdir / "off") as built_off:
+                off = build_home(built_off, upnp=False)
                 times = [link_ready(off, "pcp,natpmp,upnp", 8800)[0] for _ in range(args.runs)]
                 print(f"   router without UPnP/NAT-PMP/PCP (all silent): {summary(times)}")
-            finally:
-                off.close()
     return 0
 
 
-def calls(lab: RouterLab, runs: int) -> None:
+def calls(lab: HomeLab, runs: int) -> None:
     print("2. Friend behind a symmetric NAT opens the link -> call connected")
-    lab.add_internet_address(RELAY_LAB_IP)
+    lab.lab.add_internet_address(RELAY_LAB_IP)
     relay = lab.popen(
         lab.inet,
         sys.executable,

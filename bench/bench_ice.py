@@ -2,7 +2,7 @@
 
 Two aiortc peers with PeerCall's ICE fixes (tests/app/rtcfixes/icepeer.py) run in their own
 network namespaces behind masquerading routers, with ``peercall relay`` as the STUN server on
-the lab's internet (tests/app/rtcfixes/natpair.py). The answerer starts checking first; its
+the lab's internet (the NAT lab, tests/netlab). The answerer starts checking first; its
 first check is dropped by the offerer's router, so without a triggered check (RFC 8445
 §7.3.1.4) the call waits for aioice's 500 ms retransmission.
 
@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.app.rtcfixes.natpair import NatPair, call, unavailable_reason
+from tests.netlab import Lab, netns_unavailable_reason
+from tests.netlab.icepeers import ice_call
 
 VARIANTS = {
     "triggered checks (PeerCall)": [],
@@ -39,17 +41,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10, help="calls per variant (default 10)")
     args = parser.parse_args()
-    reason = unavailable_reason()
+    reason = netns_unavailable_reason()
     if reason is not None:
         print(f"bench_ice: cannot build the NAT pair: {reason}", file=sys.stderr)
         return 1
     figures: dict[str, dict[str, list[float]]] = {
         name: {"ice": [], "connected": [], "triggered": []} for name in VARIANTS
     }
-    with NatPair() as lab:
+    with tempfile.TemporaryDirectory(prefix="bench-ice-") as tmp, Lab(workdir=Path(tmp)) as lab:
+        host1 = lab.add_lan("cone").add_host("h1")
+        host2 = lab.add_lan("cone").add_host("h2")
+        stun = lab.start_relay("peercall", log=Path(tmp) / "relay.log").stun
         for _ in range(args.calls):
             for name, extra in VARIANTS.items():
-                with call(lab, *extra) as (_, _, offerer, answerer):
+                with ice_call(lab, host1, host2, stun, *extra) as (_, _, offerer, answerer):
                     sides = (offerer, answerer)
                     if any("relay" in (s["local"][0], s["remote"][0]) for s in sides):
                         print(f"  note: a {name} call went through the relay", file=sys.stderr)

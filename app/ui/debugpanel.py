@@ -248,6 +248,9 @@ class DebugPanel(QWidget):
         self.pairs = _table(PAIR_COLUMNS, "pairs")
         self.timeline = _table(("Time", "Layer", "State"), "timeline")
         self.streams = _table(STREAM_COLUMNS, "streams")
+        # Every STUN/TURN URI the call uses and where it came from: typed in Settings, or
+        # handed out by the signaling server on join (short-lived TURN REST credentials).
+        self.servers_table = _table(("ICE server", "From"), "iceServers")
 
         self.rtt = Graph("Round-trip time", "ms", ("rtt",), floor=10)
         self.jitter = Graph("Jitter", "ms", ("jitter",), floor=10)
@@ -266,6 +269,7 @@ class DebugPanel(QWidget):
         lower_tabs.addTab(self.pairs, "Candidate pairs")
         lower_tabs.addTab(self.timeline, "Timeline")
         lower_tabs.addTab(self.streams, "Streams")
+        lower_tabs.addTab(self.servers_table, "ICE servers")
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(lower_tabs)
         lower.addWidget(graphs)
@@ -286,7 +290,7 @@ class DebugPanel(QWidget):
 
     def reset(self, session: object = None) -> None:
         """Empty everything for a new call."""
-        for table in (self.candidates, self.pairs, self.timeline, self.streams):
+        for table in (self.candidates, self.pairs, self.timeline, self.streams, self.servers_table):
             table.setRowCount(0)
         for graph in (self.rtt, self.jitter, self.loss, self.bitrate):
             graph.clear_points()
@@ -339,6 +343,13 @@ class DebugPanel(QWidget):
             self._add_stats(event)
         elif isinstance(event, ev.ErrorOccurred):
             self._add_timeline(event.at, "error", event.message)
+        elif isinstance(event, ev.IceServersInUse):
+            # A restart builds a new peer connection with a fresh list: show the current one.
+            self.servers_table.setRowCount(0)
+            for server in event.servers:
+                for url in server.urls:  # never the credentials: the export must not hold them
+                    _append(self.servers_table, (url, server.origin))
+            self._add_timeline(event.at, "ice", f"{len(event.servers)} ICE server entries")
         elif isinstance(event, ev.SdpExchanged) and event.kind == "answer":
             # The answer holds what both sides settled on.
             self._codecs = negotiated_codecs(event.sdp)
@@ -451,6 +462,7 @@ class DebugPanel(QWidget):
                 "candidates": {"columns": list(CANDIDATE_COLUMNS), "rows": _rows(self.candidates)},
                 "pairs": {"columns": list(PAIR_COLUMNS), "rows": _rows(self.pairs)},
                 "timeline": _rows(self.timeline),
+                "ice_servers": _rows(self.servers_table),
                 "stats": list(self.stats),
                 "summary": self.summary.text(),
                 "selected": self.selected_label.text(),

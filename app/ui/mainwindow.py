@@ -1178,7 +1178,8 @@ class MainWindow(QMainWindow):
             event.accept()
             return
         event.ignore()
-        if self.adapter.in_call and not self._shutting_down and not self._leave_confirmed:
+        talking = self.adapter.in_call and not self.adapter.waiting  # connected, not waiting
+        if talking and not self._shutting_down and not self._leave_confirmed:
             self._ask_to_leave()  # a decision: the one kind of dialog we keep (issue 12.7)
             return
         if not self._shutting_down:

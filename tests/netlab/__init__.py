@@ -24,16 +24,26 @@ in CI)::
         lab.loss(home, 5)                   # 5 % each way through the router; 0 clears
         lab.outage(home); lab.restore(home)
         lab.change_public_address(home)     # router's WAN address moves; returns the new one
+        lab.block_between(home, other)      # no packet between two routers' WAN addresses
+        lab.unblock_between(home, other)
+        lab.block_udp(home); lab.unblock_udp(home)   # the router forwards TCP only, for a while
+        upnp = lab.add_lan("cone", upnp=True)   # router runs miniupnpd (UPnP-IGD, NAT-PMP, PCP)
+        lab.upnpc_list(upnp.add_host())     # its forwardings as `upnpc -l` lists them
     # every process stopped, every namespace deleted, also on errors
 
 - NAT kinds: cone = plain masquerade (endpoint-independent mapping, port-restricted filtering);
   symmetric = masquerade random (a new port per destination); udp-blocked = only TCP leaves;
   public = host directly on the internet. Routers drop unsolicited WAN packets to themselves.
+- ``upnp=True`` also starts coturn as an RFC 5780 STUN server on 198.18.0.1 and 198.18.0.2,
+  port 3478 (miniupnpd 2.3 refuses a reserved WAN address unless its STUN check says the
+  router is unfiltered): start a relay of that lab on another port. ``upnpc`` calls such a
+  router "not connected", hence ``upnpc -u`` with :attr:`Lan.upnp_location`.
 - Namespaces are named ``pcnl-<pid>-<lab>-<role>``: parallel runs never clash, and
   :func:`clean_stale` (run on every ``Lab()`` entry) deletes leftovers whose pid is dead.
 - ``lab.popen`` runs in the repository root with this Python, so
   ``[sys.executable, "-m", "app.cli", …]`` is the ``peercall`` command. Set ``log=`` to a file
   to read its output while it runs.
+- :mod:`tests.netlab.icepeers` drives two ICE test peers (tests/app/rtcfixes/icepeer.py).
 - :mod:`tests.netlab.calls` starts and checks ``peercall call`` processes (tone, record, path);
   ``scripts/netlab.py`` brings one scenario up by hand.
 """
@@ -46,9 +56,11 @@ from tests.netlab.lab import (
     LabError,
     Lan,
     NatKind,
+    PortEntry,
     Relay,
     clean_stale,
     netns_unavailable_reason,
+    upnp_unavailable_reason,
 )
 
 __all__ = [
@@ -59,7 +71,9 @@ __all__ = [
     "LabError",
     "Lan",
     "NatKind",
+    "PortEntry",
     "Relay",
     "clean_stale",
     "netns_unavailable_reason",
+    "upnp_unavailable_reason",
 ]

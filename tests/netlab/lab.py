@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,12 @@ INTERNET_HOST = f"{INTERNET_PREFIX}.1"
 LAN_PREFIX = "198.19"
 # Relays must be told these are fine peers: their default deny list covers 198.18.0.0/15.
 ALLOWED_PEER_RANGES = ("198.18.0.0-198.18.0.255", "198.19.0.0-198.19.255.255")
+
+# The second address of the internet host: with INTERNET_HOST, the two addresses an RFC 5780
+# STUN server needs (miniupnpd's check of its reserved WAN address, see Lab.add_lan(upnp=)).
+INTERNET_HOST2 = f"{INTERNET_PREFIX}.2"
+STUN5780_PORT = 3478
+UPNP_TOOLS = ("miniupnpd", "upnpc", "turnserver")
 
 RELAY_USER = "lab"
 RELAY_PASSWORD = "lab-secret"
@@ -131,6 +140,20 @@ class Lan:
     router_ns: str | None
     wan_address: str | None
     hosts: list[Host] = field(default_factory=list)
+    # With ``upnp=True``: the port of miniupnpd's HTTP server (UPnP-IGD) on the router.
+    upnp_http_port: int | None = None
+
+    @property
+    def router_address(self) -> str:
+        """The router's address on the LAN (the hosts' gateway)."""
+        return f"{LAN_PREFIX}.{self.index}.1"
+
+    @property
+    def upnp_location(self) -> str:
+        """miniupnpd's root description URL, for ``upnpc -u`` (a LabError without UPnP)."""
+        if self.upnp_http_port is None:
+            raise LabError(f"LAN {self.index}'s router runs no miniupnpd (add_lan(upnp=True))")
+        return f"http://{self.router_address}:{self.upnp_http_port}/rootDesc.xml"
 
     @property
     def subnet(self) -> str:
@@ -138,6 +161,31 @@ class Lan:
 
     def add_host(self, label: str | None = None) -> Host:
         return self.lab.add_host(self, label)
+
+
+@dataclass(frozen=True)
+class PortEntry:
+    """One forwarding of a UPnP router, as ``upnpc -l`` lists it."""
+
+    protocol: str
+    external_port: int
+    internal_ip: str
+    internal_port: int
+    description: str
+
+
+_UPNPC_ENTRY = re.compile(r"^\s*\d+\s+(UDP|TCP)\s+(\d+)->([\d.]+):(\d+)\s+'([^']*)'")
+
+
+def upnp_unavailable_reason() -> str | None:
+    """Why a UPnP router cannot be built here (the lab's reasons, or a missing tool), or None."""
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        return reason
+    missing = [t for t in UPNP_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (scripts/install-system-deps.sh)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -173,6 +221,8 @@ class Lab:
         self._next_wan = 10  # router WAN addresses: 198.18.0.10+
         self._host_counter = itertools.count(1)
         self.internet = Host("internet", f"{self.id}-inet", INTERNET_HOST, None)
+        self._stun5780 = False
+        self._tmpdir: Path | None = None
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -207,6 +257,18 @@ class Lab:
                     os.kill(int(pid), signal.SIGKILL)
             _cmd(["ip", "netns", "del", ns], check=False)
         self._namespaces.clear()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    @property
+    def dir(self) -> Path:
+        """Where lab files go: ``workdir``, or a directory of its own deleted on close."""
+        if self.workdir is not None:
+            return self.workdir
+        if self._tmpdir is None:
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=f"{self.id}-"))
+        return self._tmpdir
 
     @staticmethod
     def _stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> int | None:
@@ -262,10 +324,21 @@ class Lab:
         self.ns_run(inet, "ip", "link", "set", port, "up")
         self.ns_run(ns, "ip", "link", "set", inside, "up")
 
-    def add_lan(self, kind: NatKind = "cone") -> Lan:
-        """A LAN 198.19.N.0/24 behind a router doing ``kind`` NAT ("public": no router)."""
+    def add_lan(
+        self, kind: NatKind = "cone", *, upnp: bool = False, min_lifetime: int = 120
+    ) -> Lan:
+        """A LAN 198.19.N.0/24 behind a router doing ``kind`` NAT ("public": no router).
+
+        ``upnp``: the router runs miniupnpd (UPnP-IGD, NAT-PMP, PCP; mappings of at least
+        ``min_lifetime`` s) for its LAN, and the internet host an RFC 5780 STUN server
+        (coturn on INTERNET_HOST and INTERNET_HOST2, port 3478, so no relay may take that
+        port there): miniupnpd refuses a reserved WAN address such as the lab's unless its
+        STUN check finds the router unfiltered behind it.
+        """
         if kind not in NAT_KINDS:
             raise ValueError(f"unknown NAT kind {kind!r}; choose one of {', '.join(NAT_KINDS)}")
+        if upnp and kind == "public":
+            raise ValueError("a public LAN has no router that could run miniupnpd")
         index = len(self.lans) + 1
         if kind == "public":
             lan = Lan(self, kind, index, None, None)
@@ -280,10 +353,114 @@ class Lab:
         self.ns_run(router, "ip", "addr", "add", f"{LAN_PREFIX}.{index}.1/24", "dev", "lan0")
         self.ns_run(router, "ip", "link", "set", "lan0", "up")
         self._sysctl(router, "net/ipv4/ip_forward", 1)
-        self.ns_run(router, "nft", "-f", "-", stdin=_router_ruleset(kind))
+        self.ns_run(router, "nft", "-f", "-", stdin=_router_ruleset(kind, upnp=upnp))
         lan = Lan(self, kind, index, router, wan)
         self.lans.append(lan)
+        if upnp:
+            self._start_stun5780()
+            self._start_miniupnpd(lan, min_lifetime)
         return lan
+
+    def _start_stun5780(self) -> None:
+        """coturn as a STUN-only RFC 5780 server on the internet host's two addresses (once)."""
+        if self._stun5780:
+            return
+        if shutil.which("turnserver") is None:
+            raise LabError("coturn's turnserver is not installed")
+        inet = self.internet.ns
+        self.ns_run(inet, "ip", "addr", "add", f"{INTERNET_HOST2}/24", "dev", "br0")
+        self.popen(
+            self.internet,
+            ["turnserver", "-n", "--stun-only",
+             "--listening-ip", INTERNET_HOST, "--listening-ip", INTERNET_HOST2,
+             "--listening-port", str(STUN5780_PORT),
+             "--no-tls", "--no-dtls", "--no-cli", "--log-file", "stdout",
+             "--pidfile", str(self.dir / "stun5780.pid")],
+            log=self.dir / "stun5780.log",
+        )  # fmt: skip
+        self._stun5780 = True
+
+    def _wait_stun5780(self, lan: Lan) -> None:
+        """Until both addresses answer a Binding request from ``lan``'s router."""
+        assert lan.router_ns is not None
+        router = Host("router", lan.router_ns, lan.router_address, lan)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all(
+                self.run(router, [sys.executable, "-c", _STUN_PROBE, ip]).returncode == 0
+                for ip in (INTERNET_HOST, INTERNET_HOST2)
+            ):
+                return
+            time.sleep(0.2)
+        log = (self.dir / "stun5780.log").read_text(errors="replace")
+        raise LabError(f"coturn (RFC 5780 STUN) did not start:\n{log[-2000:]}")
+
+    def _start_miniupnpd(self, lan: Lan, min_lifetime: int) -> None:
+        assert lan.router_ns is not None
+        self._wait_stun5780(lan)
+        conf = self.dir / f"miniupnpd-{lan.index}.conf"
+        # The chains are the router's own (_router_ruleset with upnp=True); secure_mode: a
+        # host may only map ports to itself.
+        conf.write_text(
+            f"""ext_ifname=wan
+listening_ip=lan0
+port=0
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+min_lifetime={min_lifetime}
+uuid=392290db-9eb4-437b-8c75-{secrets.token_hex(6)}
+upnp_table_name=lab
+upnp_nat_table_name=labnat
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+ext_perform_stun=yes
+ext_stun_host={INTERNET_HOST}
+ext_stun_port={STUN5780_PORT}
+allow 1024-65535 {lan.subnet} 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+"""
+        )
+        log = self.dir / f"miniupnpd-{lan.index}.log"
+        router = Host("router", lan.router_ns, lan.router_address, lan)
+        pidfile = self.dir / f"miniupnpd-{lan.index}.pid"
+        self.popen(router, ["miniupnpd", "-d", "-f", str(conf), "-P", str(pidfile)], log=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if "Port forwarding is now enabled" in text and "NAT-PMP/PCP traffic" in text:
+                match = re.search(r"HTTP listening on port (\d+)", text)
+                if match:
+                    lan.upnp_http_port = int(match.group(1))
+                    return
+            if "EXITING" in text or "Performing STUN failed" in text:
+                break
+            time.sleep(0.2)
+        raise LabError(f"miniupnpd did not become ready:\n{log.read_text()[-3000:]}")
+
+    def upnpc_list(self, host: Host) -> list[PortEntry]:
+        """The forwardings of ``host``'s router as ``upnpc -l`` shows them from ``host``.
+
+        ``-u`` names the router's description URL: upnpc's own discovery calls an IGD whose
+        external address is reserved space (the lab's) "not connected" and gives up.
+        """
+        if host.lan is None:
+            raise LabError(f"{host} is on no LAN")
+        result = self.run(host, ["upnpc", "-u", host.lan.upnp_location, "-l"], timeout=30)
+        entries = []
+        for line in result.stdout.splitlines():
+            m = _UPNPC_ENTRY.match(line)
+            if m:
+                entries.append(
+                    PortEntry(m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5))
+                )
+        return entries
+
+    def add_internet_address(self, address: str) -> None:
+        """One more address of the internet host (198.18.0.2-9 are free for this)."""
+        self.ns_run(self.internet.ns, "ip", "addr", "add", f"{address}/24", "dev", "br0")
 
     def _take_wan_address(self) -> str:
         if self._next_wan >= 100:
@@ -356,6 +533,53 @@ class Lab:
         """End an :meth:`outage` (conntrack state on the router survives, as on a real one)."""
         for ns, table, suffix in self._conditions(lan):
             self.ns_run(ns, "nft", "flush", "chain", *table.split(), f"outage{suffix}")
+
+    def block_between(self, lan: Lan, other: Lan) -> None:
+        """Drop every packet between two routers' WAN addresses (relayed paths stay open).
+
+        A direct path that does not work yet (and later does: :meth:`unblock_between`). Rules
+        on both routers, before the lab's own chains, for forwarded and router-bound packets.
+        """
+        for here, there in ((lan, other), (other, lan)):
+            ns, _ = self._router_of(here)
+            _, far = self._router_of(there)
+            rules = (
+                f"table inet labblock{there.index} {{\n"
+                "  chain forward { type filter hook forward priority -10;"
+                f" ip saddr {far} drop; }}\n"
+                "  chain input { type filter hook input priority -10;"
+                f" ip saddr {far} drop; }}\n"
+                "}\n"
+            )
+            self.ns_run(ns, "nft", "-f", "-", stdin=rules)
+
+    def unblock_between(self, lan: Lan, other: Lan) -> None:
+        """End a :meth:`block_between` (a LabError when it is not in place)."""
+        for here, there in ((lan, other), (other, lan)):
+            ns, _ = self._router_of(here)
+            self.ns_run(ns, "nft", "delete", "table", "inet", f"labblock{there.index}")
+
+    def block_udp(self, lan: Lan) -> None:
+        """``lan``'s router forwards TCP only from now on (as "udp-blocked" does from the start)."""
+        ns, _ = self._router_of(lan)
+        rules = (
+            "table inet labudpblock {\n"
+            "  chain forward { type filter hook forward priority -10;"
+            ' iifname "lan0" meta l4proto udp drop; }\n'
+            "}\n"
+        )
+        self.ns_run(ns, "nft", "-f", "-", stdin=rules)
+
+    def unblock_udp(self, lan: Lan) -> None:
+        """End a :meth:`block_udp` (a LabError when it is not in place)."""
+        ns, _ = self._router_of(lan)
+        self.ns_run(ns, "nft", "delete", "table", "inet", "labudpblock")
+
+    @staticmethod
+    def _router_of(lan: Lan) -> tuple[str, str]:
+        if lan.router_ns is None or lan.wan_address is None:
+            raise LabError(f"LAN {lan.index} is public: it has no router to filter on")
+        return lan.router_ns, lan.wan_address
 
     def change_public_address(self, lan: Lan) -> str:
         """Move ``lan``'s router to a new WAN address (as an ISP re-dial does); returns it.
@@ -466,6 +690,8 @@ class Lab:
         ports from a range of their own so two relays can run side by side; the lab ranges are
         allowed peers (their default deny lists cover 198.18.0.0/15).
         """
+        if self._stun5780 and port in (STUN5780_PORT, STUN5780_PORT + 1):
+            raise LabError(f"port {port} is the UPnP router's RFC 5780 STUN server's: pick another")
         # Relay port ranges apart per listening port, so two relays never race for one.
         low = 20000 + (port % 100) * 400
         relay_range = (str(low), str(low + 399))
@@ -515,7 +741,14 @@ class Lab:
                 yield f"  {h.label} {h.address}: ip netns exec {h.ns} bash"
 
 
-def _router_ruleset(kind: NatKind) -> str:
+_STUN_PROBE = (
+    "import asyncio, sys\n"
+    "from nat.portmap.stunaddr import public_address\n"
+    "sys.exit(0 if asyncio.run(public_address(sys.argv[1], within=1.0)) else 1)\n"
+)
+
+
+def _router_ruleset(kind: NatKind, *, upnp: bool = False) -> str:
     """nftables for a home router doing ``kind`` NAT on its ``wan`` port.
 
     - cone: plain masquerade keeps the source port for every destination (endpoint-independent
@@ -526,17 +759,51 @@ def _router_ruleset(kind: NatKind) -> str:
     Unsolicited WAN packets to the router itself are dropped, as home routers do: otherwise a
     peer's early check leaves a conntrack entry that clashes with the host's later mapping.
     The ``loss`` and ``outage`` chains are filled and flushed by Lab.loss/outage/restore.
+
+    ``upnp``: miniupnpd's chains hooked in (its forwardings pass the WAN filter, its DNAT and
+    SNAT rules come before the masquerade), and the answers of its RFC 5780 STUN check let in:
+    they come from the server's other address and port, so conntrack does not know them.
     """
     masquerade = "masquerade random" if kind == "symmetric" else "masquerade"
     udp_block = 'oifname "wan" meta l4proto != tcp drop' if kind == "udp-blocked" else ""
+    if upnp:
+        stun_in = (
+            f'iifname "wan" ip saddr {{ {INTERNET_HOST}, {INTERNET_HOST2} }}'
+            f" udp sport {{ {STUN5780_PORT}, {STUN5780_PORT + 1} }} accept"
+        )
+        upnp_forward = 'iifname "wan" jump miniupnpd'
+        upnp_chains = "chain miniupnpd { }"
+        nat = f"""table inet labnat {{
+    chain prerouting {{
+        type nat hook prerouting priority -100; policy accept;
+        jump prerouting_miniupnpd
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority 100; policy accept;
+        jump postrouting_miniupnpd
+        oifname "wan" {masquerade}
+    }}
+    chain prerouting_miniupnpd {{ }}
+    chain postrouting_miniupnpd {{ }}
+}}"""
+    else:
+        stun_in = upnp_forward = upnp_chains = ""
+        nat = f"""table ip labnat {{
+    chain postrouting {{
+        type nat hook postrouting priority 100; policy accept;
+        oifname "wan" {masquerade}
+    }}
+}}"""
     return f"""
 table inet lab {{
     chain loss {{ }}
     chain outage {{ }}
+    {upnp_chains}
     chain input {{
         type filter hook input priority 0; policy accept;
         jump outage
         iifname "wan" ct state established,related accept
+        {stun_in}
         iifname "wan" drop
     }}
     chain forward {{
@@ -544,6 +811,7 @@ table inet lab {{
         jump outage
         jump loss
         iifname "wan" ct state established,related accept
+        {upnp_forward}
         iifname "wan" drop
         {udp_block}
     }}
@@ -552,12 +820,7 @@ table inet lab {{
         jump outage
     }}
 }}
-table ip labnat {{
-    chain postrouting {{
-        type nat hook postrouting priority 100; policy accept;
-        oifname "wan" {masquerade}
-    }}
-}}
+{nat}
 """
 
 

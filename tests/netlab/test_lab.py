@@ -13,7 +13,16 @@ import sys
 import pytest
 
 from tests.netlab.conftest import require_netns
-from tests.netlab.lab import INTERNET_HOST, PREFIX, Host, Lab, LabError, clean_stale
+from tests.netlab.lab import (
+    INTERNET_HOST,
+    PREFIX,
+    Host,
+    Lab,
+    LabError,
+    PortEntry,
+    clean_stale,
+    upnp_unavailable_reason,
+)
 
 pytestmark = [pytest.mark.netns]
 
@@ -157,11 +166,105 @@ def test_address_change_moves_the_mapping(reflector: Lab) -> None:
     assert {v.split(":")[0] if v else None for v in seen.values()} == {after}, seen
 
 
+def test_block_udp_stops_udp_until_unblocked_and_leaves_tcp(reflector: Lab) -> None:
+    lan = reflector.add_lan("cone")
+    host = lan.add_host()
+    reflector.block_udp(lan)
+    assert probe_udp(reflector, host, DESTS[:1]) == {DESTS[0]: None}
+    tcp = probe_tcp(reflector, host)
+    assert tcp is not None
+    assert tcp.split(":")[0] == lan.wan_address
+    reflector.unblock_udp(lan)
+    assert set(probe_udp(reflector, host).values()) == {f"{lan.wan_address}:{LAN_PORT}"}
+    with pytest.raises(LabError, match="labudpblock"):
+        reflector.unblock_udp(lan)  # nothing left to lift
+
+
+# Both sides send to the other's router at once from LAN_PORT (a hole punch through two cones)
+# and print how many datagrams arrived.
+_PUNCH = """
+import socket, sys, time
+peer = (sys.argv[1], int(sys.argv[2]))
+got = 0
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.bind(("0.0.0.0", int(sys.argv[2])))
+    s.settimeout(0.05)
+    for _ in range(40):
+        s.sendto(b"x", peer)
+        try:
+            s.recvfrom(100)
+            got += 1
+        except TimeoutError:
+            pass
+print(got)
+"""
+
+
+def punch(lab: Lab, a: Host, b: Host) -> tuple[int, int]:
+    procs = []
+    for host, other in ((a, b), (b, a)):
+        assert other.lan is not None
+        assert other.lan.wan_address is not None
+        argv = [sys.executable, "-c", _PUNCH, other.lan.wan_address, str(LAN_PORT)]
+        procs.append(lab.popen(host, argv, stdout=subprocess.PIPE, text=True))
+    got = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=30)
+        got.append(int(out))
+    return got[0], got[1]
+
+
+def test_block_between_cuts_the_direct_path_but_not_the_internet(reflector: Lab) -> None:
+    lan1, lan2 = reflector.add_lan("cone"), reflector.add_lan("cone")
+    a, b = lan1.add_host(), lan2.add_host()
+    reflector.block_between(lan1, lan2)
+    assert punch(reflector, a, b) == (0, 0)
+    assert None not in probe_udp(reflector, a).values()  # the relay's side stays open
+    assert None not in probe_udp(reflector, b).values()
+    reflector.unblock_between(lan1, lan2)
+    got_a, got_b = punch(reflector, a, b)
+    assert got_a > 0
+    assert got_b > 0
+
+
+def test_filters_need_a_router(lab: Lab) -> None:
+    public, cone = lab.add_lan("public"), lab.add_lan("cone")
+    with pytest.raises(LabError, match="is public"):
+        lab.block_udp(public)
+    with pytest.raises(LabError, match="is public"):
+        lab.block_between(cone, public)
+
+
+def test_upnp_router_forwards_what_a_host_maps(reflector: Lab) -> None:
+    reason = upnp_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    lan = reflector.add_lan("cone", upnp=True)
+    host = lan.add_host()
+    assert reflector.upnpc_list(host) == []
+    add = ["upnpc", "-u", lan.upnp_location, "-e", "lab", "-a", host.address, "5000", "6000", "UDP"]
+    out = reflector.run(host, add)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert reflector.upnpc_list(host) == [PortEntry("UDP", 6000, host.address, 5000, "lab")]
+    # The forwarding works: the internet reaches the host's port through the router's.
+    reflector.popen(host, [sys.executable, "-m", "tests.netlab.probe", "serve", "5000"])
+    reflector.wait_listening(host, 5000)
+    assert lan.wan_address is not None
+    seen = probe_udp(reflector, reflector.internet, [f"{lan.wan_address}:6000"])
+    assert list(seen.values()) == [f"{INTERNET_HOST}:{LAN_PORT}"]
+    with pytest.raises(LabError, match="port 3478 is the UPnP router's RFC 5780 STUN server's"):
+        reflector.start_relay()
+
+
 def test_bad_kind_is_refused(lab: Lab) -> None:
     with pytest.raises(ValueError, match="unknown NAT kind 'full-cone'"):
         lab.add_lan("full-cone")  # type: ignore[arg-type]
     with pytest.raises(LabError, match="public LAN has no router"):
         lab.change_public_address(lab.add_lan("public"))
+    with pytest.raises(ValueError, match="no router that could run miniupnpd"):
+        lab.add_lan("public", upnp=True)
+    with pytest.raises(LabError, match="runs no miniupnpd"):
+        _ = lab.add_lan("cone").upnp_location
 
 
 def _namespaces() -> set[str]:

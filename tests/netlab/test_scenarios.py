@@ -218,12 +218,6 @@ def _state_times(side: Caller) -> dict[str, datetime]:
     return times
 
 
-@pytest.mark.xfail(
-    reason="a race: when one side's deadline fires first, the other often gets its Bye before"
-    " its own deadline and says 'call ended (the other person hung up (no network path …))'"
-    " instead of 'call failed' (2 of 4 runs here; the other person did not hang up)",
-    strict=False,
-)
 def test_no_ice_servers_across_nats_fails_with_a_reason(lab: Lab, tmp_path: Path) -> None:
     call = place_call(lab, tmp_path, ("cone", "cone"), ice=[])
     for side in (call.a, call.b):

@@ -19,7 +19,9 @@ import pytest
 
 import app.iceservers
 from app.media.analysis import tone_power
-from tests.portmap.lab import RouterLab, skip_unless_lab
+from tests.netlab.lab import Lab
+from tests.portmap.conftest import skip_unless_lab
+from tests.portmap.home import HomeLab, build_home
 from tests.portmap.test_lab_host import start_host, stop_host
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -33,11 +35,8 @@ HOST_TONE, FRIEND_TONE = 440.0, 880.0
 @pytest.fixture
 def far_lab(tmp_path: Path, request: pytest.FixtureRequest):
     skip_unless_lab()
-    lab = RouterLab(tmp_path, far_nat=request.param)
-    try:
-        yield lab.start()
-    finally:
-        lab.close()
+    with Lab(workdir=tmp_path) as lab:
+        yield build_home(lab, far_nat=request.param)
 
 
 def heard(path: Path, freq: float, other: float) -> bool:
@@ -54,7 +53,7 @@ def heard(path: Path, freq: float, other: float) -> bool:
     return tone_power(tail, freq, rate) > max(100 * tone_power(tail, other, rate), 1e-3)
 
 
-def call(lab: RouterLab, link: str, join: list[str]) -> tuple[str, str]:
+def call(lab: HomeLab, link: str, join: list[str]) -> tuple[str, str]:
     """Host answers in its room (the printed join command), friend opens the link."""
     common = ["--no-devices", "--duration", "4", "--gather-timeout", "2"]
     host = lab.popen(

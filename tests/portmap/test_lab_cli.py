@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from tests.portmap.lab import WAN_IP, RouterLab
+from tests.portmap.home import WAN_IP, HomeLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
-def run_until(lab: RouterLab, marker: str, *args: str) -> tuple[object, str]:
+def run_until(lab: HomeLab, marker: str, *args: str) -> tuple[object, str]:
     log = lab.dir / f"{args[0]}.log"
     proc = lab.popen(lab.host, sys.executable, "-m", "app.cli", *args, log=log)
     deadline = time.monotonic() + 60
@@ -27,7 +27,7 @@ def run_until(lab: RouterLab, marker: str, *args: str) -> tuple[object, str]:
     raise AssertionError(f"{args[0]} never printed {marker!r}:\n{log.read_text()}")
 
 
-def stop(lab: RouterLab, proc, name: str) -> str:
+def stop(lab: HomeLab, proc, name: str) -> str:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     return (lab.dir / f"{name}.log").read_text()

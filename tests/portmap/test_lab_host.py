@@ -17,12 +17,13 @@ import time
 
 import pytest
 
-from tests.portmap.lab import HOST_IP, REPO, ROUTER_LAN_IP, WAN_IP, RouterLab
+from tests.netlab.lab import REPO, Host
+from tests.portmap.home import FRIEND_IP, HOST_IP, ROUTER_LAN_IP, WAN_IP, HomeLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
-def start_host(lab: RouterLab, *extra: str) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def start_host(lab: HomeLab, *extra: str) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     log = lab.dir / "host.log"
     proc = lab.popen(
         lab.host,
@@ -57,15 +58,15 @@ def start_host(lab: RouterLab, *extra: str) -> tuple[subprocess.Popen[bytes], di
     return proc, lines
 
 
-def stop_host(proc: subprocess.Popen[bytes], lab: RouterLab) -> str:
+def stop_host(proc: subprocess.Popen[bytes], lab: HomeLab) -> str:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     return (lab.dir / "host.log").read_text()
 
 
-def join(lab: RouterLab, ns: str, link: str) -> dict[str, object]:
+def join(lab: HomeLab, host: Host, link: str) -> dict[str, object]:
     result = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.portmap.run_join", link],
+        ["ip", "netns", "exec", host.ns, sys.executable, "-m", "tests.portmap.run_join", link],
         cwd=str(REPO),
         capture_output=True,
         text=True,
@@ -118,14 +119,14 @@ def test_router_without_upnp_link_still_works_on_the_lan(plain_router_lab):
         assert out["link"].startswith(f"peercall://{HOST_IP}:8765/")
         joined = join(plain_router_lab, plain_router_lab.friend, out["link"])
         assert joined["ice_servers"]
-        assert joined["reflexive"] == "198.19.1.3"
+        assert joined["reflexive"] == FRIEND_IP
     finally:
         stop_host(proc, plain_router_lab)
 
 
-def dialog(lab: RouterLab) -> list[dict[str, object]]:
+def dialog(lab: HomeLab) -> list[dict[str, object]]:
     result = subprocess.run(
-        ["ip", "netns", "exec", lab.host, sys.executable, "-m", "tests.portmap.run_dialog"],
+        ["ip", "netns", "exec", lab.host.ns, sys.executable, "-m", "tests.portmap.run_dialog"],
         cwd=str(REPO),
         capture_output=True,
         text=True,

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.portmap.lab import HOST_IP, REPO, WAN_IP, RouterLab
+from tests.netlab.lab import REPO, Lab
+from tests.portmap.conftest import skip_unless_lab
+from tests.portmap.home import HOST_IP, WAN_IP, HomeLab, build_home
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -21,13 +23,13 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 class MapperProcess:
     """``run_mapper`` in the host namespace; its JSON state lines, read as they come."""
 
-    def __init__(self, lab: RouterLab, *args: str) -> None:
+    def __init__(self, lab: HomeLab, *args: str) -> None:
         self.proc = subprocess.Popen(
             [
                 "ip",
                 "netns",
                 "exec",
-                lab.host,
+                lab.host.ns,
                 sys.executable,
                 "-m",
                 "tests.portmap.run_mapper",
@@ -110,12 +112,9 @@ def test_pcp_first_by_default(router_lab):
 
 
 def test_mappings_are_renewed_before_they_expire(tmp_path):
-    from tests.portmap.lab import skip_unless_lab
-
     skip_unless_lab()
-    lab = RouterLab(tmp_path, min_lifetime=4)
-    try:
-        lab.start()
+    with Lab(workdir=tmp_path) as built:
+        lab = build_home(built, min_lifetime=4)
         mapper = MapperProcess(lab, "--methods", "pcp", "--lifetime", "4", "--ports", "UDP:40001")
         try:
             state = mapper.next_state("mapped", "partial", "failed")
@@ -128,8 +127,6 @@ def test_mappings_are_renewed_before_they_expire(tmp_path):
             assert lab.upnpc_list() == []
         finally:
             mapper.kill()
-    finally:
-        lab.close()
 
 
 def test_router_without_upnp_gives_the_one_line_reason(plain_router_lab):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.nat.conftest import free_udp_tcp_port
-from tests.portmap.lab import REPO
+from tests.netlab.lab import REPO
 from tests.portmap.test_lab_call import FRIEND_TONE, HOST_TONE, heard
 
 pytestmark = pytest.mark.slow

@@ -159,3 +159,14 @@ def test_cancelling_my_own_call_is_logged_cancelled(
     assert alice.history.records[0].outcome == "cancelled"  # not "failed" (12.9)
     assert alice.news.text() == "Call cancelled"
     assert alice.errors == []
+
+
+def test_closing_while_only_waiting_does_not_ask(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    window = make_window("bob")
+    window.wait_for_call(memory_pair()[1], "alice")
+    qtbot.waitUntil(lambda: window.adapter.waiting, timeout=5_000)
+    window.close()
+    assert window.leave_box is None  # nobody to tell: no question
+    qtbot.waitUntil(lambda: window._shutdown_done, timeout=15_000)

@@ -108,3 +108,54 @@ def test_gather_candidates_without_a_call(
         assert window.adapter.session is None  # no call was placed
     finally:
         arun(relay.stop())
+
+
+def test_ice_servers_tab_says_where_each_server_came_from(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, arun: Any
+) -> None:
+    """Issue 11: the servers the signaling server hands out on join are used together with the
+    user's own, and the debug panel shows each with its origin (never its credentials)."""
+    from PySide6.QtWidgets import QPushButton
+
+    from signaling.server import SignalingServer
+    from tests.ui.conftest import child, click
+
+    # Nothing listens on port 9 (discard): gathering gives up on both after its time limit and
+    # the call connects on host candidates; what matters here is the list the call was built with.
+    server = SignalingServer(
+        "127.0.0.1",
+        0,
+        ping_interval=None,
+        turn_secret="rest-shared-secret",
+        turn_uris=["turn:127.0.0.1:9?transport=udp"],
+    )
+    arun(server.start())
+    try:
+        room = {"signaling.url": server.url, "signaling.secret": "pw", "signaling.room": "ice"}
+        mine = [{"urls": ["stun:127.0.0.1:9"]}]
+        alice = make_window("a", ice_servers=mine, gather_timeout=0.2, **room)
+        bob = make_window("b", gather_timeout=0.2, **room)
+        panel = alice.open_debug_panel()
+        click(qtbot, child(bob, "waitButton", QPushButton))
+        qtbot.waitUntil(lambda: bob.adapter.waiting, timeout=10_000)
+        click(qtbot, child(alice, "callButton", QPushButton))
+        qtbot.waitUntil(lambda: bob.incoming.isVisible(), timeout=15_000)
+        click(qtbot, child(bob, "acceptButton", QPushButton))
+        qtbot.waitUntil(lambda: panel.servers_table.rowCount() == 2, timeout=15_000)
+        rows = {
+            (panel.servers_table.item(r, 0).text(), panel.servers_table.item(r, 1).text())
+            for r in range(panel.servers_table.rowCount())
+        }
+        assert rows == {
+            ("stun:127.0.0.1:9", "user"),
+            ("turn:127.0.0.1:9?transport=udp", "signaling server"),
+        }
+        issued = [s for s in alice.adapter.session.ice_servers if s.origin == "signaling server"]
+        assert issued
+        assert issued[0].credential
+        assert issued[0].credential not in json.dumps(panel.export_data())
+        click(qtbot, child(alice, "hangupButton", QPushButton))
+        qtbot.waitUntil(lambda: not alice.adapter.in_call, timeout=15_000)
+        qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=15_000)
+    finally:
+        arun(server.stop())

@@ -1,36 +1,77 @@
-"""ICE check fixes through real NATs: two port-restricted cone routers built from namespaces."""
+"""ICE check fixes through real NATs: two port-restricted cone routers of the NAT lab."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.app.rtcfixes.natpair import (
-    RELAY_PASSWORD,
-    RELAY_USER,
-    NatPair,
-    Peer,
-    call,
-    unavailable_reason,
-)
+from tests.netlab import Host, Lab, LabError, Lan, Relay
+from tests.netlab.conftest import require_netns
+from tests.netlab.icepeers import Peer, ice_call
+from tests.netlab.lab import RELAY_PASSWORD, RELAY_USER
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
+@dataclass
+class NatPair:
+    """Host 1 and host 2, each behind its own cone router, and ``peercall relay`` between."""
+
+    lab: Lab
+    lan1: Lan
+    lan2: Lan
+    host1: Host
+    host2: Host
+    relay: Relay
+
+    @property
+    def stun_uri(self) -> str:
+        return self.relay.stun
+
+    @property
+    def turn_uri(self) -> str:
+        return f"turn:{self.relay.address}:{self.relay.port}?transport=udp"
+
+    @property
+    def turn_tcp_uri(self) -> str:
+        return f"turn:{self.relay.address}:{self.relay.port}?transport=tcp"
+
+    def block_direct(self, blocked: bool) -> None:
+        """Drop (or stop dropping) packets between the two routers, the relay untouched."""
+        if blocked:
+            self.lab.block_between(self.lan1, self.lan2)
+        else:
+            self.lab.unblock_between(self.lan1, self.lan2)
+
+    def block_udp(self, blocked: bool) -> None:
+        """Router 1 forwards TCP only (outbound UDP blocked, as some networks do), or all again."""
+        if blocked:
+            self.lab.block_udp(self.lan1)
+        else:
+            self.lab.unblock_udp(self.lan1)
+
+
 @pytest.fixture(scope="module")
-def lab() -> Iterator[NatPair]:
-    reason = unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the NAT pair is required in CI: {reason}")
-        pytest.skip(reason)
-    with NatPair() as pair:
-        yield pair
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatPair]:
+    require_netns()
+    workdir = tmp_path_factory.mktemp("natpair")
+    with Lab(workdir=workdir) as built:
+        lan1, lan2 = built.add_lan("cone"), built.add_lan("cone")
+        host1, host2 = lan1.add_host("h1"), lan2.add_host("h2")
+        relay = built.start_relay("peercall", log=workdir / "relay.log")
+        yield NatPair(built, lan1, lan2, host1, host2, relay)
+
+
+@contextlib.contextmanager
+def call(lab: NatPair, *extra: str) -> Iterator[tuple[Peer, Peer, dict[str, Any], dict[str, Any]]]:
+    """h1 offers, h2 answers; yields both peers and their "connected" reports."""
+    with ice_call(lab.lab, lab.host1, lab.host2, lab.stun_uri, *extra) as peers:
+        yield peers
 
 
 def is_direct(report: dict[str, Any]) -> bool:
@@ -87,7 +128,7 @@ def test_relay_gives_way_to_a_direct_path_that_answers_late(lab: NatPair) -> Non
             # Each side moved its selected pair itself (not only learned it from the peer).
             assert all(r["stats"]["switched"] >= 1 for r in after)
     finally:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(LabError):
             lab.block_direct(False)  # already lifted unless the test failed early
 
 
