@@ -294,7 +294,7 @@ async def _call(args: argparse.Namespace) -> int:
             controller.cancelled = True
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
-            await session.hangup("cancelled")
+            await controller.hangup("cancelled")
             return EXIT_FAILED
         stopper.cancel()
         if connecting.exception() is not None:

@@ -63,7 +63,11 @@ class CallController:
         peer: str = "",
         history: History | None = None,
         clock: Callable[[], float] = time.time,
+        on_finish: Callable[[CallRecord], None] | None = None,
+        on_history_error: Callable[[OSError], None] | None = None,
     ) -> None:
+        """``on_finish`` hears the record once the call is over (the window's "call ended");
+        ``on_history_error`` hears a history that could not be saved (default: a log line)."""
         self.session = session
         self.channel = channel
         self.direction = direction
@@ -78,6 +82,9 @@ class CallController:
         self.cancelled = False  # our user hung up (before an answer: a cancel, not a failure)
         self.rang = False  # an offer arrived (waiting that never rang is not a call)
         self.record: CallRecord | None = None
+        self.recorded = False  # whether the record went into the history
+        self._on_finish = on_finish
+        self._on_history_error = on_history_error
         self._unsubscribe = session.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -127,6 +134,16 @@ class CallController:
         await self.session.answer(self.channel, offer)
         return True
 
+    async def hangup(self, reason: str = "hangup") -> CallRecord | None:
+        """Our user ends the call (before an answer: a cancel, not a failure)."""
+        self.cancelled = True
+        await self.session.hangup(reason)
+        return self.finish(reason)
+
+    @property
+    def connected(self) -> bool:
+        return self.connected_at is not None
+
     async def _caller_gone(self) -> None:
         """While ringing, keep reading: a Bye (or a lost link) ends the ring; a repeated
         offer keeps it ringing."""
@@ -144,8 +161,12 @@ class CallController:
             accepted=self.accepted,
         )
 
-    def finish(self, reason: str | None = None) -> CallRecord | None:
-        """Record the call once (whichever of end / hang-up / error comes first)."""
+    def finish(self, reason: str | None = None, *, outcome: Outcome | None = None) -> CallRecord:
+        """Record the call once (whichever of end / hang-up / error comes first).
+
+        ``outcome`` overrides the rules of :func:`outcome_of` (a flow that broke: "failed").
+        Waiting for a call that never rang is not a call: it is not put in the history.
+        """
         if self.record is not None:
             return self.record
         self._unsubscribe()
@@ -155,12 +176,18 @@ class CallController:
             started=self.started,
             duration=end - self.connected_at if self.connected_at is not None else 0.0,
             direction=self.direction,
-            outcome=self.outcome(reason),
+            outcome=outcome if outcome is not None else self.outcome(reason),
             route=self.route,
         )
-        if self.history is not None and (self.direction == "outgoing" or self.rang):
+        self.recorded = self.direction == "outgoing" or self.rang
+        if self.history is not None and self.recorded:
             try:
                 self.history.add(self.record)
             except OSError as exc:
-                logger.warning("could not save the call history: %s", exc)
+                if self._on_history_error is None:
+                    logger.warning("could not save the call history: %s", exc)
+                else:
+                    self._on_history_error(exc)
+        if self._on_finish is not None:
+            self._on_finish(self.record)
         return self.record

@@ -37,8 +37,9 @@ from aiortc.rtcicetransport import candidate_from_aioice
 
 from app import rtcfixes
 from app.call import pathwatch, stats
-from app.call.iceview import CandidateBook, candidate_info, jsonable, sdp_candidates
+from app.call.iceview import CandidateBook, candidate_info, jsonable
 from app.call.media import GatedTrack, RemoteFeed, SourceTee
+from app.call.negotiation import Negotiation, check_remote_sdp, local_sdp, trickle_message
 from app.call.sas import sdp_fingerprint, short_auth_string
 from app.call.state import FINAL_STATES, CallEvent, CallStateMachine
 from app.errors import CallError, ConfigError, ConnectionFailed, IllegalTransition
@@ -169,7 +170,6 @@ class CallSession:
         self._candidates = CandidateBook()
         self._control: RTCDataChannel | None = None
         self._signaling_failed = False  # the channel gave up: no renegotiation through it
-        self._remote_candidates_ended = False  # end-of-candidates came while it rang
         self._inbound_hooked: set[RTCPeerConnection] = set()
         self._path_back = False
         self._chat_queue: list[str] = []
@@ -183,10 +183,7 @@ class CallSession:
     def _reset_path_state(self) -> None:
         """What belongs to one peer connection (a renegotiated path starts these afresh)."""
         self._gatherings: list[rtcfixes.Gathering] = []
-        self._description_sent = False
-        self._trickle_queue: list[Message] = []
-        self._pending_remote: list[Candidate] = []
-        self._remote_seen: set[str] = set()
+        self._negotiation = Negotiation()
         self._pairs_snapshot: tuple[CandidatePairInfo, ...] = ()
         self._selected_key: tuple[str, int, str, int] | None = None
         self._last_counters: stats.Counters | None = None
@@ -360,8 +357,7 @@ class CallSession:
         self._candidates.add(info)
         self._emit(CandidateGathered(info))
         if self._trickle:
-            message = Candidate("candidate:" + candidate.to_sdp(), "0", 0)
-            self._queue_trickle(message)
+            self._queue_trickle(trickle_message(candidate))
 
     def _on_gathering_done(self, future: asyncio.Future[tuple[str, ...]]) -> None:
         if future.cancelled() or self._closing:
@@ -375,15 +371,11 @@ class CallSession:
             self._queue_trickle(EndOfCandidates())
 
     def _queue_trickle(self, message: Message) -> None:
-        if self._description_sent:
+        if self._negotiation.outgoing(message):
             self._spawn(self._send(message))
-        else:
-            self._trickle_queue.append(message)
 
     async def _flush_trickle(self) -> None:
-        self._description_sent = True
-        queued, self._trickle_queue = self._trickle_queue, []
-        for message in queued:
+        for message in self._negotiation.description_went_out():
             await self._send(message)
 
     async def _send(self, message: Message) -> None:
@@ -418,43 +410,30 @@ class CallSession:
 
     def _local_sdp(self, kind: str) -> str:
         assert self._pc is not None
-        sdp: str = self._pc.localDescription.sdp
         pending = any(not g.done.done() for g in self._gatherings)
-        if pending:
-            sdp = rtcfixes.strip_end_of_candidates(sdp)
+        sdp = local_sdp(self._pc.localDescription.sdp, gathering_pending=pending)
         self._emit(SdpExchanged("local", kind, sdp, self.now()))  # type: ignore[arg-type]
         return sdp
 
     async def _set_remote(self, kind: str, sdp: str) -> None:
         assert self._pc is not None
         self._emit(SdpExchanged("remote", kind, sdp, self.now()))  # type: ignore[arg-type]
-        if "\nm=" not in sdp:
-            raise CallError(f"the peer's {kind} was not usable: it describes no media")
+        check_remote_sdp(kind, sdp)
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         except Exception as exc:  # aiortc raises ValueError/OperationError on bad SDP
             logger.info("setRemoteDescription(%s) failed", kind, exc_info=True)
             raise CallError(f"the peer's {kind} was not usable: {exc}") from None
-        for value in sdp_candidates(sdp):
-            self._note_remote_candidate(value)
+        for parsed in self._negotiation.remote_description(sdp):
+            self._note_remote_candidate(parsed)
         rtcfixes.install_audio_jitter_buffers(self._pc)
-        pending, self._pending_remote = self._pending_remote, []
-        for candidate in pending:
+        for candidate in self._negotiation.take_pending():
             await self.add_remote_candidate(candidate)
 
-    def _note_remote_candidate(self, value: str) -> IceCandidate | None:
-        if value in self._remote_seen:
-            return None
-        try:
-            parsed = IceCandidate.from_sdp(value.removeprefix("candidate:"))
-        except ValueError:
-            logger.info("ignoring malformed remote candidate %r", value)
-            return None
-        self._remote_seen.add(value)
+    def _note_remote_candidate(self, parsed: IceCandidate) -> None:
         info = candidate_info(parsed, "remote", self.now())
         self._candidates.add(info)
         self._emit(RemoteCandidateAdded(info))
-        return parsed
 
     # -- low-level API (copy-paste signaling) --------------------------------------------
 
@@ -516,11 +495,12 @@ class CallSession:
         """Add a trickled remote candidate (held until the remote description is set)."""
         pc = self._pc
         if pc is None or pc.remoteDescription is None:
-            self._pending_remote.append(candidate)
+            self._negotiation.hold_remote(candidate)
             return
-        parsed = self._note_remote_candidate(candidate.candidate)
+        parsed = self._negotiation.new_remote(candidate.candidate)
         if parsed is None:
             return
+        self._note_remote_candidate(parsed)
         rtc = candidate_from_aioice(parsed)
         rtc.sdpMid = candidate.sdp_mid
         rtc.sdpMLineIndex = candidate.sdp_mline_index
@@ -563,9 +543,9 @@ class CallSession:
                         self._move(E.RING)
                     return message
                 case Candidate():
-                    self._pending_remote.append(message)
+                    self._negotiation.hold_remote(message)
                 case EndOfCandidates():
-                    self._remote_candidates_ended = True  # applied once the offer is
+                    self._negotiation.hold_end_of_candidates()
                 case Bye(reason=reason):
                     raise ChannelClosed(f"the caller gave up ({reason})")
                 case _:
@@ -577,7 +557,7 @@ class CallSession:
         answer = await self.accept_offer(offer, trickle=channel.supports_trickle)
         await self._send_or_fail(answer)
         await self._flush_trickle()
-        if self._remote_candidates_ended:
+        if self._negotiation.remote_ended:
             self._spawn(self._end_of_remote_candidates())
         if channel.supports_trickle:  # copy-paste: nothing more will come that way
             self._spawn(self._receive_loop(channel))

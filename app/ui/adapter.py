@@ -5,6 +5,10 @@ event as a Qt signal; its slots run engine coroutines on the qasync loop with
 ``asyncio.ensure_future`` and route every failure to :attr:`CallAdapter.errorRaised` as one
 line (never swallowed, never a traceback in the UI). Widgets connect to these signals and call
 these slots; they never touch aiortc or a session directly.
+
+The call itself (dial, ring, accept or decline, hang up, outcome, history) is
+:class:`app.call.controller.CallController`'s, the same one ``peercall call`` uses: the adapter
+only forwards the user's actions to it and reports what it decides.
 """
 
 from __future__ import annotations
@@ -12,16 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from app import events as ev
-from app.call.controller import CallController, CallerGaveUp, outcome_of
+from app.call.controller import CallController, CallerGaveUp
 from app.errors import CallError
-from app.history import CallRecord, Direction, History, Outcome, Route
+from app.history import CallRecord, Direction, History, Outcome
 from app.ui.presenters import user_message
 
 logger = logging.getLogger(__name__)
@@ -58,20 +61,12 @@ class CallAdapter(QObject):
         self._make_session = make_session
         self.history = history
         self.session: Any = None
+        self.controller: CallController | None = None  # the current (or last) call
         self._channel: Any = None
         self._unsubscribe: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._decision: asyncio.Future[bool | None] | None = None  # None: caller gave up
-        self._direction: Direction = "outgoing"
-        self._peer = ""
-        self._started_at = 0.0
-        self._connected_at: float | None = None
-        self._route: Route = "none"
         self._finished = True
-        self._declined = False
-        self._offered = False  # an incoming call actually rang (an offer arrived)
-        self._accepted = False  # the user accepted it
-        self._user_ended = False  # the user hung up / stopped waiting: not an error
         self.last_recorded = False  # whether the last callEnded went into the history
 
     # --- engine -> Qt ---------------------------------------------------------------------
@@ -92,13 +87,9 @@ class CallAdapter(QObject):
     def _on_event(self, event: ev.Event) -> None:
         self.engineEvent.emit(event)
         if isinstance(event, ev.StateChanged):
-            if event.new is ev.CallState.CONNECTED and self._connected_at is None:
-                self._connected_at = time.time()
+            # The controller (subscribed after us) then records the end: callEnded follows.
             self.stateChanged.emit(event)
-            if event.new in (ev.CallState.ENDED, ev.CallState.FAILED):
-                self._finish(self._outcome(event.reason))
         elif isinstance(event, ev.SelectedPairChanged):
-            self._route = "relay" if event.relayed else "direct"
             self.selectedPairChanged.emit(event)
         elif isinstance(event, ev.StatsSample):
             self.statsSampled.emit(event)
@@ -108,16 +99,6 @@ class CallAdapter(QObject):
             self.sasReady.emit(event.sas)
         elif isinstance(event, ev.ErrorOccurred):
             self.errorRaised.emit(event.message)
-
-    def _outcome(self, reason: str | None) -> Outcome:
-        return outcome_of(
-            connected=self._connected_at is not None,
-            declined=self._declined,
-            direction=self._direction,
-            reason=reason,
-            cancelled=self._user_ended,
-            accepted=self._accepted,
-        )
 
     # --- Qt -> engine ---------------------------------------------------------------------
 
@@ -145,7 +126,15 @@ class CallAdapter(QObject):
     @property
     def waiting(self) -> bool:
         """A call is set up but has not connected yet (dialling, or waiting for an offer)."""
-        return self.in_call and self._connected_at is None
+        controller, session = self.controller, self.session
+        if not self.in_call or controller is None:
+            return False
+        # The session is CONNECTED before its subscribers (the controller last) hear it.
+        now = session is not None and session.state in (
+            ev.CallState.CONNECTED,
+            ev.CallState.RECONNECTING,
+        )
+        return not controller.connected and not now
 
     def call(self, channel: Any, peer: str) -> asyncio.Task[Any]:
         """Dial ``peer`` over ``channel`` (a signaling.base.SignalingChannel)."""
@@ -179,8 +168,8 @@ class CallAdapter(QObject):
 
     def rename_peer(self, name: str) -> None:
         """The peer's display name became known (issue 12.8): the history records it."""
-        if name and self.in_call:
-            self._peer = name
+        if name and self.in_call and self.controller is not None:
+            self.controller.peer = name
 
     def set_muted(self, muted: bool) -> None:
         if self.session is not None:
@@ -210,62 +199,65 @@ class CallAdapter(QObject):
     def _begin(self, channel: Any, peer: str, direction: Direction) -> Any:
         if self.in_call:
             raise CallError("a call is already in progress; hang up first")
-        self._channel, self._peer, self._direction = channel, peer, direction
-        self._started_at, self._connected_at, self._route = time.time(), None, "none"
+        self._channel = channel
         self._finished = False
-        self._declined = False
-        self._offered = False
-        self._accepted = False
-        self._user_ended = False
         self.busyChanged.emit(True)
         session = self._make_session()
         self._attach(session)
+        # Subscribed after the adapter, so stateChanged(ENDED) goes out before callEnded.
+        self.controller = CallController(
+            session,
+            channel,
+            direction=direction,
+            peer=peer,
+            history=self.history,
+            on_finish=self._ended,
+            on_history_error=lambda exc: self.errorRaised.emit(f"History: {user_message(exc)}"),
+        )
         return session
 
-    async def _guard(self, flow: Awaitable[None]) -> None:
+    async def _guard(self, flow: Awaitable[None], session: Any, channel: Any) -> None:
         """Run a call flow; on failure end the call (recorded as failed) and re-raise."""
         try:
             await flow
         except Exception:
-            if self._user_ended:  # our own hang-up closed the channel under the flow
-                return
-            session = self.session
-            if session is not None and session.state is ev.CallState.ENDED:
+            controller = self.controller
+            if controller is not None and controller.cancelled:
+                return  # our own hang-up closed the channel under the flow
+            if session.state is ev.CallState.ENDED:
                 return  # ended on purpose (declined, hung up before connecting): no error
             self._finish("failed")
             with contextlib.suppress(Exception):
-                await self._close_everything("error")
+                await self._close_everything("error", session, channel)
             raise
         except BaseException:
             self._finish("failed")
             with contextlib.suppress(Exception):
-                await self._close_everything("error")
+                await self._close_everything("error", session, channel)
             raise
 
     async def _call(self, channel: Any, peer: str) -> None:
         session = self._begin(channel, peer, "outgoing")
+        controller = self.controller
+        assert controller is not None
 
         async def flow() -> None:
             await channel.connect()
-            await session.dial(channel)
+            await controller.dial()
 
-        await self._guard(flow())
+        await self._guard(flow(), session, channel)
 
     async def _listen(self, channel: Any, peer: str) -> None:
         session = self._begin(channel, peer, "incoming")
-        # The ring rules (caller gave up while ringing, accept, decline) are the CLI's too:
-        # CallController. History stays with the adapter (it also records waits that failed).
-        controller = CallController(session, channel, direction="incoming", peer=peer)
+        controller = self.controller
+        assert controller is not None
 
         async def decide(who: str) -> bool:
-            self._offered = True
             decision: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
             self._decision = decision
-            self.incomingCall.emit(self._peer or "someone")
+            self.incomingCall.emit(who)
             try:
-                # Set before answering: a call accepted that then fails on ICE is "failed".
-                self._accepted = bool(await decision)
-                return self._accepted
+                return bool(await decision)
             finally:
                 self._decision = None
 
@@ -273,57 +265,44 @@ class CallAdapter(QObject):
             await channel.connect()
             try:
                 accepted = await controller.listen(decide)
-            except CallerGaveUp:
-                self._finish("missed")
-                await self._close_everything("the caller gave up")
+            except CallerGaveUp:  # the controller filed it as missed
+                await self._close_everything("the caller gave up", session, channel)
                 return
-            if not accepted:
-                self._declined = True
-                self._finish("declined")
-                await self._close_everything("declined")
+            if not accepted:  # the controller filed it as declined
+                await self._close_everything("declined", session, channel)
 
-        await self._guard(flow())
+        await self._guard(flow(), session, channel)
 
     async def _hangup(self, reason: str) -> None:
-        if self.session is None:
+        controller = self.controller
+        if self.session is None or controller is None:
             return
         if self._decision is not None and not self._decision.done():
             self._decision.set_result(False)
             return
-        self._user_ended = True
-        await self._close_everything(reason)
-        self._finish(self._outcome(reason))
-
-    async def _close_everything(self, reason: str) -> None:
         session, channel = self.session, self._channel
-        if session is not None:
-            await session.hangup(reason)
-        if channel is not None:
+        await controller.hangup(reason)
+        await self._close_everything(reason, session, channel)
+
+    async def _close_everything(self, reason: str, session: Any, channel: Any) -> None:
+        """End this call's session and channel (captured when it began: by the time this runs
+        the window may have started the next call)."""
+        await session.hangup(reason)
+        if channel is not None and self._channel is channel:  # else already being closed
             self._channel = None
             await channel.close()
 
     def _finish(self, outcome: Outcome) -> None:
-        """Record the call once (whichever of state change / hangup / error comes first)."""
+        """The flow broke: the controller files the call with ``outcome`` (once)."""
+        if self.controller is not None and not self._finished:
+            self.controller.finish(outcome, outcome=outcome)
+
+    def _ended(self, record: CallRecord) -> None:
+        """The controller filed the call: tell the window, let the channel go."""
         if self._finished:
             return
         self._finished = True
-        now = time.time()
-        duration = now - self._connected_at if self._connected_at is not None else 0.0
-        record = CallRecord(
-            peer=self._peer or "unknown",
-            started=self._started_at,
-            duration=duration,
-            direction=self._direction,
-            outcome=outcome,
-            route=self._route,
-        )
-        # Waiting for a call that never rang is not a call: nothing to remember.
-        self.last_recorded = self._direction == "outgoing" or self._offered
-        if self.history is not None and self.last_recorded:
-            try:
-                self.history.add(record)
-            except OSError as exc:
-                self.errorRaised.emit(f"History: {user_message(exc)}")
+        self.last_recorded = self.controller is not None and self.controller.recorded
         self.busyChanged.emit(False)
         self.callEnded.emit(record)
         channel = self._channel

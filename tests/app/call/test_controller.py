@@ -131,3 +131,57 @@ async def test_caller_giving_up_while_it_rings_is_a_missed_call(tmp_path: Path) 
     assert ringing.record is not None
     assert ringing.record.outcome == "missed"
     assert History.load(tmp_path / "b").records[0].outcome == "missed"
+
+
+async def test_hanging_up_before_an_answer_is_a_cancel_told_once(tmp_path: Path) -> None:
+    a_ch, _b_ch = memory_pair()
+    caller = CallSession(LOOPBACK)
+    told: list[object] = []
+    dialing = CallController(
+        caller, a_ch, direction="outgoing", history=History(tmp_path / "a"), on_finish=told.append
+    )
+    dial = asyncio.ensure_future(dialing.dial())
+    for _ in range(500):
+        if caller.state is CallState.OFFERING:
+            break
+        await asyncio.sleep(0.02)
+    record = await dialing.hangup()
+    await asyncio.gather(dial, return_exceptions=True)
+    assert record is not None
+    assert record.outcome == "cancelled"
+    assert told == [record]  # once, though both the hang-up and the ENDED state finish it
+    assert dialing.recorded
+    assert History.load(tmp_path / "a").records == [record]
+
+
+def test_a_forced_outcome_and_a_history_that_cannot_be_saved(tmp_path: Path) -> None:
+    class Broken(History):
+        def add(self, record: object) -> None:
+            raise OSError("disk full")
+
+    class Idle:
+        def subscribe(self, callback: object) -> object:
+            return lambda: None
+
+    problems: list[OSError] = []
+    waiting = CallController(
+        Idle(),
+        None,
+        direction="incoming",
+        history=Broken(tmp_path / "h"),
+        on_history_error=problems.append,
+    )
+    record = waiting.finish("error", outcome="failed")
+    assert record.outcome == "failed"
+    assert not waiting.recorded  # nothing rang: not a call, so not saved
+    assert problems == []
+    calling = CallController(
+        Idle(),
+        None,
+        direction="outgoing",
+        history=Broken(tmp_path / "h"),
+        on_history_error=problems.append,
+    )
+    calling.finish("no path")
+    assert calling.recorded
+    assert [str(p) for p in problems] == ["disk full"]
