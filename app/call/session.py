@@ -92,7 +92,6 @@ BYE_TIMEOUT = 1.0  # telling the peer we hung up must never hold a hang-up up
 SILENCE_DISCONNECTED = pathwatch.SILENCE_DISCONNECTED
 SILENCE_FAILED = pathwatch.SILENCE_FAILED
 ADDRESS_CHECK = 2.0  # how often the machine's addresses are compared (a new network, a lost one)
-SILENCE_FAILED = 30.0  # give up recovering: RFC 7675 §5.1 consent expires after 30 s
 
 
 @dataclass(frozen=True)
