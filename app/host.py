@@ -443,7 +443,8 @@ def print_status(status: HostStatus, out: TextIO, *, qr: bool = True) -> None:
     local = status.local_link
     print(
         f"join it yourself: peercall call --server {local.signaling_url} --room {local.room} "
-        f"--secret {local.secret} --answer --ice-server {status.own_ice_server}",
+        # "--secret=": a random secret may begin with "-", which argparse would take for an option.
+        f"--secret={local.secret} --answer --ice-server {status.own_ice_server}",
         file=out,
     )
 

@@ -112,3 +112,32 @@ def test_ip_range():
     assert (str(low), str(high)) == ("198.18.0.0", "198.18.0.255")
     with pytest.raises(ConfigError, match="expected an IP or a range A-B"):
         ip_range("nope")
+
+
+def test_the_printed_join_command_parses_when_the_secret_begins_with_a_dash():
+    """A random secret starts with "-" about once in 64 hosts: the join line must still parse
+    (``--secret -x…`` made argparse refuse it, and the host never answered)."""
+    import argparse
+    import io
+    import shlex
+
+    from app.call_cli import configure_parser
+    from app.host import HostStatus, print_status
+    from app.link import CallLink
+
+    link = CallLink("198.18.0.10", 8765, "room1", "-starts-with-a-dash")
+    status = HostStatus(
+        link=link,
+        local_link=CallLink("127.0.0.1", 8765, "room1", "-starts-with-a-dash"),
+        address_source="given",
+        mapping_line="mapping: none",
+        own_ice_server="peercall-host:pw@turn:127.0.0.1:3478",
+    )
+    out = io.StringIO()
+    print_status(status, out, qr=False)
+    line = out.getvalue().split("join it yourself: peercall ", 1)[1].splitlines()[0]
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(shlex.split(line)[1:])  # after the "call" subcommand
+    assert args.secret == "-starts-with-a-dash"
+    assert args.answer
