@@ -364,6 +364,7 @@ class Step:
     closed: int = 0
     gen_lag: float = 0.0
     redis_per_cmd: dict[str, float] = field(default_factory=dict)
+    window: tuple[float, float] = (0.0, 0.0)  # Unix time of the measured window
 
     @property
     def ok(self) -> bool:
@@ -427,6 +428,7 @@ def run_step(
         busy0 = system_busy_seconds()
         gen0 = sum(cpu_seconds(w.pid) for w in workers)
         t0 = time.perf_counter()
+        wall0 = time.time()
         for w in workers:
             assert w.stdin is not None
             w.stdin.write("go\n")
@@ -436,6 +438,7 @@ def run_step(
             assert w.stdout is not None
             results.append(json.loads(w.stdout.readline()))
         elapsed = time.perf_counter() - t0
+        window = (wall0, time.time())
         srv = sum(cpu_seconds(pid) for pid in pids) - srv0
         red = (cpu_seconds(redis[0].pid) - red0) if redis else 0.0
         cmd1, per1 = redis_commands(redis[1]) if redis else (0, {})
@@ -473,6 +476,7 @@ def run_step(
         errors=sum(r["errors"] for r in results),
         closed=sum(r["closed"] for r in results),
         gen_lag=max(r["lag"] for r in results),
+        window=window,
         redis_per_cmd={
             k: (v - per0.get(k, 0)) / msgs for k, v in per1.items() if v - per0.get(k, 0) > 0
         },
@@ -503,6 +507,21 @@ def print_step(step: Step) -> None:
     if step.redis_per_cmd:
         top = sorted(step.redis_per_cmd.items(), key=lambda kv: -kv[1])[:8]
         print("    redis commands per msg: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+
+
+def pause_ms(line: str) -> float:
+    return float(line.split(" paused the server ")[1].split()[0])
+
+
+def in_window(line: str, windows: list[tuple[float, float]]) -> bool:
+    """Whether a log line (logging's default local-time stamp) falls in a measured window."""
+    import datetime
+
+    try:
+        stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    except ValueError:
+        return False
+    return any(start <= stamp <= end for start, end in windows)
 
 
 def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, list[Step]]:
@@ -541,6 +560,11 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
             redis[0].wait(10)
         lines = errlog.read_text().splitlines()
         pauses = [line for line in lines if "garbage collection of generation" in line]
+        windows = [s.window for s in steps]
+        measured = [line for line in pauses if in_window(line, windows)]
+        print(f"  server GC pauses over 50 ms inside the measured windows: {len(measured)}"
+              + (f" (the longest {max(pause_ms(x) for x in measured):.0f} ms)" if measured else "")
+              + f"; outside them (connecting, closing): {len(pauses) - len(measured)}")  # fmt: skip
         if pauses:
             longest = max(
                 pauses, key=lambda line: float(line.split(" paused the server ")[1].split()[0])
