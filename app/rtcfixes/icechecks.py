@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aioice import stun
@@ -41,6 +42,9 @@ class CheckStats:
     kept_better: int = 0  # later nominations that did not replace a higher-priority pair
     switched: int = 0  # times the selected pair moved to a higher-priority one
     resumed: int = 0  # checks resumed after connect() for pairs ranking above the selected
+    # Called after the selected pair moved to a better one: the session reports the new path at
+    # once instead of at its next poll (a short call could otherwise end before it shows).
+    on_switch: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 class CheckProtocol(StunProtocol):
@@ -162,6 +166,11 @@ def _install_best_pair(conn: Connection, stats: CheckStats) -> None:
         else:
             stats.switched += 1
             logger.info("%s switches from %s to the better %s", conn, before, pair)
+            if stats.on_switch is not None:
+                try:
+                    stats.on_switch()
+                except Exception:  # a reporting bug must not break aioice's check bookkeeping
+                    logger.exception("on_switch callback failed")
 
     async def connect_then_look_further() -> None:
         await connect()
