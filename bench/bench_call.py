@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import socket
@@ -46,7 +47,7 @@ from app import rtcfixes
 from app.call.session import CallOptions, CallSession
 from app.iceservers import IceServer
 from app.media.analysis import BlockRecorder
-from app.media.audio import SpeakerSink
+from app.media.audio import PlayoutBuffer, SpeakerSink
 from app.media.synthetic import BurstTrack
 from signaling.memory import memory_pair
 from tests.audio import virtual_audio_env
@@ -130,14 +131,59 @@ def queue_depths(session: CallSession, sink: SpeakerSink) -> tuple[float, float,
     return jitter, queue, 1000.0 * len(sink.buffer) / 48000
 
 
+def watch_callbacks(sink: SpeakerSink, stalls: list[float]) -> list[tuple[float, int]]:
+    """Record (monotonic time, playout buffer level before the read) of every speaker callback.
+
+    ``stalls`` (seconds) is a fault injection: the next callback sleeps for each, in order, as a
+    loaded machine's PortAudio thread does, which makes the ALSA plugin under-run (an xrun)."""
+    seen: list[tuple[float, int]] = []
+    callback = sink._callback
+
+    def watched(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if stalls:
+            time.sleep(stalls.pop(0))
+        seen.append((time.monotonic(), len(sink.buffer)))
+        callback(outdata, frames, time_info, status)
+
+    sink._callback = watched  # type: ignore[method-assign]
+    return seen
+
+
+def callback_summary(seen: list[tuple[float, int]], start: float, end: float) -> str:
+    """Speaker callback pattern and playout fill between two monotonic times."""
+    part = [(t, level) for t, level in seen if start <= t < end]
+    if len(part) < 3:
+        return "-"
+    gaps = [1000 * (b[0] - a[0]) for a, b in itertools.pairwise(part)]
+    levels = [1000 * level / 48000 for _, level in part]
+    paired = sum(1 for g in gaps if g < 5.0) / len(gaps)
+    return (
+        f"callback gap p10 {pct(gaps, 0.1):4.1f} ms, {100 * paired:3.0f} % back-to-back; "
+        f"fill before read mean {statistics.fmean(levels):4.1f} ms, min {min(levels):4.1f}"
+    )
+
+
 async def latency_run(
-    stock_buffer: bool, seconds: float
-) -> tuple[list[tuple[float, float]], float, list[tuple[float, tuple[float, float, float]]]]:
-    """(burst time, latency) pairs, the time the loss burst ended (monotonic), and samples of
-    the receive-side queue depths over time."""
+    stock_buffer: bool, old_trimmer: bool, seconds: float, stall: float
+) -> tuple[
+    list[tuple[float, float]],
+    float,
+    list[tuple[float, tuple[float, float, float]]],
+    list[tuple[float, int]],
+    SpeakerSink,
+]:
+    """(burst time, latency) pairs, the time the loss burst ended (monotonic), samples of the
+    receive-side queue depths over time, the speaker callbacks, and the sink itself."""
     source = BurstTrack(FREQ, burst_ms=60, interval=0.2)
     played = BlockRecorder()
     sink = SpeakerSink("pulse", on_block=played)
+    stalls: list[float] = []
+    callbacks = watch_callbacks(sink, stalls)
+    if old_trimmer:
+        # The trimmer before issue 15's fix: the lowest fill of a 1 s window decides, all at once.
+        sink.buffer = PlayoutBuffer(
+            capacity=sink.buffer.capacity, window=50, spare=0, max_step=sink.buffer.capacity
+        )
     opts = CallOptions(loopback_candidates=True)
     caller, callee = CallSession(opts, audio_source=source), CallSession(opts, audio_sink=sink)
     depths: list[tuple[float, tuple[float, float, float]]] = []
@@ -164,6 +210,8 @@ async def latency_run(
         steady = seconds * 0.4
         await asyncio.sleep(steady)
         loss["p"] = 0.05
+        if stall:
+            stalls.append(stall)
         await asyncio.sleep(2.0)
         loss["p"] = 0.0
         loss_end = time.monotonic()
@@ -180,14 +228,22 @@ async def latency_run(
         later = [u - t for u in onsets if 0 <= u - t <= 1.0]
         if later:
             pairs.append((t, min(later)))
-    return pairs, loss_end, depths
+    return pairs, loss_end, depths, callbacks, sink
 
 
-async def bench_latency(seconds: float) -> None:
-    print("== one-way audio latency, source block -> speaker callback (tone bursts, loopback)")
+async def bench_latency(seconds: float, stall: float) -> None:
+    print(
+        "== one-way audio latency, source block -> speaker callback (tone bursts, loopback)"
+        + (f"; speaker callback stalled {1000 * stall:.0f} ms at the loss burst" if stall else "")
+    )
     with virtual_audio_env():
-        for name, stock in (("PeerCall jitter buffer", False), ("aiortc stock buffer", True)):
-            pairs, loss_end, depths = await latency_run(stock, seconds)
+        runs = (
+            ("PeerCall, old trimmer", False, True),
+            ("PeerCall", False, False),
+            ("aiortc stock jitter buf", True, False),
+        )
+        for name, stock, old in runs:
+            pairs, loss_end, depths, callbacks, sink = await latency_run(stock, old, seconds, stall)
             if not pairs:
                 print(f"  {name:<24} no bursts detected")
                 continue
@@ -208,10 +264,13 @@ async def bench_latency(seconds: float) -> None:
                 None,
             )
             settled = [v for dt, v in after if dt >= 2.0]
+            just = [v for dt, v in after if dt < 1.0]
             tail = [v for _, v in after[-5:]]
             print(
                 f"  {name:<24} steady p50 {base:5.1f} ms (p90 {pct(steady, 0.9):5.1f}, "
-                f"n={len(steady)}); from 2 s after the 5 % loss burst p50 "
+                f"n={len(steady)}); 0-1 s after the 5 % loss burst p50 "
+                + (f"{statistics.median(just):5.1f} ms" if just else "   -    ")
+                + "; from 2 s after p50 "
                 + (f"{statistics.median(settled):5.1f} ms" if settled else "   -    ")
                 + f"; last bursts {', '.join(f'{v:.0f}' for v in tail)} ms; "
                 + (
@@ -232,6 +291,13 @@ async def bench_latency(seconds: float) -> None:
                         for i, n in enumerate(names)
                     )
                 )
+            stats = sink.stats
+            print(
+                f"    speaker before: {callback_summary(callbacks, start + 1, loss_end - 2.2)}\n"
+                f"    speaker from 2 s after: {callback_summary(callbacks, loss_end + 2, 1e12)}\n"
+                f"    speaker totals: {stats.xruns} xruns, {stats.underruns} underruns, "
+                f"{1000 * stats.trimmed / 48000:.0f} ms trimmed, {stats.dropped} samples dropped"
+            )
     print("  (targets: steady p50 <= 60 ms; back to steady within 2 s after the loss burst)")
 
 
@@ -401,12 +467,19 @@ def main() -> int:
         action="append",
         help="run only these parts (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--stall-ms",
+        type=float,
+        default=0.0,
+        help="latency part: stall the speaker callback this long once when the loss burst starts"
+        " (an xrun, as on a loaded machine)",
+    )
     args = parser.parse_args()
     parts = set(args.only or ("setup", "latency", "capture", "cpu"))
     if "setup" in parts:
         asyncio.run(bench_setup(args.calls))
     if "latency" in parts:
-        asyncio.run(bench_latency(args.seconds))
+        asyncio.run(bench_latency(args.seconds, args.stall_ms / 1000))
     if "capture" in parts:
         bench_capture(args.seconds * 0.6)
     if "cpu" in parts:
