@@ -23,9 +23,12 @@ import importlib
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import ConfigError
+
+if TYPE_CHECKING:
+    from app.history import Direction
 
 EXIT_ENDED = 0
 EXIT_FAILED = 1
@@ -374,9 +377,12 @@ def _channel(args: argparse.Namespace, read_line: Any) -> Any:
 
 def _controller(args: argparse.Namespace, session: Any, channel: Any) -> Any:
     from app.call.controller import CallController
-    from app.history import Direction, History
 
-    history = None if args.no_history else History.load()
+    history = None
+    if not args.no_history:
+        from app.history import History
+
+        history = History.load()
     peer = f"{args.room} on {args.server}" if args.server else "copy-paste"
     direction: Direction = "incoming" if args.answer else "outgoing"
     return CallController(session, channel, direction=direction, peer=peer, history=history)
