@@ -10,17 +10,24 @@
    bursts in the audio on both ends (not from timestamps). A 5 % loss burst of 2 s is then
    applied to the caller's outgoing RTP; we report the settled latency after the burst against
    the steady one before it, and how long after the burst every later burst is back within
-   10 ms of the steady median, for PeerCall's jitter buffer and, in the same run, aiortc's own.
+   10 ms of the steady median, for PeerCall's jitter buffer and, in the same run, aiortc's own,
+   and PeerCall with the playout trimmer it had before issue 15's fix (the lowest fill of a 1 s
+   window decided, trimmed at once). Per run it also prints the speaker callbacks' pattern
+   (share of back-to-back callbacks, as after an ALSA xrun) and the playout fill before reads.
+   ``--stall-ms N`` stalls the speaker callback once for N ms as the loss burst starts, to
+   provoke the xrun a loaded machine gets.
 3. Capture-to-playout: the caller's audio source is a real ``MicrophoneTrack`` on a second
    virtual sound card pair (a null sink ``vmicfeed`` whose monitor is the default source), fed
    with 60 ms tone bursts by ``paplay``; the callee plays on ``vspeaker``. We time each burst
    from the microphone's PortAudio callback that captured its onset to the speaker's PortAudio
    callback that took it: capture, Opus, RTP, jitter buffer, decode, playout buffer. The mic
-   never hears the speaker (different devices), so each onset is the injected one.
+   never hears the speaker (different devices), so each onset is the injected one. The same
+   2 s 5 % loss burst is applied midway: steady, during, 0-1 s after and from 2 s after.
 4. CPU of one side of an audio-only call: two ``peercall call`` processes (tone out, Opus both
    ways, WAV sink), CPU seconds per wall second during the call, from /proc.
 
-Usage: ``.venv/bin/python bench/bench_call.py [--calls 20] [--seconds 14]``
+Usage: ``flock -x /tmp/peercall-bench.lock .venv/bin/python bench/bench_call.py [--calls 20]
+[--seconds 14] [--only latency --only capture] [--stall-ms 150]``
 """
 
 from __future__ import annotations
@@ -356,6 +363,8 @@ async def capture_run(wav: Path, seconds: float) -> None:
                 await callee.answer(b, await callee.wait_for_offer(b))
 
             await asyncio.gather(caller.dial(a), answer())
+            loss = {"p": 0.0}
+            lossy(caller, loss)
             feeder = await asyncio.create_subprocess_exec(
                 "paplay",
                 "--device=vmicfeed",
@@ -363,7 +372,15 @@ async def capture_run(wav: Path, seconds: float) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            await asyncio.sleep(seconds + 0.5)
+            # Steady, then the same 5 % loss burst of 2 s as the latency part, then the rest.
+            steady = max(2.0, (seconds - 2.0) * 0.45)
+            await asyncio.sleep(steady)
+            loss_start = time.monotonic()
+            loss["p"] = 0.05
+            await asyncio.sleep(2.0)
+            loss["p"] = 0.0
+            loss_end = time.monotonic()
+            await asyncio.sleep(max(0.5, seconds - steady - 2.0 + 0.5))
         finally:
             if feeder is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -377,18 +394,29 @@ async def capture_run(wav: Path, seconds: float) -> None:
         print("  no bursts captured by the microphone")
         return
     warm = onsets_in[0] + 1.0
-    delays = []
+    delays: list[tuple[float, float]] = []  # (capture time, ms)
     for t in onsets_in:
         later = [u - t for u in onsets_out if 0 <= u - t <= 0.5]
         if t >= warm and later:
-            delays.append(1000 * min(later))
-    if not delays:
-        print(f"  {len(onsets_in)} bursts captured, none detected at the speaker")
-        return
+            delays.append((t, 1000 * min(later)))
+    parts = {
+        "steady": [d for t, d in delays if t < loss_start],
+        "during the 5 % loss burst": [d for t, d in delays if loss_start <= t < loss_end],
+        "0-1 s after it": [d for t, d in delays if loss_end <= t < loss_end + 1.0],
+        "from 2 s after it": [d for t, d in delays if t >= loss_end + 2.0],
+    }
+    for name, values in parts.items():
+        if not values:
+            print(f"  {name:<26} no bursts detected at the speaker")
+            continue
+        print(
+            f"  {name:<26} capture-to-playout p50 {statistics.median(values):6.1f} ms  p90 "
+            f"{pct(values, 0.9):6.1f} ms  min {min(values):5.1f}  max {max(values):5.1f}  "
+            f"(n={len(values)})"
+        )
     print(
-        f"  capture-to-playout p50 {statistics.median(delays):6.1f} ms  p90 "
-        f"{pct(delays, 0.9):6.1f} ms  min {min(delays):5.1f}  max {max(delays):5.1f}  "
-        f"(n={len(delays)} of {len(onsets_in)} captured bursts, after a 1 s warm-up)"
+        f"  ({len(delays)} of {len(onsets_in)} captured bursts heard, after a 1 s warm-up;"
+        " goal: back to steady within 2 s after the burst)"
     )
 
 
