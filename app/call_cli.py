@@ -25,11 +25,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from app import startup
 from app.errors import ConfigError
 
 if TYPE_CHECKING:
     from app.history import Direction
 
+#: app.cli.main leaves app.startup.end() to us: the engine is imported later, in _call.
+ENDS_STARTUP = True
 EXIT_ENDED = 0
 EXIT_FAILED = 1
 
@@ -270,6 +273,7 @@ async def _call(args: argparse.Namespace) -> int:
             await channel.connect()
         finally:
             await engine
+            startup.end()
         # Built after the join: the signaling server's ICE servers (TURN REST credentials)
         # join the user's own list.
         session = _new_session(args, servers, channel, media)
@@ -469,4 +473,7 @@ def _export(data: dict[str, Any], path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_call(args))
+    try:
+        return asyncio.run(_call(args))
+    finally:
+        startup.end()  # if _call failed before the engine was imported
