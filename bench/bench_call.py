@@ -15,7 +15,8 @@
    window decided, trimmed at once). Per run it also prints the speaker callbacks' pattern
    (share of back-to-back callbacks, as after an ALSA xrun) and the playout fill before reads.
    ``--stall-ms N`` stalls the speaker callback once for N ms as the loss burst starts, to
-   provoke the xrun a loaded machine gets.
+   provoke the xrun a loaded machine gets; ``--pause-server-ms N`` stops the PulseAudio
+   server instead (SIGSTOP), after which PulseAudio raises the stream's device latency.
 3. Capture-to-playout: the caller's audio source is a real ``MicrophoneTrack`` on a second
    virtual sound card pair (a null sink ``vmicfeed`` whose monitor is the default source), fed
    with 60 ms tone bursts by ``paplay``; the callee plays on ``vspeaker``. We time each burst
@@ -38,6 +39,7 @@ import contextlib
 import itertools
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -138,27 +140,32 @@ def queue_depths(session: CallSession, sink: SpeakerSink) -> tuple[float, float,
     return jitter, queue, 1000.0 * len(sink.buffer) / 48000
 
 
-def watch_callbacks(sink: SpeakerSink, stalls: list[float]) -> list[tuple[float, int]]:
-    """Record (monotonic time, playout buffer level before the read) of every speaker callback.
+def watch_callbacks(sink: SpeakerSink, stalls: list[float]) -> list[tuple[float, int, float]]:
+    """Record (monotonic time, playout buffer level before the read, device latency) of every
+    speaker callback. The device latency is PortAudio's ``outputBufferDacTime - currentTime``:
+    how long the block waits in the sound server's buffer after the callback, which the
+    tone-burst figures (timed at the callback) do not include.
 
     ``stalls`` (seconds) is a fault injection: the next callback sleeps for each, in order, as a
     loaded machine's PortAudio thread does, which makes the ALSA plugin under-run (an xrun)."""
-    seen: list[tuple[float, int]] = []
+    seen: list[tuple[float, int, float]] = []
     callback = sink._callback
 
     def watched(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         if stalls:
             time.sleep(stalls.pop(0))
-        seen.append((time.monotonic(), len(sink.buffer)))
+        device = time_info.outputBufferDacTime - time_info.currentTime
+        seen.append((time.monotonic(), len(sink.buffer), device))
         callback(outdata, frames, time_info, status)
 
     sink._callback = watched  # type: ignore[method-assign]
     return seen
 
 
-def callback_summary(seen: list[tuple[float, int]], start: float, end: float) -> str:
-    """Speaker callback pattern and playout fill between two monotonic times."""
-    part = [(t, level) for t, level in seen if start <= t < end]
+def callback_summary(seen: list[tuple[float, int, float]], start: float, end: float) -> str:
+    """Speaker callback pattern, playout fill and device latency between two monotonic times."""
+    part = [(t, level) for t, level, _ in seen if start <= t < end]
+    device = [1000 * d for t, _, d in seen if start <= t < end and 0 <= d < 5]
     if len(part) < 3:
         return "-"
     gaps = [1000 * (b[0] - a[0]) for a, b in itertools.pairwise(part)]
@@ -166,17 +173,23 @@ def callback_summary(seen: list[tuple[float, int]], start: float, end: float) ->
     paired = sum(1 for g in gaps if g < 5.0) / len(gaps)
     return (
         f"callback gap p10 {pct(gaps, 0.1):4.1f} ms, {100 * paired:3.0f} % back-to-back; "
-        f"fill before read mean {statistics.fmean(levels):4.1f} ms, min {min(levels):4.1f}"
+        f"fill before read mean {statistics.fmean(levels):4.1f} ms, min {min(levels):4.1f}; "
+        + (f"device latency mean {statistics.fmean(device):5.1f} ms" if device else "")
     )
 
 
 async def latency_run(
-    stock_buffer: bool, old_trimmer: bool, seconds: float, stall: float
+    stock_buffer: bool,
+    old_trimmer: bool,
+    seconds: float,
+    stall: float,
+    pause: float = 0.0,
+    server_pid: int | None = None,
 ) -> tuple[
     list[tuple[float, float]],
     float,
     list[tuple[float, tuple[float, float, float]]],
-    list[tuple[float, int]],
+    list[tuple[float, int, float]],
     SpeakerSink,
 ]:
     """(burst time, latency) pairs, the time the loss burst ended (monotonic), samples of the
@@ -219,7 +232,15 @@ async def latency_run(
         loss["p"] = 0.05
         if stall:
             stalls.append(stall)
-        await asyncio.sleep(2.0)
+        if pause and server_pid is not None:
+            # The sound server itself stops (a loaded machine does not schedule it): the
+            # stream under-runs on the server's side, as the ALSA plugin's xruns do.
+            os.kill(server_pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(pause)
+            finally:
+                os.kill(server_pid, signal.SIGCONT)
+        await asyncio.sleep(2.0 - pause)
         loss["p"] = 0.0
         loss_end = time.monotonic()
         await asyncio.sleep(seconds - steady - 2.0)
@@ -238,19 +259,23 @@ async def latency_run(
     return pairs, loss_end, depths, callbacks, sink
 
 
-async def bench_latency(seconds: float, stall: float) -> None:
+async def bench_latency(seconds: float, stall: float, pause: float = 0.0) -> None:
     print(
         "== one-way audio latency, source block -> speaker callback (tone bursts, loopback)"
         + (f"; speaker callback stalled {1000 * stall:.0f} ms at the loss burst" if stall else "")
+        + (f"; sound server paused {1000 * pause:.0f} ms at the loss burst" if pause else "")
     )
-    with virtual_audio_env():
+    with virtual_audio_env() as server:
+        pid = server._proc.pid if server._proc is not None else None
         runs = (
             ("PeerCall, old trimmer", False, True),
             ("PeerCall", False, False),
             ("aiortc stock jitter buf", True, False),
         )
         for name, stock, old in runs:
-            pairs, loss_end, depths, callbacks, sink = await latency_run(stock, old, seconds, stall)
+            pairs, loss_end, depths, callbacks, sink = await latency_run(
+                stock, old, seconds, stall, pause, pid
+            )
             if not pairs:
                 print(f"  {name:<24} no bursts detected")
                 continue
@@ -502,12 +527,19 @@ def main() -> int:
         help="latency part: stall the speaker callback this long once when the loss burst starts"
         " (an xrun, as on a loaded machine)",
     )
+    parser.add_argument(
+        "--pause-server-ms",
+        type=float,
+        default=0.0,
+        help="latency part: SIGSTOP the private PulseAudio server this long when the loss burst"
+        " starts (a server-side underrun)",
+    )
     args = parser.parse_args()
     parts = set(args.only or ("setup", "latency", "capture", "cpu"))
     if "setup" in parts:
         asyncio.run(bench_setup(args.calls))
     if "latency" in parts:
-        asyncio.run(bench_latency(args.seconds, args.stall_ms / 1000))
+        asyncio.run(bench_latency(args.seconds, args.stall_ms / 1000, args.pause_server_ms / 1000))
     if "capture" in parts:
         bench_capture(args.seconds * 0.6)
     if "cpu" in parts:
