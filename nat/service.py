@@ -276,6 +276,8 @@ class _ClientDatagrams:
         senders = service.relay_senders
         channel_data = service.core.channel_data_fast
         send_indication = service.core.send_indication_fast
+        binding = service.core.binding_fast
+        reply = endpoint.send
         key = self.key
         v4 = endpoint.sock.family == socket.AF_INET  # IPv6 source addresses have 4 fields
         now = service.clock()
@@ -295,7 +297,14 @@ class _ClientDatagrams:
             elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
                 found = send_indication(data, source, key, now)
             else:
-                self.other(data, source, now)
+                answer = binding(data, source)  # None unless a bare Binding request
+                if answer is None:
+                    self.other(data, source, now)
+                    continue
+                try:
+                    reply(answer, source)
+                except OSError as exc:
+                    _send_failed(exc, source)
                 continue
             if found is not None:
                 relay, peer, payload = found

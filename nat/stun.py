@@ -754,6 +754,7 @@ def binding_response_encoder(
     crc32 = binascii.crc32
     fp_head = _ATTR_HEADER.pack(0x8028, 4)
     u32 = _U32.pack
+    tails: dict[Address, bytes] = {}
 
     def encode(transaction_id: bytes, mapped: Address) -> bytes:
         host, port = mapped
@@ -763,12 +764,16 @@ def binding_response_encoder(
             attr = _ATTR_HEADER.pack(0x0020, 20) + struct.pack(">BBH", 0, _FAMILY_V6, port ^ xport)
             out = head + attr + raw + software_tlv
         else:
-            address = int.from_bytes(inet_pton(socket.AF_INET, host), "big") ^ cookie
-            out = (
-                header(0x0101, length_v4, cookie, transaction_id)
-                + v4(0x0020, 8, 0, _FAMILY_V4, port ^ xport, address)
-                + software_tlv
-            )
+            # An IPv4 XOR-MAPPED-ADDRESS does not depend on the transaction id (RFC 8489
+            # §14.2): kept per client with SOFTWARE after it, as Binding floods repeat sources.
+            tail = tails.get(mapped)
+            if tail is None:
+                address = int.from_bytes(inet_pton(socket.AF_INET, host), "big") ^ cookie
+                tail = v4(0x0020, 8, 0, _FAMILY_V4, port ^ xport, address) + software_tlv
+                if len(tails) >= _PEER_CACHE_MAX:
+                    tails.clear()
+                tails[mapped] = tail
+            out = header(0x0101, length_v4, cookie, transaction_id) + tail
         if add_fingerprint:
             return out + fp_head + u32((crc32(out) ^ FINGERPRINT_XOR) & 0xFFFFFFFF)
         return out
