@@ -428,6 +428,7 @@ class _ClientStream(asyncio.Protocol):
         self.buffer = bytearray()
         self.idle_since = service.clock()  # last time it had an allocation (or connected)
         self.partial_since: float | None = None  # since when a partial frame waits
+        self.allocated = False  # has had an allocation: speaks TURN (see _consume)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
@@ -461,12 +462,14 @@ class _ClientStream(asyncio.Protocol):
         senders = service.relay_senders
         client, key = self.client, self.key
         ft = (key.protocol, client, key.local)  # hashes like the FiveTuple key
+        frame_length = stun.stream_frame_length
+        channel_data = core.channel_data_fast
         now = service.clock()
         completed = pos = 0
         try:
             while True:
                 try:
-                    size = stun.stream_frame_length(buffer[pos : pos + 4])
+                    size = frame_length(buffer, pos)
                 except StunFormatError as exc:
                     logger.info("closing %s/%s: %s", key.protocol, client, exc)
                     core.counters.malformed += 1
@@ -476,21 +479,37 @@ class _ClientStream(asyncio.Protocol):
                     return completed
                 first = buffer[pos]
                 channel = first & 0xC0 == 0x40
-                if channel and ft not in core.allocations.by_five_tuple:
-                    # ChannelData before any allocation: not a TURN client (e.g. "GET ..."
-                    # parses as channel 0x4745). Close rather than wait for a 20 kB "frame".
-                    logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
-                    core.counters.malformed += 1
-                    self.close()
-                    return completed
+                if channel and not self.allocated:
+                    if ft not in core.allocations.by_five_tuple:
+                        # ChannelData before any allocation: not a TURN client (e.g. "GET ..."
+                        # parses as channel 0x4745). Close rather than wait for a 20 kB "frame".
+                        logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
+                        core.counters.malformed += 1
+                        self.close()
+                        return completed
+                    self.allocated = True  # once known to speak TURN, not looked up again
                 if len(buffer) - pos < size:
                     return completed
+                if channel:
+                    # A bytearray slice (one copy, not two): the core only reads it and slices
+                    # the payload, which is sent right away.
+                    frame = cast(bytes, buffer[pos : pos + size])
+                    found = channel_data(frame, client, key, now)
+                    pos += size
+                    completed += 1
+                    if found is not None:
+                        relay, peer, payload = found
+                        send = senders.get(relay)
+                        if send is not None:
+                            try:
+                                send(payload, peer)
+                            except OSError as exc:
+                                _send_failed(exc, peer)
+                    continue
                 frame = bytes(buffer[pos : pos + size])
                 pos += size
                 completed += 1
-                if channel:
-                    found = core.channel_data_fast(frame, client, key, now)
-                elif first == 0 and frame[1] == 0x16:
+                if first == 0 and frame[1] == 0x16:
                     found = core.send_indication_fast(frame, client, key, now)
                 else:
                     actions = core.handle(frame, client, key, now)
