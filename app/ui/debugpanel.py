@@ -96,7 +96,28 @@ def negotiated_codecs(sdp: str) -> dict[str, str]:
     return codecs
 
 
-STREAM_COLUMNS = ("Stream", "Codec", "Frames", "Resolution", "Level / rate")
+STREAM_COLUMNS = (
+    "Stream",
+    "Codec",
+    "Frames",
+    "Resolution",
+    "Level / rate",
+    "Packets",
+    "Bytes",
+    "Lost",
+    "Jitter (ms)",
+)
+STREAM_NAMES = {
+    ("audio", "in"): "audio ↓ received",
+    ("audio", "out"): "audio ↑ sent",
+    ("video", "in"): "video ↓ received",
+    ("video", "out"): "video ↑ sent",
+}
+
+
+def _figure(value: float | None, form: str = "{:.0f}") -> str:
+    """A cell: "n/a" when aiortc does not report the figure (never a made-up zero)."""
+    return "n/a" if value is None else form.format(value)
 
 
 LEGEND = (
@@ -425,26 +446,39 @@ class DebugPanel(QWidget):
         self.bitrate.add("out", sample.at, sample.bitrate_out_kbps)
 
     def _show_streams(self, sample: ev.StatsSample) -> None:
-        """Per stream: codec, frames and resolution (video), level and rate (audio)."""
+        """Per stream: codec, frames and resolution (video), level and rate (audio), and the
+        RTP figures of getStats: packets, bytes, loss and jitter (inbound-rtp/outbound-rtp)."""
         probe = self._streams()
         level = f"{sample.audio_level:.2f}" if sample.audio_level is not None else "—"
         rate_in = f"{sample.bitrate_in_kbps:.0f} kbit/s in" if sample.bitrate_in_kbps else "—"
-        rows = [("audio ↓ received", "audio", None, f"level {level}; all media {rate_in}")]
-        rows.append(("audio ↑ sent", "audio", None, "muted" if probe.get("muted") else ""))
-        for name, key in (("video ↓ received", "video_in"), ("video ↑ sent", "video_out")):
-            if key in probe:
-                rows.append((name, "video", probe[key], ""))
+        notes = {
+            ("audio", "in"): f"level {level}; all media {rate_in}",
+            ("audio", "out"): "muted" if probe.get("muted") else "",
+        }
+        rtp: dict[tuple[str, str], ev.StreamStats] = {
+            (s.kind, s.direction): s for s in sample.streams
+        }
+        keys = [("audio", "in"), ("audio", "out")]
+        for key, probe_key in ((("video", "in"), "video_in"), (("video", "out"), "video_out")):
+            if probe_key in probe or key in rtp:
+                keys.append(key)
         self.streams.setRowCount(0)
-        for name, kind, video, note in rows:
+        for kind, direction in keys:
+            video = probe.get(f"{kind}_{direction}") if kind == "video" else None
             frames, size, rate = video if video is not None else (None, None, None)
+            stream = rtp.get((kind, direction))
             _append(
                 self.streams,
                 (
-                    name,
+                    STREAM_NAMES[(kind, direction)],
                     self._codecs.get(kind, "—"),
                     str(frames) if frames is not None else "—",
                     f"{size[0]}×{size[1]}" if size else "—",
-                    note or (f"{rate} fps" if rate is not None else ""),
+                    notes.get((kind, direction)) or (f"{rate} fps" if rate is not None else ""),
+                    _figure(stream.packets if stream else None),
+                    _figure(stream.bytes if stream else None),
+                    _figure(stream.packets_lost if stream else None),
+                    _figure(stream.jitter_ms if stream else None, "{:.1f}"),
                 ),
             )
 
@@ -461,6 +495,7 @@ class DebugPanel(QWidget):
             "ui": {
                 "candidates": {"columns": list(CANDIDATE_COLUMNS), "rows": _rows(self.candidates)},
                 "pairs": {"columns": list(PAIR_COLUMNS), "rows": _rows(self.pairs)},
+                "streams": {"columns": list(STREAM_COLUMNS), "rows": _rows(self.streams)},
                 "timeline": _rows(self.timeline),
                 "ice_servers": _rows(self.servers_table),
                 "stats": list(self.stats),
