@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,7 @@ class _Socket:
         self.delivered.append(data)
 
 
-def _binding(klass: object, tid: bytes) -> object:
+def _binding(klass: Any, tid: bytes) -> Any:
     from aioice import stun
 
     return stun.Message(message_method=stun.Method.BINDING, message_class=klass, transaction_id=tid)
