@@ -3,10 +3,11 @@
 Thin pages over :class:`app.settings.Settings` (which validates every value) and the hosting
 controllers of :mod:`app.ui.hosting` (which start and stop the embedded servers). Fields are
 validated as typed; the one-line error is shown next to the field and Save stays disabled
-while anything is invalid. The hosting switches act at once (they are actions, not settings);
-"Start when PeerCall starts" is the setting. Long work (probing servers, opening the
-microphone, playing the test tone) runs as coroutines through ``run`` (the adapter's runner),
-never blocking Qt.
+while anything is invalid. The hosting switches act at once (they are actions, not settings),
+so their labels say so, and Cancel puts them back as they were when the dialog opened (a relay
+switched on here stops again); "Start when PeerCall starts" is the setting. Long work (probing
+servers, opening the microphone, playing the test tone) runs as coroutines through ``run`` (the
+adapter's runner), never blocking Qt.
 """
 
 from __future__ import annotations
@@ -403,7 +404,7 @@ class SignalingPage(QWidget):
             "Only for a wss:// server with a self-signed or private-CA certificate:"
             " the PEM file to trust instead of the system CAs"
         )
-        self.host_switch = QCheckBox("Host a signaling server — starts now, not on Save")
+        self.host_switch = QCheckBox("Host a signaling server — starts now; Cancel stops it again")
         _name(self.host_switch, "signalingSwitch", "Host a signaling server")
         self.for_others = QCheckBox("Others can use it (listen on every network interface)")
         _name(self.for_others, "signalingForOthers", "Others can use the signaling server")
@@ -411,9 +412,11 @@ class SignalingPage(QWidget):
         _name(self.browse_button, "caBrowse", "Choose the CA file")
         self.share_list = AddressList("signaling")
         self.listen = QLineEdit()
+        _name(self.listen, "signalingListen", "Signaling server listen address")
         self.port = QSpinBox()
         self.port.setRange(0, 65535)
         self.port.setSpecialValueText("any free port")
+        _name(self.port, "signalingPort", "Signaling server port")
         self.autostart = QCheckBox("Start when PeerCall starts")
         self.host_url = QLabel()
         self.host_url.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -678,7 +681,7 @@ class RelayPage(QWidget):
         self.share = ""
         self.public_ip: str | None = None  # learned via STUN while running
         self._lookup: asyncio.Task[Any] | None = None
-        self.switch = QCheckBox("Host a relay (STUN/TURN) — starts now, not on Save")
+        self.switch = QCheckBox("Host a relay (STUN/TURN) — starts now; Cancel stops it again")
         _name(self.switch, "relaySwitch", "Host a relay")
         self.switch.setStyleSheet("QCheckBox { font-weight: bold; }")
         self.for_others = QCheckBox("Others can use it (listen on every network interface)")
@@ -1364,6 +1367,8 @@ class SettingsDialog(QDialog):
 
     def load(self) -> None:
         """Show the current settings (discarding unsaved edits)."""
+        # The hosting switches act at once; Cancel returns them to this (see reject).
+        self._hosts_at_open = (self.relay.host.started_with, self.signaling.host.started_with)
         self.display_name.setText(self.settings["display_name"])
         self.ice.set_entries(self.settings["ice_servers"])
         self.signaling.load(self.settings)
@@ -1415,6 +1420,28 @@ class SettingsDialog(QDialog):
         self.saved.emit()
         self.accept()
         return True
+
+    def reject(self) -> None:
+        """Cancel (or Escape, or closing the dialog): nothing is saved, and a relay or
+        signaling server switched on or off in this dialog goes back to how it was."""
+        relay_then, signaling_then = getattr(self, "_hosts_at_open", (None, None))
+        relay, signaling = self.relay.host, self.signaling.host
+        if relay.started_with != relay_then:
+            self.run(self._restore_relay(relay_then), "Relay")
+        if signaling.started_with != signaling_then:
+            self.run(self._restore_signaling(signaling_then), "Signaling server")
+        super().reject()
+
+    async def _restore_relay(self, then: Any) -> None:
+        await self.relay.host.stop()
+        if then is not None:
+            await self.relay.host.start(then)
+
+    async def _restore_signaling(self, then: tuple[str, int, dict[str, Any]] | None) -> None:
+        await self.signaling.host.stop()
+        if then is not None:
+            host, port, kwargs = then
+            await self.signaling.host.start(host, port, **kwargs)
 
     def use_my_relay(self) -> None:
         entry = self.relay.ice_entry()
