@@ -338,6 +338,8 @@ class CallSession:
         )
         for gathering in self._gatherings:
             gathering.done.add_done_callback(self._on_gathering_done)
+        for conn in rtcfixes.ice_connections(pc):
+            rtcfixes.check_stats(conn).on_switch = self._update_pairs
         await asyncio.gather(*(g.gather() for g in rtcfixes.ice_gatherers(pc)))
         if wait:
             await asyncio.gather(*(asyncio.shield(g.done) for g in self._gatherings))

@@ -38,6 +38,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("Connection", "_use_ipv4"),
     ("Connection", "_use_ipv6"),
     ("Connection", "_pair_remote_candidate"),
+    ("Connection", "_add_remote_candidate"),
     ("Connection", "_find_pair"),
     ("Candidate", "_network_host"),
 )

@@ -15,16 +15,18 @@
   once a pair is nominated. After ``connect()`` returns we resume the checks of pairs that rank
   above the selected one, so a direct path that answers late still replaces a relay. The
   switch only changes where ``sendto`` sends: the DTLS/SRTP session above is unchanged.
+  Remote candidates trickled after that are checked too when they could beat the selected pair.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from aioice import stun
+from aioice import Candidate, stun
 from aioice.ice import CandidatePair, Connection, StunProtocol, candidate_pair_priority
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ class CheckStats:
     kept_better: int = 0  # later nominations that did not replace a higher-priority pair
     switched: int = 0  # times the selected pair moved to a higher-priority one
     resumed: int = 0  # checks resumed after connect() for pairs ranking above the selected
+    # Called after the selected pair moved to a better one: the session reports the new path at
+    # once instead of at its next poll (a short call could otherwise end before it shows).
+    on_switch: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 class CheckProtocol(StunProtocol):
@@ -162,8 +167,26 @@ def _install_best_pair(conn: Connection, stats: CheckStats) -> None:
         else:
             stats.switched += 1
             logger.info("%s switches from %s to the better %s", conn, before, pair)
+            if stats.on_switch is not None:
+                try:
+                    stats.on_switch()
+                except Exception:  # a reporting bug must not break aioice's check bookkeeping
+                    logger.exception("on_switch callback failed")
+
+    add_remote_candidate = conn._add_remote_candidate
+    looking_further = False
+
+    def add_and_check(candidate: Candidate, network_host: str) -> None:
+        add_remote_candidate(candidate, network_host)
+        # aioice pairs a candidate trickled after completion but never checks it (its check
+        # loop has ended). A late server-reflexive candidate is often the only way to a direct
+        # path through the peer's NAT (our check opens our own NAT for theirs), so check the
+        # pairs that would beat the selected one, as during connect() (RFC 8838 §10).
+        if looking_further:
+            _resume_better_checks(conn, stats)
 
     async def connect_then_look_further() -> None:
+        nonlocal looking_further
         await connect()
         # connect() has only asked the pending checks to cancel: let them finish doing so (one
         # loop turn). A check started since, e.g. a triggered one, is not waited for.
@@ -174,10 +197,12 @@ def _install_best_pair(conn: Connection, stats: CheckStats) -> None:
         ]
         if cancelled:
             await asyncio.wait(cancelled, timeout=1.0)
+        looking_further = True
         _resume_better_checks(conn, stats)
 
     conn.check_complete = keep_best  # type: ignore[method-assign]
     conn.connect = connect_then_look_further  # type: ignore[method-assign]
+    conn._add_remote_candidate = add_and_check  # type: ignore[method-assign, assignment]
 
 
 def _resume_better_checks(conn: Connection, stats: CheckStats) -> None:

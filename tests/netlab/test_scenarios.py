@@ -28,6 +28,9 @@ MEDIA_WAIT = 30.0  # longest wait for first media: Python start-up on a loaded 2
 RECOVERY_WAIT = 15.0  # longest wait for media after the network came back
 PEER_HANGUP_WAIT = 20.0  # the peer learns of the hang-up through signaling
 TONE = 1.0  # seconds of the peer's tone each side must record (before and after recovery)
+# A relay pair may be nominated a moment before the direct one succeeds (aggressive
+# nomination); the call must then move to the direct path. How long we give it on a busy machine.
+SWITCH_WAIT = 15.0
 
 
 @dataclass
@@ -96,6 +99,15 @@ def selected(side: Caller) -> tuple[str, str, str]:
     return pair["local"]["type"], pair["remote"]["type"], pair["local"]["server"] or ""
 
 
+def wait_for_last_path(call: Call, kind: str, timeout: float = SWITCH_WAIT) -> None:
+    """Wait until both sides' latest path line starts with ``kind`` (the test then asserts it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(side.paths() and side.paths()[-1].startswith(kind) for side in (call.a, call.b)):
+            return
+        time.sleep(0.1)
+
+
 def end_cleanly(call: Call) -> None:
     codes = call.end()
     # (x, None): b was still running PEER_HANGUP_WAIT s after a hung up.
@@ -123,6 +135,7 @@ def test_direct_path(
 ) -> None:
     call = place_call(lab, tmp_path, kinds)
     assert_connected_with_media(call)
+    wait_for_last_path(call, "direct")
     end_cleanly(call)
     for side in (call.a, call.b):
         assert side.paths(), side.output()

@@ -74,6 +74,11 @@ async def main(args: argparse.Namespace) -> None:
             connected.set()
 
     received = 0
+    switch_calls = 0
+
+    def on_switch() -> None:
+        nonlocal switch_calls
+        switch_calls += 1
 
     async def gather() -> None:
         gatherings[:] = install_gathering(
@@ -85,6 +90,8 @@ async def main(args: argparse.Namespace) -> None:
             triggered_checks=not args.no_triggered,
             best_pair=not args.no_best_pair,
         )
+        for each in ice_connections(pc):
+            check_stats(each).on_switch = on_switch
         await asyncio.gather(*(g.gather() for g in ice_gatherers(pc)))
         await asyncio.gather(*(g.done for g in gatherings))
 
@@ -112,6 +119,11 @@ async def main(args: argparse.Namespace) -> None:
     await asyncio.wait_for(connected.wait(), args.limit)
     (conn,) = ice_connections(pc)
 
+    def counters() -> dict[str, Any]:
+        fields = dict(vars(check_stats(conn)), switch_calls=switch_calls)
+        del fields["on_switch"]
+        return fields
+
     def pair_fields() -> dict[str, Any]:
         pair = selected_pair(pc)
         assert pair is not None
@@ -127,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
         checking_to_ice=times["ice_completed"] - times["ice_checking"],
         checking_to_connected=times["pc_connected"] - times["ice_checking"],
         controlling=conn.ice_controlling,
-        stats=vars(check_stats(conn)),
+        stats=counters(),
         **pair_fields(),
     )
 
@@ -142,7 +154,7 @@ async def main(args: argparse.Namespace) -> None:
         while True:
             command = await read_line(reader)
             if command["cmd"] == "report":
-                emit(event="report", received=received, stats=vars(check_stats(conn)),
+                emit(event="report", received=received, stats=counters(),
                      state=pc.connectionState, **pair_fields())  # fmt: skip
             elif command["cmd"] == "quit":
                 break

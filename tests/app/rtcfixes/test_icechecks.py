@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 
 import pytest
+from aioice import Candidate, stun
 from aioice.ice import CandidatePair, StunProtocol
 from aioice.turn import TurnTransport
 from aiortc import RTCIceServer
@@ -74,6 +76,50 @@ async def test_direct_pair_stays_selected_over_the_relay(best_pair: bool) -> Non
                 assert "relayed" in kinds
             await close(caller, callee)  # while the relay still answers the deallocation
     finally:
+        await close(caller, callee)
+
+
+class _Listener(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.requests: list[stun.Message] = []
+        self.arrived = asyncio.Event()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        with contextlib.suppress(ValueError):
+            message = stun.parse_message(data)
+            if message.message_class == stun.Class.REQUEST:
+                self.requests.append(message)
+                self.arrived.set()
+
+
+@pytest.mark.parametrize("best_pair", [True, False], ids=["fixed", "aioice"])
+async def test_a_candidate_trickled_after_completion_is_checked(best_pair: bool) -> None:
+    # A remote candidate that would beat the selected pair, trickled once ICE has completed
+    # (e.g. the peer's server-reflexive candidate, late from a slow STUN server), gets a
+    # check: here a real socket standing for it must receive our Binding request.
+    loop = asyncio.get_running_loop()
+    transport, listener = await loop.create_datagram_endpoint(
+        _Listener, local_addr=("127.0.0.1", 0)
+    )
+    caller = make_peer([], best_pair=best_pair)
+    callee = make_peer([], best_pair=best_pair)
+    try:
+        await negotiate(caller, callee, trickle=True)  # no end-of-candidates: more may come
+        await wait_connected(caller, callee)
+        await settled(caller, callee)
+        port = transport.get_extra_info("sockname")[1]
+        # Top priority: it ranks above the selected host pair whatever its type.
+        late = Candidate.from_sdp(f"9 1 udp {2**31 - 1} 127.0.0.1 {port} typ host")
+        await caller.add_remote(late)
+        if best_pair:
+            await asyncio.wait_for(listener.arrived.wait(), 10)
+            assert "USERNAME" in listener.requests[0].attributes  # a connectivity check
+        else:
+            # Documents aioice's behaviour this fix exists for: nothing is sent.
+            await asyncio.sleep(1.5)
+            assert not listener.requests
+    finally:
+        transport.close()
         await close(caller, callee)
 
 

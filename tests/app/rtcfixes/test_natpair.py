@@ -127,6 +127,8 @@ def test_relay_gives_way_to_a_direct_path_that_answers_late(lab: NatPair) -> Non
                 assert b["received"] < n["received"] < a["received"]
             # Each side moved its selected pair itself (not only learned it from the peer).
             assert all(r["stats"]["switched"] >= 1 for r in after)
+            # ... and said so at once (the session reports the new path from this hook).
+            assert all(r["stats"]["switch_calls"] == r["stats"]["switched"] for r in after)
     finally:
         with contextlib.suppress(LabError):
             lab.block_direct(False)  # already lifted unless the test failed early
