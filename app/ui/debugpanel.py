@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app import events as ev
 from app.settings import write_json_atomic
+from app.ui import theme
 from app.ui.presenters import (
     CANDIDATE_COLUMNS,
     PAIR_COLUMNS,
@@ -42,6 +43,7 @@ from app.ui.presenters import (
 logger = logging.getLogger(__name__)
 
 TYPE_COLORS = {"host": "#e6f4ea", "srflx": "#e8f0fe", "prflx": "#fef7e0", "relay": "#fce8e6"}
+SELECTED_COLOR, NOMINATED_COLOR = "#b7e4c7", "#e6f4ea"
 MAX_POINTS = 600  # ten minutes of once-a-second samples per curve
 
 
@@ -120,15 +122,24 @@ def _figure(value: float | None, form: str = "{:.0f}") -> str:
     return "n/a" if value is None else form.format(value)
 
 
-LEGEND = (
-    "Rows: <span style='background:#e6f4ea'>&nbsp;host&nbsp;</span>"
-    " <span style='background:#e8f0fe'>&nbsp;srflx (via STUN)&nbsp;</span>"
-    " <span style='background:#fef7e0'>&nbsp;prflx (learned from checks)&nbsp;</span>"
-    " <span style='background:#fce8e6'>&nbsp;relay (via TURN)&nbsp;</span> ·"
-    " pairs: <span style='background:#b7e4c7'>&nbsp;<b>selected</b>&nbsp;</span>"
-    " <span style='background:#e6f4ea'>&nbsp;nominated&nbsp;</span>"
-    " <span style='color:#6b7280'>grey: no longer checked</span>"
-)
+def legend() -> str:
+    """The row colours explained; swatch text is dark on its light background in either
+    palette, the rest follows the palette (dark mode)."""
+
+    def swatch(color: str, text: str) -> str:
+        return (
+            f"<span style='background:{color}; color:{theme.DARK_TEXT}'>&nbsp;{text}&nbsp;</span>"
+        )
+
+    return (
+        f"Rows: {swatch(TYPE_COLORS['host'], 'host')}"
+        f" {swatch(TYPE_COLORS['srflx'], 'srflx (via STUN)')}"
+        f" {swatch(TYPE_COLORS['prflx'], 'prflx (learned from checks)')}"
+        f" {swatch(TYPE_COLORS['relay'], 'relay (via TURN)')} ·"
+        f" pairs: {swatch(SELECTED_COLOR, '<b>selected</b>')}"
+        f" {swatch(NOMINATED_COLOR, 'nominated')}"
+        f" <span style='{theme.style('note')}'>grey: no longer checked</span>"
+    )
 
 
 def _table(columns: tuple[str, ...], name: str) -> QTableWidget:
@@ -149,7 +160,9 @@ def _append(table: QTableWidget, values: tuple[str, ...], background: str | None
     for column, value in enumerate(values):
         item = QTableWidgetItem(value)
         if background is not None:
+            # A light row keeps dark text in dark mode too (the palette's text is light there).
             item.setBackground(QBrush(QColor(background)))
+            item.setForeground(QBrush(QColor(theme.DARK_TEXT)))
         table.setItem(row, column, item)
     return row
 
@@ -247,7 +260,7 @@ class DebugPanel(QWidget):
             " STUN/TURN server for srflx and relay candidates (like the Trickle ICE page)"
         )
         self.gather_button.clicked.connect(self.gather)
-        self.legend = QLabel(LEGEND)
+        self.legend = QLabel(legend())
         self.legend.setObjectName("debugLegend")
         self.legend.setWordWrap(True)
 
@@ -407,7 +420,7 @@ class DebugPanel(QWidget):
             key=lambda kv: (kv[0] not in current, not kv[1].selected, not kv[1].nominated),
         )
         for key, pair in ordered:
-            color = "#b7e4c7" if pair.selected else "#e6f4ea" if pair.nominated else None
+            color = SELECTED_COLOR if pair.selected else NOMINATED_COLOR if pair.nominated else None
             if key not in current:
                 pair = replace(pair, selected=False)
                 color = None
@@ -416,7 +429,7 @@ class DebugPanel(QWidget):
                 for column in range(self.pairs.columnCount()):
                     item = self.pairs.item(row, column)
                     if item is not None:
-                        item.setForeground(QBrush(QColor("#6b7280")))
+                        item.setForeground(QBrush(theme.ink_color("note")))
             if pair.selected:
                 font = QFont()
                 font.setBold(True)

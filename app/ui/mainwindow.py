@@ -44,7 +44,7 @@ from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
 from app.settings import Settings, remember_room
-from app.ui import callsetup, hostcall
+from app.ui import callsetup, hostcall, theme
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
@@ -246,7 +246,7 @@ class MainWindow(QMainWindow):
         _name(self.hosting, "hostingIndicator", "Hosting status")
         self.hosting.setFlat(True)
         self.hosting.setToolTip("What this PeerCall hosts for others; click for the settings")
-        self.hosting.setStyleSheet("QPushButton { color: #2b6cb0; font-weight: bold; }")
+        self.hosting.setStyleSheet(f"QPushButton {{ {theme.style('accent')}; font-weight: bold; }}")
         self.hosting.hide()
         self._hosting_timer = QTimer(self)
         self._hosting_timer.setInterval(2000)  # rooms come and go without a signal

@@ -48,6 +48,7 @@ from app.iceservers import IceServer
 from app.probe import DEFAULT_TIMEOUT as PROBE_TIMEOUT
 from app.probe import ProbeResult, probe_servers
 from app.settings import BY_NAME, SIGNALING_BACKENDS, Settings
+from app.ui import theme
 from app.ui.callsetup import block_level
 from app.ui.hosting import (
     HostAddress,
@@ -69,15 +70,13 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 
-ERROR_STYLE = "color: #c53030"
-NOTE_STYLE = "color: #6b7280"
 TONE_SECONDS = 1.0
 NOISE_LEVELS = ("Off", "Low", "Moderate", "High", "Very high")
 
 
 def _error_label() -> QLabel:
     label = QLabel()
-    label.setStyleSheet(ERROR_STYLE)
+    label.setStyleSheet(theme.style("error"))
     label.setWordWrap(True)
     # Room for one line even when empty: the dialog must not jump as errors come and go
     # (issue 12.10).
@@ -173,7 +172,7 @@ class IceServersPage(QWidget):
         self.error = _error_label()
         self.error.setObjectName("iceError")
         self.status = QLabel()
-        self.status.setStyleSheet(NOTE_STYLE)
+        self.status.setStyleSheet(theme.style("note"))
         self.status.setWordWrap(True)
 
         buttons = QHBoxLayout()
@@ -326,7 +325,7 @@ class IceServersPage(QWidget):
         for column, value in enumerate(values):
             item = QTableWidgetItem(value)
             if column == 0 and problem is not None:
-                item.setForeground(Qt.GlobalColor.red)
+                item.setForeground(theme.ink_color("error"))
                 item.setToolTip(problem)
             elif column == 2:
                 item.setToolTip(value)
@@ -616,7 +615,7 @@ class AddressList(QWidget):
         self.note = QLabel()
         self.note.setObjectName(f"{what}Note")
         self.note.setWordWrap(True)
-        self.note.setStyleSheet(NOTE_STYLE)
+        self.note.setStyleSheet(theme.style("note"))
         self.note.hide()
         left = QVBoxLayout()
         left.addLayout(self._grid)
@@ -1011,7 +1010,7 @@ class MediaPage(QWidget):
         self.meter = LevelMeter()
         self.meter.setObjectName("inputLevel")
         self.device_note = QLabel()
-        self.device_note.setStyleSheet(NOTE_STYLE)
+        self.device_note.setStyleSheet(theme.style("note"))
         self.device_note.setWordWrap(True)
         self.tone_button = QPushButton("Play test tone")
         self.video = QCheckBox("Send video when a call starts")
@@ -1033,7 +1032,7 @@ class MediaPage(QWidget):
             " pulse/default devices only (not raw hw: devices). Without it, use headphones."
         )
         echo.setWordWrap(True)
-        echo.setStyleSheet(NOTE_STYLE)
+        echo.setStyleSheet(theme.style("note"))
 
         form = QFormLayout(self)
         form.addRow("Microphone", self.microphone)
