@@ -78,7 +78,7 @@ class LanPage(QWidget):
         self.peers.setObjectName("lanPeers")
         self.status = QLabel("Looking for PeerCalls on this network…")
         self.status.setWordWrap(True)
-        self.status.setStyleSheet(theme.style("note"))
+        theme.paint(self.status, "note")
         self.pin = QLineEdit()
         self.pin.setPlaceholderText("PIN (only if the peer asks for one)")
         self.call_button = QPushButton("Call selected peer")

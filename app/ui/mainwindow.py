@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
     """The PeerCall window."""
 
     closed = Signal()  # emitted once shutdown finished (the app quits then)
+    _repainting = False  # inside changeEvent: restyling children must not recurse
 
     def __init__(
         self,
@@ -246,7 +247,7 @@ class MainWindow(QMainWindow):
         _name(self.hosting, "hostingIndicator", "Hosting status")
         self.hosting.setFlat(True)
         self.hosting.setToolTip("What this PeerCall hosts for others; click for the settings")
-        self.hosting.setStyleSheet(f"QPushButton {{ {theme.style('accent')}; font-weight: bold; }}")
+        theme.paint(self.hosting, "accent", "QPushButton {{ {}; font-weight: bold; }}")
         self.hosting.hide()
         self._hosting_timer = QTimer(self)
         self._hosting_timer.setInterval(2000)  # rooms come and go without a signal
@@ -1172,6 +1173,17 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.leave_box = box
         box.open()
+
+    def changeEvent(self, event: QEvent) -> None:
+        """The system switched light/dark mode while running: re-colour our own texts."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and not self._repainting:
+            self._repainting = True  # restyling children must not recurse into here
+            try:
+                theme.repaint(self)
+                self.sas.restyle()
+            finally:
+                self._repainting = False
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._shutdown_done:

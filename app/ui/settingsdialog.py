@@ -76,7 +76,7 @@ NOISE_LEVELS = ("Off", "Low", "Moderate", "High", "Very high")
 
 def _error_label() -> QLabel:
     label = QLabel()
-    label.setStyleSheet(theme.style("error"))
+    theme.paint(label, "error")
     label.setWordWrap(True)
     # Room for one line even when empty: the dialog must not jump as errors come and go
     # (issue 12.10).
@@ -172,7 +172,7 @@ class IceServersPage(QWidget):
         self.error = _error_label()
         self.error.setObjectName("iceError")
         self.status = QLabel()
-        self.status.setStyleSheet(theme.style("note"))
+        theme.paint(self.status, "note")
         self.status.setWordWrap(True)
 
         buttons = QHBoxLayout()
@@ -615,7 +615,7 @@ class AddressList(QWidget):
         self.note = QLabel()
         self.note.setObjectName(f"{what}Note")
         self.note.setWordWrap(True)
-        self.note.setStyleSheet(theme.style("note"))
+        theme.paint(self.note, "note")
         self.note.hide()
         left = QVBoxLayout()
         left.addLayout(self._grid)
@@ -1010,7 +1010,7 @@ class MediaPage(QWidget):
         self.meter = LevelMeter()
         self.meter.setObjectName("inputLevel")
         self.device_note = QLabel()
-        self.device_note.setStyleSheet(theme.style("note"))
+        theme.paint(self.device_note, "note")
         self.device_note.setWordWrap(True)
         self.tone_button = QPushButton("Play test tone")
         self.video = QCheckBox("Send video when a call starts")
@@ -1032,7 +1032,7 @@ class MediaPage(QWidget):
             " pulse/default devices only (not raw hw: devices). Without it, use headphones."
         )
         echo.setWordWrap(True)
-        echo.setStyleSheet(theme.style("note"))
+        theme.paint(echo, "note")
 
         form = QFormLayout(self)
         form.addRow("Microphone", self.microphone)

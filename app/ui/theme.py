@@ -10,6 +10,7 @@ read at the moment a widget is styled, so a window built on a dark desktop is da
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QWidget
 
 # name -> (on a light window, on a dark window)
 INKS = {
@@ -42,6 +43,25 @@ def ink_color(name: str) -> QColor:
 def style(name: str) -> str:
     """A one-property style sheet: text in the colour ``name``."""
     return f"color: {ink(name)}"
+
+
+_INK_PROPERTY = "peercallInk"
+
+
+def paint(widget: QWidget, name: str, rule: str = "{}") -> None:
+    """Style ``widget`` with the colour ``name`` (``rule`` wraps ``color: ...``), and remember
+    it so :func:`repaint` can apply it again when the palette changes at run time."""
+    widget.setProperty(_INK_PROPERTY, f"{name}|{rule}")
+    widget.setStyleSheet(rule.format(style(name)))
+
+
+def repaint(root: QWidget) -> None:
+    """Re-apply :func:`paint` colours under ``root`` (the system switched light/dark)."""
+    for widget in [root, *root.findChildren(QWidget)]:
+        value = widget.property(_INK_PROPERTY)
+        if isinstance(value, str) and "|" in value:
+            name, rule = value.split("|", 1)
+            widget.setStyleSheet(rule.format(style(name)))
 
 
 def contrast(a: QColor, b: QColor) -> float:

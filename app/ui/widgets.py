@@ -132,6 +132,11 @@ class SasLabel(QLabel):
     def clear_sas(self) -> None:
         self.setText(f"<span style='{theme.style('note')}'>Verify: —</span>")
 
+    def restyle(self) -> None:
+        """The palette changed: the grey placeholder gets the new palette's grey."""
+        if "Verify: —" in self.text():
+            self.clear_sas()
+
 
 class CallTimer(QLabel):
     """m:ss since the call connected."""

@@ -96,3 +96,23 @@ def test_coloured_text_is_readable_in_light_and_dark_mode(
     rect = table.visualItemRect(table.item(0, 4)).adjusted(2, 2, -2, -2)
     assert text_contrast(grab(table.viewport(), rect)) >= READABLE
     qtbot.waitUntil(lambda: panel.gather_button.isEnabled(), timeout=15_000)
+
+
+def test_switching_to_dark_mode_while_running_recolours_the_window(
+    qtbot: Any, make_window: Any, qapp: QApplication
+) -> None:
+    """The desktop turns dark with PeerCall open: the palette changes under the window."""
+    saved = QApplication.palette()
+    window = make_window("Main")
+    window.settings_action.trigger()
+    d = window.settings_dialog
+    click(qtbot, child(d, "iceAdd", QPushButton))
+    type_into(qtbot, child(d, "iceUri", QLineEdit), "turn:192.0.2.9:3478")
+    try:
+        QApplication.setPalette(_dark_palette())
+        qtbot.waitUntil(lambda: window.palette().color(QPalette.ColorRole.Window).lightness() < 128)
+        qtbot.waitUntil(lambda: text_contrast(grab(window.sas)) >= READABLE)
+        assert text_contrast(grab(d.ice.error)) >= READABLE
+    finally:
+        QApplication.setPalette(saved)
+    click(qtbot, child(d, "settingsCancel", QPushButton))
