@@ -44,7 +44,7 @@ from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
 from app.settings import Settings, remember_room
-from app.ui import callsetup, hostcall, theme
+from app.ui import callsetup, hostcall, memory, theme
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
@@ -951,6 +951,8 @@ class MainWindow(QMainWindow):
 
     def _on_call_ended(self, record: CallRecord) -> None:
         self._stop_ringing()
+        # Once the peer connection has closed and been collected: return what it freed.
+        QTimer.singleShot(1000, memory.release_free_memory)
         if self.lan.host is not None and not self._shutting_down:
             if record.outcome == "failed" and not self.adapter.last_recorded:
                 # Our own room broke while we waited: stop advertising a dead end.

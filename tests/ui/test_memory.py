@@ -38,3 +38,13 @@ def test_finished_calls_are_released_by_the_window(
     assert [ref() is None for ref in connections[:-1]] == [True, True]
     # The panel starts each call afresh: its tables do not grow call after call.
     assert rows[2] <= rows[0] + 2
+
+
+def test_freed_memory_goes_back_to_the_system_on_glibc() -> None:
+    import platform
+
+    from app.ui import memory
+
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert memory.release_free_memory() is on_glibc
+    assert memory.release_free_memory() is on_glibc  # resolved once, callable again
