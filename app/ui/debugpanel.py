@@ -462,7 +462,8 @@ class DebugPanel(QWidget):
         """Per stream: codec, frames and resolution (video), level and rate (audio), and the
         RTP figures of getStats: packets, bytes, loss and jitter (inbound-rtp/outbound-rtp)."""
         probe = self._streams()
-        level = f"{sample.audio_level:.2f}" if sample.audio_level is not None else "—"
+        measured = probe.get("audio_level", sample.audio_level)  # peak of the last second
+        level = f"{measured:.2f}" if measured is not None else "—"
         rate_in = f"{sample.bitrate_in_kbps:.0f} kbit/s in" if sample.bitrate_in_kbps else "—"
         notes = {
             ("audio", "in"): f"level {level}; all media {rate_in}",

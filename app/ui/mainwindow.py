@@ -187,6 +187,7 @@ class MainWindow(QMainWindow):
         self._tap: Any = None  # the self-view tap on what we send
         self._frame_counts: dict[str, tuple[int, float]] = {}
         self._remote_sink: Any = None  # keeps the other side's newest frame
+        self._audio_level: callsetup.LevelSink | None = None  # peak of the remote audio
         self._shutting_down = False
         self._shutdown_done = False
         self.error_boxes: list[QMessageBox] = []  # stays empty: errors are shown inline
@@ -654,6 +655,9 @@ class MainWindow(QMainWindow):
     def _new_session(self) -> Any:
         media = self._media_factory() if self._media_factory else self._device_media()
         self._tap = self._remote_sink = None
+        self._audio_level = None
+        if media.audio_sink is not None:
+            media.audio_sink = self._audio_level = callsetup.LevelSink(media.audio_sink)
         if self._video:
             try:
                 media, self._tap, self._remote_sink = callsetup.with_video(
@@ -1046,6 +1050,8 @@ class MainWindow(QMainWindow):
     def _stream_figures(self) -> dict[str, Any]:
         """Video frames, size and rate in each direction, for the debug panel's Streams tab."""
         figures: dict[str, Any] = {"muted": self.mute_button.isChecked()}
+        if self._audio_level is not None:
+            figures["audio_level"] = self._audio_level.read()
         now = time.monotonic()
         for key, source in (("video_in", self._remote_sink), ("video_out", self._tap)):
             if source is None:
