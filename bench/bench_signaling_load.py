@@ -541,7 +541,11 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
     steps = []
     try:
         for rooms in args.rooms:
-            step = run_step(args, rooms, urls, nodes, redis, name)
+            try:
+                step = run_step(args, rooms, urls, nodes, redis, name)
+            except SystemExit as exc:  # this step, not the whole run (the next setup goes on)
+                print(f"  {rooms:6d} rooms: {exc}", flush=True)
+                break
             print_step(step)
             steps.append(step)
             if not step.ok:
