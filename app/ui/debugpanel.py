@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -331,6 +331,8 @@ class DebugPanel(QWidget):
         self.stats = []
         self.candidate_lines: list[str] = []
         self._pairs = {}
+        self._current_pairs: set[tuple[Any, ...]] = set()
+        self._pairs_dirty = False
         self._gathering_logged = False
         self._local = self._remote = 0
         self._gathering: str = "gathering: not started"
@@ -414,6 +416,18 @@ class DebugPanel(QWidget):
             key = (pair.local.key, pair.remote.key)
             self._pairs[key] = pair
             current.add(key)
+        self._current_pairs = current
+        # Counters change every second, and a panel opened late replays every snapshot of
+        # the call: draw the table once per turn of the event loop, not once per snapshot.
+        if not self._pairs_dirty:
+            self._pairs_dirty = True
+            QTimer.singleShot(0, self._draw_pairs)
+
+    def _draw_pairs(self) -> None:
+        if not self._pairs_dirty:
+            return
+        self._pairs_dirty = False
+        current = self._current_pairs
         self.pairs.setRowCount(0)
         ordered = sorted(
             self._pairs.items(),
@@ -504,6 +518,7 @@ class DebugPanel(QWidget):
 
     def export_data(self) -> dict[str, Any]:
         """The whole session (the engine's export) plus what this panel shows, scrubbed."""
+        self._draw_pairs()  # a snapshot may still wait to be drawn
         data = {
             "session": self._export_session(),
             "ui": {

@@ -33,6 +33,7 @@ def test_debug_panel_fills_from_real_call_and_exports(
     # A second panel opened late replays the session's history.
     late = bob.open_debug_panel()
     assert late.candidates.rowCount() > 0
+    qtbot.waitUntil(lambda: late.pairs.rowCount() > 0)  # drawn once after the replay
     alice.hangup_button.click()
     qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
 
