@@ -238,6 +238,7 @@ class DebugPanel(QWidget):
         servers: Callable[[], list[Any]] | None = None,
         run: Callable[..., Any] | None = None,
         streams: Callable[[], dict[str, Any]] | None = None,
+        pairs: Callable[[], tuple[ev.CandidatePairInfo, ...]] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("PeerCall — debug")
@@ -245,6 +246,8 @@ class DebugPanel(QWidget):
         self._servers = servers or (lambda: [])
         self._run = run
         self._streams = streams or (lambda: {})
+        # The call's pairs with live counters (PairsUpdated comes only when a state moves).
+        self._live_pairs = pairs or (lambda: ())
         self._codecs: dict[str, str] = {}
         self.stats: list[dict[str, Any]] = []
         self._pairs: dict[tuple[Any, ...], ev.CandidatePairInfo] = {}
@@ -464,6 +467,9 @@ class DebugPanel(QWidget):
             }
         )
         del self.stats[:-MAX_POINTS]
+        live = self._live_pairs()
+        if live:
+            self._show_pairs(live)
         self._show_streams(sample)
         self.rtt.add("rtt", sample.at, sample.rtt_ms)
         self.jitter.add("jitter", sample.at, sample.jitter_ms)

@@ -233,6 +233,17 @@ def test_debug_panel_pairs_and_streams_show_counters_of_a_real_call(
     assert int(sent["Bytes"]) > 0
     assert received["Bytes"] == "n/a"  # aiortc does not count them: said, not invented
 
+    # Counters reach the panel live; the session's event log (kept for the whole call) gets
+    # a PairsUpdated only when a pair's state moves, not every second for the byte counts.
+    from itertools import pairwise
+
+    from app.call.stats import without_counters
+    from app.events import PairsUpdated
+
+    updates = [e.pairs for e in alice.adapter.session.events if isinstance(e, PairsUpdated)]
+    assert updates
+    assert all(without_counters(a) != without_counters(b) for a, b in pairwise(updates))
+
     # The level of what alice hears: bob's 0.3 tone after Opus. aiortc upmixes mono to
     # stereo before encoding, and libswresample does that at -3 dB: 0.3/√2 ≈ 0.21 arrives.
     def level() -> float:
