@@ -1036,6 +1036,7 @@ class MainWindow(QMainWindow):
                 servers=lambda: list(callsetup.ice_servers(self.settings)),
                 run=self.adapter.run,
                 streams=self._stream_figures,
+                pairs=lambda: self.adapter.session.pairs if self.adapter.session else (),
             )
             self.debug_panel.resize(1200, 760)
             self._place_on_screen(self.debug_panel)
