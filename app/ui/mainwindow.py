@@ -1113,6 +1113,8 @@ class MainWindow(QMainWindow):
         if self._shutdown_done:
             return
         self._shutting_down = True
+        if self.settings_dialog is not None:
+            self.settings_dialog.restore_hosting_on_cancel = False
         self._remember_geometry()
         try:
             try:
