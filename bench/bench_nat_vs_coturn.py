@@ -1,10 +1,14 @@
 """coturn's turnserver vs ``peercall relay`` on this machine: capacity at saturation.
 
 Usage: .venv/bin/python bench/bench_nat_vs_coturn.py [--traffic channel,send,tcp,stun]
-       [--servers coturn,peercall] [--runs 3] [--seconds 3] [--no-paced] [--no-memory]
+       [--servers coturn,peercall] [--runs 3] [--seconds 3] [--max-rate 1000000]
+       [--no-paced] [--no-memory]
 
 Capacity, not a paced rate: for each kind of traffic the offered load is raised in steps until
-the loss passes 1 %, for coturn and PeerCall in the same run. Each step runs ``--runs`` times,
+the loss passes 1 % (past the listed steps it grows by 1.25x, up to ``--max-rate``), for coturn
+and PeerCall in the same run. A sweep also stops when the generator cannot offer the step's
+rate (UDP) or a generator process is near a full core: its capacity is then marked
+"≥ ... (generator-limited)", a floor, not the server's limit. Each step runs ``--runs`` times,
 each time against a freshly started server, and the medians are kept. A server's capacity is
 the highest median delivered rate of a step whose median loss stayed at or under 1 %.
 
@@ -493,6 +497,7 @@ class Sweep:
     server: str
     kind: str
     steps: list[Step] = field(default_factory=list)
+    generator_limited: bool = False  # stopped because the generator could not offer more
 
     @property
     def capacity_step(self) -> Step | None:
@@ -505,9 +510,31 @@ class Sweep:
         return bool(self.steps) and self.steps[-1].median("loss") <= 1.0
 
 
+GROWTH = 1.25
+"""Past the listed steps the offered load keeps growing by this factor (up to ``--max-rate``)
+until the loss passes ``--stop-loss`` or the generator falls short: a quiet machine carried
+the top listed step on both servers, so a fixed list would report a floor, not capacity."""
+GENERATOR_SHORT = 0.97
+"""A UDP step whose achieved offered rate is below this share of the target measured the
+generator (UDP sends do not wait for the server), as does a generator process near a core."""
+
+
+def _next_rate(rate: int) -> int:
+    return int(round(rate * GROWTH, -4))
+
+
+def _generator_short(kind: str, step: Step) -> bool:
+    if step.median("generator_cpu") >= 90:
+        return True
+    # Over TCP a server that cannot keep up pushes back: a short offered rate is its loss.
+    return kind != "tcp" and step.median("offered") < GENERATOR_SHORT * step.rate
+
+
 def sweep(name: str, kind: str, args: argparse.Namespace, workdir: Path) -> Sweep:
     result = Sweep(name, kind)
-    for rate in STEPS[kind]:
+    rates = list(STEPS[kind])
+    while rates:
+        rate = rates.pop(0)
         step = Step(rate)
         for _ in range(args.runs):
             server = start(name, workdir)
@@ -528,6 +555,12 @@ def sweep(name: str, kind: str, args: argparse.Namespace, workdir: Path) -> Swee
         )
         if step.median("loss") > args.stop_loss:
             break
+        if _generator_short(kind, step):
+            result.generator_limited = True
+            print(f"  {name:16} {kind:8} stop: the generator cannot offer {rate:,}/s", flush=True)
+            break
+        if not rates and not args.rates and _next_rate(rate) <= args.max_rate:
+            rates.append(_next_rate(rate))
     return result
 
 
@@ -625,6 +658,12 @@ def main() -> int:
     parser.add_argument(
         "--rates", help="comma-separated offered rates to step through instead of the defaults"
     )
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=1_000_000,
+        help=f"past the default steps, grow the load by {GROWTH}x up to this rate (msg/s)",
+    )
     parser.add_argument("--memory-allocations", type=int, default=1000)
     parser.add_argument("--no-memory", action="store_true", help="skip memory per allocation")
     parser.add_argument("--no-paced", action="store_true", help="skip the old paced uclient run")
@@ -686,29 +725,48 @@ def print_table(sweeps: dict[tuple[str, str], Sweep], servers: list[str], kinds:
     reference = "coturn" if "coturn" in servers else servers[0]
     print(
         "| traffic | server | capacity (≤ 1 % loss), msg/s | CPU per message | "
-        f"capacity / {reference} | CPU per message / {reference} |"
+        f"capacity / {reference} | CPU per message / {reference} | same rate: CPU per message "
+        f"/ {reference} |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for kind in kinds:
-        ref = sweeps[reference, kind].capacity_step
+        ref_sweep = sweeps[reference, kind]
+        ref = ref_sweep.capacity_step
         for name in servers:
             result = sweeps[name, kind]
             step = result.capacity_step
             if step is None:
-                print(f"| {kind} | {name} | < {STEPS[kind][0]:,} | | | |")
+                print(f"| {kind} | {name} | < {STEPS[kind][0]:,} | | | | |")
                 continue
             capacity = step.median("delivered")
-            mark = "≥ " if result.reached_top else ""
+            mark = "≥ " if result.reached_top or result.generator_limited else ""
+            note = " (generator-limited)" if result.generator_limited else ""
             cpu = step.median("cpu_per_message")
-            ratio = cpu_ratio = ""
+            ratio = cpu_ratio = same = ""
             if ref is not None and name != reference:
                 ratio = f"{capacity / ref.median('delivered'):.2f}×"
+                if mark or ref_sweep.reached_top or ref_sweep.generator_limited:
+                    ratio += " (a floor or ceiling: see the marks)"
                 cpu_ratio = f"{cpu / ref.median('cpu_per_message'):.2f}×"
+                same = _same_rate(result, ref_sweep)
             print(
-                f"| {kind} | {name} | {mark}{capacity:,.0f} | {cpu * 1e6:.1f} µs | {ratio} | "
-                f"{cpu_ratio} |",
+                f"| {kind} | {name} | {mark}{capacity:,.0f}{note} | {cpu * 1e6:.1f} µs | {ratio} | "
+                f"{cpu_ratio} | {same} |",
                 flush=True,
             )
+
+
+def _same_rate(result: Sweep, reference: Sweep) -> str:
+    """CPU per message of both at the highest step both carried (≤ 1 % loss): the two at
+    capacity ran at different rates, and per-message cost falls as bursts grow."""
+    ok = {s.rate: s for s in result.steps if s.median("loss") <= 1.0}
+    both = [s for s in reference.steps if s.median("loss") <= 1.0 and s.rate in ok]
+    if not both:
+        return ""
+    ref = max(both, key=lambda s: s.rate)
+    mine = ok[ref.rate]
+    ratio = mine.median("cpu_per_message") / ref.median("cpu_per_message")
+    return f"{ratio:.2f}× at {ref.rate:,}/s"
 
 
 if __name__ == "__main__":
