@@ -23,10 +23,16 @@ import importlib
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from app import startup
 from app.errors import ConfigError
 
+if TYPE_CHECKING:
+    from app.history import Direction
+
+#: app.cli.main leaves app.startup.end() to us: the engine is imported later, in _call.
+ENDS_STARTUP = True
 EXIT_ENDED = 0
 EXIT_FAILED = 1
 
@@ -267,6 +273,7 @@ async def _call(args: argparse.Namespace) -> int:
             await channel.connect()
         finally:
             await engine
+            startup.end()
         # Built after the join: the signaling server's ICE servers (TURN REST credentials)
         # join the user's own list.
         session = _new_session(args, servers, channel, media)
@@ -374,9 +381,12 @@ def _channel(args: argparse.Namespace, read_line: Any) -> Any:
 
 def _controller(args: argparse.Namespace, session: Any, channel: Any) -> Any:
     from app.call.controller import CallController
-    from app.history import Direction, History
 
-    history = None if args.no_history else History.load()
+    history = None
+    if not args.no_history:
+        from app.history import History
+
+        history = History.load()
     peer = f"{args.room} on {args.server}" if args.server else "copy-paste"
     direction: Direction = "incoming" if args.answer else "outgoing"
     return CallController(session, channel, direction=direction, peer=peer, history=history)
@@ -463,4 +473,7 @@ def _export(data: dict[str, Any], path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_call(args))
+    try:
+        return asyncio.run(_call(args))
+    finally:
+        startup.end()  # if _call failed before the engine was imported

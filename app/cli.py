@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from app import __version__
+from app import __version__, startup
 from app.errors import PeerCallError
 from nat.errors import NatError
 from signaling.errors import SignalingError
@@ -96,6 +96,8 @@ def _command(words: list[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the process's own entry point, not a test calling main([...])
+        startup.begin()  # no garbage collection while the command loads (see app.startup)
     words = _link_alias(_self_check_alias(list(sys.argv[1:] if argv is None else argv)))
     parser = build_parser(only=_command(words))
     args = parser.parse_args(words)
@@ -103,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command is None:
         args = parser.parse_args(["gui", *words])
+    if not getattr(args._module, "ENDS_STARTUP", False):
+        startup.end()  # else the command does once its own deferred imports are done
     try:
         result: int = args._module.run(args)
         return result

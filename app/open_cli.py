@@ -14,6 +14,9 @@ from app import call_cli
 from app.errors import ConfigError
 from app.link import parse_link
 
+#: app.cli.main leaves app.startup.end() to call_cli.run, which imports the engine late.
+ENDS_STARTUP = True
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("link", help="the peercall://… or https://…#room=… link you were sent")

@@ -10,17 +10,25 @@
    bursts in the audio on both ends (not from timestamps). A 5 % loss burst of 2 s is then
    applied to the caller's outgoing RTP; we report the settled latency after the burst against
    the steady one before it, and how long after the burst every later burst is back within
-   10 ms of the steady median, for PeerCall's jitter buffer and, in the same run, aiortc's own.
+   10 ms of the steady median, for PeerCall's jitter buffer and, in the same run, aiortc's own,
+   and PeerCall with the playout trimmer it had before issue 15's fix (the lowest fill of a 1 s
+   window decided, trimmed at once). Per run it also prints the speaker callbacks' pattern
+   (share of back-to-back callbacks, as after an ALSA xrun) and the playout fill before reads.
+   ``--stall-ms N`` stalls the speaker callback once for N ms as the loss burst starts, to
+   provoke the xrun a loaded machine gets; ``--pause-server-ms N`` stops the PulseAudio
+   server instead (SIGSTOP), after which PulseAudio raises the stream's device latency.
 3. Capture-to-playout: the caller's audio source is a real ``MicrophoneTrack`` on a second
    virtual sound card pair (a null sink ``vmicfeed`` whose monitor is the default source), fed
    with 60 ms tone bursts by ``paplay``; the callee plays on ``vspeaker``. We time each burst
    from the microphone's PortAudio callback that captured its onset to the speaker's PortAudio
    callback that took it: capture, Opus, RTP, jitter buffer, decode, playout buffer. The mic
-   never hears the speaker (different devices), so each onset is the injected one.
+   never hears the speaker (different devices), so each onset is the injected one. The same
+   2 s 5 % loss burst is applied midway: steady, during, 0-1 s after and from 2 s after.
 4. CPU of one side of an audio-only call: two ``peercall call`` processes (tone out, Opus both
    ways, WAV sink), CPU seconds per wall second during the call, from /proc.
 
-Usage: ``.venv/bin/python bench/bench_call.py [--calls 20] [--seconds 14]``
+Usage: ``flock -x /tmp/peercall-bench.lock .venv/bin/python bench/bench_call.py [--calls 20]
+[--seconds 14] [--only latency --only capture] [--stall-ms 150]``
 """
 
 from __future__ import annotations
@@ -28,8 +36,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -46,7 +56,7 @@ from app import rtcfixes
 from app.call.session import CallOptions, CallSession
 from app.iceservers import IceServer
 from app.media.analysis import BlockRecorder
-from app.media.audio import SpeakerSink
+from app.media.audio import PlayoutBuffer, SpeakerSink
 from app.media.synthetic import BurstTrack
 from signaling.memory import memory_pair
 from tests.audio import virtual_audio_env
@@ -130,14 +140,70 @@ def queue_depths(session: CallSession, sink: SpeakerSink) -> tuple[float, float,
     return jitter, queue, 1000.0 * len(sink.buffer) / 48000
 
 
+def watch_callbacks(sink: SpeakerSink, stalls: list[float]) -> list[tuple[float, int, float]]:
+    """Record (monotonic time, playout buffer level before the read, device latency) of every
+    speaker callback. The device latency is PortAudio's ``outputBufferDacTime - currentTime``:
+    how long the block waits in the sound server's buffer after the callback, which the
+    tone-burst figures (timed at the callback) do not include.
+
+    ``stalls`` (seconds) is a fault injection: the next callback sleeps for each, in order, as a
+    loaded machine's PortAudio thread does, which makes the ALSA plugin under-run (an xrun)."""
+    seen: list[tuple[float, int, float]] = []
+    callback = sink._callback
+
+    def watched(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if stalls:
+            time.sleep(stalls.pop(0))
+        device = time_info.outputBufferDacTime - time_info.currentTime
+        seen.append((time.monotonic(), len(sink.buffer), device))
+        callback(outdata, frames, time_info, status)
+
+    sink._callback = watched  # type: ignore[method-assign]
+    return seen
+
+
+def callback_summary(seen: list[tuple[float, int, float]], start: float, end: float) -> str:
+    """Speaker callback pattern, playout fill and device latency between two monotonic times."""
+    part = [(t, level) for t, level, _ in seen if start <= t < end]
+    device = [1000 * d for t, _, d in seen if start <= t < end and 0 <= d < 5]
+    if len(part) < 3:
+        return "-"
+    gaps = [1000 * (b[0] - a[0]) for a, b in itertools.pairwise(part)]
+    levels = [1000 * level / 48000 for _, level in part]
+    paired = sum(1 for g in gaps if g < 5.0) / len(gaps)
+    return (
+        f"callback gap p10 {pct(gaps, 0.1):4.1f} ms, {100 * paired:3.0f} % back-to-back; "
+        f"fill before read mean {statistics.fmean(levels):4.1f} ms, min {min(levels):4.1f}; "
+        + (f"device latency mean {statistics.fmean(device):5.1f} ms" if device else "")
+    )
+
+
 async def latency_run(
-    stock_buffer: bool, seconds: float
-) -> tuple[list[tuple[float, float]], float, list[tuple[float, tuple[float, float, float]]]]:
-    """(burst time, latency) pairs, the time the loss burst ended (monotonic), and samples of
-    the receive-side queue depths over time."""
+    stock_buffer: bool,
+    old_trimmer: bool,
+    seconds: float,
+    stall: float,
+    pause: float = 0.0,
+    server_pid: int | None = None,
+) -> tuple[
+    list[tuple[float, float]],
+    float,
+    list[tuple[float, tuple[float, float, float]]],
+    list[tuple[float, int, float]],
+    SpeakerSink,
+]:
+    """(burst time, latency) pairs, the time the loss burst ended (monotonic), samples of the
+    receive-side queue depths over time, the speaker callbacks, and the sink itself."""
     source = BurstTrack(FREQ, burst_ms=60, interval=0.2)
     played = BlockRecorder()
     sink = SpeakerSink("pulse", on_block=played)
+    stalls: list[float] = []
+    callbacks = watch_callbacks(sink, stalls)
+    if old_trimmer:
+        # The trimmer before issue 15's fix: the lowest fill of a 1 s window decides, all at once.
+        sink.buffer = PlayoutBuffer(
+            capacity=sink.buffer.capacity, window=50, spare=0, max_step=sink.buffer.capacity
+        )
     opts = CallOptions(loopback_candidates=True)
     caller, callee = CallSession(opts, audio_source=source), CallSession(opts, audio_sink=sink)
     depths: list[tuple[float, tuple[float, float, float]]] = []
@@ -164,7 +230,17 @@ async def latency_run(
         steady = seconds * 0.4
         await asyncio.sleep(steady)
         loss["p"] = 0.05
-        await asyncio.sleep(2.0)
+        if stall:
+            stalls.append(stall)
+        if pause and server_pid is not None:
+            # The sound server itself stops (a loaded machine does not schedule it): the
+            # stream under-runs on the server's side, as the ALSA plugin's xruns do.
+            os.kill(server_pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(pause)
+            finally:
+                os.kill(server_pid, signal.SIGCONT)
+        await asyncio.sleep(2.0 - pause)
         loss["p"] = 0.0
         loss_end = time.monotonic()
         await asyncio.sleep(seconds - steady - 2.0)
@@ -180,14 +256,26 @@ async def latency_run(
         later = [u - t for u in onsets if 0 <= u - t <= 1.0]
         if later:
             pairs.append((t, min(later)))
-    return pairs, loss_end, depths
+    return pairs, loss_end, depths, callbacks, sink
 
 
-async def bench_latency(seconds: float) -> None:
-    print("== one-way audio latency, source block -> speaker callback (tone bursts, loopback)")
-    with virtual_audio_env():
-        for name, stock in (("PeerCall jitter buffer", False), ("aiortc stock buffer", True)):
-            pairs, loss_end, depths = await latency_run(stock, seconds)
+async def bench_latency(seconds: float, stall: float, pause: float = 0.0) -> None:
+    print(
+        "== one-way audio latency, source block -> speaker callback (tone bursts, loopback)"
+        + (f"; speaker callback stalled {1000 * stall:.0f} ms at the loss burst" if stall else "")
+        + (f"; sound server paused {1000 * pause:.0f} ms at the loss burst" if pause else "")
+    )
+    with virtual_audio_env() as server:
+        pid = server._proc.pid if server._proc is not None else None
+        runs = (
+            ("PeerCall, old trimmer", False, True),
+            ("PeerCall", False, False),
+            ("aiortc stock jitter buf", True, False),
+        )
+        for name, stock, old in runs:
+            pairs, loss_end, depths, callbacks, sink = await latency_run(
+                stock, old, seconds, stall, pause, pid
+            )
             if not pairs:
                 print(f"  {name:<24} no bursts detected")
                 continue
@@ -208,10 +296,13 @@ async def bench_latency(seconds: float) -> None:
                 None,
             )
             settled = [v for dt, v in after if dt >= 2.0]
+            just = [v for dt, v in after if dt < 1.0]
             tail = [v for _, v in after[-5:]]
             print(
                 f"  {name:<24} steady p50 {base:5.1f} ms (p90 {pct(steady, 0.9):5.1f}, "
-                f"n={len(steady)}); from 2 s after the 5 % loss burst p50 "
+                f"n={len(steady)}); 0-1 s after the 5 % loss burst p50 "
+                + (f"{statistics.median(just):5.1f} ms" if just else "   -    ")
+                + "; from 2 s after p50 "
                 + (f"{statistics.median(settled):5.1f} ms" if settled else "   -    ")
                 + f"; last bursts {', '.join(f'{v:.0f}' for v in tail)} ms; "
                 + (
@@ -232,6 +323,13 @@ async def bench_latency(seconds: float) -> None:
                         for i, n in enumerate(names)
                     )
                 )
+            stats = sink.stats
+            print(
+                f"    speaker before: {callback_summary(callbacks, start + 1, loss_end - 2.2)}\n"
+                f"    speaker from 2 s after: {callback_summary(callbacks, loss_end + 2, 1e12)}\n"
+                f"    speaker totals: {stats.xruns} xruns, {stats.underruns} underruns, "
+                f"{1000 * stats.trimmed / 48000:.0f} ms trimmed, {stats.dropped} samples dropped"
+            )
     print("  (targets: steady p50 <= 60 ms; back to steady within 2 s after the loss burst)")
 
 
@@ -290,6 +388,8 @@ async def capture_run(wav: Path, seconds: float) -> None:
                 await callee.answer(b, await callee.wait_for_offer(b))
 
             await asyncio.gather(caller.dial(a), answer())
+            loss = {"p": 0.0}
+            lossy(caller, loss)
             feeder = await asyncio.create_subprocess_exec(
                 "paplay",
                 "--device=vmicfeed",
@@ -297,7 +397,15 @@ async def capture_run(wav: Path, seconds: float) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            await asyncio.sleep(seconds + 0.5)
+            # Steady, then the same 5 % loss burst of 2 s as the latency part, then the rest.
+            steady = max(2.0, (seconds - 2.0) * 0.45)
+            await asyncio.sleep(steady)
+            loss_start = time.monotonic()
+            loss["p"] = 0.05
+            await asyncio.sleep(2.0)
+            loss["p"] = 0.0
+            loss_end = time.monotonic()
+            await asyncio.sleep(max(0.5, seconds - steady - 2.0 + 0.5))
         finally:
             if feeder is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -311,18 +419,29 @@ async def capture_run(wav: Path, seconds: float) -> None:
         print("  no bursts captured by the microphone")
         return
     warm = onsets_in[0] + 1.0
-    delays = []
+    delays: list[tuple[float, float]] = []  # (capture time, ms)
     for t in onsets_in:
         later = [u - t for u in onsets_out if 0 <= u - t <= 0.5]
         if t >= warm and later:
-            delays.append(1000 * min(later))
-    if not delays:
-        print(f"  {len(onsets_in)} bursts captured, none detected at the speaker")
-        return
+            delays.append((t, 1000 * min(later)))
+    parts = {
+        "steady": [d for t, d in delays if t < loss_start],
+        "during the 5 % loss burst": [d for t, d in delays if loss_start <= t < loss_end],
+        "0-1 s after it": [d for t, d in delays if loss_end <= t < loss_end + 1.0],
+        "from 2 s after it": [d for t, d in delays if t >= loss_end + 2.0],
+    }
+    for name, values in parts.items():
+        if not values:
+            print(f"  {name:<26} no bursts detected at the speaker")
+            continue
+        print(
+            f"  {name:<26} capture-to-playout p50 {statistics.median(values):6.1f} ms  p90 "
+            f"{pct(values, 0.9):6.1f} ms  min {min(values):5.1f}  max {max(values):5.1f}  "
+            f"(n={len(values)})"
+        )
     print(
-        f"  capture-to-playout p50 {statistics.median(delays):6.1f} ms  p90 "
-        f"{pct(delays, 0.9):6.1f} ms  min {min(delays):5.1f}  max {max(delays):5.1f}  "
-        f"(n={len(delays)} of {len(onsets_in)} captured bursts, after a 1 s warm-up)"
+        f"  ({len(delays)} of {len(onsets_in)} captured bursts heard, after a 1 s warm-up;"
+        " goal: back to steady within 2 s after the burst)"
     )
 
 
@@ -401,12 +520,26 @@ def main() -> int:
         action="append",
         help="run only these parts (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--stall-ms",
+        type=float,
+        default=0.0,
+        help="latency part: stall the speaker callback this long once when the loss burst starts"
+        " (an xrun, as on a loaded machine)",
+    )
+    parser.add_argument(
+        "--pause-server-ms",
+        type=float,
+        default=0.0,
+        help="latency part: SIGSTOP the private PulseAudio server this long when the loss burst"
+        " starts (a server-side underrun)",
+    )
     args = parser.parse_args()
     parts = set(args.only or ("setup", "latency", "capture", "cpu"))
     if "setup" in parts:
         asyncio.run(bench_setup(args.calls))
     if "latency" in parts:
-        asyncio.run(bench_latency(args.seconds))
+        asyncio.run(bench_latency(args.seconds, args.stall_ms / 1000, args.pause_server_ms / 1000))
     if "capture" in parts:
         bench_capture(args.seconds * 0.6)
     if "cpu" in parts:

@@ -12,10 +12,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.events import CallState, Event, SelectedPairChanged, StateChanged
-from app.history import CallRecord, Direction, History, Outcome, Route
+
+if TYPE_CHECKING:  # the history module itself loads when a call ends (start-up, issue 15)
+    from app.history import CallRecord, Direction, History, Outcome, Route
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +171,8 @@ class CallController:
         """
         if self.record is not None:
             return self.record
+        from app.history import CallRecord
+
         self._unsubscribe()
         end = self._clock()
         self.record = CallRecord(

@@ -90,6 +90,114 @@ def test_standing_latency_is_trimmed_back_to_the_target() -> None:
     assert buf.underruns == 0
 
 
+def test_trim_comes_in_small_steps_and_every_read_is_full() -> None:
+    block = 960
+    buf = PlayoutBuffer(capacity=8 * block, window=5, max_step=240)
+    buf.write(np.ones(6 * block, dtype=np.int16))
+    steps = []
+    for _ in range(40):
+        buf.write(np.ones(block, dtype=np.int16))
+        before = buf.trimmed
+        _, served = read(buf, block)
+        assert served == block
+        steps.append(buf.trimmed - before)
+    assert max(steps) == 240
+    assert sum(steps) == buf.trimmed == 7 * block - buf.target
+    assert buf.underruns == 0
+
+
+def test_trim_cuts_where_the_audio_is_quietest() -> None:
+    """The samples cut are from a pause; the loud audio around it is played untouched."""
+    block, step, ramp = 960, 240, 48
+    buf = PlayoutBuffer(capacity=8 * block, target=block, window=1, spare=0, max_step=step)
+    loud = np.full(3 * block, 20_000, dtype=np.int16)
+    loud[600:1000] = 0  # a pause of 400 samples inside the first block
+    buf.write(loud)
+    out, served = read(buf, block)  # the first read finds 2 blocks over the target: trims
+    assert served == block
+    assert buf.trimmed == step
+    kept = np.concatenate((loud[:600], loud[600 + step :]))[:block]
+    # Everything outside the crossfade is the input minus ``step`` samples of the pause.
+    np.testing.assert_array_equal(out, kept)
+    assert np.all(out[600 : 600 + ramp] == 0)
+
+
+def schedule(
+    seconds: float, late_every: int, pair_every: int, burst_at: float
+) -> list[tuple[float, str]]:
+    """A fake clock's events: a write every 20 ms (every ``late_every``-th 25 ms late, as from a
+    busy event loop) and a read every 20 ms (every ``pair_every``-th 19.4 ms late, so it comes
+    back-to-back with the next, as PortAudio's callbacks do after an ALSA xrun), plus a burst
+    of extra blocks at ``burst_at`` (frames released together after loss)."""
+    events = []
+    for k in range(int(seconds * 50)):
+        late = 25.0 if late_every and k % late_every == 3 else 0.0
+        events.append((20.0 * k + late, "write"))
+        paired = 19.4 if pair_every and k % pair_every == 4 else 0.0
+        events.append((20.0 * k + 10.0 + paired, "read"))
+    events.append((burst_at * 1000 - 0.1, "burst"))
+    return sorted(events)
+
+
+def replay(
+    buf: PlayoutBuffer, events: list[tuple[float, str]], burst_blocks: int = 3
+) -> list[tuple[float, int]]:
+    """Run ``events`` against ``buf``; (ms, fill just before the read) for every read."""
+    block = 960
+    out = np.zeros(block, dtype=np.int16)
+    levels = []
+    for at, kind in events:
+        if kind == "write":
+            buf.write(np.ones(block, dtype=np.int16))
+        elif kind == "burst":
+            buf.write(np.ones(burst_blocks * block, dtype=np.int16))
+        else:
+            levels.append((at, len(buf)))
+            buf.read_into(out)
+    return levels
+
+
+def mean_fill_ms(levels: list[tuple[float, int]], start: float, end: float) -> float:
+    return float(np.mean([n for at, n in levels if start * 1000 <= at < end * 1000])) / 48
+
+
+@pytest.mark.parametrize(
+    ("late_every", "pair_every"),
+    [(0, 0), (7, 0), (0, 9), (7, 9), (0, 1)],
+    ids=["steady", "late-writes", "some-pairs", "late-writes-and-pairs", "all-pairs"],
+)
+def test_latency_is_back_within_2_s_of_a_burst_despite_dips(
+    late_every: int, pair_every: int
+) -> None:
+    """After a burst the fill before reads is back where it was before it, within 2 s, with no
+    underrun caused by trimming, whatever dips late writes and paired callbacks make."""
+    events = schedule(8.0, late_every, pair_every, burst_at=4.0)
+    buf = PlayoutBuffer()
+    # Start over-full and settle for 3 s: the steady state is then the trimmed one.
+    buf.write(np.ones(3 * 960, dtype=np.int16))
+    replay(buf, [e for e in events if e[0] < 3000])
+    underruns = buf.underruns
+    levels = replay(buf, [e for e in events if e[0] >= 3000])
+    steady = mean_fill_ms(levels, 3.0, 4.0)
+    assert mean_fill_ms(levels, 4.0, 4.5) > steady + 30  # the burst did add latency
+    assert mean_fill_ms(levels, 6.0, 8.0) <= steady + 1.0
+    assert buf.underruns == underruns
+
+
+def test_a_plain_minimum_keeps_latency_up_where_spare_readings_do_not() -> None:
+    """Why ``spare`` exists: on the same dipping schedule the old rule (the lowest reading of a
+    1 s window decides) never sees the buffer as over-full and holds more latency for good."""
+    events = schedule(8.0, 7, 9, burst_at=4.0)
+    after = {}
+    for name, buf in (
+        ("plain minimum", PlayoutBuffer(window=50, spare=0, max_step=10**6)),
+        ("spare readings", PlayoutBuffer()),
+    ):
+        buf.write(np.ones(3 * 960, dtype=np.int16))
+        after[name] = mean_fill_ms(replay(buf, events), 6.0, 8.0)
+    assert after["plain minimum"] > after["spare readings"] + 5.0
+
+
 # --- real streams on the virtual sound card -------------------------------------------------
 
 
