@@ -77,6 +77,29 @@ class CandidateInfo:
 
 
 @dataclass(frozen=True)
+class PairCounters:
+    """What went over one candidate pair, named after W3C RTCIceCandidatePairStats.
+
+    aioice keeps no such counters; :mod:`app.call.stats` counts the STUN checks and datagrams
+    on the pair's socket. A request counts once however often it is retransmitted; RTT is
+    sampled only from checks answered without a retransmission (Karn's rule, RFC 6298 §3:
+    a reply to a retransmitted request is ambiguous). Bytes are UDP payloads (RTP, RTCP,
+    DTLS, SCTP) without the STUN checks.
+    """
+
+    requests_sent: int = 0
+    requests_received: int = 0
+    responses_sent: int = 0
+    responses_received: int = 0
+    retransmissions_sent: int = 0
+    current_rtt_ms: float | None = None
+    total_rtt_ms: float = 0.0  # sum of every RTT sample (divide by rtt_samples for a mean)
+    rtt_samples: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass(frozen=True)
 class CandidatePairInfo:
     """One ICE candidate pair and its check state (RFC 8445 §6.1.2.6)."""
 
@@ -85,6 +108,7 @@ class CandidatePairInfo:
     state: str  # frozen / waiting / in-progress / succeeded / failed
     nominated: bool = False
     selected: bool = False
+    counters: PairCounters | None = None  # None: not counted (the socket was not watched)
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,22 @@ class SelectedPairChanged:
 
 
 @dataclass(frozen=True)
+class StreamStats:
+    """One RTP stream (audio/video, in/out) from aiortc's getStats, as
+    chrome://webrtc-internals lists inbound-rtp / outbound-rtp. ``None`` means aiortc does not
+    report it: it counts no received bytes, and loss/jitter of what we send come from the
+    peer's receiver reports (RFC 3550 §6.4.2) once one has arrived."""
+
+    kind: str  # "audio" or "video"
+    direction: Literal["in", "out"]
+    ssrc: int
+    packets: int | None = None
+    bytes: int | None = None
+    packets_lost: int | None = None
+    jitter_ms: float | None = None
+
+
+@dataclass(frozen=True)
 class StatsSample:
     """Once-a-second call statistics. ``None`` means not known yet."""
 
@@ -159,6 +199,7 @@ class StatsSample:
     bitrate_out_kbps: float | None = None
     audio_level: float | None = None  # 0..1 of the remote audio
     extra: dict[str, float] = field(default_factory=dict)
+    streams: tuple[StreamStats, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -314,17 +314,34 @@ def start_node(redis_url: str | None, errlog: Path) -> tuple[subprocess.Popen[st
     return proc, url
 
 
-def redis_commands(port: int) -> int:
-    """total_commands_processed, read with a raw INFO (no client library needed)."""
+def redis_info(port: int, section: str) -> str:
+    """One INFO section, read with a raw RESP command (no client library needed)."""
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"INFO stats\r\n")
+        s.sendall(f"INFO {section}\r\n".encode())
         data = b""
-        while b"total_commands_processed" not in data or not data.endswith(b"\r\n"):
+        # a bulk reply: "$<length>\r\n<text>\r\n"
+        while b"\r\n" not in data:
             data += s.recv(65536)
-    for line in data.decode().splitlines():
+        head, _, rest = data.partition(b"\r\n")
+        length = int(head[1:])
+        while len(rest) < length + 2:
+            rest += s.recv(65536)
+    return rest[:length].decode()
+
+
+def redis_commands(port: int) -> tuple[int, dict[str, int]]:
+    """total_commands_processed and calls per command (INFO commandstats: commands run inside
+    Lua scripts count there too, so they say what a message really costs)."""
+    total = 0
+    for line in redis_info(port, "stats").splitlines():
         if line.startswith("total_commands_processed:"):
-            return int(line.split(":")[1])
-    return 0
+            total = int(line.split(":")[1])
+    per: dict[str, int] = {}
+    for line in redis_info(port, "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line[8:].partition(":")
+            per[name] = int(rest.split(",")[0].split("=")[1])
+    return total, per
 
 
 @dataclass
@@ -346,6 +363,8 @@ class Step:
     errors: int = 0
     closed: int = 0
     gen_lag: float = 0.0
+    redis_per_cmd: dict[str, float] = field(default_factory=dict)
+    window: tuple[float, float] = (0.0, 0.0)  # Unix time of the measured window
 
     @property
     def ok(self) -> bool:
@@ -405,10 +424,11 @@ def run_step(
         pids = [p.pid for p in nodes]
         srv0 = sum(cpu_seconds(pid) for pid in pids)
         red0 = cpu_seconds(redis[0].pid) if redis else 0.0
-        cmd0 = redis_commands(redis[1]) if redis else 0
+        cmd0, per0 = redis_commands(redis[1]) if redis else (0, {})
         busy0 = system_busy_seconds()
         gen0 = sum(cpu_seconds(w.pid) for w in workers)
         t0 = time.perf_counter()
+        wall0 = time.time()
         for w in workers:
             assert w.stdin is not None
             w.stdin.write("go\n")
@@ -418,9 +438,11 @@ def run_step(
             assert w.stdout is not None
             results.append(json.loads(w.stdout.readline()))
         elapsed = time.perf_counter() - t0
+        window = (wall0, time.time())
         srv = sum(cpu_seconds(pid) for pid in pids) - srv0
         red = (cpu_seconds(redis[0].pid) - red0) if redis else 0.0
-        cmds = (redis_commands(redis[1]) - cmd0) if redis else 0
+        cmd1, per1 = redis_commands(redis[1]) if redis else (0, {})
+        cmds = cmd1 - cmd0
         busy = system_busy_seconds() - busy0
         gen = sum(cpu_seconds(w.pid) for w in workers) - gen0
         rss = sum(rss_mib(pid) for pid in pids)
@@ -454,6 +476,10 @@ def run_step(
         errors=sum(r["errors"] for r in results),
         closed=sum(r["closed"] for r in results),
         gen_lag=max(r["lag"] for r in results),
+        window=window,
+        redis_per_cmd={
+            k: (v - per0.get(k, 0)) / msgs for k, v in per1.items() if v - per0.get(k, 0) > 0
+        },
     )
 
 
@@ -478,6 +504,24 @@ def print_step(step: Step) -> None:
         ),
         flush=True,
     )
+    if step.redis_per_cmd:
+        top = sorted(step.redis_per_cmd.items(), key=lambda kv: -kv[1])[:8]
+        print("    redis commands per msg: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+
+
+def pause_ms(line: str) -> float:
+    return float(line.split(" paused the server ")[1].split()[0])
+
+
+def in_window(line: str, windows: list[tuple[float, float]]) -> bool:
+    """Whether a log line (logging's default local-time stamp) falls in a measured window."""
+    import datetime
+
+    try:
+        stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    except ValueError:
+        return False
+    return any(start <= stamp <= end for start, end in windows)
 
 
 def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, list[Step]]:
@@ -516,6 +560,11 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
             redis[0].wait(10)
         lines = errlog.read_text().splitlines()
         pauses = [line for line in lines if "garbage collection of generation" in line]
+        windows = [s.window for s in steps]
+        measured = [line for line in pauses if in_window(line, windows)]
+        print(f"  server GC pauses over 50 ms inside the measured windows: {len(measured)}"
+              + (f" (the longest {max(pause_ms(x) for x in measured):.0f} ms)" if measured else "")
+              + f"; outside them (connecting, closing): {len(pauses) - len(measured)}")  # fmt: skip
         if pauses:
             longest = max(
                 pauses, key=lambda line: float(line.split(" paused the server ")[1].split()[0])

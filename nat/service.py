@@ -182,6 +182,9 @@ class _UdpEndpoint:
         self.dropped = 0
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = False
+        # What the hot paths call to send: the socket's own sendto (raises OSError, counted by
+        # the caller through _send_failed), saving a Python call per relayed datagram.
+        self.send: Callable[[bytes, Address], object] = sock.sendto
 
     async def start(self, reader: Callable[[], None] | None = None) -> None:
         """Start reading (raises OSError if the loop cannot watch the socket); ``reader``
@@ -193,6 +196,7 @@ class _UdpEndpoint:
                 lambda: _DatagramAdapter(self), sock=self.sock
             )
             self.sendto = self.transport.sendto  # type: ignore[method-assign]
+            self.send = self.transport.sendto
 
     def _readable(self) -> None:
         recvfrom = self.sock.recvfrom
@@ -246,6 +250,13 @@ class _DatagramAdapter(asyncio.DatagramProtocol):
         logger.debug("udp %s: %s", self.endpoint.name, exc)
 
 
+def _send_failed(exc: OSError, to: Address) -> None:
+    """A relayed datagram not sent: a full socket buffer drops it, as UDP would anyway; an
+    unreachable peer or a closed socket is normal on a relay."""
+    if not isinstance(exc, (BlockingIOError, InterruptedError)):
+        logger.debug("udp -> %s: %s", to, exc)
+
+
 class _ClientDatagrams:
     """A UDP listener's traffic: the hot paths (ChannelData, bare Binding) through the core's
     lean entry points, everything else through :meth:`TurnServer.handle` and its actions."""
@@ -262,9 +273,13 @@ class _ClientDatagrams:
         assert endpoint is not None
         recvfrom = endpoint.sock.recvfrom
         service = self.service
-        relays = service.relays
+        senders = service.relay_senders
         channel_data = service.core.channel_data_fast
+        send_indication = service.core.send_indication_fast
+        binding = service.core.binding_fast
+        reply = endpoint.send
         key = self.key
+        v4 = endpoint.sock.family == socket.AF_INET  # IPv6 source addresses have 4 fields
         now = service.clock()
         for _ in range(DRAIN_MAX):
             try:
@@ -276,15 +291,29 @@ class _ClientDatagrams:
                 if endpoint.closed:
                     return
                 continue
-            source: Address = addr if len(addr) == 2 else addr[:2]
+            source: Address = addr if v4 else addr[:2]
             if data and data[0] & 0xC0 == 0x40:
                 found = channel_data(data, source, key, now)
-                if found is not None:
-                    relay = relays.get(found[0])
-                    if relay is not None:
-                        relay.sendto(found[2], found[1])
+            elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
+                found = send_indication(data, source, key, now)
             else:
-                self.other(data, source, now)
+                answer = binding(data, source)  # None unless a bare Binding request
+                if answer is None:
+                    self.other(data, source, now)
+                    continue
+                try:
+                    reply(answer, source)
+                except OSError as exc:
+                    _send_failed(exc, source)
+                continue
+            if found is not None:
+                relay, peer, payload = found
+                send = senders.get(relay)
+                if send is not None:
+                    try:
+                        send(payload, peer)
+                    except OSError as exc:
+                        _send_failed(exc, peer)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
@@ -337,8 +366,10 @@ class _PeerDatagrams:
         assert endpoint is not None
         recvfrom = endpoint.sock.recvfrom
         received = self.service.core.relay_received_fast
+        senders = self.service.listener_senders
         relay = self.relay
         forward = self.forward
+        v4 = endpoint.sock.family == socket.AF_INET  # IPv6 peer addresses have 4 fields
         now = self.service.clock()
         for _ in range(DRAIN_MAX):
             try:
@@ -350,10 +381,20 @@ class _PeerDatagrams:
                 if endpoint.closed:
                     return
                 continue
-            peer: Address = addr if len(addr) == 2 else addr[:2]
+            peer: Address = addr if v4 else addr[:2]
             found = received(relay, data, peer, now)
-            if found is not None:
-                forward(*found)
+            if found is None:
+                continue
+            ft, out = found
+            if ft[0] != "udp":  # (FiveTuple fields by index: cheaper on the hot path)
+                forward(ft, out)
+                continue
+            send = senders.get(ft[2])
+            if send is not None:
+                try:
+                    send(out, ft[1])
+                except OSError as exc:
+                    _send_failed(exc, ft[1])
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
@@ -387,6 +428,7 @@ class _ClientStream(asyncio.Protocol):
         self.buffer = bytearray()
         self.idle_since = service.clock()  # last time it had an allocation (or connected)
         self.partial_since: float | None = None  # since when a partial frame waits
+        self.allocated = False  # has had an allocation: speaks TURN (see _consume)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
@@ -417,15 +459,17 @@ class _ClientStream(asyncio.Protocol):
         buffer = self.buffer
         service = self.service
         core = service.core
-        relays = service.relays
+        senders = service.relay_senders
         client, key = self.client, self.key
         ft = (key.protocol, client, key.local)  # hashes like the FiveTuple key
+        frame_length = stun.stream_frame_length
+        channel_data = core.channel_data_fast
         now = service.clock()
         completed = pos = 0
         try:
             while True:
                 try:
-                    size = stun.stream_frame_length(buffer[pos : pos + 4])
+                    size = frame_length(buffer, pos)
                 except StunFormatError as exc:
                     logger.info("closing %s/%s: %s", key.protocol, client, exc)
                     core.counters.malformed += 1
@@ -435,21 +479,37 @@ class _ClientStream(asyncio.Protocol):
                     return completed
                 first = buffer[pos]
                 channel = first & 0xC0 == 0x40
-                if channel and ft not in core.allocations.by_five_tuple:
-                    # ChannelData before any allocation: not a TURN client (e.g. "GET ..."
-                    # parses as channel 0x4745). Close rather than wait for a 20 kB "frame".
-                    logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
-                    core.counters.malformed += 1
-                    self.close()
-                    return completed
+                if channel and not self.allocated:
+                    if ft not in core.allocations.by_five_tuple:
+                        # ChannelData before any allocation: not a TURN client (e.g. "GET ..."
+                        # parses as channel 0x4745). Close rather than wait for a 20 kB "frame".
+                        logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
+                        core.counters.malformed += 1
+                        self.close()
+                        return completed
+                    self.allocated = True  # once known to speak TURN, not looked up again
                 if len(buffer) - pos < size:
                     return completed
+                if channel:
+                    # A bytearray slice (one copy, not two): the core only reads it and slices
+                    # the payload, which is sent right away.
+                    frame = cast(bytes, buffer[pos : pos + size])
+                    found = channel_data(frame, client, key, now)
+                    pos += size
+                    completed += 1
+                    if found is not None:
+                        relay, peer, payload = found
+                        send = senders.get(relay)
+                        if send is not None:
+                            try:
+                                send(payload, peer)
+                            except OSError as exc:
+                                _send_failed(exc, peer)
+                    continue
                 frame = bytes(buffer[pos : pos + size])
                 pos += size
                 completed += 1
-                if channel:
-                    found = core.channel_data_fast(frame, client, key, now)
-                elif first == 0 and frame[1] == 0x16:
+                if first == 0 and frame[1] == 0x16:
                     found = core.send_indication_fast(frame, client, key, now)
                 else:
                     actions = core.handle(frame, client, key, now)
@@ -459,9 +519,13 @@ class _ClientStream(asyncio.Protocol):
                         return completed
                     continue
                 if found is not None:
-                    relay = relays.get(found[0])
-                    if relay is not None:
-                        relay.sendto(found[2], found[1])
+                    relay, peer, payload = found
+                    send = senders.get(relay)
+                    if send is not None:
+                        try:
+                            send(payload, peer)
+                        except OSError as exc:
+                            _send_failed(exc, peer)
         finally:
             del buffer[:pos]
 
@@ -511,6 +575,10 @@ class RelayServer:
         self.udp_listeners: dict[Transport, _UdpEndpoint] = {}
         self.udp_by_local: dict[Address, _UdpEndpoint] = {}
         self.relays: dict[Address, _UdpEndpoint] = {}
+        # The endpoints' raw send callables, by the same keys as udp_by_local and relays, for
+        # the hot paths (kept in step with those dicts).
+        self.listener_senders: dict[Address, Callable[[bytes, Address], object]] = {}
+        self.relay_senders: dict[Address, Callable[[bytes, Address], object]] = {}
         self.streams: dict[tuple[Transport, Address], _ClientStream] = {}
         self.dropped_to_slow_clients = 0
         self._held: dict[Address, socket.socket] = {}  # ports reserved by EVEN-PORT's R bit
@@ -567,10 +635,12 @@ class RelayServer:
         for relay in self.relays.values():
             relay.close()
         self.relays.clear()
+        self.relay_senders.clear()
         for listener in self.udp_listeners.values():
             listener.close()
         self.udp_listeners.clear()
         self.udp_by_local.clear()
+        self.listener_senders.clear()
         self._addresses.clear()
         # Let the transports' close callbacks run so their sockets are really closed now.
         for _ in range(3):
@@ -702,6 +772,7 @@ class RelayServer:
             raise
         self.udp_listeners[key] = endpoint
         self.udp_by_local[key.local] = endpoint
+        self.listener_senders[key.local] = endpoint.send
         self._addresses.append(("udp", host, bound))
 
     async def _serve_stream(
@@ -721,6 +792,7 @@ class RelayServer:
             listener.close()
         self.udp_listeners.clear()
         self.udp_by_local.clear()
+        self.listener_senders.clear()
         for _, server in self._servers:
             server.close()
             await server.wait_closed()
@@ -752,6 +824,7 @@ class RelayServer:
                 task.add_done_callback(self._tasks.discard)
             elif type(action) is CloseRelay:
                 relay = self.relays.pop(action.relay, None)
+                self.relay_senders.pop(action.relay, None)
                 if relay is not None:
                     relay.close()
                 held = self._held.pop(action.relay, None)
@@ -810,6 +883,7 @@ class RelayServer:
             sock.close()
             raise
         self.relays[relay] = endpoint
+        self.relay_senders[relay] = endpoint.send
         return relay
 
     def _reached(self, ft: FiveTuple) -> str | None:

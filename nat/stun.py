@@ -638,21 +638,22 @@ def encode_channel_data(channel: int, payload: bytes, *, pad: bool = False) -> b
     return head + payload
 
 
-def stream_frame_length(buffer: bytes | bytearray | memoryview) -> int | None:
-    """Bytes taken by the next STUN or ChannelData message at the start of a TCP stream.
+def stream_frame_length(buffer: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
+    """Bytes taken by the next STUN or ChannelData message at ``pos`` in a TCP stream's buffer.
 
     None means more bytes are needed; raises :class:`StunFormatError` when the stream cannot be
     STUN/TURN at all (the connection should be closed). RFC 8656 §12.5: ChannelData over a
-    stream is padded to a multiple of 4, its length field not counting the padding.
+    stream is padded to a multiple of 4, its length field not counting the padding. (An offset
+    rather than a slice: no copy per frame on the TCP hot path.)
     """
-    if len(buffer) < 4:
+    if len(buffer) - pos < 4:
         return None
-    first = buffer[0]
-    length = (buffer[2] << 8) | buffer[3]
+    first = buffer[pos]
+    length = (buffer[pos + 2] << 8) | buffer[pos + 3]
     if first < 0x40:
         return HEADER_LENGTH + length
     if first < 0x80:
-        return CHANNEL_DATA_HEADER + length + _pad(length)
+        return CHANNEL_DATA_HEADER + length + (-length & 3)
     raise StunFormatError(f"stream byte 0x{first:02X} starts neither STUN nor ChannelData")
 
 
@@ -754,6 +755,7 @@ def binding_response_encoder(
     crc32 = binascii.crc32
     fp_head = _ATTR_HEADER.pack(0x8028, 4)
     u32 = _U32.pack
+    tails: dict[Address, bytes] = {}
 
     def encode(transaction_id: bytes, mapped: Address) -> bytes:
         host, port = mapped
@@ -763,12 +765,16 @@ def binding_response_encoder(
             attr = _ATTR_HEADER.pack(0x0020, 20) + struct.pack(">BBH", 0, _FAMILY_V6, port ^ xport)
             out = head + attr + raw + software_tlv
         else:
-            address = int.from_bytes(inet_pton(socket.AF_INET, host), "big") ^ cookie
-            out = (
-                header(0x0101, length_v4, cookie, transaction_id)
-                + v4(0x0020, 8, 0, _FAMILY_V4, port ^ xport, address)
-                + software_tlv
-            )
+            # An IPv4 XOR-MAPPED-ADDRESS does not depend on the transaction id (RFC 8489
+            # §14.2): kept per client with SOFTWARE after it, as Binding floods repeat sources.
+            tail = tails.get(mapped)
+            if tail is None:
+                address = int.from_bytes(inet_pton(socket.AF_INET, host), "big") ^ cookie
+                tail = v4(0x0020, 8, 0, _FAMILY_V4, port ^ xport, address) + software_tlv
+                if len(tails) >= _PEER_CACHE_MAX:
+                    tails.clear()
+                tails[mapped] = tail
+            out = header(0x0101, length_v4, cookie, transaction_id) + tail
         if add_fingerprint:
             return out + fp_head + u32((crc32(out) ^ FINGERPRINT_XOR) & 0xFFFFFFFF)
         return out

@@ -132,6 +132,8 @@ def _worker_main(
 ) -> None:
     """A worker process: serve until SIGTERM, then send the stats to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # SIGTERM stays blocked (as the parent forked us) until the loop's handler is installed in
+    # _serve_worker: a stop during start-up is then a clean stop, not a death by signal.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         code = run_loop(_serve_worker(config, listeners, ledger, book, conn))
@@ -151,6 +153,7 @@ async def _serve_worker(
 ) -> int:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending one sets stop now
     server = RelayServer(config, listeners=listeners, ledger=ledger, reservations=book)
     try:
         await server.start()
@@ -203,30 +206,36 @@ def serve_workers(
                 args=(mine, listeners, ledger, book, child, run_loop),
                 name=f"peercall-relay-worker-{len(running) + 1}",
             )
-            process.start()
+            # The child inherits the blocked SIGTERM (see _worker_main); ours, if one came
+            # meanwhile, is delivered to on_signal when unblocked.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            try:
+                process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             child.close()
             running.append(_Worker(process, parent))
         first = [(kind, host, sock.getsockname()[1]) for kind, host, sock in per_worker[0]]
         for listeners in per_worker:  # the workers have their own copies now
             for _, _, sock in listeners:
                 sock.close()
-        for worker in running:
-            status, detail = _receive(worker)
-            if status != "ready":
-                raise ServiceError(f"relay worker failed to start: {detail}")
-        _announce(config, first, workers, out, describe)
-        failed = _wait(running, lambda: stopping)
+        ready, failed = _await_ready(running, lambda: stopping)
+        if failed is not None:
+            raise ServiceError(failed)
+        if ready:  # else stopped during start-up: a clean stop, with nothing to announce
+            _announce(config, first, workers, out, describe)
+            failed = _wait(running, lambda: stopping)
     finally:
         for worker in running:
             if worker.process.is_alive():
                 worker.process.terminate()  # SIGTERM: the worker stops its relay cleanly
         for worker in running:
-            if worker.stats is None:
-                with contextlib.suppress(EOFError, OSError):
-                    if worker.conn.poll(15):
-                        status, detail = worker.conn.recv()
-                        if status == "stats":
-                            worker.stats = detail
+            # A worker stopped during start-up may still send "ready" before its stats.
+            with contextlib.suppress(EOFError, OSError):
+                while worker.stats is None and worker.conn.poll(15):
+                    status, detail = worker.conn.recv()
+                    if status == "stats":
+                        worker.stats = detail
             worker.process.join(15)
             if worker.process.is_alive():
                 worker.process.kill()
@@ -251,8 +260,33 @@ def _receive(worker: _Worker) -> tuple[str, Any]:
     try:
         status, detail = worker.conn.recv()
     except (EOFError, OSError):
-        return "error", f"exited with {worker.process.exitcode}"
+        worker.process.join(5)  # the pipe closes just before the exit code is known
+        return "exited", worker.process.exitcode
     return status, detail
+
+
+def _await_ready(running: list[_Worker], stopping: Callable[[], bool]) -> tuple[bool, str | None]:
+    """Wait for every worker's "ready": ``(True, None)`` when all are, ``(False, None)`` when
+    asked to stop meanwhile, ``(False, reason)`` when one failed (a one-line reason).
+
+    A worker that exits 0 before it is ready was told to stop with the rest of the process
+    group (as in :func:`_wait`): a clean stop, like a stop asked of the parent.
+    """
+    waiting = {worker.conn: worker for worker in running}
+    while waiting:
+        if stopping():
+            return False, None
+        for conn in multiprocessing.connection.wait(list(waiting), timeout=0.2):
+            worker = waiting.pop(conn)  # type: ignore[call-overload]
+            status, detail = _receive(worker)
+            if status == "ready":
+                continue
+            if status == "exited" and (detail == 0 or stopping()):
+                return False, None
+            if status == "exited":
+                return False, f"relay worker failed to start: exited with {detail}"
+            return False, f"relay worker failed to start: {detail}"
+    return not stopping(), None
 
 
 def _wait(running: list[_Worker], stopping: Callable[[], bool]) -> str | None:

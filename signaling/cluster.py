@@ -16,8 +16,11 @@ subscribes to ``peercall:node:<id>``. Nodes announce themselves in the sorted se
 stopped beating is treated as dropped (its resume grace starts). Connections per address are
 counted per node in ``peercall:ip:<address>`` and summed over live nodes, so the cap holds
 across the cluster; the per-connection rate limit holds because a connection lives on one
-node. Queued-bytes and seats-per-address caps and the per-address secret back-off are counted
-per node (the per-room back-off is in the room, so cluster-wide).
+node. What each address holds over every room (queued bytes, seats) is ``peercall:use:<address>``
+and its wrong-secret record ``peercall:guess:<address>``: read before a join or relay, changed
+by the same script that stores the room (so only when the room is stored, never twice after a
+conflict), with a TTL. So the byte and seat caps and the per-address back-off hold over the
+cluster; the per-room caps and back-off are in the room itself.
 
 Client: redis-py's ``redis.asyncio`` (the reference client, kept by Redis Inc., speaks to
 Valkey unchanged, typed); one connection pool for commands and one for pub/sub.
@@ -27,18 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from signaling.errors import SignalingError
+from signaling.ratelimit import Backoff
 from signaling.rooms import (
     Action,
     Close,
@@ -47,7 +52,7 @@ from signaling.rooms import (
     room_from_dict,
     room_to_dict,
 )
-from signaling.ws_protocol import Ping, Pong, encode_frame
+from signaling.ws_protocol import Join, Ping, Pong, Relay, encode_frame
 
 if TYPE_CHECKING:
     from signaling.server import SignalingServer
@@ -62,13 +67,23 @@ DEAD_AFTER: Final = 10.0
 _RETRIES: Final = 16
 POOL_SIZE: Final = 16
 _PONG: Final = encode_frame(Pong())
+# What an address holds is kept this long after its last change. Longer than any room lives
+# unchanged (a call's seat stays while its peers only ping); a count a dead cluster never took
+# back (its rooms expired in Redis) heals after it.
+_USAGE_TTL_MS: Final = 3600_000
 
 # Compare-and-set of one room, and the frames it sends to other nodes, in one round trip.
 # KEYS[1]: the room hash. ARGV: [1] the version this node's copy has ('0': no room), [2] the new
 # JSON ('' deletes the room, '=' leaves it as it is), [3] TTL in ms, [4] the new version (random:
-# a deleted and re-created room never matches a stale copy), then channel/payload pairs to
-# PUBLISH once stored (so forwarded frames leave in the order the room changed). Returns {1} when
-# stored, else {0, version, JSON} of the room as it is now, to run the rules again on.
+# a deleted and re-created room never matches a stale copy), [5] the per-address changes this
+# event makes, as JSON ('' for none; applied only when the room is stored, so a rule run again
+# after a conflict never counts twice), then channel/payload pairs to PUBLISH once stored (so
+# forwarded frames leave in the order the room changed). Returns {1} when stored, else
+# {0, version, JSON} of the room as it is now, to run the rules again on.
+# The per-address changes: ['u', key, bytes, seats, ttl_ms] adds to what an address holds over
+# every room of the cluster; ['f', key, now, free, base, cap, forget] is a wrong secret from an
+# address (signaling.ratelimit.Backoff.fail, in Lua so that two nodes' failures both count);
+# ['ok', key] a right one, which starts the address's back-off over.
 _STORE: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
 local v = cur[1] or '0'
@@ -79,9 +94,116 @@ elseif ARGV[2] ~= '=' then
   redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+if ARGV[5] ~= '' then
+  for _, op in ipairs(cjson.decode(ARGV[5])) do
+    local k = op[2]
+    if op[1] == 'u' then
+      local b = redis.call('HINCRBY', k, 'b', op[3])
+      local n = redis.call('HINCRBY', k, 'n', op[4])
+      if b <= 0 and n <= 0 then
+        redis.call('DEL', k)
+      else
+        if b < 0 then redis.call('HSET', k, 'b', 0) end
+        if n < 0 then redis.call('HSET', k, 'n', 0) end
+        redis.call('PEXPIRE', k, op[5])
+      end
+    elseif op[1] == 'f' then
+      local now, free, base, cap, forget = op[3], op[4], op[5], op[6], op[7]
+      local rec = redis.call('HMGET', k, 'f', 'l')
+      local f = tonumber(rec[1]) or 0
+      if f > 0 and now - (tonumber(rec[2]) or 0) > forget then
+        f = 0
+        redis.call('HSET', k, 'u', '0')
+      end
+      f = f + 1
+      redis.call('HSET', k, 'f', f, 'l', string.format('%.6f', now))
+      if f > free then
+        local delay = math.min(cap, base * 2 ^ math.min(f - free - 1, 30))
+        redis.call('HSET', k, 'u', string.format('%.6f', now + delay))
+      end
+      redis.call('PEXPIRE', k, math.ceil((forget + cap) * 1000))
+    else
+      redis.call('DEL', k)
+    end
+  end
+end
+for i = 6, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return {1}
 """
+
+
+class _Batcher:
+    """Automatic pipelining of the store script, on a connection of its own: every call made
+    while a batch is in flight goes out with the next batch, in one write, and the replies are
+    read in order (Redis answers a connection's commands in the order it sent them). redis-py's
+    per-command path (pool checkout, retry wrapper, one write and one read wait per command)
+    cost more CPU than the room rules and Redis together at a few hundred events/s."""
+
+    def __init__(self, pool: Any, script: str) -> None:
+        self._pool = pool
+        self._script = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._inflight: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._conn: Any = None
+
+    async def call(self, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA of the script, batched with the calls around it."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((("EVALSHA", self._sha, len(keys), *keys, *args), future))
+        self._wake.set()
+        return await future
+
+    async def run(self) -> None:
+        self._conn = await self._pool.get_connection()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                batch, self._pending = self._pending, []
+                self._inflight = batch
+                if batch:
+                    await self._send(batch)
+                self._inflight = []
+        finally:
+            for _, future in self._inflight + self._pending:
+                if not future.done():
+                    future.set_exception(RedisError("room store stopped"))
+            await self._pool.release(self._conn)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        conn = self._conn
+        again = []
+        try:
+            await conn.send_packed_command(
+                conn.pack_commands([command for command, _ in batch]), check_health=False
+            )
+            for command, future in batch:
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:
+                    if str(exc).startswith("NOSCRIPT"):  # Redis restarted: load it again
+                        again.append((command, future))
+                    elif not future.done():
+                        future.set_exception(exc)
+                    continue
+                if not future.done():
+                    future.set_result(reply)
+            if again:
+                await conn.send_command("SCRIPT", "LOAD", self._script)
+                await conn.read_response()
+                self._pending[:0] = again
+                self._wake.set()
+        except (RedisError, OSError) as exc:
+            # the connection is dropped (redis-py reconnects on the next send); every caller
+            # of this batch sees the failure (its frame's connection is closed with 1011 and
+            # the client resumes, so nothing is lost)
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
 
 
 @dataclass(slots=True)
@@ -91,6 +213,7 @@ class _Copy:
     version: str
     text: str
     room: Room | None
+    parsed: bool = True  # False: pushed by another node, ``room`` not built from ``text`` yet
 
 
 def _counter(version: str) -> int:
@@ -119,7 +242,7 @@ class RedisRooms:
             raise SignalingError(f"invalid Redis URL {url!r}: {exc}") from None
         # A room stays while its peers ping (every heartbeat) and for the grace after that.
         self.room_ttl_ms = int((server.resume_grace + 2 * server.idle_timeout) * 1000)
-        self._store: Any = None
+        self._store: _Batcher | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._copies: dict[str, _Copy] = {}
         self._deferred: dict[str, list[Send | Close]] = {}  # frames held behind a room event
@@ -138,7 +261,8 @@ class RedisRooms:
     async def start(self) -> None:
         try:
             await self.redis.ping()
-            self._store = self.redis.register_script(_STORE)
+            await self.redis.script_load(_STORE)
+            self._store = _Batcher(self.redis.connection_pool, _STORE)
             await self._beat()
             self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             await self._pubsub.subscribe(self._channel(self.node))
@@ -149,6 +273,7 @@ class RedisRooms:
             asyncio.create_task(self._beat_loop(), name="redis heartbeat"),
             asyncio.create_task(self._read_loop(), name="redis subscriber"),
             asyncio.create_task(self._publish_loop(), name="redis publisher"),
+            asyncio.create_task(self._store.run(), name="redis room store"),
         ]
         logger.info("shared rooms on %s as node %s", self.url, self.node)
 
@@ -256,8 +381,69 @@ class RedisRooms:
                     logger.info("node of %s in room %s is gone", slot.peer, room.name)
                     out += self.table.detach(room, slot, now)
 
+    async def _address_state(
+        self, address: str, guesses: bool
+    ) -> tuple[tuple[int, int], Backoff | None]:
+        """What ``address`` holds over the cluster (queued bytes, seats) and, with
+        ``guesses``, its wrong-secret record: one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(PREFIX + "use:" + address, ["b", "n"])
+        if guesses:
+            pipe.hmget(PREFIX + "guess:" + address, ["f", "l", "u"])
+        result = await pipe.execute()
+        self.round_trips += 1
+        b, n = result[0]
+        record = None
+        if guesses and result[1][0] is not None:
+            f, last, until = result[1]
+            record = Backoff(int(f), float(until or 0), float(last or 0))
+        return (int(b or 0), int(n or 0)), record
+
+    async def usage(self, address: str) -> tuple[int, int]:
+        """(queued bytes, seats) that ``address`` holds over every room of the cluster."""
+        return (await self._address_state(address, False))[0]
+
+    def _address_ops(
+        self,
+        name: str,
+        before: dict[str, tuple[int, int]],
+        now: float,
+        address: str | None,
+        guesses: Backoff | None,
+        wrong_before: int,
+    ) -> str:
+        """The per-address changes of the event just run (the store script's ARGV[5])."""
+        table = self.table
+        ops: list[list[Any]] = []
+        if table.accounting:
+            after = table.held_in(name)
+            for a in before.keys() | after.keys():
+                b0, n0 = before.get(a, (0, 0))
+                b1, n1 = after.get(a, (0, 0))
+                if b1 != b0 or n1 != n0:
+                    ops.append(["u", PREFIX + "use:" + a, b1 - b0, n1 - n0, _USAGE_TTL_MS])
+        if address is not None:
+            lim = table.limits
+            key = PREFIX + "guess:" + address
+            if table.stats.wrong_secrets > wrong_before:
+                base = lim.secret_backoff_base
+                cap = lim.secret_backoff_cap_address
+                ops.append(
+                    ["f", key, now, lim.secret_free_per_address, base, cap, lim.secret_forget]
+                )
+            elif guesses is not None and table.guesses_of(address) is None:
+                ops.append(["ok", key])
+        return json.dumps(ops) if ops else ""
+
     async def _run_on_room(
-        self, name: str, now: float, rule: Any, acting: str | None = None
+        self,
+        name: str,
+        now: float,
+        rule: Any,
+        acting: str | None = None,
+        address: str | None = None,
+        totals: tuple[int, int] | None = None,
+        guesses: Backoff | None = None,
     ) -> list[Action]:
         """Apply ``rule()`` (a RoomTable call) to room ``name`` and store the result with a
         compare-and-set; on a conflict (another node changed the room) run it again on the room
@@ -265,6 +451,8 @@ class RedisRooms:
         trip. Returns the actions for this node's connections."""
         conns = self.table.conns
         copy = self._copies.get(name)
+        if copy is not None and not copy.parsed:
+            copy = self._copies[name] = self._parse(copy.version, copy.text)
         if copy is None:
             version, data = await self.redis.hmget(PREFIX + "room:" + name, ["v", "d"])
             self.round_trips += 1
@@ -290,9 +478,15 @@ class RedisRooms:
                     await self._alive_nodes(unknown)
                 self._detach_dead(room, now, out)
                 self.table.rooms[name] = room
+            # the cluster-wide per-address figures this rule checks and changes
+            table = self.table
+            table.adopt(room, address, totals, replace(guesses) if guesses else None)
+            held_before = dict(table.held_in(name))
+            wrong_before = table.stats.wrong_secrets
             try:
                 out += rule()
                 after_room = self.table.rooms.get(name)
+                ops = self._address_ops(name, held_before, now, address, guesses, wrong_before)
             except BaseException:
                 self._copies.pop(name, None)  # the copy may be half-changed
                 raise
@@ -320,13 +514,15 @@ class RedisRooms:
                     # before the frames: the peer's answer to them must find the copy fresh
                     remote[:0] = [self._channel(node), f"R{name}\n{new_version}\n{after}"]
             try:
-                result = await self._store(
-                    keys=[PREFIX + "room:" + name],
-                    args=[
+                assert self._store is not None
+                result = await self._store.call(
+                    [PREFIX + "room:" + name],
+                    [
                         copy.version,
                         after if changed else "=",
                         self.room_ttl_ms,
                         new_version,
+                        ops,
                         *remote,
                     ],
                 )
@@ -364,7 +560,9 @@ class RedisRooms:
         if not text:
             self._copies.pop(name, None)
         else:
-            self._copies[name] = self._parse(version, text)
+            # parsed when an event needs it: of two pushes in a row (the peer's ack, then its
+            # answer) only the last is ever read
+            self._copies[name] = _Copy(version, text, None, parsed=False)
 
     @staticmethod
     def _parse(version: str, text: str) -> _Copy:
@@ -379,6 +577,8 @@ class RedisRooms:
     def _forget_copy(self, name: str) -> None:
         """No connection of ours is in room ``name`` any more: drop the cached copy."""
         copy = self._copies.get(name)
+        if copy is not None and not copy.parsed:
+            copy = self._copies[name] = self._parse(copy.version, copy.text)
         if (
             copy is None
             or copy.room is None
@@ -412,10 +612,23 @@ class RedisRooms:
                     await self.redis.pexpire(PREFIX + "room:" + name, self.room_ttl_ms)
                     self.round_trips += 1
             return [Send(conn_id, _PONG)]
+        address: str | None = None
+        totals: tuple[int, int] | None = None
+        guesses: Backoff | None = None
         try:
+            if isinstance(frame, Join) or (isinstance(frame, Relay) and table.accounting):
+                # the caps and back-off per address hold over the cluster: read them from Redis
+                address = conn.address
+                totals, guesses = await self._address_state(address, isinstance(frame, Join))
             async with self._room_lock(name):
                 actions = await self._run_on_room(
-                    name, now, lambda: table.dispatch(conn, frame, now), conn_id
+                    name,
+                    now,
+                    lambda: table.dispatch(conn, frame, now),
+                    conn_id,
+                    address,
+                    totals,
+                    guesses,
                 )
                 self.server._run(actions)
         except (RedisError, OSError, SignalingError) as exc:

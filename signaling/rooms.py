@@ -591,14 +591,7 @@ class RoomTable:
         """Re-count what each address holds in ``room`` (seats, queued bytes)."""
         if not self._accounting:
             return
-        now: dict[str, tuple[int, int]] = {}
-        if room.name in self.rooms:
-            for s in room.slots:
-                b, n = now.get(s.address, (0, 0))
-                now[s.address] = (b, n + 1)
-            for q in room.queued():
-                b, n = now.get(q.address, (0, 0))
-                now[q.address] = (b + q.size, n)
+        now = room_usage(room) if room.name in self.rooms else {}
         before = self._usage.pop(room.name, {})
         for address, (b, n) in before.items():
             total = self._totals[address]
@@ -618,6 +611,44 @@ class RoomTable:
         """Drop ``name`` from this table (the Redis backend, after storing it) but keep what
         its addresses hold in the per-address totals until the room is loaded again."""
         self.rooms.pop(name, None)
+
+    def adopt(
+        self,
+        room: Room | None,
+        address: str | None = None,
+        totals: tuple[int, int] | None = None,
+        guesses: Backoff | None = None,
+    ) -> None:
+        """A shared table (the Redis backend), before one event on ``room``: forget what
+        other rooms held here, and take ``room``'s own usage and, for the acting ``address``,
+        its cluster-wide totals and wrong-secret record (what Redis holds)."""
+        self._usage.clear()
+        self._totals.clear()
+        self._guesses.clear()
+        if room is not None and self._accounting:
+            held = room_usage(room)
+            if held:
+                self._usage[room.name] = held
+            for a, (b, n) in held.items():
+                self._totals[a] = [b, n]
+        if address is not None:
+            if totals is not None and self._accounting:
+                self._totals[address] = list(totals)
+            if guesses is not None:
+                self._guesses[address] = guesses
+
+    @property
+    def accounting(self) -> bool:
+        """Whether per-address bytes or seats are capped (else they are not counted)."""
+        return self._accounting
+
+    def held_in(self, name: str) -> dict[str, tuple[int, int]]:
+        """What each address holds in room ``name`` as last counted: (bytes, seats)."""
+        return self._usage.get(name, {})
+
+    def guesses_of(self, address: str) -> Backoff | None:
+        """The wrong-secret record of ``address`` (None: none, or a right secret cleared it)."""
+        return self._guesses.get(address)
 
     def usage(self, address: str) -> tuple[int, int]:
         """(queued bytes, seats) held by ``address`` over every room."""
@@ -644,6 +675,18 @@ class RoomTable:
 
 
 _PONG: Final = encode_frame(Pong())
+
+
+def room_usage(room: Room) -> dict[str, tuple[int, int]]:
+    """What each address holds in ``room``: (queued bytes, seats)."""
+    held: dict[str, tuple[int, int]] = {}
+    for s in room.slots:
+        b, n = held.get(s.address, (0, 0))
+        held[s.address] = (b, n + 1)
+    for q in room.queued():
+        b, n = held.get(q.address, (0, 0))
+        held[q.address] = (b + q.size, n)
+    return held
 
 
 # --- room state as plain data (the Redis backend stores it) -----------------------------
@@ -729,4 +772,5 @@ __all__ = [
     "error_text",
     "room_from_dict",
     "room_to_dict",
+    "room_usage",
 ]

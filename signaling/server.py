@@ -496,13 +496,16 @@ class SignalingServer(Service):
                     # sender's handler; its unacked relays stay queued and keepalive pings
                     # drop it if it hangs.
                     broadcast((link.ws,), action.text)
-                elif self._cluster is not None:
+                elif self._cluster is not None and not action.conn.startswith(self._node):
+                    # Only other nodes' connections go through Redis: one of ours that has
+                    # gone (closed while a frame for it was in flight) is dropped here, else
+                    # the frame would come back on our own channel and go round forever.
                     self._cluster.forward(action)
             elif isinstance(action, Close):
                 link = self._links.get(action.conn)
                 if link is not None:
                     self._close_link(action, link)
-                elif self._cluster is not None:
+                elif self._cluster is not None and not action.conn.startswith(self._node):
                     self._cluster.forward(action)
             elif isinstance(action, Arm):
                 self._arm(action)

@@ -1,12 +1,18 @@
-"""Once-a-second call statistics as a pure function of (report, previous counters, now)."""
+"""Once-a-second call statistics as a pure function of (report, previous counters, now), and
+per candidate pair counters of STUN checks and bytes (aioice keeps none)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
-from app.events import StatsSample
+from app.events import PairCounters, StatsSample, StreamStats
+
+# RTP clock rates, to turn RFC 3550 jitter (timestamp units) into ms: Opus always uses
+# 48 kHz (RFC 7587 §4.1), VP8 90 kHz (RFC 7741 §4.1).
+CLOCK_RATES = {"audio": 48_000, "video": 90_000}
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ def sample(
                 lost += stat.packetsLost
                 seen_lost = True
     rate_in = rate_out = None
+    streams = _streams(report)
     if previous is not None:
         dt = max(now - previous.at, 1e-3)
         rate_in = max(0.0, (bytes_in - previous.bytes_in) * 8 / 1000 / dt)
@@ -66,5 +73,196 @@ def sample(
         bitrate_in_kbps=rate_in,
         bitrate_out_kbps=rate_out,
         extra=dict(extra or {}),
+        streams=streams,
     )
     return result, Counters(now, bytes_in, bytes_out)
+
+
+def _jitter_ms(kind: str, units: float | None) -> float | None:
+    rate = CLOCK_RATES.get(kind)
+    return None if units is None or rate is None else float(units) * 1000.0 / rate
+
+
+def _streams(report: Mapping[str, Any]) -> tuple[StreamStats, ...]:
+    """Each inbound-rtp / outbound-rtp of the report; what we send gets its loss and jitter
+    from the remote-inbound-rtp of the same SSRC (the peer's receiver report)."""
+    remote = {
+        stat.ssrc: stat
+        for stat in report.values()
+        if getattr(stat, "type", "") == "remote-inbound-rtp"
+    }
+    found = []
+    for stat in report.values():
+        kind = getattr(stat, "type", "")
+        if kind == "inbound-rtp":
+            found.append(
+                StreamStats(
+                    kind=stat.kind,
+                    direction="in",
+                    ssrc=stat.ssrc,
+                    packets=stat.packetsReceived,
+                    bytes=None,  # aiortc's inbound-rtp has no bytesReceived
+                    packets_lost=stat.packetsLost,
+                    jitter_ms=_jitter_ms(stat.kind, stat.jitter),
+                )
+            )
+        elif kind == "outbound-rtp":
+            report_back = remote.get(stat.ssrc)
+            found.append(
+                StreamStats(
+                    kind=stat.kind,
+                    direction="out",
+                    ssrc=stat.ssrc,
+                    packets=stat.packetsSent,
+                    bytes=stat.bytesSent,
+                    packets_lost=report_back.packetsLost if report_back is not None else None,
+                    jitter_ms=(
+                        _jitter_ms(stat.kind, report_back.jitter)
+                        if report_back is not None
+                        else None
+                    ),
+                )
+            )
+    order = {("audio", "in"): 0, ("audio", "out"): 1, ("video", "in"): 2, ("video", "out"): 3}
+    return tuple(sorted(found, key=lambda s: (order.get((s.kind, s.direction), 9), s.ssrc)))
+
+
+# --- candidate pair counters ---------------------------------------------------------------
+
+_MAGIC_COOKIE = b"\x21\x12\xa4\x42"  # RFC 8489 §5
+_PENDING_LIMIT = 64  # unanswered checks remembered per socket (consent checks on a dead path)
+
+
+def stun_kind(data: bytes) -> tuple[int, int, bytes] | None:
+    """(class, method, transaction ID) of a STUN message, or None for anything else.
+
+    RFC 7983 §7: a datagram whose first byte is 0..3 is STUN; RFC 8489 §5 places the magic
+    cookie at bytes 4..7 and interleaves the class bits C1 (0x100) and C0 (0x010) with the
+    method bits of the 14-bit message type. Class 0 is a request, 2 a success response.
+    """
+    if len(data) < 20 or data[0] > 3 or data[4:8] != _MAGIC_COOKIE:
+        return None
+    kind = (data[0] << 8) | data[1]
+    klass = ((kind >> 7) & 0x2) | ((kind >> 4) & 0x1)
+    method = (kind & 0x000F) | ((kind >> 1) & 0x0070) | ((kind >> 2) & 0x0F80)
+    return klass, method, bytes(data[8:20])
+
+
+_REQUEST, _SUCCESS = 0, 2
+_BINDING = 1
+
+
+class _Count:
+    """Mutable counters of one (socket, remote address): what :class:`PairCounters` freezes."""
+
+    def __init__(self) -> None:
+        self.requests_sent = self.requests_received = 0
+        self.responses_sent = self.responses_received = 0
+        self.retransmissions_sent = 0
+        self.current_rtt_ms: float | None = None
+        self.total_rtt_ms = 0.0
+        self.rtt_samples = 0
+        self.bytes_sent = self.bytes_received = 0
+
+    def freeze(self) -> PairCounters:
+        return PairCounters(**{f.name: getattr(self, f.name) for f in fields(PairCounters)})
+
+
+class CheckCounter:
+    """Counts, on one aioice socket (StunProtocol), the ICE checks and data per remote address.
+
+    It wraps the protocol instance's ``send_stun``, ``send_data`` and ``datagram_received``:
+    every check, its retransmissions, the responses and the media pass through them, for host
+    and relay (TURN) sockets alike (aioice hands relayed data to the same methods).
+    """
+
+    def __init__(self, protocol: Any, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self.counts: dict[tuple[str, int], _Count] = {}
+        # transaction ID -> (remote address, first send time, copies sent)
+        self._pending: dict[bytes, tuple[tuple[str, int], float, int]] = {}
+        send_stun, send_data = protocol.send_stun, protocol.send_data
+        received = protocol.datagram_received
+
+        def counting_send_stun(message: Any, addr: tuple[str, int]) -> None:
+            self.sent_stun(bytes(message), addr)
+            send_stun(message, addr)
+
+        async def counting_send_data(data: bytes, addr: tuple[str, int]) -> None:
+            self.count(addr).bytes_sent += len(data)
+            await send_data(data, addr)
+
+        def counting_received(data: Any, addr: Any) -> None:
+            self.received(data, (addr[0], addr[1]))
+            received(data, addr)
+
+        protocol.send_stun = counting_send_stun
+        protocol.send_data = counting_send_data
+        protocol.datagram_received = counting_received
+
+    def count(self, addr: tuple[str, int]) -> _Count:
+        found = self.counts.get(addr)
+        if found is None:
+            found = self.counts[addr] = _Count()
+        return found
+
+    def sent_stun(self, data: bytes, addr: tuple[str, int]) -> None:
+        kind = stun_kind(data)
+        if kind is None or kind[1] != _BINDING:
+            return
+        klass, _, tid = kind
+        if klass == _REQUEST:
+            # RFC 8445 §7.2.2: a check carries USERNAME; a srflx query to a STUN server is
+            # not a check, but it goes to the server's address, which no pair has.
+            count = self.count(addr)
+            pending = self._pending.get(tid)
+            if pending is None:
+                count.requests_sent += 1
+                self._pending[tid] = (addr, self._clock(), 1)
+                if len(self._pending) > _PENDING_LIMIT:
+                    del self._pending[next(iter(self._pending))]
+            else:
+                count.retransmissions_sent += 1
+                self._pending[tid] = (pending[0], pending[1], pending[2] + 1)
+        elif klass == _SUCCESS:
+            self.count(addr).responses_sent += 1
+
+    def received(self, data: bytes, addr: tuple[str, int]) -> None:
+        kind = stun_kind(data) if isinstance(data, bytes | bytearray) else None
+        if kind is None:
+            self.count(addr).bytes_received += len(data)
+            return
+        klass, method, tid = kind
+        if method != _BINDING:
+            return
+        if klass == _REQUEST:
+            self.count(addr).requests_received += 1
+        elif klass == _SUCCESS:
+            pending = self._pending.pop(tid, None)
+            if pending is None:
+                return  # a duplicate response, or not one of our checks
+            count = self.count(addr)
+            count.responses_received += 1
+            if pending[2] == 1:  # Karn's rule: only an unambiguous round trip is a sample
+                rtt = (self._clock() - pending[1]) * 1000.0
+                count.current_rtt_ms = rtt
+                count.total_rtt_ms += rtt
+                count.rtt_samples += 1
+
+
+def count_checks(connections: Iterable[Any]) -> None:
+    """Start counting on every socket of these aioice connections not counted yet (call each
+    time a local candidate appears: that is when its socket joins the connection)."""
+    for conn in connections:
+        for protocol in conn._protocols:
+            if getattr(protocol, "_peercall_counter", None) is None:
+                protocol._peercall_counter = CheckCounter(protocol)
+
+
+def pair_counters(pair: Any) -> PairCounters | None:
+    """The counters of an aioice CandidatePair, or None if its socket is not counted."""
+    counter: CheckCounter | None = getattr(pair.protocol, "_peercall_counter", None)
+    if counter is None:
+        return None
+    found = counter.counts.get(pair.remote_addr)
+    return found.freeze() if found is not None else PairCounters()

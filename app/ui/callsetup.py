@@ -74,6 +74,63 @@ class CallMedia:
 MediaFactory = Callable[[], CallMedia]
 
 
+class _LevelTrack:
+    """The remote audio on its way to the sink, peak-metered (duck-typed MediaStreamTrack:
+    everything but ``recv`` goes to the wrapped track)."""
+
+    def __init__(self, track: Any, sink: LevelSink) -> None:
+        self._track = track
+        self._sink = sink
+
+    async def recv(self) -> Any:
+        frame = await self._track.recv()
+        self._sink.feed(frame)
+        return frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._track, name)
+
+
+class LevelSink:
+    """Wraps the remote-audio sink and keeps the peak level of what it plays, for the debug
+    panel's "audio level" (W3C audioLevel: 0..1 linear, 1.0 = full scale). aiortc reports no
+    audio level, so it is measured here: every 5th 20 ms frame, the peak since the last read.
+    """
+
+    EVERY = 5
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self._peak: float | None = None
+        self._count = 0
+
+    async def start(self, track: Any) -> None:
+        await self.sink.start(_LevelTrack(track, self))
+
+    async def stop(self) -> None:
+        await self.sink.stop()
+
+    def feed(self, frame: Any) -> None:
+        self._count += 1
+        if self._count % self.EVERY:
+            return
+        import numpy as np
+
+        samples = np.asarray(frame.to_ndarray())
+        if samples.size == 0:
+            return
+        if samples.dtype.kind == "f":
+            level = float(np.abs(samples).max())
+        else:
+            level = float(np.abs(samples.astype(np.int32)).max()) / 32768.0
+        self._peak = level if self._peak is None else max(self._peak, level)
+
+    def read(self) -> float | None:
+        """The peak since the last read (None before any audio), then start over."""
+        peak, self._peak = self._peak, None
+        return peak
+
+
 def device_media(settings: Settings, on_level: LevelHook | None = None) -> CallMedia:
     """Microphone and speaker from the settings (raises MediaError with one line if absent)."""
     from app.media.audio import MicrophoneTrack, SpeakerSink

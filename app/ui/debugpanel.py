@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app import events as ev
 from app.settings import write_json_atomic
+from app.ui import theme
 from app.ui.presenters import (
     CANDIDATE_COLUMNS,
     PAIR_COLUMNS,
@@ -42,6 +43,7 @@ from app.ui.presenters import (
 logger = logging.getLogger(__name__)
 
 TYPE_COLORS = {"host": "#e6f4ea", "srflx": "#e8f0fe", "prflx": "#fef7e0", "relay": "#fce8e6"}
+SELECTED_COLOR, NOMINATED_COLOR = "#b7e4c7", "#e6f4ea"
 MAX_POINTS = 600  # ten minutes of once-a-second samples per curve
 
 
@@ -96,18 +98,48 @@ def negotiated_codecs(sdp: str) -> dict[str, str]:
     return codecs
 
 
-STREAM_COLUMNS = ("Stream", "Codec", "Frames", "Resolution", "Level / rate")
-
-
-LEGEND = (
-    "Rows: <span style='background:#e6f4ea'>&nbsp;host&nbsp;</span>"
-    " <span style='background:#e8f0fe'>&nbsp;srflx (via STUN)&nbsp;</span>"
-    " <span style='background:#fef7e0'>&nbsp;prflx (learned from checks)&nbsp;</span>"
-    " <span style='background:#fce8e6'>&nbsp;relay (via TURN)&nbsp;</span> ·"
-    " pairs: <span style='background:#b7e4c7'>&nbsp;<b>selected</b>&nbsp;</span>"
-    " <span style='background:#e6f4ea'>&nbsp;nominated&nbsp;</span>"
-    " <span style='color:#6b7280'>grey: no longer checked</span>"
+STREAM_COLUMNS = (
+    "Stream",
+    "Codec",
+    "Frames",
+    "Resolution",
+    "Level / rate",
+    "Packets",
+    "Bytes",
+    "Lost",
+    "Jitter (ms)",
 )
+STREAM_NAMES = {
+    ("audio", "in"): "audio ↓ received",
+    ("audio", "out"): "audio ↑ sent",
+    ("video", "in"): "video ↓ received",
+    ("video", "out"): "video ↑ sent",
+}
+
+
+def _figure(value: float | None, form: str = "{:.0f}") -> str:
+    """A cell: "n/a" when aiortc does not report the figure (never a made-up zero)."""
+    return "n/a" if value is None else form.format(value)
+
+
+def legend() -> str:
+    """The row colours explained; swatch text is dark on its light background in either
+    palette, the rest follows the palette (dark mode)."""
+
+    def swatch(color: str, text: str) -> str:
+        return (
+            f"<span style='background:{color}; color:{theme.DARK_TEXT}'>&nbsp;{text}&nbsp;</span>"
+        )
+
+    return (
+        f"Rows: {swatch(TYPE_COLORS['host'], 'host')}"
+        f" {swatch(TYPE_COLORS['srflx'], 'srflx (via STUN)')}"
+        f" {swatch(TYPE_COLORS['prflx'], 'prflx (learned from checks)')}"
+        f" {swatch(TYPE_COLORS['relay'], 'relay (via TURN)')} ·"
+        f" pairs: {swatch(SELECTED_COLOR, '<b>selected</b>')}"
+        f" {swatch(NOMINATED_COLOR, 'nominated')}"
+        f" <span style='{theme.style('note')}'>grey: no longer checked</span>"
+    )
 
 
 def _table(columns: tuple[str, ...], name: str) -> QTableWidget:
@@ -128,7 +160,9 @@ def _append(table: QTableWidget, values: tuple[str, ...], background: str | None
     for column, value in enumerate(values):
         item = QTableWidgetItem(value)
         if background is not None:
+            # A light row keeps dark text in dark mode too (the palette's text is light there).
             item.setBackground(QBrush(QColor(background)))
+            item.setForeground(QBrush(QColor(theme.DARK_TEXT)))
         table.setItem(row, column, item)
     return row
 
@@ -226,7 +260,7 @@ class DebugPanel(QWidget):
             " STUN/TURN server for srflx and relay candidates (like the Trickle ICE page)"
         )
         self.gather_button.clicked.connect(self.gather)
-        self.legend = QLabel(LEGEND)
+        self.legend = QLabel(legend())
         self.legend.setObjectName("debugLegend")
         self.legend.setWordWrap(True)
 
@@ -386,7 +420,7 @@ class DebugPanel(QWidget):
             key=lambda kv: (kv[0] not in current, not kv[1].selected, not kv[1].nominated),
         )
         for key, pair in ordered:
-            color = "#b7e4c7" if pair.selected else "#e6f4ea" if pair.nominated else None
+            color = SELECTED_COLOR if pair.selected else NOMINATED_COLOR if pair.nominated else None
             if key not in current:
                 pair = replace(pair, selected=False)
                 color = None
@@ -395,7 +429,7 @@ class DebugPanel(QWidget):
                 for column in range(self.pairs.columnCount()):
                     item = self.pairs.item(row, column)
                     if item is not None:
-                        item.setForeground(QBrush(QColor("#6b7280")))
+                        item.setForeground(QBrush(theme.ink_color("note")))
             if pair.selected:
                 font = QFont()
                 font.setBold(True)
@@ -425,26 +459,40 @@ class DebugPanel(QWidget):
         self.bitrate.add("out", sample.at, sample.bitrate_out_kbps)
 
     def _show_streams(self, sample: ev.StatsSample) -> None:
-        """Per stream: codec, frames and resolution (video), level and rate (audio)."""
+        """Per stream: codec, frames and resolution (video), level and rate (audio), and the
+        RTP figures of getStats: packets, bytes, loss and jitter (inbound-rtp/outbound-rtp)."""
         probe = self._streams()
-        level = f"{sample.audio_level:.2f}" if sample.audio_level is not None else "—"
+        measured = probe.get("audio_level", sample.audio_level)  # peak of the last second
+        level = f"{measured:.2f}" if measured is not None else "—"
         rate_in = f"{sample.bitrate_in_kbps:.0f} kbit/s in" if sample.bitrate_in_kbps else "—"
-        rows = [("audio ↓ received", "audio", None, f"level {level}; all media {rate_in}")]
-        rows.append(("audio ↑ sent", "audio", None, "muted" if probe.get("muted") else ""))
-        for name, key in (("video ↓ received", "video_in"), ("video ↑ sent", "video_out")):
-            if key in probe:
-                rows.append((name, "video", probe[key], ""))
+        notes = {
+            ("audio", "in"): f"level {level}; all media {rate_in}",
+            ("audio", "out"): "muted" if probe.get("muted") else "",
+        }
+        rtp: dict[tuple[str, str], ev.StreamStats] = {
+            (s.kind, s.direction): s for s in sample.streams
+        }
+        keys = [("audio", "in"), ("audio", "out")]
+        for key, probe_key in ((("video", "in"), "video_in"), (("video", "out"), "video_out")):
+            if probe_key in probe or key in rtp:
+                keys.append(key)
         self.streams.setRowCount(0)
-        for name, kind, video, note in rows:
+        for kind, direction in keys:
+            video = probe.get(f"{kind}_{direction}") if kind == "video" else None
             frames, size, rate = video if video is not None else (None, None, None)
+            stream = rtp.get((kind, direction))
             _append(
                 self.streams,
                 (
-                    name,
+                    STREAM_NAMES[(kind, direction)],
                     self._codecs.get(kind, "—"),
                     str(frames) if frames is not None else "—",
                     f"{size[0]}×{size[1]}" if size else "—",
-                    note or (f"{rate} fps" if rate is not None else ""),
+                    notes.get((kind, direction)) or (f"{rate} fps" if rate is not None else ""),
+                    _figure(stream.packets if stream else None),
+                    _figure(stream.bytes if stream else None),
+                    _figure(stream.packets_lost if stream else None),
+                    _figure(stream.jitter_ms if stream else None, "{:.1f}"),
                 ),
             )
 
@@ -461,6 +509,7 @@ class DebugPanel(QWidget):
             "ui": {
                 "candidates": {"columns": list(CANDIDATE_COLUMNS), "rows": _rows(self.candidates)},
                 "pairs": {"columns": list(PAIR_COLUMNS), "rows": _rows(self.pairs)},
+                "streams": {"columns": list(STREAM_COLUMNS), "rows": _rows(self.streams)},
                 "timeline": _rows(self.timeline),
                 "ice_servers": _rows(self.servers_table),
                 "stats": list(self.stats),

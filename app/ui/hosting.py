@@ -237,6 +237,11 @@ class RelayHost(QObject):
     def running(self) -> bool:
         return self.server is not None
 
+    @property
+    def started_with(self) -> RelaySettings | None:
+        """What the running relay was started with (None when stopped)."""
+        return self._settings if self.server is not None else None
+
     async def start(self, values: RelaySettings) -> bool:
         """Start the relay; False (and ``errorRaised``) if it cannot."""
         async with self._lock:
@@ -312,6 +317,8 @@ class SignalingHost(QObject):
         super().__init__(parent)
         self.server: Any = None
         self._lock = asyncio.Lock()
+        # What the running server was started with, so Settings → Cancel can start it again.
+        self.started_with: tuple[str, int, dict[str, Any]] | None = None
 
     @property
     def url(self) -> str | None:
@@ -331,6 +338,7 @@ class SignalingHost(QObject):
                 self.runningChanged.emit(False)
                 return False
             self.server = server
+            self.started_with = (host, port, dict(kwargs))
         self.runningChanged.emit(True)
         return True
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui import theme
 from app.ui.presenters import user_message
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class LanPage(QWidget):
         self.peers.setObjectName("lanPeers")
         self.status = QLabel("Looking for PeerCalls on this network…")
         self.status.setWordWrap(True)
-        self.status.setStyleSheet("color: #4a5568;")
+        theme.paint(self.status, "note")
         self.pin = QLineEdit()
         self.pin.setPlaceholderText("PIN (only if the peer asks for one)")
         self.call_button = QPushButton("Call selected peer")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -44,7 +44,7 @@ from app import events as ev
 from app.errors import ConfigError, PeerCallError
 from app.history import CallRecord, History
 from app.settings import Settings, remember_room
-from app.ui import callsetup, hostcall
+from app.ui import callsetup, hostcall, memory, theme
 from app.ui.adapter import CallAdapter
 from app.ui.hosting import RelayHost, SignalingHost
 from app.ui.lanpage import LanPage
@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
     """The PeerCall window."""
 
     closed = Signal()  # emitted once shutdown finished (the app quits then)
+    _repainting = False  # inside changeEvent: restyling children must not recurse
 
     def __init__(
         self,
@@ -186,6 +187,7 @@ class MainWindow(QMainWindow):
         self._tap: Any = None  # the self-view tap on what we send
         self._frame_counts: dict[str, tuple[int, float]] = {}
         self._remote_sink: Any = None  # keeps the other side's newest frame
+        self._audio_level: callsetup.LevelSink | None = None  # peak of the remote audio
         self._shutting_down = False
         self._shutdown_done = False
         self.error_boxes: list[QMessageBox] = []  # stays empty: errors are shown inline
@@ -246,7 +248,7 @@ class MainWindow(QMainWindow):
         _name(self.hosting, "hostingIndicator", "Hosting status")
         self.hosting.setFlat(True)
         self.hosting.setToolTip("What this PeerCall hosts for others; click for the settings")
-        self.hosting.setStyleSheet("QPushButton { color: #2b6cb0; font-weight: bold; }")
+        theme.paint(self.hosting, "accent", "QPushButton {{ {}; font-weight: bold; }}")
         self.hosting.hide()
         self._hosting_timer = QTimer(self)
         self._hosting_timer.setInterval(2000)  # rooms come and go without a signal
@@ -653,6 +655,9 @@ class MainWindow(QMainWindow):
     def _new_session(self) -> Any:
         media = self._media_factory() if self._media_factory else self._device_media()
         self._tap = self._remote_sink = None
+        self._audio_level = None
+        if media.audio_sink is not None:
+            media.audio_sink = self._audio_level = callsetup.LevelSink(media.audio_sink)
         if self._video:
             try:
                 media, self._tap, self._remote_sink = callsetup.with_video(
@@ -950,6 +955,8 @@ class MainWindow(QMainWindow):
 
     def _on_call_ended(self, record: CallRecord) -> None:
         self._stop_ringing()
+        # Once the peer connection has closed and been collected: return what it freed.
+        QTimer.singleShot(1000, memory.release_free_memory)
         if self.lan.host is not None and not self._shutting_down:
             if record.outcome == "failed" and not self.adapter.last_recorded:
                 # Our own room broke while we waited: stop advertising a dead end.
@@ -1043,6 +1050,8 @@ class MainWindow(QMainWindow):
     def _stream_figures(self) -> dict[str, Any]:
         """Video frames, size and rate in each direction, for the debug panel's Streams tab."""
         figures: dict[str, Any] = {"muted": self.mute_button.isChecked()}
+        if self._audio_level is not None:
+            figures["audio_level"] = self._audio_level.read()
         now = time.monotonic()
         for key, source in (("video_in", self._remote_sink), ("video_out", self._tap)):
             if source is None:
@@ -1172,6 +1181,17 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.leave_box = box
         box.open()
+
+    def changeEvent(self, event: QEvent) -> None:
+        """The system switched light/dark mode while running: re-colour our own texts."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and not self._repainting:
+            self._repainting = True  # restyling children must not recurse into here
+            try:
+                theme.repaint(self)
+                self.sas.restyle()
+            finally:
+                self._repainting = False
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._shutdown_done:

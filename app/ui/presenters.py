@@ -189,19 +189,53 @@ def candidate_row(candidate: CandidateInfo) -> tuple[str, ...]:
     )
 
 
-PAIR_COLUMNS = ("Local", "Remote", "State", "Nominated", "Selected")
+PAIR_COLUMNS = (
+    "Local",
+    "Remote",
+    "State",
+    "Nominated",
+    "Selected",
+    "Requests sent",
+    "Requests received",
+    "Responses sent",
+    "Responses received",
+    "RTT (ms)",
+    "Total RTT (ms)",
+    "Bytes sent",
+    "Bytes received",
+)
 
 
 def pair_row(pair: CandidatePairInfo) -> tuple[str, ...]:
+    """The chrome://webrtc-internals candidate grid's columns; "n/a" where nothing counted
+    (a socket that was not watched) rather than a made-up zero."""
+
     def end(c: CandidateInfo) -> str:
         return f"{c.type} {host_port(c.address, c.port)}"
 
+    n = pair.counters
+    if n is None:
+        figures: tuple[str, ...] = ("n/a",) * 8
+    else:
+        rtt = f"{n.current_rtt_ms:.1f}" if n.current_rtt_ms is not None else "—"
+        total = f"{n.total_rtt_ms:.1f}" if n.rtt_samples else "—"
+        figures = (
+            str(n.requests_sent),
+            str(n.requests_received),
+            str(n.responses_sent),
+            str(n.responses_received),
+            rtt,
+            total,
+            str(n.bytes_sent),
+            str(n.bytes_received),
+        )
     return (
         end(pair.local),
         end(pair.remote),
         pair.state,
         "yes" if pair.nominated else "",
         "yes" if pair.selected else "",
+        *figures,
     )
 
 

@@ -3,10 +3,11 @@
 Thin pages over :class:`app.settings.Settings` (which validates every value) and the hosting
 controllers of :mod:`app.ui.hosting` (which start and stop the embedded servers). Fields are
 validated as typed; the one-line error is shown next to the field and Save stays disabled
-while anything is invalid. The hosting switches act at once (they are actions, not settings);
-"Start when PeerCall starts" is the setting. Long work (probing servers, opening the
-microphone, playing the test tone) runs as coroutines through ``run`` (the adapter's runner),
-never blocking Qt.
+while anything is invalid. The hosting switches act at once (they are actions, not settings),
+so their labels say so, and Cancel puts them back as they were when the dialog opened (a relay
+switched on here stops again); "Start when PeerCall starts" is the setting. Long work (probing
+servers, opening the microphone, playing the test tone) runs as coroutines through ``run`` (the
+adapter's runner), never blocking Qt.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from app.iceservers import IceServer
 from app.probe import DEFAULT_TIMEOUT as PROBE_TIMEOUT
 from app.probe import ProbeResult, probe_servers
 from app.settings import BY_NAME, SIGNALING_BACKENDS, Settings
+from app.ui import theme
 from app.ui.callsetup import block_level
 from app.ui.hosting import (
     HostAddress,
@@ -68,15 +70,13 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 
-ERROR_STYLE = "color: #c53030"
-NOTE_STYLE = "color: #6b7280"
 TONE_SECONDS = 1.0
 NOISE_LEVELS = ("Off", "Low", "Moderate", "High", "Very high")
 
 
 def _error_label() -> QLabel:
     label = QLabel()
-    label.setStyleSheet(ERROR_STYLE)
+    theme.paint(label, "error")
     label.setWordWrap(True)
     # Room for one line even when empty: the dialog must not jump as errors come and go
     # (issue 12.10).
@@ -172,7 +172,7 @@ class IceServersPage(QWidget):
         self.error = _error_label()
         self.error.setObjectName("iceError")
         self.status = QLabel()
-        self.status.setStyleSheet(NOTE_STYLE)
+        theme.paint(self.status, "note")
         self.status.setWordWrap(True)
 
         buttons = QHBoxLayout()
@@ -325,7 +325,7 @@ class IceServersPage(QWidget):
         for column, value in enumerate(values):
             item = QTableWidgetItem(value)
             if column == 0 and problem is not None:
-                item.setForeground(Qt.GlobalColor.red)
+                item.setForeground(theme.ink_color("error"))
                 item.setToolTip(problem)
             elif column == 2:
                 item.setToolTip(value)
@@ -403,7 +403,7 @@ class SignalingPage(QWidget):
             "Only for a wss:// server with a self-signed or private-CA certificate:"
             " the PEM file to trust instead of the system CAs"
         )
-        self.host_switch = QCheckBox("Host a signaling server — starts now, not on Save")
+        self.host_switch = QCheckBox("Host a signaling server — starts now; Cancel stops it again")
         _name(self.host_switch, "signalingSwitch", "Host a signaling server")
         self.for_others = QCheckBox("Others can use it (listen on every network interface)")
         _name(self.for_others, "signalingForOthers", "Others can use the signaling server")
@@ -411,9 +411,11 @@ class SignalingPage(QWidget):
         _name(self.browse_button, "caBrowse", "Choose the CA file")
         self.share_list = AddressList("signaling")
         self.listen = QLineEdit()
+        _name(self.listen, "signalingListen", "Signaling server listen address")
         self.port = QSpinBox()
         self.port.setRange(0, 65535)
         self.port.setSpecialValueText("any free port")
+        _name(self.port, "signalingPort", "Signaling server port")
         self.autostart = QCheckBox("Start when PeerCall starts")
         self.host_url = QLabel()
         self.host_url.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -613,7 +615,7 @@ class AddressList(QWidget):
         self.note = QLabel()
         self.note.setObjectName(f"{what}Note")
         self.note.setWordWrap(True)
-        self.note.setStyleSheet(NOTE_STYLE)
+        theme.paint(self.note, "note")
         self.note.hide()
         left = QVBoxLayout()
         left.addLayout(self._grid)
@@ -678,7 +680,7 @@ class RelayPage(QWidget):
         self.share = ""
         self.public_ip: str | None = None  # learned via STUN while running
         self._lookup: asyncio.Task[Any] | None = None
-        self.switch = QCheckBox("Host a relay (STUN/TURN) — starts now, not on Save")
+        self.switch = QCheckBox("Host a relay (STUN/TURN) — starts now; Cancel stops it again")
         _name(self.switch, "relaySwitch", "Host a relay")
         self.switch.setStyleSheet("QCheckBox { font-weight: bold; }")
         self.for_others = QCheckBox("Others can use it (listen on every network interface)")
@@ -1008,7 +1010,7 @@ class MediaPage(QWidget):
         self.meter = LevelMeter()
         self.meter.setObjectName("inputLevel")
         self.device_note = QLabel()
-        self.device_note.setStyleSheet(NOTE_STYLE)
+        theme.paint(self.device_note, "note")
         self.device_note.setWordWrap(True)
         self.tone_button = QPushButton("Play test tone")
         self.video = QCheckBox("Send video when a call starts")
@@ -1030,7 +1032,7 @@ class MediaPage(QWidget):
             " pulse/default devices only (not raw hw: devices). Without it, use headphones."
         )
         echo.setWordWrap(True)
-        echo.setStyleSheet(NOTE_STYLE)
+        theme.paint(echo, "note")
 
         form = QFormLayout(self)
         form.addRow("Microphone", self.microphone)
@@ -1364,6 +1366,8 @@ class SettingsDialog(QDialog):
 
     def load(self) -> None:
         """Show the current settings (discarding unsaved edits)."""
+        # The hosting switches act at once; Cancel returns them to this (see reject).
+        self._hosts_at_open = (self.relay.host.started_with, self.signaling.host.started_with)
         self.display_name.setText(self.settings["display_name"])
         self.ice.set_entries(self.settings["ice_servers"])
         self.signaling.load(self.settings)
@@ -1415,6 +1419,28 @@ class SettingsDialog(QDialog):
         self.saved.emit()
         self.accept()
         return True
+
+    def reject(self) -> None:
+        """Cancel (or Escape, or closing the dialog): nothing is saved, and a relay or
+        signaling server switched on or off in this dialog goes back to how it was."""
+        relay_then, signaling_then = getattr(self, "_hosts_at_open", (None, None))
+        relay, signaling = self.relay.host, self.signaling.host
+        if relay.started_with != relay_then:
+            self.run(self._restore_relay(relay_then), "Relay")
+        if signaling.started_with != signaling_then:
+            self.run(self._restore_signaling(signaling_then), "Signaling server")
+        super().reject()
+
+    async def _restore_relay(self, then: Any) -> None:
+        await self.relay.host.stop()
+        if then is not None:
+            await self.relay.host.start(then)
+
+    async def _restore_signaling(self, then: tuple[str, int, dict[str, Any]] | None) -> None:
+        await self.signaling.host.stop()
+        if then is not None:
+            host, port, kwargs = then
+            await self.signaling.host.start(host, port, **kwargs)
 
     def use_my_relay(self) -> None:
         entry = self.relay.ice_entry()

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.events import CallState, SelectedPairChanged
 from app.history import CallRecord
+from app.ui import theme
 from app.ui.presenters import (
     Badge,
     Quality,
@@ -107,7 +108,7 @@ class QualityIndicator(QWidget):
         for i in range(3):
             height = int(self.height() * (i + 1) / 3)
             on = i < self.quality.bars
-            color = QColor(colors[self.quality.level] if on else "#d0d5dd")
+            color = QColor(colors[self.quality.level]) if on else theme.ink_color("off")
             painter.fillRect(QRect(i * width + 1, self.height() - height, width - 3, height), color)
         painter.end()
 
@@ -129,7 +130,12 @@ class SasLabel(QLabel):
         self.setText(f"Verify: <b style='font-size:15pt'>{html.escape(sas)}</b>")
 
     def clear_sas(self) -> None:
-        self.setText("<span style='color:#6b7280'>Verify: —</span>")
+        self.setText(f"<span style='{theme.style('note')}'>Verify: —</span>")
+
+    def restyle(self) -> None:
+        """The palette changed: the grey placeholder gets the new palette's grey."""
+        if "Verify: —" in self.text():
+            self.clear_sas()
 
 
 class CallTimer(QLabel):
@@ -306,10 +312,10 @@ class ChatPane(QWidget):
 
     def add_message(self, who: str, text: str, *, mine: bool | None = None) -> None:
         mine = who == "You" if mine is None else mine
-        color = "#2b6cb0" if mine else "#2f855a"
+        color = theme.ink("accent" if mine else "ok")
         stamp = dt.datetime.now().strftime("%H:%M")
         self.transcript.append(
-            f"<span style='color:#6b7280'>{stamp}</span> "
+            f"<span style='{theme.style('note')}'>{stamp}</span> "
             f"<b style='color:{color}'>{html.escape(who)}:</b> {html.escape(text)}"
         )
 
@@ -318,7 +324,7 @@ class ChatPane(QWidget):
         self.transcript.clear()
 
     def add_note(self, text: str) -> None:
-        self.transcript.append(f"<i style='color:#6b7280'>{html.escape(text)}</i>")
+        self.transcript.append(f"<i style='{theme.style('note')}'>{html.escape(text)}</i>")
 
     def messages(self) -> str:
         return self.transcript.toPlainText()

@@ -798,6 +798,14 @@ def test_binding_fast_gives_the_same_bytes_as_the_full_path(
     (full,) = sent_to_client(server.handle(request, source, UDP, T0))
     assert server.binding_fast(request, source) == full.data
     assert server.counters.stun_requests == 2
+    # Again from the same client with another transaction id: the encoder keeps the IPv4
+    # address part per client, and must not keep anything that depends on the transaction.
+    again = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, bytes(range(1, 13))).encode()
+    (full,) = sent_to_client(server.handle(again, source, UDP, T0))
+    assert server.binding_fast(again, source) == full.data
+    other = (source[0], source[1] ^ 1)
+    (full,) = sent_to_client(server.handle(again, other, UDP, T0))
+    assert server.binding_fast(again, other) == full.data
 
 
 def test_binding_fast_leaves_anything_but_a_bare_request_to_the_core(server: TurnServer) -> None:

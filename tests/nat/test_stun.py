@@ -332,6 +332,12 @@ def test_stream_frame_length() -> None:
     assert stun.stream_frame_length(b"\x40\x00\x00\x08") == 12
     with pytest.raises(StunFormatError, match="stream byte 0xC0 starts neither"):
         stun.stream_frame_length(b"\xc0\x00\x00\x00")
+    # At an offset into a buffer (the TCP reader does not slice per frame).
+    stream = request + b"\x40\x01\x00\x05" + bytes(8) + b"\x40"
+    assert stun.stream_frame_length(stream, 20) == 12
+    assert stun.stream_frame_length(stream, 32) is None
+    with pytest.raises(StunFormatError, match="stream byte 0xC0 starts neither"):
+        stun.stream_frame_length(b"\x00" * 20 + b"\xc0\x00\x00\x00", 20)
 
 
 def test_send_indication_fast_scan_agrees_with_the_full_parser() -> None:

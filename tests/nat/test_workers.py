@@ -189,3 +189,52 @@ def test_sigterm_to_the_whole_process_group_is_a_clean_stop(tmp_path: Path) -> N
     assert proc.returncode == 0, stderr
     assert stderr == b""
     assert "relay stopped: 1 STUN requests" in log.read_text()
+
+
+# A relay whose every process gets SIGTERM during start-up, as `timeout` or a service manager
+# stopping it right after starting it does. The run_loop given to serve_workers signals the
+# whole process group (parent and workers) from a worker before (or right after) its event loop
+# starts, the window in which a worker used to die of the signal or exit before it was ready,
+# which the parent printed as "relay worker failed to start: exited with ...".
+_STOP_DURING_START_UP = """
+import asyncio, os, signal, sys
+from nat.config import RelayConfig
+from nat.workers import serve_workers
+
+when = sys.argv[1]
+config = RelayConfig(
+    listening_ips=("127.0.0.1",), listening_port=0, min_port=int(sys.argv[2]),
+    max_port=int(sys.argv[3]), users=(("alice", b"0" * 16),),
+)
+
+def run_loop(main):
+    if when == "before-loop":
+        os.killpg(0, signal.SIGTERM)
+        return asyncio.run(main)
+
+    async def first_thing_on_the_loop():
+        os.killpg(0, signal.SIGTERM)
+        return await main
+
+    return asyncio.run(first_thing_on_the_loop())
+
+sys.exit(serve_workers(config, 2, sys.stdout, run_loop, lambda config: []))
+"""
+
+
+@pytest.mark.parametrize("when", ["before-loop", "on-the-loop"])
+def test_a_stop_during_start_up_is_a_clean_stop(when: str) -> None:
+    low, high = relay_port_range(50)
+    proc = subprocess.run(
+        [sys.executable, "-c", _STOP_DURING_START_UP, when, str(low), str(high)],
+        capture_output=True,
+        cwd=REPO,
+        start_new_session=True,  # the process group signalled is the relay's alone
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""
+    out = proc.stdout.decode()
+    assert "relay ready" not in out
+    assert "relay stopped: 0 STUN requests" in out

@@ -200,3 +200,44 @@ async def test_an_unreachable_redis_is_one_line() -> None:
     text = err.decode()
     assert text.startswith("peercall: error: cannot use Redis at redis://127.0.0.1:1/0: "), text
     assert text.count("\n") == 1, text
+
+
+def _publishes(redis_server: RedisProcess) -> int:
+    import redis
+
+    client = redis.Redis(port=redis_server.port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
+async def test_a_frame_for_a_connection_that_just_closed_does_not_go_round_through_redis(
+    nodes: list[ServerProcess], redis_server: RedisProcess
+) -> None:
+    """Both callers on node one hang up at once: the 'peer left' for the one already gone
+    was published to node one's own channel, came back, found no link, and was published
+    again, forever (the bench's storm of ~300 PUBLISH per message at 2,500 rooms)."""
+    one, two = nodes
+    for round_ in range(5):
+        a = await joined(one.url, A, f"gone-{round_}")
+        b = await joined(one.url, B, f"gone-{round_}")
+        assert await a.recv() == PeerJoined(B, "bob")
+        await asyncio.gather(a.close(), b.close())
+    # barrier: a room whose two callers sit on different nodes forwards one relay, so every
+    # earlier event on node one has been handled
+    c = await joined(one.url, A, "after")
+    d = await joined(two.url, B, "after")
+    assert await c.recv() == PeerJoined(B, "bob")
+    await c.send(Relay(1, Offer(SDP)))
+    assert await d.recv() == Deliver(A, 1, Offer(SDP))
+    before = _publishes(redis_server)
+    await d.send(Ack(A, 1))
+    assert await c.recv() == Delivered(1)
+    await c.until_pong()
+    await d.until_pong()
+    # the ack and its 'delivered' cost a handful of publishes; a loop costs thousands
+    assert _publishes(redis_server) - before < 20
+    await c.close()
+    await d.close()

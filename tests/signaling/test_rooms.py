@@ -82,6 +82,10 @@ class Harness:
     async def fire(self, arm: Arm) -> None:
         raise NotImplementedError
 
+    async def usage(self, address: str) -> tuple[int, int]:
+        """(queued bytes, seats) ``address`` holds over every room."""
+        return self.table.usage(address)
+
     async def advance(self, seconds: float) -> None:
         self.now += seconds
         due = [a for a in self.arms if a.at <= self.now]
@@ -155,6 +159,9 @@ class RedisHarness(Harness):
 
     async def fire(self, arm: Arm) -> None:
         self.collect(await self.rooms.timer(arm.room, arm.peer, self.now))
+
+    async def usage(self, address: str) -> tuple[int, int]:
+        return await self.rooms.usage(address)
 
     async def room_keys(self) -> list[str]:
         return [str(k) for k in await self.rooms.redis.keys("peercall:room:*")]
@@ -330,9 +337,9 @@ async def test_queues_are_capped_by_bytes_per_address_dropped_seats_included(
     frame = error(h, "c2")
     assert frame.code == ErrorCode.QUEUE_FULL
     assert frame.message.startswith("your address holds 7")
-    assert h.table.usage("192.0.2.7")[1] == 3  # seats held
+    assert (await h.usage("192.0.2.7"))[1] == 3  # seats held
     await h.advance(5.0)  # the grace runs out: every seat and byte is released
-    assert h.table.usage("192.0.2.7") == (0, 0)
+    assert await h.usage("192.0.2.7") == (0, 0)
     if isinstance(h, RedisHarness):
         assert await h.room_keys() == []
     else:
@@ -353,7 +360,7 @@ async def test_a_join_flood_of_distinct_rooms_is_bounded_and_released(make: Any)
     await h.send("elsewhere", Join("flood-x", "pw", "peer-yyyyy"))
     assert isinstance(h.take("elsewhere")[0], Joined)
     await h.advance(5.0)
-    assert h.table.usage("192.0.2.7") == (0, 0)
+    assert await h.usage("192.0.2.7") == (0, 0)
     await h.send("more", Join("flood-y", "pw", "peer-xxxxx"))
     assert isinstance(h.take("more")[0], Joined)
 
@@ -442,8 +449,13 @@ async def test_two_nodes_changing_one_room_at_once_retry_and_lose_nothing(
 ) -> None:
     """Alice's node and Bob's node store the same room at the same moment, 30 times: one
     compare-and-set loses each time and runs the rules again on the room as the other left it.
-    Each side still gets every relay of the other once, in order, and the acks add up."""
-    one, two = RedisHarness(LIMITS, redis_server.url), RedisHarness(LIMITS, redis_server.url)
+    Each side still gets every relay of the other once, in order, and the acks add up.
+    (Without per-address caps: reading an address's cluster-wide figures first is one more
+    round trip per relay, which spreads the two nodes' stores apart, so that not every one
+    collides.)"""
+    lockstep = Limits(resume_grace=5.0, rate_limit=None, max_address_bytes=None,
+                      max_seats_per_ip=None)  # fmt: skip
+    one, two = RedisHarness(lockstep, redis_server.url), RedisHarness(lockstep, redis_server.url)
     await one.rooms.start()
     await two.rooms.start()
     try:
@@ -469,3 +481,102 @@ async def test_two_nodes_changing_one_room_at_once_retry_and_lose_nothing(
     finally:
         await one.rooms.stop()
         await two.rooms.stop()
+
+
+@pytest.fixture
+async def two_nodes(redis_server: RedisProcess) -> AsyncIterator[Any]:
+    """Two RedisRooms nodes on one redis-server, built with the limits a test asks for."""
+    made: list[RedisHarness] = []
+
+    async def build(limits: Limits) -> tuple[RedisHarness, RedisHarness]:
+        pair = RedisHarness(limits, redis_server.url), RedisHarness(limits, redis_server.url)
+        for h in pair:
+            await h.rooms.start()
+            made.append(h)
+        return pair
+
+    yield build
+    for h in made:
+        await h.rooms.stop()
+
+
+async def test_wrong_secrets_lock_an_address_out_over_the_whole_cluster(two_nodes: Any) -> None:
+    """One guesser spreads its guesses over both nodes (a load balancer does it for free):
+    the free typos and the lock-out are counted once for the cluster, not once per node."""
+    one, two = await two_nodes(Limits(resume_grace=5.0, rate_limit=None, secret_free_per_address=2))
+    await one.join("a", A, room="r1", secret="right")
+    await two.join("b", B, room="r2", secret="right")  # two rooms: the room guard stays out
+    await one.open("g1")
+    await two.open("g2")
+    await one.send("g1", Join("r1", "guess", C))
+    assert error(one, "g1").code == ErrorCode.WRONG_SECRET
+    await two.send("g2", Join("r2", "guess", C))
+    assert error(two, "g2").code == ErrorCode.WRONG_SECRET  # the 2nd: still free
+    await one.send("g1", Join("r1", "guess", C))
+    assert error(one, "g1").code == ErrorCode.WRONG_SECRET  # the 3rd starts a 1 s lock-out
+    await two.send("g2", Join("r2", "right", C))  # on the other node too
+    assert error(two, "g2") == ErrorFrame(
+        ErrorCode.LOCKED_OUT, "too many wrong room secrets; try again in 1 s"
+    )
+    await two.open("other", address="203.0.113.5")  # another address is not affected
+    await two.send("other", Join("r3", "pw", "dave-33333"))
+    assert isinstance(two.take("other")[0], Joined)
+    one.now = two.now = one.now + 1.0
+    await two.send("g2", Join("r2", "right", C))  # a right secret starts over, everywhere
+    assert isinstance(two.take("g2")[0], Joined)
+    await one.send("g1", Join("r1", "guess", C))
+    assert error(one, "g1").code == ErrorCode.WRONG_SECRET
+
+
+async def test_wrong_secrets_lock_a_room_out_over_the_whole_cluster(two_nodes: Any) -> None:
+    one, two = await two_nodes(Limits(resume_grace=5.0, rate_limit=None, secret_free_per_room=2))
+    await one.join("a", A, secret="right")
+    for i, h in enumerate((one, two)):
+        await h.open(f"g{i}", address=f"198.51.100.{i}")
+        await h.send(f"g{i}", Join("room", "guess", C))
+        assert error(h, f"g{i}").code == ErrorCode.WRONG_SECRET
+    await one.open("g2", address="198.51.100.2")
+    await one.send("g2", Join("room", "guess", C))
+    assert error(one, "g2").code == ErrorCode.WRONG_SECRET  # the 3rd locks the room
+    await two.open("late", address="203.0.113.9")
+    await two.send("late", Join("room", "right", C))
+    assert error(two, "late").code == ErrorCode.LOCKED_OUT
+
+
+async def test_queued_bytes_per_address_are_capped_over_the_whole_cluster(
+    two_nodes: Any,
+) -> None:
+    one, two = await two_nodes(Limits(resume_grace=5.0, rate_limit=None, max_address_bytes=10_000))
+    for i, h in enumerate((one, two)):  # ~3.9 KB held on each node
+        await h.join(f"c{i}", f"peer-{i:05d}", room=f"r{i}")
+        await h.send(f"c{i}", Relay(1, Offer(BIG_SDP)))
+        assert h.take(f"c{i}") == []
+    await one.join("c2", "peer-00002", room="r2")
+    await one.send("c2", Relay(1, Offer(BIG_SDP)))  # 3 x 3.9 KB > 10,000: refused
+    frame = error(one, "c2")
+    assert frame.code == ErrorCode.QUEUE_FULL
+    assert frame.message.startswith("your address holds 7")
+    assert (await one.usage("192.0.2.7"))[1] == 3
+    await two.open("d1")  # r1's queue is delivered and acked ...
+    await two.send("d1", Join("r1", "pw", "peer-00011"))
+    joined, *queued = two.take("d1")
+    assert isinstance(joined, Joined)
+    assert queued == [Deliver("peer-00001", 1, Offer(BIG_SDP))]
+    await two.send("d1", Ack("peer-00001", 1))
+    await one.send("c2", Relay(1, Offer(BIG_SDP)))  # ... so node one has room for it again
+    assert one.take("c2") == []
+    assert await one.usage("192.0.2.7") == await two.usage("192.0.2.7")
+
+
+async def test_seats_per_address_are_capped_over_the_whole_cluster(two_nodes: Any) -> None:
+    one, two = await two_nodes(Limits(resume_grace=5.0, rate_limit=None, max_seats_per_ip=2))
+    await one.join("c0", "peer-00000", room="r0")
+    await two.join("c1", "peer-00001", room="r1")
+    await one.open("more")
+    await one.send("more", Join("r2", "pw", "peer-00002"))
+    frame = error(one, "more")
+    assert frame.code == ErrorCode.TOO_MANY_ROOMS
+    await two.send("c1", Leave())  # a seat given up on node two frees one for node one
+    await one.send("more", Join("r2", "pw", "peer-00002"))
+    assert isinstance(one.take("more")[0], Joined)
+    assert await two.usage("192.0.2.7") == (0, 2)

@@ -90,7 +90,9 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
     """Build main windows with private settings, silence as the microphone and no speaker."""
     windows: list[MainWindow] = []
 
-    def make(name: str = "PeerCall", *, video: bool = False, **values: Any) -> MainWindow:
+    def make(
+        name: str = "PeerCall", *, video: bool = False, media: Any = None, **values: Any
+    ) -> MainWindow:
         """``video``: negotiate video as the app does (off by default: encoding VP8 in every
         test would slow the suite on a shared 2-core machine; tests/ui/test_video.py has it)."""
         values.setdefault("display_name", name)  # not the machine's host name
@@ -101,7 +103,7 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
         window = MainWindow(
             settings,
             history,
-            media=callsetup.synthetic_media,
+            media=media or callsetup.synthetic_media,
             loopback=True,
             name=name,
             # mDNS stays on the loopback interface, the LAN host listens on 127.0.0.1 only.

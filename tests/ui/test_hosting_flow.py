@@ -30,8 +30,11 @@ def test_a_hosted_relay_carries_a_call_at_the_address_the_panel_offers(
     lab: tuple[str, str], qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
 ) -> None:
     first, second = lab
-    host = make_window("host")
-    guest = make_window("guest")
+    # Both relay-only: without the relay candidate there is no call. The relay runs in this
+    # process, on the same loop as both windows, so on a loaded machine its Allocate answer
+    # can miss the default 2 s gathering limit; allow what a slow server would get.
+    host = make_window("host", gather_timeout=10.0)
+    guest = make_window("guest", gather_timeout=10.0)
     # The host: Settings → Host a relay → Others can use it → on.
     d = host.open_settings()
     d.tabs.setCurrentWidget(d.relay)
@@ -84,7 +87,7 @@ def test_a_hosted_relay_carries_a_call_at_the_address_the_panel_offers(
     assert host.relay_host.status().allocations >= 2
     qtbot.waitUntil(
         lambda: f"{host.relay_host.status().allocations} allocations" in host.hosting.text(),
-        timeout=5_000,
+        timeout=10_000,  # the indicator refreshes on a 1 s timer of the (loaded) Qt loop
     )
     click(qtbot, child(guest, "hangupButton", QPushButton))
     qtbot.waitUntil(lambda: not host.adapter.in_call, timeout=10_000)

@@ -90,3 +90,60 @@ def test_the_room_is_remembered_across_restarts(
     assert again.room.text() == "first-room"
     for box in list(window.error_boxes):
         box.close()
+
+
+def test_cancel_stops_a_relay_and_signaling_server_switched_on_in_the_dialog(
+    qtbot: Any, make_window: Any
+) -> None:
+    """The switches act at once (their labels say so); Cancel puts them back (brief item 3)."""
+    from PySide6.QtWidgets import QCheckBox, QSpinBox
+
+    window = make_window("host")
+    d = window.open_settings()
+    d.tabs.setCurrentWidget(d.relay)
+    relay_switch = child(d, "relaySwitch", QCheckBox)
+    assert "Cancel stops it again" in relay_switch.text()
+    type_into(qtbot, child(d, "relayListen", QLineEdit), "127.0.0.1")
+    type_into(qtbot, child(d, "relayPort", QSpinBox), "0")  # any free port
+    with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
+        click(qtbot, relay_switch)
+    assert window.relay_host.running
+    d.tabs.setCurrentWidget(d.signaling)
+    type_into(qtbot, child(d, "signalingListen", QLineEdit), "127.0.0.1")
+    type_into(qtbot, child(d, "signalingPort", QSpinBox), "0")
+    with qtbot.waitSignal(window.signaling_host.runningChanged, timeout=10_000):
+        click(qtbot, child(d, "signalingSwitch", QCheckBox))
+    assert window.signaling_host.server is not None
+    assert window.hosting.isVisible()
+    click(qtbot, child(d, "settingsCancel", QPushButton))
+    qtbot.waitUntil(lambda: not window.relay_host.running, timeout=10_000)
+    qtbot.waitUntil(lambda: window.signaling_host.server is None, timeout=10_000)
+    assert not window.hosting.isVisible()
+    assert not d.isVisible()
+
+
+def test_cancel_restarts_a_relay_switched_off_in_the_dialog_and_save_keeps_it(
+    qtbot: Any, make_window: Any
+) -> None:
+    from PySide6.QtWidgets import QCheckBox, QSpinBox
+
+    window = make_window("host")
+    d = window.open_settings()
+    d.tabs.setCurrentWidget(d.relay)
+    type_into(qtbot, child(d, "relayListen", QLineEdit), "127.0.0.1")
+    type_into(qtbot, child(d, "relayPort", QSpinBox), "0")
+    with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
+        click(qtbot, child(d, "relaySwitch", QCheckBox))
+    click(qtbot, child(d, "settingsSave", QPushButton))  # Save keeps it running
+    assert window.relay_host.running
+    users = window.relay_host.started_with.users
+    # Next visit: switched off, then Cancel: it runs again, with the same users.
+    d = window.open_settings()
+    d.tabs.setCurrentWidget(d.relay)
+    with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
+        click(qtbot, child(d, "relaySwitch", QCheckBox))
+    assert not window.relay_host.running
+    click(qtbot, child(d, "settingsCancel", QPushButton))
+    qtbot.waitUntil(lambda: window.relay_host.running, timeout=10_000)
+    assert window.relay_host.started_with.users == users
+    assert window.errors == []
