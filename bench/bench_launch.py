@@ -17,10 +17,13 @@
    Rounds alternate which kind goes first, so machine noise falls on both alike. We print
    medians, spread (min-max, p25-p75) and the ratio of medians (goal <= 1.2x).
 
-2. **Import cost.** ``python -X importtime`` of what ``peercall call`` imports before it dials
-   (``app.cli`` with the call parser, ``app.call_cli``, the call core, media, signaling client)
-   against the anchor's (``aiortc``, ``aioice``, ``websockets``), each run several times; we
-   print medians of the totals and the top modules by cumulative time.
+2. **Import cost.** ``python -X importtime`` of what ``peercall call --no-devices`` imports
+   before it dials (``app.cli`` with the call parser, ``app.call_cli``, the call core, the
+   signaling client), the same plus what a call with a microphone and speaker adds
+   (``app.media.audio``: PortAudio, numpy), against the anchor's (``aiortc``, ``aioice``,
+   ``websockets``), each run several times; we print medians of the totals and the top modules
+   by cumulative time. ``peercall`` itself also keeps the garbage collector off while it
+   imports (app.startup), which a plain ``-X importtime`` of the modules does not show.
 
 Bytecode: an installed PeerCall (``pip install``, a package) has its modules compiled to
 ``.pyc`` at install time, as aiortc in site-packages has. A development checkout run with
@@ -51,11 +54,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TIMEOUT = 30.0
 
+# What `peercall call --no-devices` (the launch figure's command) imports before it dials:
 CALL_PATH_IMPORTS = (
     "import app.cli; app.cli.build_parser(only='call'); "
-    "import app.call_cli, app.call.session, app.call.controller, app.history, "
-    "app.media.audio, app.media.synthetic, signaling.client, signaling.manual"
+    "import app.call_cli, app.call.session, app.call.controller, signaling.client, "
+    "signaling.manual"
 )
+# … and with a microphone and speaker (PortAudio streams, numpy blocks), as people call:
+DEVICE_IMPORTS = "import app.media.audio, app.media.synthetic"
 BARE_IMPORTS = "import aiortc, aioice, websockets"
 # Before/after of the lazy parser: `peercall call` used to build every subcommand's parser.
 PARSER_EVERY = "import app.cli; app.cli.build_parser()"
@@ -211,6 +217,7 @@ def bench_imports(runs: int, top: int) -> None:
     print(f"== import cost (python -X importtime, median of {runs} fresh interpreters)")
     codes = {
         "peercall call": CALL_PATH_IMPORTS,
+        "peercall call + devices": f"{CALL_PATH_IMPORTS}; {DEVICE_IMPORTS}",
         "bare aiortc": BARE_IMPORTS,
         "cli parser, every command (before)": PARSER_EVERY,
         "cli parser, call only (now)": PARSER_CALL_ONLY,

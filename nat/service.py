@@ -182,6 +182,7 @@ class _UdpEndpoint:
         self.dropped = 0
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = False
+        self.reader: Callable[[], None] = self._readable
         # What the hot paths call to send: the socket's own sendto (raises OSError, counted by
         # the caller through _send_failed), saving a Python call per relayed datagram.
         self.send: Callable[[bytes, Address], object] = sock.sendto
@@ -189,8 +190,9 @@ class _UdpEndpoint:
     async def start(self, reader: Callable[[], None] | None = None) -> None:
         """Start reading (raises OSError if the loop cannot watch the socket); ``reader``
         replaces the per-datagram callback loop where the loop offers ``add_reader``."""
+        self.reader = reader or self._readable  # (what a readiness event runs; benchmarks)
         try:
-            self.loop.add_reader(self.sock.fileno(), reader or self._readable)
+            self.loop.add_reader(self.sock.fileno(), self.reader)
         except NotImplementedError:
             self.transport, _ = await self.loop.create_datagram_endpoint(
                 lambda: _DatagramAdapter(self), sock=self.sock

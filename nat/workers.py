@@ -163,6 +163,10 @@ async def _serve_worker(
     conn.send(("ready", None))
     try:
         await stop.wait()
+        # Stopping now: more SIGTERMs (the rest of the process group's, the parent's
+        # terminate()) could reach asyncio's handler after the loop closed its wakeup pipe,
+        # which prints "Exception ignored ... Bad file descriptor" on a clean stop.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     finally:
         await server.stop()
     conn.send(("stats", server.stats()))

@@ -856,8 +856,11 @@ class CallSession:
                 info = dataclasses.replace(info, selected=True, nominated=True)
             infos.append(info)
         snapshot = tuple(infos)
-        if snapshot != self._pairs_snapshot:
-            self._pairs_snapshot = snapshot
+        # Counters move with every packet: an event (kept in ``events``) only when a pair's
+        # state does; views read the live counters from ``pairs``.
+        moved = stats.without_counters(snapshot) != stats.without_counters(self._pairs_snapshot)
+        self._pairs_snapshot = snapshot
+        if moved:
             self._emit(PairsUpdated(snapshot, self.now()))
         if chosen is not None and key != self._selected_key:
             self._selected_key = key

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from app.events import PairCounters, StatsSample, StreamStats
+from app.events import CandidatePairInfo, PairCounters, StatsSample, StreamStats
 
 # RTP clock rates, to turn RFC 3550 jitter (timestamp units) into ms: Opus always uses
 # 48 kHz (RFC 7587 §4.1), VP8 90 kHz (RFC 7741 §4.1).
@@ -257,6 +257,11 @@ def count_checks(connections: Iterable[Any]) -> None:
         for protocol in conn._protocols:
             if getattr(protocol, "_peercall_counter", None) is None:
                 protocol._peercall_counter = CheckCounter(protocol)
+
+
+def without_counters(pairs: tuple[CandidatePairInfo, ...]) -> tuple[CandidatePairInfo, ...]:
+    """The pairs with their counters left out: what tells whether a pair's state moved."""
+    return tuple(replace(p, counters=None) for p in pairs)
 
 
 def pair_counters(pair: Any) -> PairCounters | None:

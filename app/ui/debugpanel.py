@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -238,6 +238,7 @@ class DebugPanel(QWidget):
         servers: Callable[[], list[Any]] | None = None,
         run: Callable[..., Any] | None = None,
         streams: Callable[[], dict[str, Any]] | None = None,
+        pairs: Callable[[], tuple[ev.CandidatePairInfo, ...]] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("PeerCall — debug")
@@ -245,6 +246,8 @@ class DebugPanel(QWidget):
         self._servers = servers or (lambda: [])
         self._run = run
         self._streams = streams or (lambda: {})
+        # The call's pairs with live counters (PairsUpdated comes only when a state moves).
+        self._live_pairs = pairs or (lambda: ())
         self._codecs: dict[str, str] = {}
         self.stats: list[dict[str, Any]] = []
         self._pairs: dict[tuple[Any, ...], ev.CandidatePairInfo] = {}
@@ -331,6 +334,8 @@ class DebugPanel(QWidget):
         self.stats = []
         self.candidate_lines: list[str] = []
         self._pairs = {}
+        self._current_pairs: set[tuple[Any, ...]] = set()
+        self._pairs_dirty = False
         self._gathering_logged = False
         self._local = self._remote = 0
         self._gathering: str = "gathering: not started"
@@ -414,6 +419,18 @@ class DebugPanel(QWidget):
             key = (pair.local.key, pair.remote.key)
             self._pairs[key] = pair
             current.add(key)
+        self._current_pairs = current
+        # Counters change every second, and a panel opened late replays every snapshot of
+        # the call: draw the table once per turn of the event loop, not once per snapshot.
+        if not self._pairs_dirty:
+            self._pairs_dirty = True
+            QTimer.singleShot(0, self._draw_pairs)
+
+    def _draw_pairs(self) -> None:
+        if not self._pairs_dirty:
+            return
+        self._pairs_dirty = False
+        current = self._current_pairs
         self.pairs.setRowCount(0)
         ordered = sorted(
             self._pairs.items(),
@@ -450,6 +467,9 @@ class DebugPanel(QWidget):
             }
         )
         del self.stats[:-MAX_POINTS]
+        live = self._live_pairs()
+        if live:
+            self._show_pairs(live)
         self._show_streams(sample)
         self.rtt.add("rtt", sample.at, sample.rtt_ms)
         self.jitter.add("jitter", sample.at, sample.jitter_ms)
@@ -504,6 +524,7 @@ class DebugPanel(QWidget):
 
     def export_data(self) -> dict[str, Any]:
         """The whole session (the engine's export) plus what this panel shows, scrubbed."""
+        self._draw_pairs()  # a snapshot may still wait to be drawn
         data = {
             "session": self._export_session(),
             "ui": {

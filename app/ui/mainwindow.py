@@ -1036,6 +1036,7 @@ class MainWindow(QMainWindow):
                 servers=lambda: list(callsetup.ice_servers(self.settings)),
                 run=self.adapter.run,
                 streams=self._stream_figures,
+                pairs=lambda: self.adapter.session.pairs if self.adapter.session else (),
             )
             self.debug_panel.resize(1200, 760)
             self._place_on_screen(self.debug_panel)
@@ -1112,6 +1113,8 @@ class MainWindow(QMainWindow):
         if self._shutdown_done:
             return
         self._shutting_down = True
+        if self.settings_dialog is not None:
+            self.settings_dialog.restore_hosting_on_cancel = False
         self._remember_geometry()
         try:
             try:

@@ -1359,6 +1359,9 @@ class SettingsDialog(QDialog):
 
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
+        # Cancel undoes the hosting switches, except while the window shuts down (it has just
+        # stopped the servers and closes this dialog, which must not start them again).
+        self.restore_hosting_on_cancel = True
         for page in (self.ice, self.signaling, self.relay, self.media):
             page.changed.connect(self.validate)
         self.relay.use_button.clicked.connect(self.use_my_relay)
@@ -1425,6 +1428,9 @@ class SettingsDialog(QDialog):
         signaling server switched on or off in this dialog goes back to how it was."""
         relay_then, signaling_then = getattr(self, "_hosts_at_open", (None, None))
         relay, signaling = self.relay.host, self.signaling.host
+        if not self.restore_hosting_on_cancel:
+            super().reject()  # the app is quitting: it stops the servers itself
+            return
         if relay.started_with != relay_then:
             self.run(self._restore_relay(relay_then), "Relay")
         if signaling.started_with != signaling_then:

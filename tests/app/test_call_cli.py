@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from app.media.analysis import tone_power
+from tests.calls import call_two_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,30 +225,4 @@ async def test_two_processes_call_through_a_wss_server_with_a_self_signed_certif
     cert, key = make_cert(tmp_path)
     async with SignalingServer("127.0.0.1", 0, cert=cert, key=key) as server:
         assert server.url.startswith("wss://")
-        common = [
-            sys.executable, "-m", "app.cli", "call", "--loopback", "--no-devices",
-            "--duration", "2", "--server", server.url, "--room", "tls", "--secret", "pw",
-            "--ca-file", str(cert),
-        ]  # fmt: skip
-        procs = []
-        try:
-            for extra in (["--answer"], []):
-                procs.append(
-                    await asyncio.create_subprocess_exec(
-                        *common, *extra, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
-                    )
-                )
-            callee, caller = procs
-            results = await asyncio.wait_for(
-                asyncio.gather(caller.communicate(), callee.communicate()), 90
-            )
-        finally:  # a timed-out call must not leave the two processes running
-            for proc in procs:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-    errs = [err.decode() for _, err in results]
-    assert (caller.returncode, callee.returncode) == (0, 0), errs
-    for err in errs:
-        assert "call connected" in err
-        assert "Traceback" not in err
+        await call_two_processes(server.url, server.url, "--ca-file", str(cert), room="tls")

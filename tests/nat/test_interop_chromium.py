@@ -1,6 +1,6 @@
 """A real browser (headless Chromium) gathers a relay candidate from a real relay process.
 
-Chromium is driven over the DevTools protocol with the ``websockets`` library: the page runs
+Chromium is driven over the DevTools protocol (tests/chromium.py): the page runs
 ``new RTCPeerConnection({iceServers: [our turn: URI], iceTransportPolicy: "relay"})`` and we
 collect what ``onicecandidate`` / ``onicecandidateerror`` report. libwebrtc's TURN client is
 the one most users' browsers will use against a PeerCall relay.
@@ -9,26 +9,22 @@ the one most users' browsers will use against a PeerCall relay.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from nat.auth import rest_credentials
+from tests.chromium import Chromium
+from tests.chromium import available as chromium_available
 from tests.nat.conftest import TurnServer, start_server
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
+    pytest.mark.skipif(not chromium_available(), reason="chromium is not installed"),
 ]
 
 GATHER_JS = """
@@ -51,100 +47,25 @@ GATHER_JS = """
 """
 
 
-@dataclass
-class Browser:
-    """A headless Chromium process and its DevTools websocket address."""
-
-    proc: subprocess.Popen[bytes]
-    ws_url: str
-
-
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    log = profile.parent / "chromium.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--remote-debugging-port=0",
-                "about:blank",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    active = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + 30
-    while not (active.exists() and len(active.read_text().splitlines()) >= 2):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"chromium did not start:\n{log.read_text(errors='replace')}")
-        time.sleep(0.05)
-    port, path = active.read_text().splitlines()[:2]
-    yield Browser(proc, f"ws://127.0.0.1:{port}{path}")
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def browser() -> Iterator[Chromium]:
+    with Chromium() as chromium:
+        yield chromium
 
 
-class DevTools:
-    """Just enough of the Chrome DevTools protocol: numbered calls, events skipped."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.last_id = 0
-
-    async def call(self, method: str, session: str | None = None, **params: Any) -> Any:
-        self.last_id += 1
-        message: dict[str, Any] = {"id": self.last_id, "method": method, "params": params}
-        if session is not None:
-            message["sessionId"] = session
-        await self.ws.send(json.dumps(message))
-        while True:
-            reply = json.loads(await self.ws.recv())
-            if reply.get("id") == self.last_id:
-                if "error" in reply:
-                    raise AssertionError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-
-async def gather(browser: Browser, uri: str, username: str, password: str) -> dict[str, Any]:
+async def gather(browser: Chromium, uri: str, username: str, password: str) -> dict[str, Any]:
     """Run GATHER_JS in a fresh page; returns {"candidates": [...], "errors": [...]}."""
-    async with connect(browser.ws_url, max_size=2**22) as ws:
-        devtools = DevTools(ws)
-        target = await devtools.call("Target.createTarget", url="about:blank")
-        session = (
-            await devtools.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)
-        )["sessionId"]
+    script = GATHER_JS % {
+        "uri": json.dumps(uri),
+        "username": json.dumps(username),
+        "password": json.dumps(password),
+    }
+    async with browser.devtools() as tools:
+        page = await tools.new_page()
         try:
-            script = GATHER_JS % {
-                "uri": json.dumps(uri),
-                "username": json.dumps(username),
-                "password": json.dumps(password),
-            }
-            result = await devtools.call(
-                "Runtime.evaluate",
-                session,
-                expression=script,
-                awaitPromise=True,
-                returnByValue=True,
-            )
+            value: dict[str, Any] = await page.evaluate(script)
         finally:
-            await devtools.call("Target.closeTarget", targetId=target["targetId"])
-    assert "exceptionDetails" not in result, result
-    value: dict[str, Any] = result["result"]["value"]
+            await page.close()
     return value
 
 
@@ -162,7 +83,7 @@ def relay_candidates(server: TurnServer, gathered: dict[str, Any]) -> list[tuple
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_chromium_gathers_a_relay_candidate(
-    browser: Browser, turn_server: TurnServer, transport: str
+    browser: Chromium, turn_server: TurnServer, transport: str
 ) -> None:
     gathered = await gather(
         browser, turn_server.uri(transport), turn_server.user, turn_server.password
@@ -173,7 +94,7 @@ async def test_chromium_gathers_a_relay_candidate(
 
 
 async def test_chromium_gathers_with_rest_credentials(
-    browser: Browser, server_kind: str, tmp_path: Path
+    browser: Chromium, server_kind: str, tmp_path: Path
 ) -> None:
     server = start_server(server_kind, "rest", tmp_path)
     try:
@@ -185,7 +106,7 @@ async def test_chromium_gathers_with_rest_credentials(
 
 
 async def test_chromium_reports_401_for_a_wrong_password(
-    browser: Browser, turn_server: TurnServer
+    browser: Chromium, turn_server: TurnServer
 ) -> None:
     gathered = await gather(browser, turn_server.uri("udp"), turn_server.user, "wrong")
     assert gathered["candidates"] == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -26,6 +25,7 @@ from signaling.ws_protocol import (
     Ping,
     Relay,
 )
+from tests.calls import call_two_processes
 from tests.signaling.conftest import ROOT, FailoverProxy, RawClient, RedisProcess, ServerProcess
 
 A, B, C = "alice-0000", "bob-11111", "carol-2222"
@@ -148,45 +148,7 @@ async def test_a_node_killed_mid_exchange_loses_nothing_and_duplicates_nothing(
 async def test_a_full_call_between_two_processes_on_different_nodes(
     nodes: list[ServerProcess],
 ) -> None:
-    procs = []
-    try:
-        for node, extra in zip(nodes, (["--answer"], []), strict=True):
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "app.cli",
-                    "call",
-                    "--loopback",
-                    "--no-devices",
-                    "--duration",
-                    "2",
-                    "--server",
-                    node.url,
-                    "--room",
-                    "cluster",
-                    "--secret",
-                    "pw",
-                    *extra,
-                    stdin=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    cwd=ROOT,
-                )
-            )
-        callee, caller = procs
-        results = await asyncio.wait_for(
-            asyncio.gather(caller.communicate(), callee.communicate()), 90
-        )
-    finally:  # a timed-out call must not leave the two processes running
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    errs = [err.decode() for _, err in results]
-    assert (caller.returncode, callee.returncode) == (0, 0), errs
-    for err in errs:
-        assert "call connected" in err
-        assert "Traceback" not in err
+    await call_two_processes(nodes[0].url, nodes[1].url, room="cluster")
 
 
 async def test_an_unreachable_redis_is_one_line() -> None:

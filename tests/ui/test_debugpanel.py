@@ -33,6 +33,7 @@ def test_debug_panel_fills_from_real_call_and_exports(
     # A second panel opened late replays the session's history.
     late = bob.open_debug_panel()
     assert late.candidates.rowCount() > 0
+    qtbot.waitUntil(lambda: late.pairs.rowCount() > 0)  # drawn once after the replay
     alice.hangup_button.click()
     qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
 
@@ -231,6 +232,17 @@ def test_debug_panel_pairs_and_streams_show_counters_of_a_real_call(
     sent, received = stream("audio ↑ sent"), stream("audio ↓ received")
     assert int(sent["Bytes"]) > 0
     assert received["Bytes"] == "n/a"  # aiortc does not count them: said, not invented
+
+    # Counters reach the panel live; the session's event log (kept for the whole call) gets
+    # a PairsUpdated only when a pair's state moves, not every second for the byte counts.
+    from itertools import pairwise
+
+    from app.call.stats import without_counters
+    from app.events import PairsUpdated
+
+    updates = [e.pairs for e in alice.adapter.session.events if isinstance(e, PairsUpdated)]
+    assert updates
+    assert all(without_counters(a) != without_counters(b) for a, b in pairwise(updates))
 
     # The level of what alice hears: bob's 0.3 tone after Opus. aiortc upmixes mono to
     # stereo before encoding, and libswresample does that at -3 dB: 0.3/√2 ≈ 0.21 arrives.

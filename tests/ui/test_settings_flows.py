@@ -3,6 +3,7 @@ real main window and its settings dialog (issue 12, findings 1, 5 and 11)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -146,4 +147,26 @@ def test_cancel_restarts_a_relay_switched_off_in_the_dialog_and_save_keeps_it(
     click(qtbot, child(d, "settingsCancel", QPushButton))
     qtbot.waitUntil(lambda: window.relay_host.running, timeout=10_000)
     assert window.relay_host.started_with.users == users
+    assert window.errors == []
+
+
+def test_quitting_with_the_dialog_open_leaves_the_relay_stopped(
+    qtbot: Any, make_window: Any, arun: Any
+) -> None:
+    """Shutdown stops the relay, then closes the dialog: that close is not a Cancel to undo."""
+    from PySide6.QtWidgets import QCheckBox, QSpinBox
+
+    window = make_window("host")
+    d = window.open_settings()
+    d.tabs.setCurrentWidget(d.relay)
+    type_into(qtbot, child(d, "relayListen", QLineEdit), "127.0.0.1")
+    type_into(qtbot, child(d, "relayPort", QSpinBox), "0")
+    with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
+        click(qtbot, child(d, "relaySwitch", QCheckBox))
+    click(qtbot, child(d, "settingsSave", QPushButton))
+    window.open_settings()  # still open when the user picks PeerCall → Quit
+    with qtbot.waitSignal(window.closed, timeout=20_000):
+        window.quit_action.trigger()
+    arun(asyncio.sleep(0.5))  # what a restore would have scheduled has run by now
+    assert not window.relay_host.running
     assert window.errors == []
