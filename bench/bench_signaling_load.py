@@ -626,7 +626,8 @@ def main() -> int:
     print(
         f"load: {args.sdp_bytes}-byte offer + answer per room every {args.period:g} s, a ping per "
         f"client every 20 s, {args.window:g} s per step; target p99 < {P99_TARGET_MS:g} ms, "
-        f"loss <= {MAX_LOSS * 100:g} %",
+        f"loss <= {MAX_LOSS * 100:g} %; per-address caps off (every client is 127.0.0.1): with"
+        " them on, a clustered join or relay costs one more Redis round trip",
         flush=True,
     )
     held: dict[str, int] = {}
