@@ -123,19 +123,26 @@ def test_cancel_stops_a_relay_and_signaling_server_switched_on_in_the_dialog(
     assert not d.isVisible()
 
 
-def test_cancel_restarts_a_relay_switched_off_in_the_dialog_and_save_keeps_it(
-    qtbot: Any, make_window: Any
-) -> None:
+def host_relay_and_save(qtbot: Any, window: Any) -> None:
+    """Settings → Host a relay on 127.0.0.1, any free port, switched on, then Save."""
     from PySide6.QtWidgets import QCheckBox, QSpinBox
 
-    window = make_window("host")
     d = window.open_settings()
     d.tabs.setCurrentWidget(d.relay)
     type_into(qtbot, child(d, "relayListen", QLineEdit), "127.0.0.1")
     type_into(qtbot, child(d, "relayPort", QSpinBox), "0")
     with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
         click(qtbot, child(d, "relaySwitch", QCheckBox))
-    click(qtbot, child(d, "settingsSave", QPushButton))  # Save keeps it running
+    click(qtbot, child(d, "settingsSave", QPushButton))
+
+
+def test_cancel_restarts_a_relay_switched_off_in_the_dialog_and_save_keeps_it(
+    qtbot: Any, make_window: Any
+) -> None:
+    from PySide6.QtWidgets import QCheckBox
+
+    window = make_window("host")
+    host_relay_and_save(qtbot, window)
     assert window.relay_host.running
     users = window.relay_host.started_with.users
     # Next visit: switched off, then Cancel: it runs again, with the same users.
@@ -154,16 +161,8 @@ def test_quitting_with_the_dialog_open_leaves_the_relay_stopped(
     qtbot: Any, make_window: Any, arun: Any
 ) -> None:
     """Shutdown stops the relay, then closes the dialog: that close is not a Cancel to undo."""
-    from PySide6.QtWidgets import QCheckBox, QSpinBox
-
     window = make_window("host")
-    d = window.open_settings()
-    d.tabs.setCurrentWidget(d.relay)
-    type_into(qtbot, child(d, "relayListen", QLineEdit), "127.0.0.1")
-    type_into(qtbot, child(d, "relayPort", QSpinBox), "0")
-    with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
-        click(qtbot, child(d, "relaySwitch", QCheckBox))
-    click(qtbot, child(d, "settingsSave", QPushButton))
+    host_relay_and_save(qtbot, window)
     window.open_settings()  # still open when the user picks PeerCall → Quit
     with qtbot.waitSignal(window.closed, timeout=20_000):
         window.quit_action.trigger()
