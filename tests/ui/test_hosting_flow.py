@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QLineEdit, QPushButton
 from app.events import CallState
 from signaling.memory import memory_pair
 from tests.ui import netns
-from tests.ui.conftest import child, click
+from tests.ui.conftest import child, click, type_into
 
 pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
 
@@ -94,3 +94,45 @@ def test_a_hosted_relay_carries_a_call_at_the_address_the_panel_offers(
     assert host.adapter.session.state is CallState.ENDED
     assert host.errors == []
     assert guest.errors == []
+
+
+def test_hosted_signaling_offers_each_lan_address_with_copy_and_a_window_joins_it(
+    lab: tuple[str, str], qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    """Settings → Signaling → Others can use it → on: never ws://0.0.0.0, a Copy button per
+    address, and what Copy puts on the clipboard is a server another window can join (12.2)."""
+    from PySide6.QtGui import QGuiApplication
+
+    first, second = lab
+    host = make_window("host")
+    guest = make_window("guest")
+    d = host.open_settings()
+    d.tabs.setCurrentWidget(d.signaling)
+    click(qtbot, child(d, "signalingForOthers", QCheckBox))
+    assert child(d, "signalingListen", QLineEdit).text() == "0.0.0.0"
+    with qtbot.waitSignal(host.signaling_host.runningChanged, timeout=10_000):
+        click(qtbot, child(d, "signalingSwitch", QCheckBox))
+    rows = d.signaling.share_list.rows
+    port = host.signaling_host.url.rsplit(":", 1)[1].rstrip("/")
+    assert [(kind, shown) for kind, shown, _, _ in rows] == [
+        ("LAN (lan0)", f"ws://{first}:{port}"),
+        ("LAN (lan1)", f"ws://{second}:{port}"),
+    ]
+    click(qtbot, child(d, "signalingCopy1", QPushButton))
+    assert QGuiApplication.clipboard().text() == f"ws://{second}:{port}"
+    click(qtbot, child(d, "settingsSave", QPushButton))
+    # The guest pastes the address into the main window and waits in a room there.
+    server = child(guest, "serverUrl", QLineEdit)
+    server.setFocus()
+    qtbot.keyClick(server, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(server, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert server.text() == f"ws://{second}:{port}"
+    type_into(qtbot, child(guest, "room", QLineEdit), "lan-room")
+    type_into(qtbot, child(guest, "secret", QLineEdit), "lan-secret")
+    click(qtbot, child(guest, "waitButton", QPushButton))
+    # The host's indicator counts the room the guest joined through the offered address.
+    qtbot.waitUntil(lambda: "signaling: 1 room in use" in host.hosting.text(), timeout=15_000)
+    click(qtbot, child(guest, "hangupButton", QPushButton))
+    qtbot.waitUntil(lambda: not guest.adapter.in_call, timeout=10_000)
+    assert guest.errors == []
+    assert host.errors == []
