@@ -288,6 +288,7 @@ class MainWindow(QMainWindow):
     def _build_body(self) -> None:
         # Left: how to reach the peer.
         self.backend = QComboBox()
+        _name(self.backend, "backendChoice", "How to reach the other person")
         for key in BACKEND_PAGES:
             self.backend.addItem(BACKEND_LABELS[key], key)
         self.pages = QStackedWidget()

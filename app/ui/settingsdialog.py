@@ -390,7 +390,9 @@ class SignalingPage(QWidget):
         self.host = host
         self._run = run
         self.backend = QComboBox()
-        for key in SIGNALING_BACKENDS:
+        _name(self.backend, "signalingBackend", "Default way to reach the other person")
+        # In the main window's order, so the same choice sits at the same place in both.
+        for key in sorted(SIGNALING_BACKENDS, key=list(BACKEND_LABELS).index):
             self.backend.addItem(BACKEND_LABELS[key], key)
         self.url = QLineEdit()
         self.url_error = _error_label()
@@ -399,6 +401,7 @@ class SignalingPage(QWidget):
         self.secret.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
         self.ca_file = QLineEdit()
         self.ca_file.setPlaceholderText("system CAs")
+        _name(self.ca_file, "caFile", "CA file for wss://")
         self.ca_file.setToolTip(
             "Only for a wss:// server with a self-signed or private-CA certificate:"
             " the PEM file to trust instead of the system CAs"
@@ -697,8 +700,10 @@ class RelayPage(QWidget):
         _name(self.port, "relayPort", "Relay port")
         self.min_port = QSpinBox()
         self.min_port.setRange(1, 65535)
+        _name(self.min_port, "relayMinPort", "Lowest relayed port")
         self.max_port = QSpinBox()
         self.max_port.setRange(1, 65535)
+        _name(self.max_port, "relayMaxPort", "Highest relayed port")
         self.realm = QLineEdit()
         self.external_ip = QLineEdit()
         self.external_ip.setPlaceholderText("public address, when behind NAT")
