@@ -11,6 +11,7 @@ from app.events import CallState, CandidateInfo, CandidatePairInfo, SelectedPair
 from app.ui.presenters import (
     badge_for,
     candidate_row,
+    end_news,
     format_duration,
     priority_text,
     quality_for,
@@ -96,3 +97,29 @@ def test_user_message_is_one_line(exc: BaseException, text: str) -> None:
     message = user_message(exc)
     assert message.startswith(text)
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("outcome", "failure", "has_turn", "text"),
+    [
+        ("completed", None, False, "Call ended — 1:05"),
+        ("declined", None, False, "Call ended — declined"),
+        ("missed", None, False, "Missed call"),
+        ("cancelled", None, False, "Call cancelled"),
+        (
+            "failed",
+            "no connection after 30 s (ICE failed)",
+            False,
+            "Failed: no connection after 30 s (ICE failed) — add a TURN server in Settings → ICE"
+            " servers",
+        ),
+        # With a TURN server configured, adding one is no advice.
+        ("failed", "ICE failed", True, "Failed: ICE failed"),
+        ("failed", "wrong room secret", False, "Failed: wrong room secret"),
+    ],
+)
+def test_end_news_is_one_inline_line_and_names_the_fix_for_no_path(
+    outcome: str, failure: str | None, has_turn: bool, text: str
+) -> None:
+    """What the window's news line says when a call ends (issue 12.6)."""
+    assert end_news(outcome, "1:05", failure, has_turn) == text
