@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QHideEvent, QImage, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -74,8 +74,22 @@ TONE_SECONDS = 1.0
 NOISE_LEVELS = ("Off", "Low", "Moderate", "High", "Very high")
 
 
+class _ErrorLabel(QLabel):
+    """A wrapping label whose height is what its text needs at its real width.
+
+    QLabel's own size hint wraps at a width it guesses (about 240 px), so an error that fits on
+    one line across the dialog was laid out two lines high and the controls above it moved up
+    a line each time it appeared (issue 12.10)."""
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        if self.width() > 0:
+            hint.setHeight(max(self.minimumHeight(), self.heightForWidth(self.width())))
+        return hint
+
+
 def _error_label() -> QLabel:
-    label = QLabel()
+    label = _ErrorLabel()
     theme.paint(label, "error")
     label.setWordWrap(True)
     # Room for one line even when empty: the dialog must not jump as errors come and go

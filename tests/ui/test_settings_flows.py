@@ -169,3 +169,32 @@ def test_quitting_with_the_dialog_open_leaves_the_relay_stopped(
     arun(asyncio.sleep(0.5))  # what a restore would have scheduled has run by now
     assert not window.relay_host.running
     assert window.errors == []
+
+
+def test_an_error_appearing_does_not_move_the_controls(qtbot: Any, make_window: Any) -> None:
+    """The error line under the URI keeps its height when a one-line error appears (12.10)."""
+    window = make_window("Main")
+    window.settings_action.trigger()
+    d = window.settings_dialog
+    click(qtbot, child(d, "iceAdd", QPushButton))
+    uri = child(d, "iceUri", QLineEdit)
+    type_into(qtbot, uri, "stun:192.0.2.1")
+    qtbot.wait(50)  # let the layout run
+
+    def places() -> list[tuple[int, int]]:
+        names = ("iceTable", "iceUri", "iceUsername", "iceCredential")
+        widgets: list[Any] = [child(d, n) for n in names]
+        return [(w.y(), w.height()) for w in widgets] + [
+            (d.width(), d.height())
+        ]
+
+    before = places()
+    type_into(qtbot, uri, "turn:192.0.2.1")  # TURN without credentials: an error
+    assert "TURN needs a username and a credential" in d.ice.error.text()
+    qtbot.wait(50)
+    assert places() == before
+    type_into(qtbot, uri, "stun:192.0.2.1")
+    qtbot.wait(50)
+    assert d.ice.error.text() == ""
+    assert places() == before
+    d.close()
