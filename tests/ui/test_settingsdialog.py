@@ -539,3 +539,34 @@ def test_device_lists_name_the_sound_card_behind_pulse(
     assert not pulse[0].startswith("pulse")  # the sink's description, e.g. "Null Output"
     index = dialog.media.speaker.findText(pulse[0])
     assert dialog.media.speaker.itemData(index) == "pulse"  # what is saved stays the device
+
+
+def test_ice_test_results_are_not_cut_off(
+    qtbot: Any, dialog: SettingsDialog, relay_server: Any
+) -> None:
+    """Each result wraps inside its cell and the row is as tall as the wrapped text (12.10)."""
+    from PySide6.QtCore import Qt
+
+    port = next(p for kind, _, p in relay_server.addresses if kind == "udp")
+    dialog.show()
+    dialog.ice.add_entry()
+    edit(dialog, f"turn:127.0.0.1:{port}?transport=udp", "alice", "wonderland")
+    dialog.ice.add_entry()
+    edit(dialog, f"stun:127.0.0.1:{free_port()}")
+    dialog.ice.time_limit = 10.0
+    with qtbot.waitSignal(dialog.ice.testFinished, timeout=30_000):
+        qtbot.mouseClick(dialog.ice.test_button, _left())
+    table = dialog.ice.table
+    items = [table.item(row, 2) for row in range(table.rowCount())]
+    assert all(item is not None for item in items)
+    results: list[Any] = items
+    qtbot.waitUntil(lambda: table.visualItemRect(results[-1]).height() > 0)
+    assert table.visualItemRect(results[-1]).right() < table.viewport().width()
+    for item in results:
+        cell = table.visualItemRect(item)
+        margin = table.style().pixelMetric(table.style().PixelMetric.PM_FocusFrameHMargin) + 1
+        needed = table.fontMetrics().boundingRect(
+            cell.adjusted(margin, 0, -margin, 0), int(Qt.TextFlag.TextWordWrap), item.text()
+        )
+        assert needed.height() <= cell.height(), item.text()
+        assert needed.right() <= cell.right(), item.text()
