@@ -170,3 +170,31 @@ def test_closing_while_only_waiting_does_not_ask(
     window.close()
     assert window.leave_box is None  # nobody to tell: no question
     qtbot.waitUntil(lambda: window._shutdown_done, timeout=15_000)
+
+
+def test_an_incoming_call_is_accepted_from_the_keyboard(
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+) -> None:
+    """Ctrl+Shift+A, as the Call menu shows, answers the ring (12.13)."""
+    from PySide6.QtCore import Qt
+
+    alice = make_window("alice")
+    bob = make_window("bob")
+    a, b = memory_pair()
+    bob.wait_for_call(b, "alice")
+    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
+        alice.start_call(a, "bob")
+    bob.activateWindow()
+    qtbot.waitUntil(bob.isActiveWindow, timeout=5_000)  # shortcuts go to the active window
+    accept = child(bob, "acceptButton", QPushButton)
+    assert accept.toolTip().endswith("(Ctrl+Shift+A)")
+    qtbot.keyClick(
+        bob.history_view,
+        Qt.Key.Key_A,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    for window in (alice, bob):
+        qtbot.waitUntil(lambda w=window: w.badge.badge.key == "direct", timeout=20_000)
+    click(qtbot, child(alice, "hangupButton", QPushButton))
+    qtbot.waitUntil(lambda: not bob.adapter.in_call, timeout=10_000)
+    assert bob.history.records[-1].outcome == "completed"
