@@ -361,7 +361,9 @@ class MainWindow(QMainWindow):
 
         # Centre: video and controls.
         self.remote_video = VideoView("The other person's video appears here")
-        self.remote_video.setMinimumSize(420, 300)
+        # 320×240 still holds the 176-px self-view; wider kept the whole window from fitting
+        # half of a 1920-px screen (its minimum was 963 px; issue 12.10).
+        self.remote_video.setMinimumSize(320, 240)
         self.local_video = VideoView("Camera off")
         self.local_video.setFixedSize(176, 132)
         self.remote_video.set_overlay(self.local_video)

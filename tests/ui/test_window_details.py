@@ -163,3 +163,17 @@ def test_every_control_has_a_name_for_screen_readers(
         assert unnamed_controls(d) == [], d.tabs.tabText(d.tabs.currentIndex())
     d.close()
     hang_up(qtbot, alice, bob)
+
+
+def test_the_window_fits_half_of_a_full_hd_screen(qtbot: Any, make_window: Any) -> None:
+    """Snapped to half of a 1920-px screen, every panel is still there and usable (12.10)."""
+    window = make_window("Main")
+    window.resize(960, 700)
+    qtbot.waitUntil(lambda: window.width() == 960)
+    for name in ("serverUrl", "room", "secret"):
+        field = child(window, name, QLineEdit)
+        assert field.isVisible()
+        assert field.width() >= 100, name
+    assert child(window, "callButton", QPushButton).isVisible()
+    assert window.remote_video.width() >= 320
+    assert child(window, "chatInput", QLineEdit).width() >= 120
