@@ -184,9 +184,7 @@ def test_an_error_appearing_does_not_move_the_controls(qtbot: Any, make_window: 
     def places() -> list[tuple[int, int]]:
         names = ("iceTable", "iceUri", "iceUsername", "iceCredential")
         widgets: list[Any] = [child(d, n) for n in names]
-        return [(w.y(), w.height()) for w in widgets] + [
-            (d.width(), d.height())
-        ]
+        return [(w.y(), w.height()) for w in widgets] + [(d.width(), d.height())]
 
     before = places()
     type_into(qtbot, uri, "turn:192.0.2.1")  # TURN without credentials: an error
