@@ -37,6 +37,7 @@ from signaling.memory import memory_pair
 from signaling.messages import Answer, Offer
 from tests.app.tones import ToneProbe
 from tests.conftest import free_port
+from tests.nat.conftest import relay_port_range
 
 LOOPBACK = CallOptions(loopback_candidates=True)
 
@@ -270,20 +271,28 @@ async def coturn() -> AsyncIterator[tuple[str, str, str]]:
     if binary is None:
         pytest.fail("coturn's turnserver is missing: run scripts/install-system-deps.sh")
     port = free_port(socket.SOCK_DGRAM)
-    low = free_port(socket.SOCK_DGRAM)
+    # Below the ephemeral range, and wide: coturn picks relay ports at random and a narrow
+    # window next to other tests' sockets could leave it none (one failure under load).
+    low, high = relay_port_range()
     proc = subprocess.Popen(  # noqa: ASYNC220 (a server start, not a wait)
         [binary, "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
-         "--relay-ip=127.0.0.1", f"--min-port={low}", f"--max-port={low + 20}",
+         "--relay-ip=127.0.0.1", f"--min-port={low}", f"--max-port={high}",
          "--lt-cred-mech", "--user=alice:secret", "--realm=test", "--allow-loopback-peers",
          "--no-cli", "--no-tls", "--no-dtls", "--log-file=stdout", "--simple-log"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        for _ in range(100):
+        # Start-up on a loaded machine can take seconds: wait for it (bounded), and say so
+        # if it never listens rather than letting the call time out with no reason.
+        for _ in range(600):
+            if proc.poll() is not None:
+                pytest.fail(f"turnserver exited: {proc.communicate()[0].decode()[-2000:]}")
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             await asyncio.sleep(0.05)
+        else:
+            pytest.fail("turnserver did not listen within 30 s")
         yield f"turn:127.0.0.1:{port}?transport=udp", "alice", "secret"
     finally:
         proc.terminate()
