@@ -564,15 +564,18 @@ class MainWindow(QMainWindow):
         self.always_relay.toggled.connect(self._on_always_relay)
 
     def _show_hosting(self) -> None:
-        """The indicator: what we host, with its allocations / rooms (issue 12.2)."""
+        """The indicator: what we host, with its allocations / rooms and clients (issue 12.2)."""
         parts = []
         if self.relay_host.running:
             count = self.relay_host.status().allocations
             parts.append(f"relay: {count} allocation{'s' * (count != 1)}")
         server = self.signaling_host.server
         if server is not None:
-            rooms = server.room_count()
-            parts.append(f"signaling: {rooms} room{'s' * (rooms != 1)} in use")
+            rooms, clients = server.room_count(), server.stats.connections
+            parts.append(
+                f"signaling: {rooms} room{'s' * (rooms != 1)} in use,"
+                f" {clients} client{'s' * (clients != 1)}"
+            )
         self.hosting.setText("Hosting " + " · ".join(parts) if parts else "")
         self.hosting.setVisible(bool(parts))
         if server is not None and not self._hosting_timer.isActive():

@@ -131,7 +131,9 @@ def test_hosted_signaling_offers_each_lan_address_with_copy_and_a_window_joins_i
     type_into(qtbot, child(guest, "secret", QLineEdit), "lan-secret")
     click(qtbot, child(guest, "waitButton", QPushButton))
     # The host's indicator counts the room the guest joined through the offered address.
-    qtbot.waitUntil(lambda: "signaling: 1 room in use" in host.hosting.text(), timeout=15_000)
+    qtbot.waitUntil(
+        lambda: "signaling: 1 room in use, 1 client" in host.hosting.text(), timeout=15_000
+    )
     click(qtbot, child(guest, "hangupButton", QPushButton))
     qtbot.waitUntil(lambda: not guest.adapter.in_call, timeout=10_000)
     assert guest.errors == []
