@@ -9,6 +9,8 @@
 3. Memory per call: ``gui --self-test-call --calls 10`` places 10 loopback calls in one
    process (both ends in that process) and prints VmRSS after each; the growth per call is the
    least-squares slope over calls 2..10 (call 1 pays one-time imports). Goal: ~0.
+   ``--calls 30`` also shows whether it plateaus (allocator warm-up) or keeps climbing (a leak):
+   RSS every 5 calls and the slope of each half. ``--memory-only`` runs just this figure.
 4. A video call's CPU per side: two ``gui`` processes (640x480 at 30 fps: the test pattern,
    the camera when there is one) call each other through ``peercall signal`` on loopback; each
    side's CPU (utime+stime from /proc/<pid>/stat) over the held call, and the resolution and
@@ -204,6 +206,33 @@ def video_call(hold: float) -> list[Side]:
         server.wait(10)
 
 
+def memory_report(calls: int) -> bool:
+    rss_calls, code = memory_per_call(calls)
+    ok = code == 0 and len(rss_calls) == calls
+    if len(rss_calls) >= 3:
+        print(
+            f"RSS after {len(rss_calls)} calls in one process: first {rss_calls[0]:.1f} MB,"
+            f" last {rss_calls[-1]:.1f} MB, growth {slope(rss_calls[1:]):+.2f} MB/call"
+            f" over calls 2..{len(rss_calls)} (goal: no growth; exit code {code})"
+        )
+        print("  per call: " + " ".join(f"{v:.1f}" for v in rss_calls))
+        # Every 5th call and the slope of each half tell an allocator that warms up and then
+        # plateaus apart from a leak, which keeps the second half's slope as steep as the first.
+        print(
+            "  every 5 calls: "
+            + " ".join(f"#{n}={rss_calls[n - 1]:.1f}" for n in range(5, len(rss_calls) + 1, 5))
+        )
+        half = len(rss_calls) // 2
+        if half >= 3:
+            print(
+                f"  growth calls 2..{half}: {slope(rss_calls[1:half]):+.3f} MB/call,"
+                f" calls {half + 1}..{len(rss_calls)}: {slope(rss_calls[half:]):+.3f} MB/call"
+            )
+    else:
+        print(f"RSS per call: the self-test failed (exit code {code})")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="starts to time, cold and warm")
@@ -211,7 +240,16 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds before reading RSS")
     parser.add_argument("--calls", type=int, default=10, help="calls in one process")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds of video call")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the memory-per-call figure (skips the start timings and the video call)",
+    )
     args = parser.parse_args()
+    if args.calls < 1:
+        parser.error(f"--calls must be at least 1, not {args.calls}")
+    if args.memory_only:
+        return 0 if memory_report(args.calls) else 1
     ok = True
 
     cold_runs = not args.no_drop_caches and os.geteuid() == 0
@@ -237,17 +275,7 @@ def main() -> int:
     ok &= code == 0
     print(f"idle RSS {args.idle:.0f} s after the window is shown: {rss:.1f} MB (goal <= 150 MB)")
 
-    rss_calls, code = memory_per_call(args.calls)
-    ok &= code == 0 and len(rss_calls) == args.calls
-    if len(rss_calls) >= 3:
-        print(
-            f"RSS after {len(rss_calls)} calls in one process: first {rss_calls[0]:.1f} MB,"
-            f" last {rss_calls[-1]:.1f} MB, growth {slope(rss_calls[1:]):+.2f} MB/call"
-            f" over calls 2..{len(rss_calls)} (goal: no growth; exit code {code})"
-        )
-        print("  per call: " + " ".join(f"{v:.1f}" for v in rss_calls))
-    else:
-        print(f"RSS per call: the self-test failed (exit code {code})")
+    ok &= memory_report(args.calls)
 
     for side in video_call(args.hold):
         ok &= side.code == 0 and side.wall > 0
