@@ -8,6 +8,7 @@ line through ``errorRaised`` (a port in use, a bad address), never raised into Q
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -216,6 +217,60 @@ def build_relay_config(values: RelaySettings) -> Any:
     )
 
 
+def for_others(listen: str) -> bool:
+    """Listening where other machines reach it (not loopback only): then the router is asked."""
+    return not (listen.startswith("127.") or listen == "::1" or listen == "localhost")
+
+
+class RouterMapping(QObject):
+    """The home router's forwardings for a hosted server, via nat.portmap (PCP, NAT-PMP, IGD).
+
+    The same :class:`nat.portmap.PortMapper` as ``peercall host``; it runs as a task on the
+    qasync loop so the window never waits on a router that does not answer. ``stateChanged``
+    carries each :class:`nat.portmap.MappingState` (its ``line()`` is what the panel shows).
+    """
+
+    stateChanged = Signal(object)  # MappingState
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state: Any = None  # None: not asked (hosting for this machine only)
+        self._mapper: Any = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def start(self, requests: list[Any]) -> None:
+        from nat.portmap import PortMapper
+
+        self._mapper = PortMapper(requests, on_state=self._changed)
+        self._task = asyncio.ensure_future(self._mapper.start())
+        self._task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("port mapping failed: %s", task.exception())
+
+    def _changed(self, state: Any) -> None:
+        self.state = state
+        self.stateChanged.emit(state)
+
+    async def stop(self) -> None:
+        """Remove the router's forwardings (RFC 6886 §3.4 / RFC 6887 §15: lifetime 0)."""
+        mapper, self._mapper = self._mapper, None
+        task, self._task = self._task, None
+        if task is not None:
+            # Let a start in progress finish (bounded by the mapper's timeouts) rather than
+            # cancel it: a forwarding the router granted meanwhile must be deleted too.
+            with contextlib.suppress(Exception):
+                await task
+        if mapper is not None:
+            try:
+                await mapper.stop()
+            except Exception as exc:  # a router gone away must not keep hosting from stopping
+                logger.warning("removing port mappings failed: %s", exc)
+        self.state = None
+        self.stateChanged.emit(None)
+
+
 class RelayHost(QObject):
     """Runs one RelayServer in-process; status refreshes every second while it runs."""
 
@@ -232,6 +287,7 @@ class RelayHost(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(1000)
         self._timer.timeout.connect(self.refresh)
+        self.mapping = RouterMapping(self)
 
     @property
     def running(self) -> bool:
@@ -258,6 +314,16 @@ class RelayHost(QObject):
                 return False
             self.server, self._users, self._settings = server, values.users, values
             logger.info("relay started on %s", server.addresses)
+            if for_others(values.listen):
+                from nat.portmap import ports_for_hosting
+
+                port = server.addresses[0][2] if server.addresses else values.port
+                self.mapping.start(
+                    ports_for_hosting(
+                        turn_port=port,
+                        relay_ports=range(values.min_port, values.max_port + 1),
+                    )
+                )
         self._timer.start()
         self.runningChanged.emit(True)
         self.refresh()
@@ -270,6 +336,7 @@ class RelayHost(QObject):
             self._timer.stop()
             if server is None:
                 return
+            await self.mapping.stop()
             try:
                 await server.stop()
             except Exception as exc:
@@ -319,6 +386,7 @@ class SignalingHost(QObject):
         self._lock = asyncio.Lock()
         # What the running server was started with, so Settings → Cancel can start it again.
         self.started_with: tuple[str, int, dict[str, Any]] | None = None
+        self.mapping = RouterMapping(self)
 
     @property
     def url(self) -> str | None:
@@ -339,6 +407,10 @@ class SignalingHost(QObject):
                 return False
             self.server = server
             self.started_with = (host, port, dict(kwargs))
+            if for_others(host):
+                from nat.portmap import ports_for_hosting
+
+                self.mapping.start(ports_for_hosting(signaling_port=int(server.port)))
         self.runningChanged.emit(True)
         return True
 
@@ -347,6 +419,7 @@ class SignalingHost(QObject):
             server, self.server = self.server, None
             if server is None:
                 return
+            await self.mapping.stop()
             try:
                 await server.stop()
             except Exception as exc:
