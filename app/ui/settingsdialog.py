@@ -399,10 +399,19 @@ class SignalingPage(QWidget):
 
     changed = Signal()
 
-    def __init__(self, host: SignalingHost, run: Runner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        host: SignalingHost,
+        run: Runner,
+        settings: Settings | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.host = host
         self._run = run
+        self.settings = settings
+        self.public_ip: str | None = None  # learned via STUN while hosting for others
+        self._lookup: asyncio.Task[Any] | None = None
         self.backend = QComboBox()
         _name(self.backend, "signalingBackend", "Default way to reach the other person")
         # In the main window's order, so the same choice sits at the same place in both.
@@ -546,12 +555,43 @@ class SignalingPage(QWidget):
         for widget in (self.listen, self.port, self.for_others):
             widget.setEnabled(not running)
         self.host_url.setText(self.host.url or "not running")
+        if not running:
+            self.public_ip = None
+        elif self.for_others.isChecked() and self._lookup is None and self.public_ip is None:
+            self._lookup = self._run(self._learn_public_address(), "Public address")
         rows = self.share_rows()
+        ports = f"TCP {self._port() or ''}"
+        state = self.host.mapping.state
         if rows and rows[0][0] == "this machine only":
             note = "Only this machine can use it: tick “Others can use it” before starting."
+        elif any(r[0] == "public (STUN)" for r in rows):
+            lan = {r[1] for r in rows if r[0].startswith("LAN")}
+            note = (
+                f"This machine is behind NAT (public address {self.public_ip}) and no port"
+                f" mapping is known: forward {ports} on your router to"
+                f" {_first(lan).split('//')[-1].rpartition(':')[0] or 'this machine'},"
+                " or people outside your network cannot use it."
+            )
+            if state is not None and state.status in ("mapping", "failed"):
+                note = f"{state.line()}. {note}"
         else:
-            note = mapping_note(self.host.mapping.state, "TCP " + str(self._port() or ""))
+            note = mapping_note(state, ports)
+            if running and not note and not self.public_ip and self.for_others.isChecked():
+                note = "Public address unknown (add a STUN server under ICE servers to learn it)."
         self.share_list.set_rows(rows, note)
+
+    async def _learn_public_address(self) -> None:
+        """Ask the configured STUN/TURN servers how the internet sees us (once per start)."""
+        try:
+            entries = self.settings["ice_servers"] if self.settings is not None else []
+            servers = [
+                IceServer(tuple(e["urls"]), e.get("username"), e.get("credential")) for e in entries
+            ]
+            found = await public_address(servers) if servers else None
+            self.public_ip = found if self.host.server is not None else None
+        finally:
+            self._lookup = None
+        self._running(self.host.server is not None)
 
     def _host_failed(self, message: str) -> None:
         self.host_error.setText(message)
@@ -597,6 +637,8 @@ class SignalingPage(QWidget):
         if public:
             external = state.external_port("TCP", int(port)) or int(port)
             places.append(HostAddress("public (router)", public))
+        elif self.public_ip and self.public_ip not in {p.ip for p in places}:
+            places.append(HostAddress("public (STUN)", self.public_ip))
         rows = []
         for place in places:
             host = f"[{place.ip}]" if ":" in place.ip else place.ip
@@ -1397,7 +1439,7 @@ class SettingsDialog(QDialog):
         self.settings = settings
         self.run = run
         self.ice = IceServersPage(run)
-        self.signaling = SignalingPage(signaling_host, run)
+        self.signaling = SignalingPage(signaling_host, run, settings)
         self.relay = RelayPage(relay_host, settings, run)
         self.media = MediaPage(run)
         self.display_name = QLineEdit()
