@@ -222,6 +222,24 @@ def for_others(listen: str) -> bool:
     return not (listen.startswith("127.") or listen == "::1" or listen == "localhost")
 
 
+def _routable(ip: str) -> str | None:
+    """``ip`` if peers on the internet can reach it: not loopback, private (RFC 1918) or
+    carrier-grade NAT (RFC 6598) space, where a router behind another NAT may sit."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if address.version == 4:
+        blocked = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+        if any(address in ipaddress.ip_network(net) for net in blocked):
+            return None
+    elif address.is_loopback or address.is_link_local or address.is_private:
+        return None
+    return ip
+
+
 class RouterMapping(QObject):
     """The home router's forwardings for a hosted server, via nat.portmap (PCP, NAT-PMP, IGD).
 
@@ -288,10 +306,23 @@ class RelayHost(QObject):
         self._timer.setInterval(1000)
         self._timer.timeout.connect(self.refresh)
         self.mapping = RouterMapping(self)
+        self.mapping.stateChanged.connect(self._mapping_changed)
 
     @property
     def running(self) -> bool:
         return self.server is not None
+
+    def _mapping_changed(self, state: Any) -> None:
+        """Once the router forwards the relay ports, allocations must be told the router's
+        address: behind NAT the relay only sees its LAN address, which an outside peer cannot
+        reach (what coturn's ``external-ip`` is for). An External IP the user set wins."""
+        server = self.server
+        if server is None or self._settings.external_ip:
+            return
+        public = None
+        if state is not None and state.status in ("mapped", "partial"):
+            public = _routable(state.external_ip)
+        server.core.advertise_as(public)
 
     @property
     def started_with(self) -> RelaySettings | None:

@@ -66,6 +66,8 @@ def test_relay_and_signaling_ask_the_router_and_offer_its_address(
             assert d.relay.qr_text == rows[index][3]
             relay_ports = {("UDP", 3478), ("TCP", 3478)} | {("UDP", p) for p in range(49152, 49156)}
             assert relay_ports <= forwarded(home)
+            # Allocations are now told the router's address, not the LAN one the relay sees.
+            assert window.relay_host.server.core.advertised_ip == WAN_IP
 
             # Stopping the relay removes its forwardings from the router.
             with qtbot.waitSignal(window.relay_host.runningChanged, timeout=30_000):
