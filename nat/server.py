@@ -351,6 +351,17 @@ class TurnServer:
         )
         return [*extra_closes, SendToClient(five_tuple.transport, five_tuple.client, response)]
 
+    @property
+    def advertised_ip(self) -> str | None:
+        """The external-ip told to clients in XOR-RELAYED-ADDRESS (None: see ``_advertise``)."""
+        return self._external
+
+    def advertise_as(self, ip: str | None) -> None:
+        """Tell allocations made from now on that they are relayed at ``ip`` (an external-ip
+        learned at run time, e.g. once the home router forwards the relay ports); ``None``
+        goes back to the configured one. Existing allocations keep what they were told."""
+        self._external = ip if ip is not None else self.config.external_ip
+
     def _advertise(self, relay: Address, reached: str | None) -> Address:
         """What the client is told for ``relay``: external-ip, else the address it reached
         when the relay is bound to a wildcard, else the relay itself."""

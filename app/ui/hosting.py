@@ -8,6 +8,7 @@ line through ``errorRaised`` (a port in use, a bad address), never raised into Q
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -216,6 +217,78 @@ def build_relay_config(values: RelaySettings) -> Any:
     )
 
 
+def for_others(listen: str) -> bool:
+    """Listening where other machines reach it (not loopback only): then the router is asked."""
+    return not (listen.startswith("127.") or listen == "::1" or listen == "localhost")
+
+
+def _routable(ip: str) -> str | None:
+    """``ip`` if peers on the internet can reach it: not loopback, private (RFC 1918) or
+    carrier-grade NAT (RFC 6598) space, where a router behind another NAT may sit."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if address.version == 4:
+        blocked = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+        if any(address in ipaddress.ip_network(net) for net in blocked):
+            return None
+    elif address.is_loopback or address.is_link_local or address.is_private:
+        return None
+    return ip
+
+
+class RouterMapping(QObject):
+    """The home router's forwardings for a hosted server, via nat.portmap (PCP, NAT-PMP, IGD).
+
+    The same :class:`nat.portmap.PortMapper` as ``peercall host``; it runs as a task on the
+    qasync loop so the window never waits on a router that does not answer. ``stateChanged``
+    carries each :class:`nat.portmap.MappingState` (its ``line()`` is what the panel shows).
+    """
+
+    stateChanged = Signal(object)  # MappingState
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state: Any = None  # None: not asked (hosting for this machine only)
+        self._mapper: Any = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def start(self, requests: list[Any]) -> None:
+        from nat.portmap import PortMapper
+
+        self._mapper = PortMapper(requests, on_state=self._changed)
+        self._task = asyncio.ensure_future(self._mapper.start())
+        self._task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("port mapping failed: %s", task.exception())
+
+    def _changed(self, state: Any) -> None:
+        self.state = state
+        self.stateChanged.emit(state)
+
+    async def stop(self) -> None:
+        """Remove the router's forwardings (RFC 6886 §3.4 / RFC 6887 §15: lifetime 0)."""
+        mapper, self._mapper = self._mapper, None
+        task, self._task = self._task, None
+        if task is not None:
+            # Let a start in progress finish (bounded by the mapper's timeouts) rather than
+            # cancel it: a forwarding the router granted meanwhile must be deleted too.
+            with contextlib.suppress(Exception):
+                await task
+        if mapper is not None:
+            try:
+                await mapper.stop()
+            except Exception as exc:  # a router gone away must not keep hosting from stopping
+                logger.warning("removing port mappings failed: %s", exc)
+        self.state = None
+        self.stateChanged.emit(None)
+
+
 class RelayHost(QObject):
     """Runs one RelayServer in-process; status refreshes every second while it runs."""
 
@@ -232,10 +305,24 @@ class RelayHost(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(1000)
         self._timer.timeout.connect(self.refresh)
+        self.mapping = RouterMapping(self)
+        self.mapping.stateChanged.connect(self._mapping_changed)
 
     @property
     def running(self) -> bool:
         return self.server is not None
+
+    def _mapping_changed(self, state: Any) -> None:
+        """Once the router forwards the relay ports, allocations must be told the router's
+        address: behind NAT the relay only sees its LAN address, which an outside peer cannot
+        reach (what coturn's ``external-ip`` is for). An External IP the user set wins."""
+        server = self.server
+        if server is None or self._settings.external_ip:
+            return
+        public = None
+        if state is not None and state.status in ("mapped", "partial"):
+            public = _routable(state.external_ip)
+        server.core.advertise_as(public)
 
     @property
     def started_with(self) -> RelaySettings | None:
@@ -258,6 +345,16 @@ class RelayHost(QObject):
                 return False
             self.server, self._users, self._settings = server, values.users, values
             logger.info("relay started on %s", server.addresses)
+            if for_others(values.listen):
+                from nat.portmap import ports_for_hosting
+
+                port = server.addresses[0][2] if server.addresses else values.port
+                self.mapping.start(
+                    ports_for_hosting(
+                        turn_port=port,
+                        relay_ports=range(values.min_port, values.max_port + 1),
+                    )
+                )
         self._timer.start()
         self.runningChanged.emit(True)
         self.refresh()
@@ -270,6 +367,7 @@ class RelayHost(QObject):
             self._timer.stop()
             if server is None:
                 return
+            await self.mapping.stop()
             try:
                 await server.stop()
             except Exception as exc:
@@ -319,6 +417,7 @@ class SignalingHost(QObject):
         self._lock = asyncio.Lock()
         # What the running server was started with, so Settings → Cancel can start it again.
         self.started_with: tuple[str, int, dict[str, Any]] | None = None
+        self.mapping = RouterMapping(self)
 
     @property
     def url(self) -> str | None:
@@ -339,6 +438,10 @@ class SignalingHost(QObject):
                 return False
             self.server = server
             self.started_with = (host, port, dict(kwargs))
+            if for_others(host):
+                from nat.portmap import ports_for_hosting
+
+                self.mapping.start(ports_for_hosting(signaling_port=int(server.port)))
         self.runningChanged.emit(True)
         return True
 
@@ -347,6 +450,7 @@ class SignalingHost(QObject):
             server, self.server = self.server, None
             if server is None:
                 return
+            await self.mapping.stop()
             try:
                 await server.stop()
             except Exception as exc:

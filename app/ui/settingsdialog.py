@@ -399,10 +399,19 @@ class SignalingPage(QWidget):
 
     changed = Signal()
 
-    def __init__(self, host: SignalingHost, run: Runner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        host: SignalingHost,
+        run: Runner,
+        settings: Settings | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.host = host
         self._run = run
+        self.settings = settings
+        self.public_ip: str | None = None  # learned via STUN while hosting for others
+        self._lookup: asyncio.Task[Any] | None = None
         self.backend = QComboBox()
         _name(self.backend, "signalingBackend", "Default way to reach the other person")
         # In the main window's order, so the same choice sits at the same place in both.
@@ -472,6 +481,7 @@ class SignalingPage(QWidget):
         self.browse_button.clicked.connect(self.browse_ca_file)
         host.runningChanged.connect(self._running)
         host.errorRaised.connect(self._host_failed)
+        host.mapping.stateChanged.connect(lambda _: self._running(self.host.server is not None))
 
     def load(self, settings: Settings) -> None:
         self.backend.setCurrentIndex(max(0, self.backend.findData(settings["signaling.backend"])))
@@ -545,13 +555,43 @@ class SignalingPage(QWidget):
         for widget in (self.listen, self.port, self.for_others):
             widget.setEnabled(not running)
         self.host_url.setText(self.host.url or "not running")
+        if not running:
+            self.public_ip = None
+        elif self.for_others.isChecked() and self._lookup is None and self.public_ip is None:
+            self._lookup = self._run(self._learn_public_address(), "Public address")
         rows = self.share_rows()
-        note = (
-            ""
-            if not rows or rows[0][0] != "this machine only"
-            else ("Only this machine can use it: tick “Others can use it” before starting.")
-        )
+        ports = f"TCP {self._port() or ''}"
+        state = self.host.mapping.state
+        if rows and rows[0][0] == "this machine only":
+            note = "Only this machine can use it: tick “Others can use it” before starting."
+        elif any(r[0] == "public (STUN)" for r in rows):
+            lan = {r[1] for r in rows if r[0].startswith("LAN")}
+            note = (
+                f"This machine is behind NAT (public address {self.public_ip}) and no port"
+                f" mapping is known: forward {ports} on your router to"
+                f" {_first(lan).split('//')[-1].rpartition(':')[0] or 'this machine'},"
+                " or people outside your network cannot use it."
+            )
+            if state is not None and state.status in ("mapping", "failed"):
+                note = f"{state.line()}. {note}"
+        else:
+            note = mapping_note(state, ports)
+            if running and not note and not self.public_ip and self.for_others.isChecked():
+                note = "Public address unknown (add a STUN server under ICE servers to learn it)."
         self.share_list.set_rows(rows, note)
+
+    async def _learn_public_address(self) -> None:
+        """Ask the configured STUN/TURN servers how the internet sees us (once per start)."""
+        try:
+            entries = self.settings["ice_servers"] if self.settings is not None else []
+            servers = [
+                IceServer(tuple(e["urls"]), e.get("username"), e.get("credential")) for e in entries
+            ]
+            found = await public_address(servers) if servers else None
+            self.public_ip = found if self.host.server is not None else None
+        finally:
+            self._lookup = None
+        self._running(self.host.server is not None)
 
     def _host_failed(self, message: str) -> None:
         self.host_error.setText(message)
@@ -590,12 +630,45 @@ class SignalingPage(QWidget):
         scheme, _, rest = url.partition("://")
         listen, _, port = rest.rpartition(":")
         listen = listen.strip("[]")
+        port = port.rstrip("/")
+        places = reachable_addresses(listen)
+        state = self.host.mapping.state
+        public = router_address(state, {p.ip for p in places})
+        if public:
+            external = state.external_port("TCP", int(port)) or int(port)
+            places.append(HostAddress("public (router)", public))
+        elif self.public_ip and self.public_ip not in {p.ip for p in places}:
+            places.append(HostAddress("public (STUN)", self.public_ip))
         rows = []
-        for place in reachable_addresses(listen):
+        for place in places:
             host = f"[{place.ip}]" if ":" in place.ip else place.ip
-            where = f"{scheme}://{host}:{port.rstrip('/')}"
+            at = external if place.kind == "public (router)" else port
+            where = f"{scheme}://{host}:{at}"
             rows.append((place.kind, where, where, where))
         return rows
+
+    def _port(self) -> int | None:
+        url = self.host.url
+        return int(url.rpartition(":")[2].rstrip("/")) if url else None
+
+
+def router_address(state: Any, lan: set[str]) -> str | None:
+    """The router's external address when it forwards our ports (mapped or partly)."""
+    if state is None or state.status not in ("mapped", "partial") or not state.external_ip:
+        return None
+    return None if state.external_ip in lan else str(state.external_ip)
+
+
+def mapping_note(state: Any, ports: str) -> str:
+    """One line on the router's forwarding: asking, done (and any refusal), or why not."""
+    if state is None or state.status in ("off", "stopped"):
+        return ""
+    if state.status == "failed":
+        return (
+            f"{state.line()}. Forward {ports} on your router by hand, or people outside"
+            " your network cannot use it."
+        )
+    return str(state.line())
 
 
 # --- Relay ------------------------------------------------------------------------------------
@@ -786,6 +859,7 @@ class RelayPage(QWidget):
         host.runningChanged.connect(self._running)
         host.statusChanged.connect(self.show_status)
         host.errorRaised.connect(self._failed)
+        host.mapping.stateChanged.connect(lambda _: self.show_status(self.host.status()))
         self._running(host.running)
 
     def load(self, settings: Settings) -> None:
@@ -911,14 +985,25 @@ class RelayPage(QWidget):
         places = reachable_addresses(self.listen_host(), external)
         lan = {p.ip for p in places}
         note = ""
-        if self.public_ip and self.public_ip not in lan and not external:
+        mapping = self.host.mapping.state
+        router = router_address(mapping, lan)
+        ports = f"UDP+TCP {status.port} and UDP {status.min_port}-{status.max_port}"
+        turn_port = {}
+        if router and not external:
+            turn_port[router] = mapping.external_port("UDP", status.port) or status.port
+            places.append(HostAddress("public (router)", router))
+            note = mapping_note(mapping, ports)
+        elif self.public_ip and self.public_ip not in lan and not external:
             places.append(HostAddress("public (STUN)", self.public_ip))
             note = (
                 f"This machine is behind NAT (public address {self.public_ip}) and no port"
-                f" mapping is known: forward UDP+TCP {status.port} and UDP"
-                f" {status.min_port}-{status.max_port} on your router to {_first(lan)} and set"
+                f" mapping is known: forward {ports} on your router to {_first(lan)} and set"
                 f" External IP to {self.public_ip}, or people outside your network cannot use it."
             )
+            if mapping is not None and mapping.status in ("mapping", "failed"):
+                note = f"{mapping.line()}. {note}"
+        elif mapping is not None and mapping.status in ("mapping", "failed"):
+            note = mapping_note(mapping, ports)
         elif places and places[0].kind == "this machine only":
             note = "Only this machine can use it: tick “Others can use it” before starting."
         elif not self.public_ip and not external:
@@ -926,6 +1011,8 @@ class RelayPage(QWidget):
         rows = []
         for place in places:
             uris = uris_at(status.uris, place.ip)
+            if place.ip in turn_port:
+                uris = tuple(at_port(u, turn_port[place.ip]) for u in uris)
             # USER:PASSWORD@URI: one line that PeerCall's ICE editor, `peercall call --ice`
             # and the QR code all take.
             spec = share_spec(uris[0], user, password)
@@ -982,6 +1069,12 @@ class RelayPage(QWidget):
             "username": user,
             "credential": password,
         }
+
+
+def at_port(uri: str, port: int) -> str:
+    """``turn:HOST:P?x`` with the router's external port P (it may map to another)."""
+    head, sep, query = uri.partition("?")
+    return f"{head.rpartition(':')[0]}:{port}{sep}{query}"
 
 
 def _first(addresses: set[str]) -> str:
@@ -1346,7 +1439,7 @@ class SettingsDialog(QDialog):
         self.settings = settings
         self.run = run
         self.ice = IceServersPage(run)
-        self.signaling = SignalingPage(signaling_host, run)
+        self.signaling = SignalingPage(signaling_host, run, settings)
         self.relay = RelayPage(relay_host, settings, run)
         self.media = MediaPage(run)
         self.display_name = QLineEdit()

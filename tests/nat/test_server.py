@@ -882,3 +882,14 @@ def test_default_quotas_keep_one_credential_from_locking_out_the_others() -> Non
     assert error_code(Client(server, ("192.0.2.1", 101)).allocate(T0)) == 486
     bob = Client(server, ("192.0.2.2", 1), username="bob", password="hunter2")
     assert error_code(bob.allocate(T0)) is None
+
+
+def test_advertise_as_changes_what_new_allocations_are_told() -> None:
+    # External-ip learned at run time (the window's relay, once the router forwards its ports).
+    config = RelayConfig(listening_ips=("0.0.0.0",), external_ip=None)
+    server = TurnServer(config)
+    assert server.advertised_ip is None
+    server.advertise_as("198.18.0.10")
+    assert server._advertise(("0.0.0.0", 50000), "192.168.1.5") == ("198.18.0.10", 50000)
+    server.advertise_as(None)  # back to the configuration: the address the client reached
+    assert server._advertise(("0.0.0.0", 50000), "192.168.1.5") == ("192.168.1.5", 50000)
