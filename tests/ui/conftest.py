@@ -28,6 +28,7 @@ from app.history import History
 from app.settings import Settings
 from app.ui import callsetup
 from app.ui.mainwindow import MainWindow
+from signaling.memory import memory_pair
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -119,6 +120,15 @@ def make_window(qtbot: Any, arun: Runner, tmp_path: Path) -> Iterator[Callable[.
     for window in windows:
         arun(window.shutdown())  # the window's own clean exit path, not qtbot's close
         window.deleteLater()
+
+
+def ring(qtbot: Any, caller: MainWindow, callee: MainWindow) -> None:
+    """``callee`` waits for a call on an in-memory channel and ``caller`` dials it; returns once
+    the callee rings (answering, declining or hanging up is the test's)."""
+    a, b = memory_pair()
+    with qtbot.waitSignal(callee.adapter.incomingCall, timeout=15_000):
+        callee.wait_for_call(b, caller.display_name())
+        caller.start_call(a, callee.display_name())
 
 
 def child(parent: QWidget, name: str, kind: type[W] = QWidget) -> W:  # type: ignore[assignment]

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.events import CallState
 from signaling.memory import memory_pair
+from tests.ui.conftest import ring
 
 
 def connect_pair(qtbot: Any, qloop: asyncio.AbstractEventLoop, caller: Any, callee: Any) -> None:
@@ -63,10 +64,7 @@ def test_decline_rings_then_records_declined(
     qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
 ) -> None:
     alice, bob = make_window("alice"), make_window("bob")
-    a, b = memory_pair()
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=10_000):
-        bob.wait_for_call(b, "alice")
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     bob.decline_button.click()
     qtbot.waitUntil(lambda: len(bob.history.records) == 1, timeout=10_000)
     assert bob.history.records[0].outcome == "declined"

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 
 from app.events import CallState
 from signaling.memory import memory_pair
-from tests.ui.conftest import child, click
+from tests.ui.conftest import child, click, ring
 
 
 def connect_pair(qtbot: Any, make_window: Any) -> tuple[Any, Any]:
@@ -59,10 +59,7 @@ def test_declined_call_is_news_not_a_warning(
 ) -> None:
     alice = make_window("alice")
     bob = make_window("bob")
-    a, b = memory_pair()
-    bob.wait_for_call(b, "alice")
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     click(qtbot, child(bob, "declineButton", QPushButton))
     qtbot.waitUntil(lambda: not alice.adapter.in_call, timeout=15_000)
     assert alice.history.records[-1].outcome == "declined"
@@ -180,10 +177,7 @@ def test_an_incoming_call_is_accepted_from_the_keyboard(
 
     alice = make_window("alice")
     bob = make_window("bob")
-    a, b = memory_pair()
-    bob.wait_for_call(b, "alice")
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     bob.activateWindow()
     qtbot.waitUntil(bob.isActiveWindow, timeout=5_000)  # shortcuts go to the active window
     accept = child(bob, "acceptButton", QPushButton)

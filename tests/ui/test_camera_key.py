@@ -9,8 +9,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 
-from signaling.memory import memory_pair
-from tests.ui.conftest import child, click
+from tests.ui.conftest import child, click, ring
 
 
 def test_v_switches_the_camera_and_the_peer_sees_it(
@@ -18,10 +17,7 @@ def test_v_switches_the_camera_and_the_peer_sees_it(
 ) -> None:
     alice = make_window("alice", video=True)
     bob = make_window("bob", video=True)
-    a, b = memory_pair()
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
-        bob.wait_for_call(b, "alice")
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     click(qtbot, child(bob, "acceptButton", QPushButton))
     for window in (alice, bob):
         qtbot.waitUntil(lambda w=window: w.badge.badge.key == "direct", timeout=20_000)

@@ -10,8 +10,7 @@ from typing import Any
 from PySide6.QtWidgets import QPushButton
 
 from app.media.video import list_cameras
-from signaling.memory import memory_pair
-from tests.ui.conftest import child, click
+from tests.ui.conftest import child, click, ring
 
 
 def distinct_colours(view: Any) -> int:
@@ -31,10 +30,7 @@ def test_video_call_shows_the_test_pattern_and_the_camera_switch(
     assert list_cameras() == []  # the CI machine has no camera: the test pattern is sent
     alice = make_window("alice", video=True, **{"video.enabled": True})
     bob = make_window("bob", video=True)
-    a, b = memory_pair()
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
-        bob.wait_for_call(b, "alice")
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     click(qtbot, child(bob, "acceptButton", QPushButton))
     for window in (alice, bob):
         qtbot.waitUntil(lambda w=window: w.badge.badge.key == "direct", timeout=20_000)
@@ -98,10 +94,7 @@ def test_debug_panel_streams_show_codec_frames_and_resolution(
     alice = make_window("alice", video=True, **{"video.enabled": True})
     bob = make_window("bob", video=True)
     panel = bob.open_debug_panel()
-    a, b = memory_pair()
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
-        bob.wait_for_call(b, "alice")
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     click(qtbot, child(bob, "acceptButton", QPushButton))
 
     def row(name: str) -> list[str]:

@@ -14,9 +14,9 @@ from app.ui.mainwindow import BACKEND_PAGES, MainWindow
 from nat.auth import long_term_key
 from nat.config import RelayConfig
 from nat.service import RelayServer
-from signaling.memory import memory_pair
 from signaling.server import SignalingServer
 from tests.conftest import free_port
+from tests.ui.conftest import ring
 
 USER, PASSWORD, REALM = "alice", "relay-pw", "peercall"
 
@@ -60,10 +60,7 @@ def test_relay_only_call_between_two_windows(
     for window in (alice, bob):
         window.always_relay.setChecked(True)  # the user ticks "Always relay"
         assert window.settings["relay_only"] is True
-    a, b = memory_pair()
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=15_000):
-        bob.wait_for_call(b, "alice")
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     bob.accept_button.click()
     qtbot.waitUntil(lambda: alice.badge.badge.key == "relay", timeout=20_000)
     qtbot.waitUntil(lambda: bob.badge.badge.key == "relay", timeout=20_000)
@@ -124,10 +121,7 @@ def test_incoming_call_rings_until_accepted(
 ) -> None:
     alice, bob = make_window("alice"), make_window("bob")
     assert not bob.ringer.wanted()
-    a, b = memory_pair()
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=10_000):
-        bob.wait_for_call(b, "alice")
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     qtbot.waitUntil(bob.ringer.wanted, timeout=5_000)
     assert not alice.ringer.wanted()  # the caller does not ring
     assert bob.tray is None  # offscreen has no tray: the ring is the bar (and the tone)
@@ -140,10 +134,7 @@ def test_caller_giving_up_stops_the_ring(
     qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
 ) -> None:
     alice, bob = make_window("alice"), make_window("bob")
-    a, b = memory_pair()
-    with qtbot.waitSignal(bob.adapter.incomingCall, timeout=10_000):
-        bob.wait_for_call(b, "alice")
-        alice.start_call(a, "bob")
+    ring(qtbot, alice, bob)
     qtbot.waitUntil(bob.ringer.wanted, timeout=5_000)
     alice.hangup_button.click()
     qtbot.waitUntil(lambda: not bob.ringer.wanted(), timeout=15_000)
