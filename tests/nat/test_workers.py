@@ -3,6 +3,7 @@ real clients on many five-tuples (which the kernel spreads over the workers)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -133,7 +134,10 @@ def test_quotas_are_exact_across_two_workers(relay: tuple[int, tuple[int, int]])
             client.sock.close()
 
 
-def test_a_dead_worker_stops_the_relay_with_one_line(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def two_worker_relay(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``peercall relay --workers 2`` in its own process group, serving; (process, log file).
+    Its stderr is a pipe for the test to read; whatever is left running is killed after."""
     port = free_udp_tcp_port()
     low, high = relay_port_range(50)
     log = tmp_path / "relay.log"
@@ -148,14 +152,19 @@ def test_a_dead_worker_stops_the_relay_with_one_line(tmp_path: Path) -> None:
         )
     try:
         wait_until_serving(LOOPBACK, port, proc, log)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        assert len(children) == 2
-        os.kill(int(children[0]), signal.SIGKILL)
-        _, stderr = proc.communicate(timeout=30)
+        yield proc, log
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_dead_worker_stops_the_relay_with_one_line(tmp_path: Path) -> None:
+    with two_worker_relay(tmp_path) as (proc, log):
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        os.kill(int(children[0]), signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 2
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1, stderr
@@ -166,26 +175,9 @@ def test_a_dead_worker_stops_the_relay_with_one_line(tmp_path: Path) -> None:
 
 def test_sigterm_to_the_whole_process_group_is_a_clean_stop(tmp_path: Path) -> None:
     # As `timeout` or a service manager does: the workers get the signal too.
-    port = free_udp_tcp_port()
-    low, high = relay_port_range(50)
-    log = tmp_path / "relay.log"
-    cmd = [
-        *(sys.executable, "-m", "app.cli", "relay", "--listening-ip", LOOPBACK),
-        *("--listening-port", str(port), "--min-port", str(low), "--max-port", str(high)),
-        *("--user", "alice:wonderland", "--workers", "2"),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.PIPE, cwd=REPO, start_new_session=True
-        )
-    try:
-        wait_until_serving(LOOPBACK, port, proc, log)
+    with two_worker_relay(tmp_path) as (proc, log):
         os.killpg(proc.pid, signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 0, stderr
     assert stderr == b""
     assert "relay stopped: 1 STUN requests" in log.read_text()
