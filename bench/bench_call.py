@@ -70,15 +70,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def one_setup(options: CallOptions) -> float:
-    caller, callee = CallSession(options), CallSession(options)
+async def connect(caller: CallSession, callee: CallSession) -> None:
+    """``caller`` dials ``callee`` over in-memory signaling; returns once both are connected."""
     a, b = memory_pair()
 
     async def answer() -> None:
         await callee.answer(b, await callee.wait_for_offer(b))
 
-    start = time.perf_counter()
     await asyncio.gather(caller.dial(a), answer())
+
+
+async def one_setup(options: CallOptions) -> float:
+    caller, callee = CallSession(options), CallSession(options)
+    start = time.perf_counter()
+    await connect(caller, callee)
     elapsed = time.perf_counter() - start
     await caller.hangup()
     await callee.hangup()
@@ -212,12 +217,7 @@ async def latency_run(
     if stock_buffer:
         rtcfixes.install_audio_jitter_buffers = lambda pc: 0
     try:
-        a, b = memory_pair()
-
-        async def answer() -> None:
-            await callee.answer(b, await callee.wait_for_offer(b))
-
-        await asyncio.gather(caller.dial(a), answer())
+        await connect(caller, callee)
         loss = {"p": 0.0}
         lossy(caller, loss)
 
@@ -382,12 +382,7 @@ async def capture_run(wav: Path, seconds: float) -> None:
         callee = CallSession(opts, audio_sink=sink)
         feeder: asyncio.subprocess.Process | None = None
         try:
-            a, b = memory_pair()
-
-            async def answer() -> None:
-                await callee.answer(b, await callee.wait_for_offer(b))
-
-            await asyncio.gather(caller.dial(a), answer())
+            await connect(caller, callee)
             loss = {"p": 0.0}
             lossy(caller, loss)
             feeder = await asyncio.create_subprocess_exec(
