@@ -35,6 +35,23 @@ def available() -> bool:
 
 
 @contextlib.contextmanager
+def entered(ns: str) -> Iterator[None]:
+    """The calling thread in the existing namespace ``ns`` until the block ends (sockets made
+    meanwhile keep it)."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+@contextlib.contextmanager
 def inside_namespace(lan: int = 77) -> Iterator[tuple[str, str]]:
     """Run the calling thread in a new namespace with two veth addresses 198.19.<lan>.1/.2."""
     name = f"pc-ui12-{os.getpid()}-{secrets.token_hex(3)}"
@@ -47,16 +64,7 @@ def inside_namespace(lan: int = 77) -> Iterator[tuple[str, str]]:
         _ip("-n", name, "addr", "add", f"{second}/24", "dev", "lan1")
         _ip("-n", name, "link", "set", "lan0", "up")
         _ip("-n", name, "link", "set", "lan1", "up")
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        try:
-            _setns(target)
-            try:
-                yield first, second
-            finally:
-                _setns(home)
-        finally:
-            os.close(target)
-            os.close(home)
+        with entered(name):
+            yield first, second
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)

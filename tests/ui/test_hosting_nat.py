@@ -6,9 +6,6 @@ does), behind a cone NAT, with the lab's relay on the "internet" as its STUN ser
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +14,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel
 from tests.netlab.conftest import require_netns
 from tests.netlab.lab import Lab
 from tests.ui.conftest import child, click
-from tests.ui.netns import _setns
-
-
-@contextlib.contextmanager
-def entered(ns: str) -> Iterator[None]:
-    """The calling thread in namespace ``ns`` until the block ends (sockets keep theirs)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
+from tests.ui.netns import entered
 
 
 def test_relay_behind_nat_offers_the_stun_address_and_says_nothing_is_forwarded(

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QPushButton, QSpinBox
 from tests.netlab.lab import Lab
 from tests.portmap.home import HOST_IP, WAN_IP, build_home, lab_unavailable_reason
 from tests.ui.conftest import child, click, type_into
-from tests.ui.test_hosting_nat import entered
+from tests.ui.netns import entered
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 

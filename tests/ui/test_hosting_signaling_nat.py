@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel
 from tests.netlab.conftest import require_netns
 from tests.netlab.lab import Lab
 from tests.ui.conftest import child, click
-from tests.ui.test_hosting_nat import entered
+from tests.ui.netns import entered
 
 
 def test_signaling_behind_nat_offers_the_stun_address_and_says_nothing_is_forwarded(
