@@ -348,7 +348,8 @@ class CallSession:
 
     def _on_local_candidate(self, candidate: IceCandidate, server: str | None) -> None:
         if self._pc is not None:  # the candidate's socket just joined: count its checks
-            stats.count_checks(rtcfixes.ice_connections(self._pc))
+            for conn in rtcfixes.ice_connections(self._pc):
+                rtcfixes.tap_sockets(conn, stats.CheckCounter)
         info = candidate_info(candidate, "local", self.now(), server)
         origin = rtcfixes.candidate_origin(self._gatherings, candidate)
         if candidate.type == "relay" and origin is not None and origin.mapped is not None:
@@ -838,7 +839,7 @@ class CallSession:
             remote=remote,
             state=pair.state.name.lower().replace("_", "-"),
             nominated=bool(getattr(pair, "nominated", False)),
-            counters=stats.pair_counters(pair),
+            counters=stats.pair_counters(rtcfixes.socket_tap(pair.protocol), pair.remote_addr),
         )
 
     def _update_pairs(self) -> None:

@@ -4,7 +4,7 @@ per candidate pair counters of STUN checks and bytes (aioice keeps none)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -169,36 +169,18 @@ class _Count:
 
 
 class CheckCounter:
-    """Counts, on one aioice socket (StunProtocol), the ICE checks and data per remote address.
+    """Counts, on one aioice socket, the ICE checks and data per remote address: the tap
+    :func:`app.rtcfixes.tap_socket` shows it every check, its retransmissions, the responses
+    and the media, for host and relay (TURN) sockets alike."""
 
-    It wraps the protocol instance's ``send_stun``, ``send_data`` and ``datagram_received``:
-    every check, its retransmissions, the responses and the media pass through them, for host
-    and relay (TURN) sockets alike (aioice hands relayed data to the same methods).
-    """
-
-    def __init__(self, protocol: Any, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Any = time.monotonic) -> None:
         self._clock = clock
         self.counts: dict[tuple[str, int], _Count] = {}
         # transaction ID -> (remote address, first send time, copies sent)
         self._pending: dict[bytes, tuple[tuple[str, int], float, int]] = {}
-        send_stun, send_data = protocol.send_stun, protocol.send_data
-        received = protocol.datagram_received
 
-        def counting_send_stun(message: Any, addr: tuple[str, int]) -> None:
-            self.sent_stun(bytes(message), addr)
-            send_stun(message, addr)
-
-        async def counting_send_data(data: bytes, addr: tuple[str, int]) -> None:
-            self.count(addr).bytes_sent += len(data)
-            await send_data(data, addr)
-
-        def counting_received(data: Any, addr: Any) -> None:
-            self.received(data, (addr[0], addr[1]))
-            received(data, addr)
-
-        protocol.send_stun = counting_send_stun
-        protocol.send_data = counting_send_data
-        protocol.datagram_received = counting_received
+    def sent_data(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.count(addr).bytes_sent += len(data)
 
     def count(self, addr: tuple[str, int]) -> _Count:
         found = self.counts.get(addr)
@@ -250,24 +232,15 @@ class CheckCounter:
                 count.rtt_samples += 1
 
 
-def count_checks(connections: Iterable[Any]) -> None:
-    """Start counting on every socket of these aioice connections not counted yet (call each
-    time a local candidate appears: that is when its socket joins the connection)."""
-    for conn in connections:
-        for protocol in conn._protocols:
-            if getattr(protocol, "_peercall_counter", None) is None:
-                protocol._peercall_counter = CheckCounter(protocol)
-
-
 def without_counters(pairs: tuple[CandidatePairInfo, ...]) -> tuple[CandidatePairInfo, ...]:
     """The pairs with their counters left out: what tells whether a pair's state moved."""
     return tuple(replace(p, counters=None) for p in pairs)
 
 
-def pair_counters(pair: Any) -> PairCounters | None:
-    """The counters of an aioice CandidatePair, or None if its socket is not counted."""
-    counter: CheckCounter | None = getattr(pair.protocol, "_peercall_counter", None)
-    if counter is None:
+def pair_counters(counter: Any, remote: tuple[str, int]) -> PairCounters | None:
+    """The counters for ``remote`` of a pair's socket tap, or None if that socket has no
+    :class:`CheckCounter` (``app.rtcfixes.socket_tap`` finds the tap)."""
+    if not isinstance(counter, CheckCounter):
         return None
-    found = counter.counts.get(pair.remote_addr)
+    found = counter.counts.get(remote)
     return found.freeze() if found is not None else PairCounters()

@@ -48,6 +48,7 @@ from app.rtcfixes.gathering import (
 from app.rtcfixes.icechecks import CheckStats, check_stats, pair_priority
 from app.rtcfixes.jitter import AudioJitterBuffer, install_audio_jitter_buffers
 from app.rtcfixes.readers import (
+    SocketTap,
     candidate_pairs,
     certificates,
     close_quietly,
@@ -56,6 +57,9 @@ from app.rtcfixes.readers import (
     on_inbound,
     on_rtp,
     selected_pair,
+    socket_tap,
+    tap_socket,
+    tap_sockets,
     use_certificates,
 )
 from app.rtcfixes.sctp import tune_sctp
@@ -68,6 +72,7 @@ __all__ = [
     "CheckStats",
     "Gathering",
     "ServerUri",
+    "SocketTap",
     "candidate_origin",
     "candidate_pairs",
     "certificates",
@@ -86,7 +91,10 @@ __all__ = [
     "pair_priority",
     "selected_pair",
     "server_uris",
+    "socket_tap",
     "strip_end_of_candidates",
+    "tap_socket",
+    "tap_sockets",
     "tune_sctp",
     "use_certificates",
 ]

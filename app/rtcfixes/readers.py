@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aioice.ice import (
     CandidatePair,
@@ -39,6 +39,52 @@ def on_inbound(connection: Connection, callback: Callable[[], None]) -> None:
             original(data, addr)
 
         protocol.datagram_received = stun_hook  # type: ignore[method-assign]
+
+
+class SocketTap(Protocol):
+    """Sees what passes one aioice socket (see :func:`tap_sockets`)."""
+
+    def sent_stun(self, data: bytes, addr: tuple[str, int]) -> None: ...
+    def sent_data(self, data: bytes, addr: tuple[str, int]) -> None: ...
+    def received(self, data: Any, addr: tuple[str, int]) -> None: ...
+
+
+def tap_sockets(connection: Connection, make_tap: Callable[[], SocketTap]) -> None:
+    """Give each socket of ``connection`` not tapped yet a tap from ``make_tap`` (call again
+    when a local candidate appears: that is when its socket joins the connection)."""
+    for protocol in connection._protocols:
+        if socket_tap(protocol) is None:
+            tap_socket(protocol, make_tap())
+
+
+def tap_socket(protocol: Any, tap: SocketTap) -> None:
+    """Show ``tap`` every STUN message sent, data sent and datagram received on one aioice
+    socket (StunProtocol), host and relay alike: aioice has no hook for them, so its
+    ``send_stun``, ``send_data`` and ``datagram_received`` are wrapped on the instance."""
+    send_stun, send_data = protocol.send_stun, protocol.send_data
+    received = protocol.datagram_received
+
+    def tapped_send_stun(message: Any, addr: tuple[str, int]) -> None:
+        tap.sent_stun(bytes(message), addr)
+        send_stun(message, addr)
+
+    async def tapped_send_data(data: bytes, addr: tuple[str, int]) -> None:
+        tap.sent_data(data, addr)
+        await send_data(data, addr)
+
+    def tapped_received(data: Any, addr: Any) -> None:
+        tap.received(data, (addr[0], addr[1]))
+        received(data, addr)
+
+    protocol.send_stun = tapped_send_stun
+    protocol.send_data = tapped_send_data
+    protocol.datagram_received = tapped_received
+    protocol._peercall_tap = tap
+
+
+def socket_tap(protocol: Any) -> Any:
+    """The tap :func:`tap_socket` gave this socket, or None."""
+    return getattr(protocol, "_peercall_tap", None)
 
 
 def on_rtp(pc: RTCPeerConnection, callback: Callable[[], None]) -> None:

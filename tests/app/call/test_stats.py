@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app.call import stats
+from app.rtcfixes import socket_tap, tap_socket
 
 
 def test_stats_sample_converts_rtp_jitter_units_to_milliseconds() -> None:
@@ -110,7 +111,8 @@ def test_check_counter_counts_checks_retransmissions_rtt_and_bytes() -> None:
 
     now = [10.0]
     socket = _Socket()
-    counter = stats.CheckCounter(socket, clock=lambda: now[0])
+    counter = stats.CheckCounter(clock=lambda: now[0])
+    tap_socket(socket, counter)
     peer, other = ("192.0.2.7", 5000), ("192.0.2.8", 6000)
     first, second = _binding(stun.Class.REQUEST, b"1" * 12), _binding(stun.Class.REQUEST, b"2" * 12)
     socket.send_stun(first, peer)
@@ -131,12 +133,8 @@ def test_check_counter_counts_checks_retransmissions_rtt_and_bytes() -> None:
     assert len(socket.delivered) == 5
     assert len(socket.sent) == 5
 
-    class Pair:
-        protocol = socket
-        remote_addr = peer
-
-    socket._peercall_counter = counter  # type: ignore[attr-defined]
-    counters = stats.pair_counters(Pair())
+    assert socket_tap(socket) is counter
+    counters = stats.pair_counters(socket_tap(socket), peer)
     assert counters is not None
     assert (counters.requests_sent, counters.retransmissions_sent) == (2, 1)
     assert (counters.responses_received, counters.requests_received) == (2, 1)
@@ -149,11 +147,7 @@ def test_check_counter_counts_checks_retransmissions_rtt_and_bytes() -> None:
 
 
 def test_pair_counters_is_none_for_a_socket_nobody_counted() -> None:
-    class Pair:
-        protocol = _Socket()
-        remote_addr = ("192.0.2.7", 5000)
-
-    assert stats.pair_counters(Pair()) is None
+    assert stats.pair_counters(socket_tap(_Socket()), ("192.0.2.7", 5000)) is None
 
 
 def test_streams_list_rtp_figures_per_direction_with_the_peers_report() -> None:
