@@ -4,8 +4,13 @@ Setups, run one after the other in ONE invocation (so they share the machine's s
 
 - ``memory``: one ``peercall signal`` process, rooms in memory;
 - ``redis``: two ``peercall signal --redis`` processes and one private ``redis-server`` (on a
-  free loopback port). Each client picks a node the way a load balancer would (about half the
-  rooms have their two callers on different nodes).
+  free loopback port). Clients are spread over the nodes as a round-robin load balancer
+  would (each node the same share; half the rooms have their two callers on different nodes).
+
+Open files: this machine caps every process at 20,000 (a hard limit that only
+CAP_SYS_RESOURCE could raise), and one connection is one file, so one server process cannot
+hold more than about 9,980 rooms whatever its speed. Steps past a setup's open-file room are
+not run; its figure is then marked as capped by the limit, not by latency.
 
 Load: ``--workers`` generator processes (uvloop, a lean raw-WebSocket client speaking
 docs/signaling-protocol.md: join, relay with seq, an ack per delivered relay, a ``ping``
@@ -77,10 +82,18 @@ def system_busy_seconds() -> float:
     return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
 
 
-def raise_nofile() -> None:
+def raise_nofile(want: int = 0) -> int:
+    """Soft limit up to the hard one; as root also the hard one up to ``want`` (children,
+    the servers among them, inherit it: 10,000 rooms are 20,000 sockets in one server)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if want > hard:
+        with contextlib.suppress(ValueError, OSError):
+            nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, nr_open),) * 2)
+            return min(want, nr_open)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 # --- the generator (one worker process) -------------------------------------------------
@@ -121,6 +134,7 @@ class WorkerTally:
     sent: int = 0
     received: int = 0
     errors: int = 0
+    error_texts: list[str] = field(default_factory=list)
     closed: int = 0
     gen_lag: float = 0.0
     measuring: bool = False
@@ -175,6 +189,8 @@ async def worker_main(args: argparse.Namespace) -> None:
                         await send_relay(p, "answer")
                 elif kind == "error":
                     tally.errors += 1
+                    if len(tally.error_texts) < 3:
+                        tally.error_texts.append(str(raw)[:200])
         if tally.measuring:
             tally.closed += 1  # the lean client does not resume: what was queued is lost
 
@@ -187,15 +203,31 @@ async def worker_main(args: argparse.Namespace) -> None:
         joined = json.loads(await ws.recv())
         if joined.get("type") != "joined":
             raise SystemExit(f"join failed: {joined}")
-        return Peer(ws, peer, room, caller)
+        p = Peer(ws, peer, room, caller)
+        # the heartbeat from the join on, as a real client's: connecting 20,000 clients takes
+        # longer than the server's 60 s idle timeout
+        pingers.append(asyncio.create_task(pinger(p)))
+        return p
+
+    pingers: list[asyncio.Task[None]] = []
+
+    async def pinger(p: Peer) -> None:
+        await asyncio.sleep(rng.uniform(0, 20))
+        with contextlib.suppress(Exception):
+            while True:
+                await p.ws.send('{"v":1,"type":"ping"}')
+                await asyncio.sleep(20)
 
     sem = asyncio.Semaphore(args.concurrency)
 
     async def open_room(i: int) -> None:
         room = f"{args.prefix}-{i}"
         async with sem:
-            a = await open_peer(urls[rng.randrange(len(urls))], room, True)
-            b = await open_peer(urls[rng.randrange(len(urls))], room, False)
+            # balanced like a round-robin load balancer: every node gets the same number of
+            # callers and of callees, and with two nodes half the rooms span both
+            n = len(urls)
+            a = await open_peer(urls[i % n], room, True)
+            b = await open_peer(urls[(i // n) % n], room, False)
         pairs.append((a, b))
 
     await asyncio.gather(*(open_room(i) for i in range(args.rooms)))
@@ -209,16 +241,15 @@ async def worker_main(args: argparse.Namespace) -> None:
     end = time.perf_counter() + args.window
 
     async def room_loop(a: Peer, b: Peer) -> None:
-        await asyncio.sleep(rng.uniform(0, args.period))
+        phase = rng.uniform(0, args.period)
+        if time.perf_counter() + phase >= end:
+            return
+        await asyncio.sleep(phase)
         while time.perf_counter() < end:
             await send_relay(a, "offer")
+            if time.perf_counter() + args.period >= end:
+                break  # (not asleep past the window: elapsed time is the window's)
             await asyncio.sleep(args.period)
-
-    async def pinger(p: Peer) -> None:
-        await asyncio.sleep(rng.uniform(0, 20))
-        while time.perf_counter() < end:
-            await p.ws.send('{"v":1,"type":"ping"}')
-            await asyncio.sleep(20)
 
     lag = 0.0
 
@@ -231,8 +262,9 @@ async def worker_main(args: argparse.Namespace) -> None:
 
     loops = [asyncio.create_task(room_loop(a, b)) for a, b in pairs]
     loops.append(asyncio.create_task(lag_monitor()))
-    loops += [asyncio.create_task(pinger(p)) for pair in pairs for p in pair]
     await asyncio.gather(*loops, return_exceptions=True)
+    for task in pingers:  # the heartbeat ends with the window
+        task.cancel()
     tally.measuring = False
     await asyncio.sleep(args.drain)  # answers and forwards still in flight
     cpu = time.process_time() - cpu0
@@ -243,6 +275,7 @@ async def worker_main(args: argparse.Namespace) -> None:
                 "sent": tally.sent,
                 "received": tally.received,
                 "errors": tally.errors,
+                "error_texts": tally.error_texts,
                 "closed": tally.closed,
                 "lag": lag * 1000,
                 "cpu": cpu,
@@ -252,7 +285,13 @@ async def worker_main(args: argparse.Namespace) -> None:
     )
     for r in readers:
         r.cancel()
-    await asyncio.gather(*(p.ws.close() for pair in pairs for p in pair), return_exceptions=True)
+
+    async def leave(p: Peer) -> None:  # for good: the seat is free at once, no resume grace
+        with contextlib.suppress(Exception):
+            await p.ws.send('{"v":1,"type":"leave"}')
+            await p.ws.close()
+
+    await asyncio.gather(*(leave(p) for pair in pairs for p in pair))
 
 
 # --- the orchestrator -------------------------------------------------------------------
@@ -361,6 +400,7 @@ class Step:
     other_cpu: float
     rss: float
     errors: int = 0
+    error_texts: list[str] = field(default_factory=list)
     closed: int = 0
     gen_lag: float = 0.0
     redis_per_cmd: dict[str, float] = field(default_factory=dict)
@@ -371,6 +411,18 @@ class Step:
         return self.p99 < P99_TARGET_MS and self.loss <= MAX_LOSS
 
 
+def settle(pids: list[int], limit: float = 90.0) -> float:
+    """Wait until the servers are idle (under 5 % of a core over a second): the previous step's
+    leaves and closes must not be measured in the next one. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(1.0)
+        if sum(cpu_seconds(pid) for pid in pids) - before < 0.05:
+            break
+    return time.perf_counter() - t0
+
+
 def run_step(
     args: argparse.Namespace,
     rooms: int,
@@ -379,9 +431,9 @@ def run_step(
     redis: tuple[subprocess.Popen[bytes], int] | None,
     label: str,
 ) -> Step:
-    per = [
-        rooms // args.workers + (1 if i < rooms % args.workers else 0) for i in range(args.workers)
-    ]
+    # each generator process is under the same open-file limit: enough of them for the step
+    nworkers = max(args.workers, -(-2 * rooms // (args.nofile - 256)))
+    per = [rooms // nworkers + (1 if i < rooms % nworkers else 0) for i in range(nworkers)]
     workers = [
         subprocess.Popen(
             [
@@ -474,6 +526,7 @@ def run_step(
         other_cpu=other / elapsed,
         rss=rss,
         errors=sum(r["errors"] for r in results),
+        error_texts=[t for r in results for t in r["error_texts"]][:3],
         closed=sum(r["closed"] for r in results),
         gen_lag=max(r["lag"] for r in results),
         window=window,
@@ -504,6 +557,8 @@ def print_step(step: Step) -> None:
         ),
         flush=True,
     )
+    for text in step.error_texts:
+        print(f"    error frame: {text}")
     if step.redis_per_cmd:
         top = sorted(step.redis_per_cmd.items(), key=lambda kv: -kv[1])[:8]
         print("    redis commands per msg: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
@@ -524,7 +579,8 @@ def in_window(line: str, windows: list[tuple[float, float]]) -> bool:
     return any(start <= stamp <= end for start, end in windows)
 
 
-def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, list[Step]]:
+def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, list[Step], bool]:
+    """Rooms held, the steps run, and whether the open-file limit (not latency) stopped it."""
     redis = start_redis(workdir) if name == "redis" else None
     redis_url = f"redis://127.0.0.1:{redis[1]}/0" if redis else None
     errlog = workdir / f"{name}.log"
@@ -539,8 +595,22 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
     )
     held = 0
     steps = []
+    # one file per connection, plus the server's own (listener, log, Redis links, ...)
+    room_cap = len(nodes) * (args.nofile - 128) // 2
+    capped = False
     try:
         for rooms in args.rooms:
+            if rooms > room_cap:
+                print(
+                    f"  {rooms:6d} rooms: not run, over this setup's open-file room "
+                    f"({args.nofile} files per process: at most {room_cap} rooms)",
+                    flush=True,
+                )
+                capped = True
+                break
+            waited = settle([p.pid for p in nodes])
+            if waited > 5:
+                print(f"  (the servers took {waited:.0f} s to go idle after the last step)")
             try:
                 step = run_step(args, rooms, urls, nodes, redis, name)
             except SystemExit as exc:  # this step, not the whole run (the next setup goes on)
@@ -552,6 +622,9 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
                 break
             held = rooms
     finally:
+        capped = capped and bool(steps) and steps[-1].ok
+        if capped:
+            print(f"  {name}: {held} rooms is where the open-file limit stops it, not latency")
         for p in nodes:
             p.terminate()
         for p in nodes:
@@ -584,7 +657,7 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
         ]
         if problems:
             print(f"  server log: {len(problems)} warnings/errors, the last: {problems[-1][:300]}")
-    return held, steps
+    return held, steps, capped
 
 
 def main() -> int:
@@ -615,8 +688,9 @@ def main() -> int:
 
         uvloop.run(worker_main(args))
         return 0
-    raise_nofile()
     args.rooms = [int(x) for x in args.rooms.split(",")]
+    args.nofile = raise_nofile(2 * max(args.rooms) + 4096)
+    print(f"open files: at most {args.nofile} per process", flush=True)
     if args.nice:
         try:
             os.nice(args.nice)  # inherited by the servers, redis-server and the generators
@@ -631,12 +705,18 @@ def main() -> int:
         flush=True,
     )
     held: dict[str, int] = {}
+    capped: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="peercall-bench-") as tmp:
         for name in args.setups.split(","):
-            held[name], _ = run_setup(args, name, Path(tmp))
-    print("rooms held at p99 < 50 ms: " + ", ".join(f"{k} {v}" for k, v in held.items()))
+            held[name], _, capped[name] = run_setup(args, name, Path(tmp))
+    print(
+        "rooms held at p99 < 50 ms: "
+        + ", ".join(f"{k} {v}" + (" (open-file limit)" * capped[k]) for k, v in held.items())
+    )
     if held.get("memory") and "redis" in held:
-        print(f"two nodes on Redis / one process: {held['redis'] / held['memory']:.2f}x")
+        print(f"two nodes on Redis / one process: {held['redis'] / held['memory']:.2f}x"
+              + (" (one process stopped by the open-file limit, not latency: it might hold more"
+                 " where the limit is higher)" if capped["memory"] else ""))  # fmt: skip
     return 0
 
 
