@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from nat.channel import ChannelBinding
 from nat.five_tuple import Address, FiveTuple, Transport
 from nat.permission import Permission
+from nat.ratelimit import TokenBucket
 
 
 @dataclass(slots=True, eq=False)
@@ -35,11 +36,12 @@ class Allocation:
     channels: dict[int, ChannelBinding] = field(default_factory=dict)
     channel_by_peer: dict[Address, ChannelBinding] = field(default_factory=dict)
     closed: bool = False
-    _tokens: float = 0.0
-    _stamp: float = 0.0
+    # max-bps: one second of burst; both directions draw from it, like coturn's per-session limit
+    bandwidth: TokenBucket | None = None
 
     def __post_init__(self) -> None:
-        self._tokens = float(self.max_bps)
+        if self.max_bps:
+            self.bandwidth = TokenBucket(self.max_bps, self.max_bps)
 
     @property
     def transport(self) -> Transport:
@@ -112,17 +114,6 @@ class Allocation:
             del self.channel_by_peer[binding.peer]
 
     def within_bandwidth(self, size: int, now: float) -> bool:
-        """Token bucket for ``max-bps`` (bytes/s, one second of burst): may ``size`` bytes go?
-
-        Both directions draw from the same bucket, like coturn's per-session limit.
-        """
-        rate = self.max_bps
-        tokens = self._tokens + (now - self._stamp) * rate
-        self._stamp = now
-        if tokens > rate:
-            tokens = rate
-        if tokens < size:
-            self._tokens = tokens
-            return False
-        self._tokens = tokens - size
-        return True
+        """May ``size`` more bytes go under ``max-bps``? (Always, without a limit.)"""
+        bucket = self.bandwidth
+        return bucket is None or bucket.take(now, size)

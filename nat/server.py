@@ -321,7 +321,6 @@ class TurnServer:
             max_bps=self.config.max_bps,
             extra_relay=additional if dual else None,
         )
-        allocation._stamp = now
         self.allocations.add(allocation)
         attrs: list[tuple[stun.Attr[Any], Any]] = [(stun.XOR_RELAYED_ADDRESS, advertised)]
         if dual and extra_advertised is not None:

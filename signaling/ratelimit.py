@@ -1,36 +1,18 @@
-"""Two small pure limiters the signaling room core uses: a token bucket and a back-off.
+"""The two small pure limiters of the signaling room core: a token bucket and a back-off.
 
 No clocks inside: every call takes ``now`` (seconds, any monotonic origin), so the rules are
-tested without sleeping. ``nat/allocation.py`` keeps its own byte-rate bucket (a TURN session's
-``max-bps``); signaling may not import from ``nat`` beyond neutral helpers, so this copy is the
-signaling one.
+tested without sleeping. The token bucket is the relay's own (:mod:`nat.ratelimit`, a neutral
+helper like :mod:`nat.auth`): one implementation for a connection's frame rate and a TURN
+session's ``max-bps``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nat.ratelimit import TokenBucket
 
-@dataclass(slots=True)
-class TokenBucket:
-    """``rate`` tokens per second sustained, ``burst`` at once; starts full."""
-
-    rate: float
-    burst: float
-    tokens: float = -1.0
-    stamp: float = 0.0
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        """Spend ``cost`` tokens if there are that many; False (and nothing spent) if not."""
-        if self.tokens < 0:  # first use: a full bucket
-            self.tokens = self.burst
-        else:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
+__all__ = ["Backoff", "TokenBucket"]
 
 
 @dataclass(slots=True)
