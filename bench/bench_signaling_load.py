@@ -29,7 +29,7 @@ of the machine (other processes on a shared machine distort every figure), and s
 Finally: rooms held per setup and their ratio.
 
 Usage: ``flock -x /tmp/peercall-bench.lock .venv/bin/python bench/bench_signaling_load.py``
-(``--rooms 1000,2500,5000,7500,10000 --window 30 --workers 3``).
+(``--rooms 5000,7500,9900,12500,15000,17500 --window 30 --workers 3``).
 """
 
 from __future__ import annotations
@@ -323,18 +323,30 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("redis-server did not start")
 
 
-def start_node(redis_url: str | None, errlog: Path) -> tuple[subprocess.Popen[str], str]:
+def start_node(
+    redis_url: str | None, errlog: Path, root: Path = ROOT
+) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "app.cli", "signal"]
+    # every client comes from 127.0.0.1 and the bench is no flood: lift the per-address caps
+    # and the rate limit (those that this server version has: see --server-root)
+    known = subprocess.run(
+        [*command, "--help"], cwd=root, capture_output=True, text=True, check=False
+    ).stdout
+    lifted = [
+        x
+        for option in ("--max-connections-per-ip", "--max-seats-per-ip", "--max-address-bytes",
+                       "--rate-limit")
+        if option in known
+        for x in (option, "0")
+    ]  # fmt: skip
     with errlog.open("a") as err:  # a file, not a pipe nobody reads
         proc = subprocess.Popen(
             [
-                *(sys.executable, "-m", "app.cli", "signal", "--host", "127.0.0.1", "--port", "0"),
-                # every client comes from 127.0.0.1 and the bench is no flood: lift the
-                # per-address caps and the rate limit
-                *("--max-connections-per-ip", "0", "--max-seats-per-ip", "0"),
-                *("--max-address-bytes", "0", "--rate-limit", "0"),
+                *command,
+                *("--host", "127.0.0.1", "--port", "0", *lifted),
                 *(("--redis", redis_url) if redis_url else ()),
             ],
-            cwd=ROOT,
+            cwd=root,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -584,13 +596,15 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
     redis = start_redis(workdir) if name == "redis" else None
     redis_url = f"redis://127.0.0.1:{redis[1]}/0" if redis else None
     errlog = workdir / f"{name}.log"
-    started = [start_node(redis_url, errlog) for _ in range(2 if redis else 1)]
+    root = args.server_root or ROOT
+    started = [start_node(redis_url, errlog, root) for _ in range(2 if redis else 1)]
     nodes = [p for p, _ in started]
     urls = [u for _, u in started]
     print(
         f"{name}: {len(nodes)} signaling process(es)"
         + (f" + redis-server (pid {redis[0].pid})" if redis else "")
-        + f", {args.workers} generator processes",
+        + f", {args.workers} generator processes"
+        + (f"; server code from {root}" if args.server_root else ""),
         flush=True,
     )
     held = 0
@@ -662,7 +676,7 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rooms", default="1000,2500,5000,7500,10000", help="room ladder")
+    parser.add_argument("--rooms", default="5000,7500,9900,12500,15000,17500", help="room ladder")
     parser.add_argument("--setups", default="memory,redis")
     parser.add_argument("--workers", type=int, default=3, help="generator processes")
     parser.add_argument("--window", type=float, default=30.0, help="steady seconds per step")
@@ -676,6 +690,12 @@ def main() -> int:
         default=-5,
         help="scheduling priority of the bench and everything it starts (default -5 as root: "
         "on a shared machine, other processes' CPU would otherwise decide the tail)",
+    )
+    parser.add_argument(
+        "--server-root",
+        type=Path,
+        help="run the server from this checkout (e.g. a git worktree of an older commit, to "
+        "compare with it under the same load; this checkout's venv must run it)",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
