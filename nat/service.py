@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
 
-from nat import stun
+from nat import _mmsg, stun
 from nat.config import RelayConfig
 from nat.errors import ServiceError, StunFormatError
 from nat.five_tuple import Address, FiveTuple, Transport
@@ -186,6 +186,7 @@ class _UdpEndpoint:
         # What the hot paths call to send: the socket's own sendto (raises OSError, counted by
         # the caller through _send_failed), saving a Python call per relayed datagram.
         self.send: Callable[[bytes, Address], object] = sock.sendto
+        self.fd = sock.fileno()  # for the batched paths (nat._mmsg)
 
     async def start(self, reader: Callable[[], None] | None = None) -> None:
         """Start reading (raises OSError if the loop cannot watch the socket); ``reader``
@@ -259,6 +260,11 @@ def _send_failed(exc: OSError, to: Address) -> None:
         logger.debug("udp -> %s: %s", to, exc)
 
 
+def _batched() -> bool:
+    """Whether UDP sockets are drained with recvmmsg/sendmmsg (:mod:`nat._mmsg`)."""
+    return _mmsg.recv_batch is not None and _mmsg.send_batch is not None
+
+
 class _ClientDatagrams:
     """A UDP listener's traffic: the hot paths (ChannelData, bare Binding) through the core's
     lean entry points, everything else through :meth:`TurnServer.handle` and its actions."""
@@ -316,6 +322,75 @@ class _ClientDatagrams:
                         send(payload, peer)
                     except OSError as exc:
                         _send_failed(exc, peer)
+
+    def drain_batched(self) -> None:
+        """The listener's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of up
+        to :data:`DRAIN_MAX` datagrams, the same decisions as :meth:`drain`, and what is to be
+        sent gathered per socket and sent with one sendmmsg(2) each at the end of the burst."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        assert _mmsg.recv_batch is not None
+        try:
+            batch = _mmsg.recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
+        except OSError as exc:  # level-triggered: what still waits brings us back
+            logger.debug("udp %s: %s", endpoint.name, exc)
+            return
+        service = self.service
+        channel_data = service.core.channel_data_fast
+        send_indication = service.core.send_indication_fast
+        binding = service.core.binding_fast
+        key = self.key
+        now = service.clock()
+        # Relay address -> [(payload, peer)], and Binding answers back to clients.
+        relayed: dict[Address, list[tuple[bytes, Address]]] = {}
+        replies: list[tuple[bytes, Address]] = []
+        for data, source in batch:
+            if data and data[0] & 0xC0 == 0x40:
+                found = channel_data(data, source, key, now)
+            elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
+                found = send_indication(data, source, key, now)
+            else:
+                answer = binding(data, source)  # None unless a bare Binding request
+                if answer is not None:
+                    replies.append((answer, source))
+                    continue
+                # The slow path may close relay sockets or send by itself: what was decided
+                # before it goes out first.
+                self._flush(relayed, replies)
+                relayed = {}
+                replies = []
+                self.other(data, source, now)
+                continue
+            if found is not None:
+                relay, peer, payload = found
+                queue = relayed.get(relay)
+                if queue is None:
+                    relayed[relay] = [(payload, peer)]
+                else:
+                    queue.append((payload, peer))
+        self._flush(relayed, replies)
+
+    def _flush(
+        self,
+        relayed: dict[Address, list[tuple[bytes, Address]]],
+        replies: list[tuple[bytes, Address]],
+    ) -> None:
+        send_batch = _mmsg.send_batch
+        assert send_batch is not None
+        relays = self.service.relays
+        for relay, queue in relayed.items():
+            endpoint = relays.get(relay)
+            if endpoint is not None:  # (not closed meanwhile)
+                try:
+                    send_batch(endpoint.fd, queue)
+                except OSError as exc:
+                    _send_failed(exc, queue[0][1])
+        if replies:
+            assert self.endpoint is not None
+            try:
+                send_batch(self.endpoint.fd, replies)
+            except OSError as exc:
+                _send_failed(exc, replies[0][1])
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
@@ -397,6 +472,48 @@ class _PeerDatagrams:
                     send(out, ft[1])
                 except OSError as exc:
                     _send_failed(exc, ft[1])
+
+    def drain_batched(self) -> None:
+        """The relay socket's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of
+        up to :data:`DRAIN_MAX` datagrams, and what goes back to UDP clients sent with one
+        sendmmsg(2) per listener (usually one) at the end of the burst."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        recv_batch, send_batch = _mmsg.recv_batch, _mmsg.send_batch
+        assert recv_batch is not None
+        assert send_batch is not None
+        try:
+            batch = recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
+        except OSError as exc:  # ICMP errors from peers are normal on a relay
+            logger.debug("udp %s: %s", endpoint.name, exc)
+            return
+        service = self.service
+        received = service.core.relay_received_fast
+        relay = self.relay
+        now = service.clock()
+        # Listener address -> [(ChannelData or Data indication, client)].
+        outgoing: dict[Address, list[tuple[bytes, Address]]] = {}
+        for data, peer in batch:
+            found = received(relay, data, peer, now)
+            if found is None:
+                continue
+            ft, out = found
+            if ft[0] != "udp":  # (FiveTuple fields by index: cheaper on the hot path)
+                self.forward(ft, out)
+                continue
+            queue = outgoing.get(ft[2])
+            if queue is None:
+                outgoing[ft[2]] = [(out, ft[1])]
+            else:
+                queue.append((out, ft[1]))
+        listeners = service.udp_by_local
+        for local, queue in outgoing.items():
+            listener = listeners.get(local)
+            if listener is not None:
+                try:
+                    send_batch(listener.fd, queue)
+                except OSError as exc:
+                    _send_failed(exc, queue[0][1])
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
@@ -768,7 +885,7 @@ class RelayServer:
         )
         handler.endpoint = endpoint
         try:
-            await endpoint.start(handler.drain)
+            await endpoint.start(handler.drain_batched if _batched() else handler.drain)
         except BaseException:
             endpoint.close()
             raise
@@ -880,7 +997,7 @@ class RelayServer:
                 asyncio.get_running_loop(), sock, handler.datagram_received, _hostport(*relay)
             )
             handler.endpoint = endpoint
-            await endpoint.start(handler.drain)
+            await endpoint.start(handler.drain_batched if _batched() else handler.drain)
         except BaseException:
             sock.close()
             raise
