@@ -16,6 +16,13 @@
  *     (EAGAIN, ENOBUFS) stops the batch, the rest dropped as a relay drops a datagram it
  *     cannot send; a datagram refused on its own (unreachable, EPERM, a malformed address...)
  *     is dropped and the rest still go. Raises OSError for a bad descriptor (EBADF, ENOTSOCK).
+ *
+ * send_routed(fds: dict[tuple[str, int], int], items: list[tuple[key, address, data]]) -> int
+ *     send_batch for datagrams leaving by several sockets: each item's data goes to address
+ *     from the socket fds[key] (dropped when key is absent: its socket was closed), with one
+ *     sendmmsg per run of consecutive items on the same socket. Items are what the core's fast
+ *     entry points return for client -> peer, (relay address, peer address, payload), so the
+ *     burst's loop only collects them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -188,18 +195,12 @@ static PyObject *recv_batch(PyObject *module, PyObject *args)
     return result;
 }
 
-/* items[i] as a message to send: 1 if ready, 0 if that datagram cannot be sent (dropped),
+/* (data, address) as a message to send: 1 if ready, 0 if that datagram cannot be sent (dropped),
  * -1 with an exception for a wrong type. Only exact str/int/bytes/bytearray are taken, so
  * no Python code runs while the batch is built (nothing can resize a payload under us). */
-static int prepare(PyObject *item, struct mmsghdr *message, struct iovec *vector,
-                   struct sockaddr_in6 *name)
+static int prepare(PyObject *data, PyObject *address, struct mmsghdr *message,
+                   struct iovec *vector, struct sockaddr_in6 *name)
 {
-    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
-        PyErr_SetString(PyExc_TypeError, "send_batch: items must be (data, (host, port))");
-        return -1;
-    }
-    PyObject *data = PyTuple_GET_ITEM(item, 0);
-    PyObject *address = PyTuple_GET_ITEM(item, 1);
     if (PyBytes_CheckExact(data)) {
         vector->iov_base = PyBytes_AS_STRING(data);
         vector->iov_len = (size_t)PyBytes_GET_SIZE(data);
@@ -207,13 +208,13 @@ static int prepare(PyObject *item, struct mmsghdr *message, struct iovec *vector
         vector->iov_base = PyByteArray_AS_STRING(data);
         vector->iov_len = (size_t)PyByteArray_GET_SIZE(data);
     } else {
-        PyErr_SetString(PyExc_TypeError, "send_batch: data must be bytes or bytearray");
+        PyErr_SetString(PyExc_TypeError, "data must be bytes or bytearray");
         return -1;
     }
     if (!PyTuple_CheckExact(address) || PyTuple_GET_SIZE(address) < 2 ||
         !PyUnicode_CheckExact(PyTuple_GET_ITEM(address, 0)) ||
         !PyLong_CheckExact(PyTuple_GET_ITEM(address, 1))) {
-        PyErr_SetString(PyExc_TypeError, "send_batch: addresses must be (str, int)");
+        PyErr_SetString(PyExc_TypeError, "addresses must be (str, int)");
         return -1;
     }
     const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(address, 0));
@@ -254,6 +255,32 @@ static int prepare(PyObject *item, struct mmsghdr *message, struct iovec *vector
     return 1;
 }
 
+/* sendmmsg(2) of messages[0..count) on fd, adding to *sent. 0 when done (a full buffer drops
+ * the rest), -1 with errno set for a descriptor that is not a usable socket. */
+static int send_prepared(int fd, unsigned count, long *sent)
+{
+    unsigned done = 0;
+    while (done < count) {
+        int n = sendmmsg(fd, messages + done, count - done, MSG_DONTWAIT);
+        if (n >= 0) {
+            done += (unsigned)n;
+            *sent += n;
+            continue;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+            return 0; /* buffers full: the rest is dropped */
+        }
+        if (errno == EBADF || errno == ENOTSOCK || errno == EFAULT) {
+            return -1;
+        }
+        done++; /* this datagram alone was refused: dropped, the others still go */
+    }
+    return 0;
+}
+
 static PyObject *send_batch(PyObject *module, PyObject *args)
 {
     int fd;
@@ -271,31 +298,86 @@ static PyObject *send_batch(PyObject *module, PyObject *args)
         Py_ssize_t end = total - start > MAX_BATCH ? start + MAX_BATCH : total;
         unsigned count = 0;
         for (Py_ssize_t i = start; i < end; i++) {
-            int ready = prepare(PyList_GET_ITEM(items, i), &messages[count], &vectors[count],
-                                &names[count]);
+            PyObject *item = PyList_GET_ITEM(items, i);
+            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+                PyErr_SetString(PyExc_TypeError, "send_batch: items must be (data, (host, port))");
+                return NULL;
+            }
+            int ready = prepare(PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1),
+                                &messages[count], &vectors[count], &names[count]);
             if (ready < 0) {
                 return NULL;
             }
             count += (unsigned)ready;
         }
-        unsigned done = 0;
-        while (done < count) {
-            int n = sendmmsg(fd, messages + done, count - done, MSG_DONTWAIT);
-            if (n >= 0) {
-                done += (unsigned)n;
-                sent += n;
+        if (send_prepared(fd, count, &sent) < 0) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+    }
+    return PyLong_FromLong(sent);
+}
+
+/* A key of the fds dict: an exact (str, int) tuple, whose hash and comparison run no Python
+ * code. */
+static int plain_address(PyObject *key)
+{
+    return PyTuple_CheckExact(key) && PyTuple_GET_SIZE(key) == 2 &&
+           PyUnicode_CheckExact(PyTuple_GET_ITEM(key, 0)) &&
+           PyLong_CheckExact(PyTuple_GET_ITEM(key, 1));
+}
+
+static PyObject *send_routed(PyObject *module, PyObject *args)
+{
+    PyObject *fds, *items;
+    if (!PyArg_ParseTuple(args, "O!O!:send_routed", &PyDict_Type, &fds, &PyList_Type, &items)) {
+        return NULL;
+    }
+    if (busy) {
+        PyErr_SetString(PyExc_RuntimeError, "recv_batch/send_batch re-entered");
+        return NULL;
+    }
+    Py_ssize_t total = PyList_GET_SIZE(items);
+    Py_ssize_t i = 0;
+    long sent = 0;
+    while (i < total) {
+        /* A run of consecutive items leaving by the same socket: one sendmmsg. */
+        long fd = -1;
+        unsigned count = 0;
+        while (i < total && count < MAX_BATCH) {
+            PyObject *item = PyList_GET_ITEM(items, i);
+            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3 ||
+                !plain_address(PyTuple_GET_ITEM(item, 0))) {
+                PyErr_SetString(PyExc_TypeError,
+                                "send_routed: items must be ((host, port), (host, port), data)");
+                return NULL;
+            }
+            PyObject *found = PyDict_GetItemWithError(fds, PyTuple_GET_ITEM(item, 0));
+            if (found == NULL) {
+                if (PyErr_Occurred()) {
+                    return NULL;
+                }
+                i++; /* its socket is gone: dropped */
                 continue;
             }
-            if (errno == EINTR) {
-                continue;
+            if (!PyLong_CheckExact(found)) {
+                PyErr_SetString(PyExc_TypeError, "send_routed: fds values must be int");
+                return NULL;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-                return PyLong_FromLong(sent); /* buffers full: the rest is dropped */
+            long this_fd = PyLong_AsLong(found);
+            if (count > 0 && this_fd != fd) {
+                break;
             }
-            if (errno == EBADF || errno == ENOTSOCK || errno == EFAULT) {
-                return PyErr_SetFromErrno(PyExc_OSError);
+            fd = this_fd;
+            int ready = prepare(PyTuple_GET_ITEM(item, 2), PyTuple_GET_ITEM(item, 1),
+                                &messages[count], &vectors[count], &names[count]);
+            if (ready < 0) {
+                return NULL;
             }
-            done++; /* this datagram alone was refused: dropped, the others still go */
+            count += (unsigned)ready;
+            i++;
+        }
+        if (count > 0 && send_prepared((int)fd, count, &sent) < 0) {
+            return PyErr_SetFromErrno(PyExc_OSError);
         }
     }
     return PyLong_FromLong(sent);
@@ -308,6 +390,9 @@ static PyMethodDef methods[] = {
     {"send_batch", send_batch, METH_VARARGS,
      "send_batch(fd, [(data, (host, port)), ...]) -> number sent: sendmmsg(2), MSG_DONTWAIT; "
      "EAGAIN drops the rest."},
+    {"send_routed", send_routed, METH_VARARGS,
+     "send_routed(fds, [(key, (host, port), data), ...]) -> number sent: each data from the "
+     "socket fds[key] (dropped if absent), one sendmmsg(2) per run of the same socket."},
     {NULL, NULL, 0, NULL},
 };
 

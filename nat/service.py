@@ -262,7 +262,7 @@ def _send_failed(exc: OSError, to: Address) -> None:
 
 def _batched() -> bool:
     """Whether UDP sockets are drained with recvmmsg/sendmmsg (:mod:`nat._mmsg`)."""
-    return _mmsg.recv_batch is not None and _mmsg.send_batch is not None
+    return None not in (_mmsg.recv_batch, _mmsg.send_batch, _mmsg.send_routed)
 
 
 class _ClientDatagrams:
@@ -326,7 +326,8 @@ class _ClientDatagrams:
     def drain_batched(self) -> None:
         """The listener's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of up
         to :data:`DRAIN_MAX` datagrams, the same decisions as :meth:`drain`, and what is to be
-        sent gathered per socket and sent with one sendmmsg(2) each at the end of the burst."""
+        sent collected and sent at the end of the burst, one sendmmsg(2) per run of datagrams
+        leaving by the same socket (:func:`nat._mmsg_ext.send_routed`)."""
         endpoint = self.endpoint
         assert endpoint is not None
         assert _mmsg.recv_batch is not None
@@ -341,9 +342,8 @@ class _ClientDatagrams:
         binding = service.core.binding_fast
         key = self.key
         now = service.clock()
-        # Relay address -> [(payload, peer)], and Binding answers back to clients.
-        relayed: dict[Address, list[tuple[bytes, Address]]] = {}
-        replies: list[tuple[bytes, Address]] = []
+        relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
+        replies: list[tuple[bytes, Address]] = []  # Binding answers back to clients
         for data, source in batch:
             if data and data[0] & 0xC0 == 0x40:
                 found = channel_data(data, source, key, now)
@@ -357,40 +357,27 @@ class _ClientDatagrams:
                 # The slow path may close relay sockets or send by itself: what was decided
                 # before it goes out first.
                 self._flush(relayed, replies)
-                relayed = {}
+                relayed = []
                 replies = []
                 self.other(data, source, now)
                 continue
             if found is not None:
-                relay, peer, payload = found
-                queue = relayed.get(relay)
-                if queue is None:
-                    relayed[relay] = [(payload, peer)]
-                else:
-                    queue.append((payload, peer))
+                relayed.append(found)
         self._flush(relayed, replies)
 
     def _flush(
-        self,
-        relayed: dict[Address, list[tuple[bytes, Address]]],
-        replies: list[tuple[bytes, Address]],
+        self, relayed: list[tuple[Address, Address, bytes]], replies: list[tuple[bytes, Address]]
     ) -> None:
-        send_batch = _mmsg.send_batch
-        assert send_batch is not None
-        relays = self.service.relays
-        for relay, queue in relayed.items():
-            endpoint = relays.get(relay)
-            if endpoint is not None:  # (not closed meanwhile)
-                try:
-                    send_batch(endpoint.fd, queue)
-                except OSError as exc:
-                    _send_failed(exc, queue[0][1])
-        if replies:
-            assert self.endpoint is not None
-            try:
-                send_batch(self.endpoint.fd, replies)
-            except OSError as exc:
-                _send_failed(exc, replies[0][1])
+        assert _mmsg.send_routed is not None
+        assert _mmsg.send_batch is not None
+        assert self.endpoint is not None
+        try:
+            if relayed:
+                _mmsg.send_routed(self.service.relay_fds, relayed)
+            if replies:
+                _mmsg.send_batch(self.endpoint.fd, replies)
+        except OSError as exc:  # not expected: the descriptors are those of open sockets
+            logger.warning("udp %s: %s", self.endpoint.name, exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
@@ -479,9 +466,9 @@ class _PeerDatagrams:
         sendmmsg(2) per listener (usually one) at the end of the burst."""
         endpoint = self.endpoint
         assert endpoint is not None
-        recv_batch, send_batch = _mmsg.recv_batch, _mmsg.send_batch
+        recv_batch, send_routed = _mmsg.recv_batch, _mmsg.send_routed
         assert recv_batch is not None
-        assert send_batch is not None
+        assert send_routed is not None
         try:
             batch = recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
         except OSError as exc:  # ICMP errors from peers are normal on a relay
@@ -491,8 +478,7 @@ class _PeerDatagrams:
         received = service.core.relay_received_fast
         relay = self.relay
         now = service.clock()
-        # Listener address -> [(ChannelData or Data indication, client)].
-        outgoing: dict[Address, list[tuple[bytes, Address]]] = {}
+        outgoing: list[tuple[Address, Address, bytes]] = []  # (listener, client, message)
         for data, peer in batch:
             found = received(relay, data, peer, now)
             if found is None:
@@ -501,19 +487,12 @@ class _PeerDatagrams:
             if ft[0] != "udp":  # (FiveTuple fields by index: cheaper on the hot path)
                 self.forward(ft, out)
                 continue
-            queue = outgoing.get(ft[2])
-            if queue is None:
-                outgoing[ft[2]] = [(out, ft[1])]
-            else:
-                queue.append((out, ft[1]))
-        listeners = service.udp_by_local
-        for local, queue in outgoing.items():
-            listener = listeners.get(local)
-            if listener is not None:
-                try:
-                    send_batch(listener.fd, queue)
-                except OSError as exc:
-                    _send_failed(exc, queue[0][1])
+            outgoing.append((ft[2], ft[1], out))
+        if outgoing:
+            try:
+                send_routed(service.listener_fds, outgoing)
+            except OSError as exc:  # not expected: the descriptors are those of open sockets
+                logger.warning("udp %s: %s", endpoint.name, exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
@@ -698,6 +677,9 @@ class RelayServer:
         # the hot paths (kept in step with those dicts).
         self.listener_senders: dict[Address, Callable[[bytes, Address], object]] = {}
         self.relay_senders: dict[Address, Callable[[bytes, Address], object]] = {}
+        # Their descriptors, for the batched paths (nat._mmsg.send_routed); same keys again.
+        self.listener_fds: dict[Address, int] = {}
+        self.relay_fds: dict[Address, int] = {}
         self.streams: dict[tuple[Transport, Address], _ClientStream] = {}
         self.dropped_to_slow_clients = 0
         self._held: dict[Address, socket.socket] = {}  # ports reserved by EVEN-PORT's R bit
@@ -755,11 +737,13 @@ class RelayServer:
             relay.close()
         self.relays.clear()
         self.relay_senders.clear()
+        self.relay_fds.clear()
         for listener in self.udp_listeners.values():
             listener.close()
         self.udp_listeners.clear()
         self.udp_by_local.clear()
         self.listener_senders.clear()
+        self.listener_fds.clear()
         self._addresses.clear()
         # Let the transports' close callbacks run so their sockets are really closed now.
         for _ in range(3):
@@ -892,6 +876,7 @@ class RelayServer:
         self.udp_listeners[key] = endpoint
         self.udp_by_local[key.local] = endpoint
         self.listener_senders[key.local] = endpoint.send
+        self.listener_fds[key.local] = endpoint.fd
         self._addresses.append(("udp", host, bound))
 
     async def _serve_stream(
@@ -912,6 +897,7 @@ class RelayServer:
         self.udp_listeners.clear()
         self.udp_by_local.clear()
         self.listener_senders.clear()
+        self.listener_fds.clear()
         for _, server in self._servers:
             server.close()
             await server.wait_closed()
@@ -944,6 +930,7 @@ class RelayServer:
             elif type(action) is CloseRelay:
                 relay = self.relays.pop(action.relay, None)
                 self.relay_senders.pop(action.relay, None)
+                self.relay_fds.pop(action.relay, None)
                 if relay is not None:
                     relay.close()
                 held = self._held.pop(action.relay, None)
@@ -1003,6 +990,7 @@ class RelayServer:
             raise
         self.relays[relay] = endpoint
         self.relay_senders[relay] = endpoint.send
+        self.relay_fds[relay] = endpoint.fd
         return relay
 
     def _reached(self, ft: FiveTuple) -> str | None:

@@ -83,6 +83,27 @@ def test_a_batch_goes_out_and_comes_back_with_its_sources(host: str) -> None:
 
 
 @NEEDS_EXT
+def test_routed_datagrams_leave_by_their_own_sockets_in_order() -> None:
+    with udp_pair() as (one, receiver), udp_pair() as (two, _):
+        fds = {one.getsockname(): one.fileno(), two.getsockname(): two.fileno()}
+        to = receiver.getsockname()
+        gone = ("127.0.0.1", 9)  # a key no longer in fds (its socket closed): dropped
+        keys = [one.getsockname(), one.getsockname(), two.getsockname(), gone, one.getsockname()]
+        items = [(k, to, b"%d" % i) for i, k in enumerate(keys)]
+        assert ext.send_routed(fds, items) == 4
+        wait_readable(receiver)
+        got = ext.recv_batch(receiver.fileno(), 8, 100)
+        assert got == [
+            (b"0", one.getsockname()),
+            (b"1", one.getsockname()),
+            (b"2", two.getsockname()),
+            (b"4", one.getsockname()),
+        ]
+        with pytest.raises(TypeError):
+            ext.send_routed(fds, [(to, b"data")])
+
+
+@NEEDS_EXT
 def test_nothing_waiting_is_an_empty_list_not_an_error() -> None:
     # (EAGAIN on the send side cannot be made on loopback, which frees a datagram's buffer
     # as it hands it over; send_batch stops there and returns the count, see _mmsg_ext.c.)
@@ -154,9 +175,11 @@ def batching(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     if request.param == "per datagram":
         monkeypatch.setattr(_mmsg, "recv_batch", None)
         monkeypatch.setattr(_mmsg, "send_batch", None)
+        monkeypatch.setattr(_mmsg, "send_routed", None)
     else:
         monkeypatch.setattr(_mmsg, "recv_batch", ext.recv_batch)
         monkeypatch.setattr(_mmsg, "send_batch", ext.send_batch)
+        monkeypatch.setattr(_mmsg, "send_routed", ext.send_routed)
     return str(request.param)
 
 
