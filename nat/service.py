@@ -552,12 +552,16 @@ class _ClientStream(asyncio.Protocol):
 
         Frames are read at an offset and the consumed prefix is cut once at the end (cutting
         each frame off the front would move the rest of a 64 KiB read every time). ChannelData
-        and Send indications take the core's lean entry points, as over UDP.
+        and Send indications take the core's lean entry points, as over UDP. Where
+        :mod:`nat._mmsg` is available what they relay is sent at the end, one sendmmsg(2) per
+        relay socket (one client's frames all leave by its allocation's socket).
         """
         buffer = self.buffer
         service = self.service
         core = service.core
         senders = service.relay_senders
+        send_routed = _mmsg.send_routed
+        relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
         client, key = self.client, self.key
         ft = (key.protocol, client, key.local)  # hashes like the FiveTuple key
         frame_length = stun.stream_frame_length
@@ -590,33 +594,16 @@ class _ClientStream(asyncio.Protocol):
                     return completed
                 if channel:
                     # A bytearray slice (one copy, not two): the core only reads it and slices
-                    # the payload, which is sent right away.
+                    # the payload (a copy of its own, so the buffer may change before it goes).
                     frame = cast(bytes, buffer[pos : pos + size])
                     found = channel_data(frame, client, key, now)
                     pos += size
                     completed += 1
-                    if found is not None:
-                        relay, peer, payload = found
-                        send = senders.get(relay)
-                        if send is not None:
-                            try:
-                                send(payload, peer)
-                            except OSError as exc:
-                                _send_failed(exc, peer)
-                    continue
-                frame = bytes(buffer[pos : pos + size])
-                pos += size
-                completed += 1
-                if first == 0 and frame[1] == 0x16:
-                    found = core.send_indication_fast(frame, client, key, now)
-                else:
-                    actions = core.handle(frame, client, key, now)
-                    if actions:
-                        service.perform(actions)
-                    if self.transport is None or self.transport.is_closing():
-                        return completed
-                    continue
-                if found is not None:
+                    if found is None:
+                        continue
+                    if send_routed is not None:
+                        relayed.append(found)
+                        continue
                     relay, peer, payload = found
                     send = senders.get(relay)
                     if send is not None:
@@ -624,8 +611,45 @@ class _ClientStream(asyncio.Protocol):
                             send(payload, peer)
                         except OSError as exc:
                             _send_failed(exc, peer)
+                    continue
+                frame = bytes(buffer[pos : pos + size])
+                pos += size
+                completed += 1
+                if first == 0 and frame[1] == 0x16:
+                    found = core.send_indication_fast(frame, client, key, now)
+                else:
+                    if relayed:  # the slow path may close relay sockets: send what is due
+                        self._flush(relayed)
+                        relayed = []
+                    actions = core.handle(frame, client, key, now)
+                    if actions:
+                        service.perform(actions)
+                    if self.transport is None or self.transport.is_closing():
+                        return completed
+                    continue
+                if found is None:
+                    continue
+                if send_routed is not None:
+                    relayed.append(found)
+                    continue
+                relay, peer, payload = found
+                send = senders.get(relay)
+                if send is not None:
+                    try:
+                        send(payload, peer)
+                    except OSError as exc:
+                        _send_failed(exc, peer)
         finally:
             del buffer[:pos]
+            if relayed:
+                self._flush(relayed)
+
+    def _flush(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
+        assert _mmsg.send_routed is not None
+        try:
+            _mmsg.send_routed(self.service.relay_fds, relayed)
+        except OSError as exc:  # not expected: the descriptors are those of open sockets
+            logger.warning("%s/%s: %s", self.key.protocol, self.client, exc)
 
     def write(self, data: bytes) -> None:
         transport = self.transport

@@ -10,7 +10,7 @@ import importlib
 import os
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -194,27 +194,30 @@ class Endpoint(asyncio.DatagramProtocol):
         return (await asyncio.wait_for(self.queue.get(), 5))[0]
 
 
+def build(method: int, attrs: list[tuple[stun.Attr[Any], Any]], nonce: bytes) -> bytes:
+    """A request, signed when ``nonce`` is known."""
+    msg = stun.Message(method, stun.MsgClass.REQUEST, new_tid())
+    for attr, value in attrs:
+        msg.add(attr, value)
+    if not nonce:
+        return msg.encode()
+    msg.add(stun.USERNAME, USER)
+    msg.add(stun.REALM, REALM)
+    msg.add(stun.NONCE, nonce)
+    return sign(msg.encode(), key_for(USER, REALM, PASSWORD))
+
+
 async def request(
-    transport: asyncio.DatagramTransport,
-    inbox: Endpoint,
-    server: tuple[str, int],
+    send: Callable[[bytes], object],
+    receive: Callable[[], Awaitable[bytes]],
     method: int,
     attrs: list[tuple[stun.Attr[Any], Any]],
     nonce: bytes,
 ) -> tuple[stun.Message, bytes]:
     """A signed request (after a 401 for the nonce, when ``nonce`` is empty)."""
     for _ in range(2):
-        msg = stun.Message(method, stun.MsgClass.REQUEST, new_tid())
-        for attr, value in attrs:
-            msg.add(attr, value)
-        data = msg.encode()
-        if nonce:
-            msg.add(stun.USERNAME, USER)
-            msg.add(stun.REALM, REALM)
-            msg.add(stun.NONCE, nonce)
-            data = sign(msg.encode(), key_for(USER, REALM, PASSWORD))
-        transport.sendto(data, server)
-        answer = stun.parse_message(await inbox.get())
+        send(build(method, attrs, nonce))
+        answer = stun.parse_message(await receive())
         error = answer.get(stun.ERROR_CODE)
         fresh = answer.get(stun.NONCE)
         if error is not None and error.code == 401 and fresh:
@@ -225,12 +228,9 @@ async def request(
     raise AssertionError("not authenticated")
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", pytest.param("::1", marks=V6)])
-async def test_the_relay_forwards_the_same_with_and_without_batching(
-    host: str, batching: str
-) -> None:
+def relay_config(host: str) -> RelayConfig:
     low, high = relay_port_range(50)
-    config = RelayConfig(
+    return RelayConfig(
         listening_ips=(host,),
         listening_port=0,
         min_port=low,
@@ -239,6 +239,13 @@ async def test_the_relay_forwards_the_same_with_and_without_batching(
         users=((USER, long_term_key(USER, REALM, PASSWORD)),),
         allow_loopback_peers=True,
     )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", pytest.param("::1", marks=V6)])
+async def test_the_relay_forwards_the_same_with_and_without_batching(
+    host: str, batching: str
+) -> None:
+    config = relay_config(host)
     loop = asyncio.get_running_loop()
     async with RelayServer(config) as relay:
         [listener] = relay.udp_listeners.values()
@@ -252,8 +259,12 @@ async def test_the_relay_forwards_the_same_with_and_without_batching(
             allocate: list[tuple[stun.Attr[Any], Any]] = [(stun.REQUESTED_TRANSPORT, 17)]
             if ":" in host:
                 allocate.append((stun.REQUESTED_ADDRESS_FAMILY, 2))  # IPv6 (RFC 8656 §18.1)
+
+            def send(data: bytes) -> None:
+                client_t.sendto(data, server)
+
             answer, nonce = await request(
-                client_t, client, server, stun.Method.ALLOCATE, allocate, nonce=b""
+                send, client.get, stun.Method.ALLOCATE, allocate, nonce=b""
             )
             relayed = answer.get(stun.XOR_RELAYED_ADDRESS)
             assert relayed is not None
@@ -263,7 +274,7 @@ async def test_the_relay_forwards_the_same_with_and_without_batching(
                 (stun.CHANNEL_NUMBER, 0x4000),
                 (stun.XOR_PEER_ADDRESS, peer_address),
             ]
-            await request(client_t, client, server, stun.Method.CHANNEL_BIND, bind, nonce)
+            await request(send, client.get, stun.Method.CHANNEL_BIND, bind, nonce)
             # client -> peer: a burst of ChannelData (more than one drain), then Send
             # indications, interleaved with bare Binding requests answered in between.
             for i in range(150):
@@ -271,10 +282,10 @@ async def test_the_relay_forwards_the_same_with_and_without_batching(
             binding = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, new_tid())
             client_t.sendto(binding.encode(), server)
             for i in range(20):
-                send = stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, new_tid())
-                send.add(stun.XOR_PEER_ADDRESS, peer_address)
-                send.add(stun.DATA, b"s%03d" % i)
-                client_t.sendto(send.encode(), server)
+                indication = stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, new_tid())
+                indication.add(stun.XOR_PEER_ADDRESS, peer_address)
+                indication.add(stun.DATA, b"s%03d" % i)
+                client_t.sendto(indication.encode(), server)
             got = [await peer.get() for _ in range(170)]
             assert got == [b"c%03d" % i for i in range(150)] + [b"s%03d" % i for i in range(20)]
             answer_to_binding = stun.parse_message(await client.get())
@@ -289,3 +300,44 @@ async def test_the_relay_forwards_the_same_with_and_without_batching(
         finally:
             client_t.close()
             peer_t.close()
+
+
+async def test_tcp_frames_relay_the_same_with_and_without_batching(batching: str) -> None:
+    # One write of many frames: the relayed ones are collected and sent at the end of the
+    # read (batched), except that a request in the middle (the slow path) sends what is due
+    # first; the peer gets everything in order either way.
+    loop = asyncio.get_running_loop()
+    async with RelayServer(relay_config("127.0.0.1")) as relay:
+        port = next(port for kind, _, port in relay.addresses if kind == "tcp")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        peer_t, peer = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
+        try:
+
+            async def receive() -> bytes:
+                head = await asyncio.wait_for(reader.readexactly(20), 5)
+                return head + await reader.readexactly(int.from_bytes(head[2:4], "big"))
+
+            peer_address = peer_t.get_extra_info("sockname")[:2]
+            allocate: list[tuple[stun.Attr[Any], Any]] = [(stun.REQUESTED_TRANSPORT, 17)]
+            _, nonce = await request(writer.write, receive, stun.Method.ALLOCATE, allocate, b"")
+            bind: list[tuple[stun.Attr[Any], Any]] = [
+                (stun.CHANNEL_NUMBER, 0x4000),
+                (stun.XOR_PEER_ADDRESS, peer_address),
+            ]
+            await request(writer.write, receive, stun.Method.CHANNEL_BIND, bind, nonce)
+            frames = [stun.encode_channel_data(0x4000, b"t%03d" % i, pad=True) for i in range(60)]
+            indication = stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, new_tid())
+            indication.add(stun.XOR_PEER_ADDRESS, peer_address)
+            indication.add(stun.DATA, b"send")
+            rebind = build(stun.Method.CHANNEL_BIND, bind, nonce)  # refreshes the binding
+            writer.write(b"".join([*frames[:30], indication.encode(), rebind, *frames[30:]]))
+            answer = stun.parse_message(await receive())
+            assert answer.get(stun.ERROR_CODE) is None
+            got = [await peer.get() for _ in range(61)]
+            expected = [b"t%03d" % i for i in range(60)]
+            assert got == [*expected[:30], b"send", *expected[30:]]
+            assert relay.core.counters.internal_errors == 0
+        finally:
+            peer_t.close()
+            writer.close()
+            await writer.wait_closed()
