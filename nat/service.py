@@ -18,7 +18,11 @@ Speed: UDP sockets are drained on each readiness event (one epoll round trip per
 ChannelData, peer data and bare Binding requests go through the core's lean entry points
 (:meth:`TurnServer.channel_data_fast`, :meth:`TurnServer.relay_received_fast`,
 :meth:`TurnServer.binding_fast`) that return plain tuples instead of action objects. This works
-on asyncio's own loop, on qasync (the GUI) and on uvloop (``peercall relay``'s default).
+on asyncio's own loop, on qasync (the GUI) and on uvloop (``peercall relay``'s default). Where
+the optional C extension :mod:`nat._mmsg_ext` is built (Linux), a burst is read with one
+recvmmsg(2) and what it relays is sent with one sendmmsg(2) per run of datagrams leaving by the
+same socket (also for the frames of one TCP/TLS read); ``PEERCALL_NO_MMSG=1`` forces the
+per-datagram path (see :mod:`nat._mmsg`).
 """
 
 from __future__ import annotations
