@@ -3,7 +3,9 @@
 # packages into .venv) and are safe to run again.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Reinstall when the package's build inputs change (setup.py compiles nat/_mmsg_ext.c in place).
+BUILD_INPUTS := pyproject.toml setup.py nat/_mmsg_ext.c
+STAMP := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | sha1sum | cut -c1-12)
 
 .PHONY: run test lint unit bench sysdeps venv clean screenshots netlab
 .PHONY: bundle bundle-check install-desktop
@@ -11,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 sysdeps:
 	bash scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -185,23 +185,26 @@ class Server:
 
 def start(name: str, workdir: Path) -> Server:
     """``coturn``, or ``peercall`` (``--workers 2`` as the interop tests run it, or N from a
-    ``-wN`` suffix). The interop tests' command lines, so the bench runs the servers as they
-    are tested; quotas off on both, since the load is many allocations of one user."""
+    ``-wN`` option; ``-asyncio`` for asyncio's loop, ``-nommsg`` for the pure-Python UDP path).
+    The interop tests' command lines, so the bench runs the servers as they are tested; quotas
+    off on both, since the load is many allocations of one user."""
     port = free_udp_tcp_port(HOST)
     relay_ports = relay_port_range(2000)
     log = workdir / f"{name}.log"
     if name == "coturn":
         cmd = coturn_command(port, relay_ports, "lt", workdir, "--total-quota=0", "--user-quota=0")
     else:
-        base, _, workers = name.partition("-w")
-        loop = "asyncio" if base == "peercall-asyncio" else "uvloop"
+        options = name.split("-")[1:]  # e.g. peercall-asyncio-w1, peercall-nommsg
+        loop = "asyncio" if "asyncio" in options else "uvloop"
         extra = ["--total-quota", "0", "--event-loop", loop]
-        if workers:
-            extra += ["--workers", workers]
+        extra += [f"--workers={o[1:]}" for o in options if o[:1] == "w" and o[1:].isdigit()]
         cmd = peercall_command(port, relay_ports, "lt", *extra)
+    env = dict(os.environ)
+    if "nommsg" in name.split("-"):  # the pure-Python UDP path (see nat/_mmsg.py)
+        env["PEERCALL_NO_MMSG"] = "1"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO, env=env
         )
     server = Server(name, proc, port, log)
     try:
@@ -753,7 +756,8 @@ def main() -> int:
         "--servers",
         default="coturn,peercall",
         help="comma-separated: coturn, peercall (2 workers, as the tests run it), peercall-wN (N "
-        "workers), peercall-asyncio (asyncio's own loop)",
+        "workers), peercall-asyncio (asyncio's own loop), peercall-nommsg (without the "
+        "recvmmsg/sendmmsg extension, PEERCALL_NO_MMSG=1); options combine: peercall-nommsg-w1",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per step (default 3)")
     parser.add_argument("--seconds", type=float, default=3.0, help="sending time per run")

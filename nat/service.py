@@ -18,7 +18,11 @@ Speed: UDP sockets are drained on each readiness event (one epoll round trip per
 ChannelData, peer data and bare Binding requests go through the core's lean entry points
 (:meth:`TurnServer.channel_data_fast`, :meth:`TurnServer.relay_received_fast`,
 :meth:`TurnServer.binding_fast`) that return plain tuples instead of action objects. This works
-on asyncio's own loop, on qasync (the GUI) and on uvloop (``peercall relay``'s default).
+on asyncio's own loop, on qasync (the GUI) and on uvloop (``peercall relay``'s default). Where
+the optional C extension :mod:`nat._mmsg_ext` is built (Linux), a burst is read with one
+recvmmsg(2) and what it relays is sent with one sendmmsg(2) per run of datagrams leaving by the
+same socket (also for the frames of one TCP/TLS read); ``PEERCALL_NO_MMSG=1`` forces the
+per-datagram path (see :mod:`nat._mmsg`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
 
-from nat import stun
+from nat import _mmsg, stun
 from nat.config import RelayConfig
 from nat.errors import ServiceError, StunFormatError
 from nat.five_tuple import Address, FiveTuple, Transport
@@ -186,6 +190,7 @@ class _UdpEndpoint:
         # What the hot paths call to send: the socket's own sendto (raises OSError, counted by
         # the caller through _send_failed), saving a Python call per relayed datagram.
         self.send: Callable[[bytes, Address], object] = sock.sendto
+        self.fd = sock.fileno()  # for the batched paths (nat._mmsg)
 
     async def start(self, reader: Callable[[], None] | None = None) -> None:
         """Start reading (raises OSError if the loop cannot watch the socket); ``reader``
@@ -259,6 +264,11 @@ def _send_failed(exc: OSError, to: Address) -> None:
         logger.debug("udp -> %s: %s", to, exc)
 
 
+def _batched() -> bool:
+    """Whether UDP sockets are drained with recvmmsg/sendmmsg (:mod:`nat._mmsg`)."""
+    return None not in (_mmsg.recv_batch, _mmsg.send_batch, _mmsg.send_routed)
+
+
 class _ClientDatagrams:
     """A UDP listener's traffic: the hot paths (ChannelData, bare Binding) through the core's
     lean entry points, everything else through :meth:`TurnServer.handle` and its actions."""
@@ -316,6 +326,62 @@ class _ClientDatagrams:
                         send(payload, peer)
                     except OSError as exc:
                         _send_failed(exc, peer)
+
+    def drain_batched(self) -> None:
+        """The listener's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of up
+        to :data:`DRAIN_MAX` datagrams, the same decisions as :meth:`drain`, and what is to be
+        sent collected and sent at the end of the burst, one sendmmsg(2) per run of datagrams
+        leaving by the same socket (:func:`nat._mmsg_ext.send_routed`)."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        assert _mmsg.recv_batch is not None
+        try:
+            batch = _mmsg.recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
+        except OSError as exc:  # level-triggered: what still waits brings us back
+            logger.debug("udp %s: %s", endpoint.name, exc)
+            return
+        service = self.service
+        channel_data = service.core.channel_data_fast
+        send_indication = service.core.send_indication_fast
+        binding = service.core.binding_fast
+        key = self.key
+        now = service.clock()
+        relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
+        replies: list[tuple[bytes, Address]] = []  # Binding answers back to clients
+        for data, source in batch:
+            if data and data[0] & 0xC0 == 0x40:
+                found = channel_data(data, source, key, now)
+            elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
+                found = send_indication(data, source, key, now)
+            else:
+                answer = binding(data, source)  # None unless a bare Binding request
+                if answer is not None:
+                    replies.append((answer, source))
+                    continue
+                # The slow path may close relay sockets or send by itself: what was decided
+                # before it goes out first.
+                self._flush(relayed, replies)
+                relayed = []
+                replies = []
+                self.other(data, source, now)
+                continue
+            if found is not None:
+                relayed.append(found)
+        self._flush(relayed, replies)
+
+    def _flush(
+        self, relayed: list[tuple[Address, Address, bytes]], replies: list[tuple[bytes, Address]]
+    ) -> None:
+        assert _mmsg.send_routed is not None
+        assert _mmsg.send_batch is not None
+        assert self.endpoint is not None
+        try:
+            if relayed:
+                _mmsg.send_routed(self.service.relay_fds, relayed)
+            if replies:
+                _mmsg.send_batch(self.endpoint.fd, replies)
+        except OSError as exc:  # not expected: the descriptors are those of open sockets
+            logger.warning("udp %s: %s", self.endpoint.name, exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
@@ -398,6 +464,40 @@ class _PeerDatagrams:
                 except OSError as exc:
                     _send_failed(exc, ft[1])
 
+    def drain_batched(self) -> None:
+        """The relay socket's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of
+        up to :data:`DRAIN_MAX` datagrams, and what goes back to UDP clients sent with one
+        sendmmsg(2) per listener (usually one) at the end of the burst."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        recv_batch, send_routed = _mmsg.recv_batch, _mmsg.send_routed
+        assert recv_batch is not None
+        assert send_routed is not None
+        try:
+            batch = recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
+        except OSError as exc:  # ICMP errors from peers are normal on a relay
+            logger.debug("udp %s: %s", endpoint.name, exc)
+            return
+        service = self.service
+        received = service.core.relay_received_fast
+        relay = self.relay
+        now = service.clock()
+        outgoing: list[tuple[Address, Address, bytes]] = []  # (listener, client, message)
+        for data, peer in batch:
+            found = received(relay, data, peer, now)
+            if found is None:
+                continue
+            ft, out = found
+            if ft[0] != "udp":  # (FiveTuple fields by index: cheaper on the hot path)
+                self.forward(ft, out)
+                continue
+            outgoing.append((ft[2], ft[1], out))
+        if outgoing:
+            try:
+                send_routed(service.listener_fds, outgoing)
+            except OSError as exc:  # not expected: the descriptors are those of open sockets
+                logger.warning("udp %s: %s", endpoint.name, exc)
+
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
         service = self.service
@@ -456,12 +556,16 @@ class _ClientStream(asyncio.Protocol):
 
         Frames are read at an offset and the consumed prefix is cut once at the end (cutting
         each frame off the front would move the rest of a 64 KiB read every time). ChannelData
-        and Send indications take the core's lean entry points, as over UDP.
+        and Send indications take the core's lean entry points, as over UDP. Where
+        :mod:`nat._mmsg` is available what they relay is sent at the end, one sendmmsg(2) per
+        relay socket (one client's frames all leave by its allocation's socket).
         """
         buffer = self.buffer
         service = self.service
         core = service.core
         senders = service.relay_senders
+        send_routed = _mmsg.send_routed
+        relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
         client, key = self.client, self.key
         ft = (key.protocol, client, key.local)  # hashes like the FiveTuple key
         frame_length = stun.stream_frame_length
@@ -494,33 +598,16 @@ class _ClientStream(asyncio.Protocol):
                     return completed
                 if channel:
                     # A bytearray slice (one copy, not two): the core only reads it and slices
-                    # the payload, which is sent right away.
+                    # the payload (a copy of its own, so the buffer may change before it goes).
                     frame = cast(bytes, buffer[pos : pos + size])
                     found = channel_data(frame, client, key, now)
                     pos += size
                     completed += 1
-                    if found is not None:
-                        relay, peer, payload = found
-                        send = senders.get(relay)
-                        if send is not None:
-                            try:
-                                send(payload, peer)
-                            except OSError as exc:
-                                _send_failed(exc, peer)
-                    continue
-                frame = bytes(buffer[pos : pos + size])
-                pos += size
-                completed += 1
-                if first == 0 and frame[1] == 0x16:
-                    found = core.send_indication_fast(frame, client, key, now)
-                else:
-                    actions = core.handle(frame, client, key, now)
-                    if actions:
-                        service.perform(actions)
-                    if self.transport is None or self.transport.is_closing():
-                        return completed
-                    continue
-                if found is not None:
+                    if found is None:
+                        continue
+                    if send_routed is not None:
+                        relayed.append(found)
+                        continue
                     relay, peer, payload = found
                     send = senders.get(relay)
                     if send is not None:
@@ -528,8 +615,45 @@ class _ClientStream(asyncio.Protocol):
                             send(payload, peer)
                         except OSError as exc:
                             _send_failed(exc, peer)
+                    continue
+                frame = bytes(buffer[pos : pos + size])
+                pos += size
+                completed += 1
+                if first == 0 and frame[1] == 0x16:
+                    found = core.send_indication_fast(frame, client, key, now)
+                else:
+                    if relayed:  # the slow path may close relay sockets: send what is due
+                        self._flush(relayed)
+                        relayed = []
+                    actions = core.handle(frame, client, key, now)
+                    if actions:
+                        service.perform(actions)
+                    if self.transport is None or self.transport.is_closing():
+                        return completed
+                    continue
+                if found is None:
+                    continue
+                if send_routed is not None:
+                    relayed.append(found)
+                    continue
+                relay, peer, payload = found
+                send = senders.get(relay)
+                if send is not None:
+                    try:
+                        send(payload, peer)
+                    except OSError as exc:
+                        _send_failed(exc, peer)
         finally:
             del buffer[:pos]
+            if relayed:
+                self._flush(relayed)
+
+    def _flush(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
+        assert _mmsg.send_routed is not None
+        try:
+            _mmsg.send_routed(self.service.relay_fds, relayed)
+        except OSError as exc:  # not expected: the descriptors are those of open sockets
+            logger.warning("%s/%s: %s", self.key.protocol, self.client, exc)
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -581,6 +705,9 @@ class RelayServer:
         # the hot paths (kept in step with those dicts).
         self.listener_senders: dict[Address, Callable[[bytes, Address], object]] = {}
         self.relay_senders: dict[Address, Callable[[bytes, Address], object]] = {}
+        # Their descriptors, for the batched paths (nat._mmsg.send_routed); same keys again.
+        self.listener_fds: dict[Address, int] = {}
+        self.relay_fds: dict[Address, int] = {}
         self.streams: dict[tuple[Transport, Address], _ClientStream] = {}
         self.dropped_to_slow_clients = 0
         self._held: dict[Address, socket.socket] = {}  # ports reserved by EVEN-PORT's R bit
@@ -638,11 +765,13 @@ class RelayServer:
             relay.close()
         self.relays.clear()
         self.relay_senders.clear()
+        self.relay_fds.clear()
         for listener in self.udp_listeners.values():
             listener.close()
         self.udp_listeners.clear()
         self.udp_by_local.clear()
         self.listener_senders.clear()
+        self.listener_fds.clear()
         self._addresses.clear()
         # Let the transports' close callbacks run so their sockets are really closed now.
         for _ in range(3):
@@ -768,13 +897,14 @@ class RelayServer:
         )
         handler.endpoint = endpoint
         try:
-            await endpoint.start(handler.drain)
+            await endpoint.start(handler.drain_batched if _batched() else handler.drain)
         except BaseException:
             endpoint.close()
             raise
         self.udp_listeners[key] = endpoint
         self.udp_by_local[key.local] = endpoint
         self.listener_senders[key.local] = endpoint.send
+        self.listener_fds[key.local] = endpoint.fd
         self._addresses.append(("udp", host, bound))
 
     async def _serve_stream(
@@ -795,6 +925,7 @@ class RelayServer:
         self.udp_listeners.clear()
         self.udp_by_local.clear()
         self.listener_senders.clear()
+        self.listener_fds.clear()
         for _, server in self._servers:
             server.close()
             await server.wait_closed()
@@ -827,6 +958,7 @@ class RelayServer:
             elif type(action) is CloseRelay:
                 relay = self.relays.pop(action.relay, None)
                 self.relay_senders.pop(action.relay, None)
+                self.relay_fds.pop(action.relay, None)
                 if relay is not None:
                     relay.close()
                 held = self._held.pop(action.relay, None)
@@ -880,12 +1012,13 @@ class RelayServer:
                 asyncio.get_running_loop(), sock, handler.datagram_received, _hostport(*relay)
             )
             handler.endpoint = endpoint
-            await endpoint.start(handler.drain)
+            await endpoint.start(handler.drain_batched if _batched() else handler.drain)
         except BaseException:
             sock.close()
             raise
         self.relays[relay] = endpoint
         self.relay_senders[relay] = endpoint.send
+        self.relay_fds[relay] = endpoint.fd
         return relay
 
     def _reached(self, ft: FiveTuple) -> str | None:

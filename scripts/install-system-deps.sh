@@ -20,6 +20,9 @@ packages=(
   # shared room state for several signaling nodes (peercall signal --redis)
   redis-server
   python3-venv
+  # the relay's optional C extension (nat/_mmsg_ext.c, recvmmsg/sendmmsg); without a compiler
+  # and headers pip skips it and the relay runs its pure-Python UDP path
+  gcc libc6-dev python3-dev
   # packaging: validators for the .desktop entry and AppStream metadata; objdump for PyInstaller
   desktop-file-utils appstream binutils
 )

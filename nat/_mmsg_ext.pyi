@@ -1,0 +1,9 @@
+# The C extension nat/_mmsg_ext.c (optional: import it through nat._mmsg).
+
+def recv_batch(fd: int, max_n: int, bufsize: int, /) -> list[tuple[bytes, tuple[str, int]]]: ...
+def send_batch(fd: int, items: list[tuple[bytes, tuple[str, int]]], /) -> int: ...
+def send_routed(
+    fds: dict[tuple[str, int], int],
+    items: list[tuple[tuple[str, int], tuple[str, int], bytes]],
+    /,
+) -> int: ...
