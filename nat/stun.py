@@ -740,7 +740,7 @@ def send_indication_parts(
         end = SEND_INDICATION_V4_END + n
         # (size - end < 4: the walk stops there too, whatever padding is or is not present)
         if peer_type == 0x0012 and peer_len == 8 and data_type == 0x0013 and 0 <= size - end < 4:
-            return xor_peer_v4(raw), data[SEND_INDICATION_V4_END:end]
+            return _PEER_CACHE.get(raw) or xor_peer_v4(raw), data[SEND_INDICATION_V4_END:end]
     return scan_send_indication(data, known_required)
 
 
