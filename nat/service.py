@@ -647,8 +647,16 @@ class _ClientStream(asyncio.Protocol):
                 del buffer[:pos]
             elif pos < total:
                 self.buffer += memoryview(buffer)[pos:]
-            if relayed:
+            if len(relayed) > 1:
                 self._flush(relayed)
+            elif relayed:  # one datagram: a plain sendto costs less than a sendmmsg batch
+                relay, peer, payload = relayed[0]
+                send = service.relay_senders.get(relay)
+                if send is not None:
+                    try:
+                        send(payload, peer)
+                    except OSError as exc:
+                        _send_failed(exc, peer)
 
     def _flush(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
         assert _mmsg.send_routed is not None
