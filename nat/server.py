@@ -76,6 +76,8 @@ _KNOWN_REQUIRED: Final = frozenset(t for t in stun.ATTRIBUTES if t < 0x8000)
 _BARE_BINDING: Final = b"\x00\x01\x00\x00" + stun.MAGIC_COOKIE.to_bytes(4, "big")
 _CHANNEL_HEAD: Final = struct.Struct(">HH").pack
 _WILDCARDS: Final = ("0.0.0.0", "::")
+_HEADER_LENGTH: Final = stun.HEADER_LENGTH  # (a global, not a module attribute, on hot paths)
+_send_indication_parts: Final = stun.send_indication_parts
 
 
 def _relays_of(item: Allocation | Reservation) -> tuple[Address, ...]:
@@ -485,18 +487,19 @@ class TurnServer:
         # (and typing.cast would be a function call per packet).
         key = (transport[0], source, transport[1])
         allocation = self._by_five_tuple.get(key)  # type: ignore[call-overload]
-        if allocation is None or (data[2] << 8 | data[3]) != len(data) - stun.HEADER_LENGTH:
+        if allocation is None or (data[2] << 8 | data[3]) != len(data) - _HEADER_LENGTH:
             self.counters.dropped += 1
             return None
         try:
-            found = stun.scan_send_indication(data, known_required=_KNOWN_REQUIRED)
+            found = _send_indication_parts(data, _KNOWN_REQUIRED)
         except StunError:
             found = None
         if found is None:
             self.counters.dropped += 1
             return None
         peer, payload = found
-        perm = allocation.permissions.get(peer[0])
+        host = peer[0]
+        perm = allocation.permissions.get(host)
         if perm is None or now >= perm.expires:
             self.counters.dropped += 1
             return None
@@ -507,7 +510,9 @@ class TurnServer:
         counters = self.counters
         counters.relayed_packets += 1
         counters.relayed_bytes += size
-        return allocation.relay_for(peer[0]), peer, payload
+        if allocation.extra_relay is not None:
+            return allocation.relay_for(host), peer, payload
+        return allocation.relay, peer, payload
 
     # --- STUN requests --------------------------------------------------------------------------
 

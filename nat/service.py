@@ -519,6 +519,11 @@ class _PeerDatagrams:
                 stream.write(out)
 
 
+_ChannelDataFast = Callable[
+    [bytes | bytearray, Address, Transport, float], tuple[Address, Address, bytes] | None
+]
+
+
 class _ClientStream(asyncio.Protocol):
     """One TCP or TLS client connection: a byte stream cut into STUN / ChannelData frames."""
 
@@ -543,16 +548,24 @@ class _ClientStream(asyncio.Protocol):
         self.service.streams[(self.key, self.client)] = self
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        completed = self._consume()
+        buffer = self.buffer
+        if buffer:
+            buffer += data
+            completed = self._consume(buffer)
+        else:
+            # The usual case: the last read ended on a frame boundary, so the frames are read
+            # from the transport's bytes themselves (no copy into the buffer; a frame that is
+            # the whole read is not even sliced). Only a partial frame at the end is kept.
+            completed = self._consume(data)
         if not self.buffer:
             self.partial_since = None
         elif completed or self.partial_since is None:
             # A new partial frame: the stall clock starts now (trickling bytes do not reset it).
             self.partial_since = self.service.clock()
 
-    def _consume(self) -> int:
-        """Hand every complete frame in the buffer to the core; returns how many.
+    def _consume(self, buffer: bytes | bytearray) -> int:
+        """Hand every complete frame in ``buffer`` (``self.buffer``, or a read that found it
+        empty) to the core; returns how many. What is left of ``buffer`` ends in ``self.buffer``.
 
         Frames are read at an offset and the consumed prefix is cut once at the end (cutting
         each frame off the front would move the rest of a 64 KiB read every time). ChannelData
@@ -560,93 +573,96 @@ class _ClientStream(asyncio.Protocol):
         :mod:`nat._mmsg` is available what they relay is sent at the end, one sendmmsg(2) per
         relay socket (one client's frames all leave by its allocation's socket).
         """
-        buffer = self.buffer
         service = self.service
         core = service.core
-        senders = service.relay_senders
         send_routed = _mmsg.send_routed
         relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
         client, key = self.client, self.key
-        ft = (key.protocol, client, key.local)  # hashes like the FiveTuple key
         frame_length = stun.stream_frame_length
-        channel_data = core.channel_data_fast
+        # (The core reads a bytearray frame as it reads bytes: typed so here, not by a
+        # typing.cast call per read.)
+        channel_data: _ChannelDataFast = core.channel_data_fast  # type: ignore[assignment]
+        total = len(buffer)
         now = service.clock()
         completed = pos = 0
         try:
-            while True:
-                try:
-                    size = frame_length(buffer, pos)
-                except StunFormatError as exc:
-                    logger.info("closing %s/%s: %s", key.protocol, client, exc)
-                    core.counters.malformed += 1
-                    self.close()
-                    return completed
-                if size is None:
-                    return completed
+            while total - pos >= 4:  # (a frame's length is in its first 4 bytes)
                 first = buffer[pos]
-                channel = first & 0xC0 == 0x40
-                if channel and not self.allocated:
-                    if ft not in core.allocations.by_five_tuple:
-                        # ChannelData before any allocation: not a TURN client (e.g. "GET ..."
-                        # parses as channel 0x4745). Close rather than wait for a 20 kB "frame".
-                        logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
+                if first & 0xC0 == 0x40:  # ChannelData
+                    if not self.allocated:
+                        if (key.protocol, client, key.local) not in core.allocations.by_five_tuple:
+                            # ChannelData before any allocation: not a TURN client ("GET ..."
+                            # parses as channel 0x4745). Close rather than wait for a 20 kB frame.
+                            logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
+                            core.counters.malformed += 1
+                            self.close()
+                            return completed
+                        self.allocated = True  # once known to speak TURN, not looked up again
+                    # stun.stream_frame_length inlined for the hot path: over a stream,
+                    # ChannelData is padded to 4 bytes, the padding not counted (RFC 8656 §12.5).
+                    length = buffer[pos + 2] << 8 | buffer[pos + 3]
+                    end = pos + 4 + length + (-length & 3)
+                    if end > total:
+                        return completed
+                    # One copy at most (none for a whole bytes read); the core only reads it and
+                    # slices the payload, a copy of its own, so the buffer may change afterwards.
+                    found = channel_data(buffer[pos:end], client, key, now)
+                    pos = end
+                    completed += 1
+                else:
+                    try:
+                        # (Never None here: 4 bytes are there. No typing.cast call per frame.)
+                        end = pos + frame_length(buffer, pos)  # type: ignore[operator]
+                    except StunFormatError as exc:
+                        logger.info("closing %s/%s: %s", key.protocol, client, exc)
                         core.counters.malformed += 1
                         self.close()
                         return completed
-                    self.allocated = True  # once known to speak TURN, not looked up again
-                if len(buffer) - pos < size:
-                    return completed
-                if channel:
-                    # A bytearray slice (one copy, not two): the core only reads it and slices
-                    # the payload (a copy of its own, so the buffer may change before it goes).
-                    frame = cast(bytes, buffer[pos : pos + size])
-                    found = channel_data(frame, client, key, now)
-                    pos += size
-                    completed += 1
-                    if found is None:
-                        continue
-                    if send_routed is not None:
-                        relayed.append(found)
-                        continue
-                    relay, peer, payload = found
-                    send = senders.get(relay)
-                    if send is not None:
-                        try:
-                            send(payload, peer)
-                        except OSError as exc:
-                            _send_failed(exc, peer)
-                    continue
-                frame = bytes(buffer[pos : pos + size])
-                pos += size
-                completed += 1
-                if first == 0 and frame[1] == 0x16:
-                    found = core.send_indication_fast(frame, client, key, now)
-                else:
-                    if relayed:  # the slow path may close relay sockets: send what is due
-                        self._flush(relayed)
-                        relayed = []
-                    actions = core.handle(frame, client, key, now)
-                    if actions:
-                        service.perform(actions)
-                    if self.transport is None or self.transport.is_closing():
+                    if end > total:
                         return completed
-                    continue
+                    frame = bytes(buffer[pos:end])  # (no copy of a bytes read that is one frame)
+                    pos = end
+                    completed += 1
+                    if first == 0 and frame[1] == 0x16:
+                        found = core.send_indication_fast(frame, client, key, now)
+                    else:
+                        if relayed:  # the slow path may close relay sockets: send what is due
+                            self._flush(relayed)
+                            relayed = []
+                        actions = core.handle(frame, client, key, now)
+                        if actions:
+                            service.perform(actions)
+                        if self.transport is None or self.transport.is_closing():
+                            return completed
+                        continue
                 if found is None:
                     continue
                 if send_routed is not None:
                     relayed.append(found)
                     continue
                 relay, peer, payload = found
-                send = senders.get(relay)
+                send = service.relay_senders.get(relay)
                 if send is not None:
                     try:
                         send(payload, peer)
                     except OSError as exc:
                         _send_failed(exc, peer)
+            return completed
         finally:
-            del buffer[:pos]
-            if relayed:
+            if buffer is self.buffer:
+                del buffer[:pos]
+            elif pos < total:
+                self.buffer += memoryview(buffer)[pos:]
+            if len(relayed) > 1:
                 self._flush(relayed)
+            elif relayed:  # one datagram: a plain sendto costs less than a sendmmsg batch
+                relay, peer, payload = relayed[0]
+                send = service.relay_senders.get(relay)
+                if send is not None:
+                    try:
+                        send(payload, peer)
+                    except OSError as exc:
+                        _send_failed(exc, peer)
 
     def _flush(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
         assert _mmsg.send_routed is not None

@@ -843,6 +843,43 @@ def test_channel_data_fast_matches_the_action_path(alice: Client) -> None:
     assert server.counters.relayed_packets == 2
 
 
+def test_send_indication_fast_drops_malformed_indications_silently(alice: Client) -> None:
+    # RFC 8656 §11.2 / RFC 8489 §6.3.2: indications are never answered; the usual layout is
+    # relayed, anything malformed or carrying an unknown comprehension-required attribute is
+    # dropped and counted, by the fast entry point and by handle alike.
+    server = alice.server
+    alice.permit(PEER, T0)
+    peer_attr = (stun.XOR_PEER_ADDRESS.type, stun.XOR_PEER_ADDRESS.encode(PEER, bytes(12)))
+    data_attr = (stun.DATA.type, b"hello")
+
+    def indication(attrs: list[tuple[int, bytes]], cut: int = 0) -> bytes:
+        body = b"".join(
+            struct.pack(">HH", kind, len(value)) + value + bytes(-len(value) & 3)
+            for kind, value in attrs
+        )
+        body = body[: len(body) - cut]
+        return struct.pack(">HHI12s", 0x0016, len(body), stun.MAGIC_COOKIE, bytes(12)) + body
+
+    usual = indication([peer_attr, data_attr])
+    fast = server.send_indication_fast(usual, alice.source, alice.transport, T0)
+    assert fast == (alice.relay, PEER, b"hello")
+    assert alice.send(usual, T0) == [SendToPeer(*fast)]
+    v6_family = (peer_attr[0], peer_attr[1][:1] + b"\x02" + peer_attr[1][2:])
+    for raw in [
+        indication([peer_attr, data_attr, (0x0030, b"zz")]),  # unknown comprehension-required
+        indication([peer_attr, data_attr], cut=4),  # DATA overruns the message
+        indication([v6_family, data_attr]),  # an IPv6 family in 8 bytes
+        indication([peer_attr]),  # no DATA
+        indication([data_attr]),  # no XOR-PEER-ADDRESS
+        usual[:-4],  # the header's length does not match
+    ]:
+        before = server.counters.dropped
+        assert server.send_indication_fast(raw, alice.source, alice.transport, T0) is None
+        assert server.handle(raw, alice.source, alice.transport, T0) == []
+        assert server.counters.dropped == before + 2
+    assert server.counters.relayed_packets == 2
+
+
 def test_relay_received_fast_matches_the_action_path(alice: Client) -> None:
     server = alice.server
     alice.bind(0x4001, PEER, T0)

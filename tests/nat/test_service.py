@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import random
 import socket
 import ssl
@@ -240,6 +241,87 @@ async def test_binding_over_tcp_with_split_and_coalesced_frames() -> None:
             assert response.get(stun.XOR_MAPPED_ADDRESS) == local
         writer.close()
         await writer.wait_closed()
+
+
+async def _stream_request(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    method: int,
+    attrs: list[tuple[stun.Attr[Any], Any]],
+    nonce: bytes = b"",
+) -> stun.Message:
+    """One TURN request over TCP (signed when ``nonce`` is given) and its response."""
+    msg = stun.Message(method, stun.MsgClass.REQUEST, new_tid())
+    for attr, value in attrs:
+        msg.add(attr, value)
+    if nonce:
+        msg.add(stun.USERNAME, USER)
+        msg.add(stun.REALM, REALM)
+        msg.add(stun.NONCE, nonce)
+    writer.write(sign(msg.encode(), key_for(USER, REALM, PASSWORD)) if nonce else msg.encode())
+    head = await reader.readexactly(20)
+    body = await reader.readexactly(struct.unpack(">H", head[2:4])[0])
+    return stun.parse_message(head + body)
+
+
+async def test_tcp_frames_cut_anywhere_are_relayed_once_and_in_order() -> None:
+    # RFC 8656 §12.5: over TCP, ChannelData is padded to 4 bytes and frames follow each other
+    # with no regard for reads. A read may end anywhere (the rest waits in the connection's
+    # buffer) or hold several frames; every frame is relayed exactly once, in order.
+    async with running() as server, udp_endpoint() as (peer, peer_inbox):
+        peer_addr = peer.get_extra_info("sockname")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server, "tcp"))
+        first = await _stream_request(
+            reader, writer, stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)]
+        )
+        nonce = first.get(stun.NONCE)
+        assert nonce is not None
+        allocate = [(stun.REQUESTED_TRANSPORT, 17)]
+        assert (
+            error(await _stream_request(reader, writer, stun.Method.ALLOCATE, allocate, nonce))
+            is None
+        )
+        bind: list[tuple[stun.Attr[Any], Any]] = [
+            (stun.CHANNEL_NUMBER, 0x4000),
+            (stun.XOR_PEER_ADDRESS, peer_addr),
+        ]
+        assert (
+            error(await _stream_request(reader, writer, stun.Method.CHANNEL_BIND, bind, nonce))
+            is None
+        )
+        [stream] = server.streams.values()
+        payloads = [b"a", b"bb", b"ccc", b"dddd", b"eeeee", b"indicated", b"f"]
+        frames = []
+        for payload in payloads:
+            if payload == b"indicated":
+                msg = stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, new_tid())
+                msg.add(stun.XOR_PEER_ADDRESS, peer_addr)
+                msg.add(stun.DATA, payload)
+                frames.append(msg.encode())
+            else:
+                frames.append(stun.encode_channel_data(0x4000, payload, pad=True))
+        wire = b"".join(frames)
+        cuts = [(cut,) for cut in range(1, len(wire))] + [(3, 30, 31), (1, 2, 3, len(wire) - 1)]
+        for points in cuts:
+            bounds = [0, *points, len(wire)]
+            for start, end in itertools.pairwise(bounds):
+                stream.data_received(wire[start:end])  # as the transport hands reads over
+                assert (stream.partial_since is None) == (end in (0, *_ends(frames)))
+            received = [(await peer_inbox.get())[0] for _ in payloads]
+            assert received == payloads, points
+            assert not stream.buffer
+        assert peer_inbox.queue.empty()
+        writer.close()
+        await writer.wait_closed()
+
+
+def _ends(frames: list[bytes]) -> list[int]:
+    """Offsets at which each of ``frames`` ends in their concatenation."""
+    ends, total = [], 0
+    for frame in frames:
+        total += len(frame)
+        ends.append(total)
+    return ends
 
 
 # --- TURN with aioice (a client nobody here wrote) ----------------------------------------------

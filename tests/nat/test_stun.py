@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import struct
+from typing import Any
 
 import pytest
 
@@ -354,6 +356,103 @@ def test_send_indication_fast_scan_agrees_with_the_full_parser() -> None:
     missing = stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, tid)
     missing.add(stun.DATA, b"x")
     assert stun.scan_send_indication(missing.encode()) is None
+
+
+def _send_indication(attrs: list[tuple[int, bytes]], *, length_fix: int = 0) -> bytes:
+    """A Send indication with raw attributes (type, value), padded, as bytes on the wire."""
+    body = b"".join(
+        struct.pack(">HH", kind, len(value)) + value + bytes(-len(value) & 3)
+        for kind, value in attrs
+    )
+    header = struct.pack(">HHI12s", 0x0016, len(body) + length_fix, stun.MAGIC_COOKIE, bytes(12))
+    return header + body
+
+
+_PEER_V4 = stun.XOR_PEER_ADDRESS.encode(("198.51.100.9", 4000), bytes(12))
+_PEER_V6 = stun.XOR_PEER_ADDRESS.encode(("2001:db8::9", 5), bytes(12))
+_KNOWN = frozenset(t for t in stun.ATTRIBUTES if t < 0x8000)
+
+SEND_INDICATION_SHAPES = {
+    "usual": _send_indication([(0x0012, _PEER_V4), (0x0013, b"hello")]),
+    "usual, aligned": _send_indication([(0x0012, _PEER_V4), (0x0013, b"abcd")]),
+    "usual, empty DATA": _send_indication([(0x0012, _PEER_V4), (0x0013, b"")]),
+    "no final padding": _send_indication([(0x0012, _PEER_V4), (0x0013, b"hello")])[:-3],
+    "short final padding": _send_indication([(0x0012, _PEER_V4), (0x0013, b"hello")])[:-1],
+    "fingerprint after": stun.Message(stun.Method.SEND, stun.MsgClass.INDICATION, bytes(12))
+    .add(stun.XOR_PEER_ADDRESS, ("198.51.100.9", 4000))
+    .add(stun.DATA, b"hello")
+    .encode(add_fingerprint=True),
+    "DONT-FRAGMENT after": _send_indication([(0x0012, _PEER_V4), (0x0013, b"hi"), (0x001A, b"")]),
+    "unknown required after": _send_indication(
+        [(0x0012, _PEER_V4), (0x0013, b"hi"), (0x0030, b"zz")]
+    ),
+    "unknown optional after": _send_indication(
+        [(0x0012, _PEER_V4), (0x0013, b"hi"), (0x8030, b"zz")]
+    ),
+    "MESSAGE-INTEGRITY first": _send_indication(
+        [(0x0008, bytes(20)), (0x0012, _PEER_V4), (0x0013, b"hi")]
+    ),
+    "DATA first": _send_indication([(0x0013, b"hello"), (0x0012, _PEER_V4)]),
+    "IPv6 peer": _send_indication([(0x0012, _PEER_V6), (0x0013, b"hello")]),
+    "IPv6 family in 8 bytes": _send_indication(
+        [(0x0012, _PEER_V4[:1] + b"\x02" + _PEER_V4[2:]), (0x0013, b"hello")]
+    ),
+    "family 0 in 8 bytes": _send_indication(
+        [(0x0012, _PEER_V4[:1] + b"\x00" + _PEER_V4[2:]), (0x0013, b"hello")]
+    ),
+    "peer 7 bytes": _send_indication([(0x0012, _PEER_V4[:7]), (0x0013, b"hello")]),
+    "peer 12 bytes": _send_indication([(0x0012, _PEER_V4 + bytes(4)), (0x0013, b"hello")]),
+    "DATA overruns": _send_indication([(0x0012, _PEER_V4), (0x0013, b"hello")])[:-4],
+    "DATA length past the end": _send_indication([(0x0012, _PEER_V4), (0x0013, b"hi")])[:-4]
+    + b"\x00\x00",
+    "no DATA": _send_indication([(0x0012, _PEER_V4)]),
+    "no peer": _send_indication([(0x0013, b"hello")]),
+    "two DATA": _send_indication([(0x0012, _PEER_V4), (0x0013, b"one"), (0x0013, b"two")]),
+    "two peers": _send_indication([(0x0012, _PEER_V4), (0x0012, _PEER_V6), (0x0013, b"x")]),
+    "header only": _send_indication([]),
+    "header and 16 bytes": _send_indication([(0x0012, _PEER_V4)]) + bytes(4),
+}
+
+
+def _outcome(scan: Any, data: bytes) -> object:
+    try:
+        return scan(data, _KNOWN)
+    except StunError as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("name", sorted(SEND_INDICATION_SHAPES))
+def test_send_indication_parts_agrees_with_the_attribute_walk(name: str) -> None:
+    # The one-step read of the usual layout must give what the walk gives (the same peer and
+    # payload, None to drop, or the same error) for well-formed and malformed indications.
+    data = SEND_INDICATION_SHAPES[name]
+    assert _outcome(stun.send_indication_parts, data) == _outcome(stun.scan_send_indication, data)
+
+
+def test_send_indication_parts_reads_the_usual_layout() -> None:
+    usual = SEND_INDICATION_SHAPES["usual"]
+    assert stun.send_indication_parts(usual) == (("198.51.100.9", 4000), b"hello")
+    assert (
+        stun.send_indication_parts(SEND_INDICATION_SHAPES["unknown required after"], _KNOWN) is None
+    )
+    with pytest.raises(StunAttributeError):
+        stun.send_indication_parts(SEND_INDICATION_SHAPES["IPv6 family in 8 bytes"])
+
+
+def test_send_indication_parts_agrees_with_the_walk_on_mutations() -> None:
+    # Every single-byte change of a few layouts, and every truncation: same outcome both ways.
+    rng = random.Random(14)
+    for name in ("usual", "fingerprint after", "DONT-FRAGMENT after", "IPv6 peer"):
+        base = SEND_INDICATION_SHAPES[name]
+        for cut in range(len(base) + 1):
+            data = base[:cut]
+            outcome = _outcome(stun.send_indication_parts, data)
+            assert outcome == _outcome(stun.scan_send_indication, data), (name, cut)
+        for pos in range(20, len(base)):
+            for value in {0, 1, 2, 3, 0x12, 0x13, 0x80, 0xFF, rng.randrange(256)}:
+                data = base[:pos] + bytes([value]) + base[pos + 1 :]
+                outcome = _outcome(stun.send_indication_parts, data)
+                assert outcome == _outcome(stun.scan_send_indication, data), (name, pos, value)
 
 
 def test_data_indication_builder_matches_the_generic_encoder() -> None:
