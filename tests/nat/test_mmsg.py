@@ -20,7 +20,7 @@ from nat.auth import long_term_key
 from nat.config import RelayConfig
 from nat.service import RelayServer
 from tests.nat.conftest import has_ipv6_loopback, relay_port_range
-from tests.nat.turn_helpers import key_for, new_tid, sign
+from tests.nat.turn_helpers import key_for, new_tid, request_bytes
 
 
 def _extension() -> Any:
@@ -196,15 +196,8 @@ class Endpoint(asyncio.DatagramProtocol):
 
 def build(method: int, attrs: list[tuple[stun.Attr[Any], Any]], nonce: bytes) -> bytes:
     """A request, signed when ``nonce`` is known."""
-    msg = stun.Message(method, stun.MsgClass.REQUEST, new_tid())
-    for attr, value in attrs:
-        msg.add(attr, value)
-    if not nonce:
-        return msg.encode()
-    msg.add(stun.USERNAME, USER)
-    msg.add(stun.REALM, REALM)
-    msg.add(stun.NONCE, nonce)
-    return sign(msg.encode(), key_for(USER, REALM, PASSWORD))
+    key = key_for(USER, REALM, PASSWORD)
+    return request_bytes(method, attrs, username=USER, realm=REALM, key=key, nonce=nonce)
 
 
 async def request(

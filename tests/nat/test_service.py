@@ -29,7 +29,7 @@ from nat.errors import ServiceError
 from nat.service import RelayServer, RelayStats
 from tests.certs import make_cert
 from tests.nat.conftest import has_ipv6_loopback
-from tests.nat.turn_helpers import key_for, new_tid, sign
+from tests.nat.turn_helpers import key_for, new_tid, request_bytes
 
 REALM = "peercall"
 USER, PASSWORD = "alice", "wonderland"
@@ -110,24 +110,16 @@ class RawClient:
         self.key = key_for(USER, REALM, PASSWORD)
         self.nonce = b""
 
-    def _build(self, method: int, attrs: list[tuple[stun.Attr[Any], Any]], auth: bool) -> bytes:
-        msg = stun.Message(method, stun.MsgClass.REQUEST, new_tid())
-        for attr, value in attrs:
-            msg.add(attr, value)
-        if not auth:
-            return msg.encode()
-        msg.add(stun.USERNAME, USER)
-        msg.add(stun.REALM, REALM)
-        msg.add(stun.NONCE, self.nonce)
-        return sign(msg.encode(), self.key)
-
     async def receive(self) -> stun.Message:
         data, _ = await self.inbox.get()
         return stun.parse_message(data)
 
     async def request(self, method: int, attrs: list[tuple[stun.Attr[Any], Any]]) -> stun.Message:
         for _ in range(2):
-            self.transport.sendto(self._build(method, attrs, auth=bool(self.nonce)), self.server)
+            data = request_bytes(
+                method, attrs, username=USER, realm=REALM, key=self.key, nonce=self.nonce
+            )
+            self.transport.sendto(data, self.server)
             response = await self.receive()
             err = response.get(stun.ERROR_CODE)
             nonce = response.get(stun.NONCE)
@@ -251,14 +243,8 @@ async def _stream_request(
     nonce: bytes = b"",
 ) -> stun.Message:
     """One TURN request over TCP (signed when ``nonce`` is given) and its response."""
-    msg = stun.Message(method, stun.MsgClass.REQUEST, new_tid())
-    for attr, value in attrs:
-        msg.add(attr, value)
-    if nonce:
-        msg.add(stun.USERNAME, USER)
-        msg.add(stun.REALM, REALM)
-        msg.add(stun.NONCE, nonce)
-    writer.write(sign(msg.encode(), key_for(USER, REALM, PASSWORD)) if nonce else msg.encode())
+    key = key_for(USER, REALM, PASSWORD)
+    writer.write(request_bytes(method, attrs, username=USER, realm=REALM, key=key, nonce=nonce))
     head = await reader.readexactly(20)
     body = await reader.readexactly(struct.unpack(">H", head[2:4])[0])
     return stun.parse_message(head + body)

@@ -40,6 +40,30 @@ def key_for(username: str, realm: str, password: str) -> bytes:
     return hashlib.md5(f"{username}:{realm}:{password}".encode()).digest()
 
 
+def request_bytes(
+    method: int,
+    attrs: Sequence[tuple[stun.Attr[Any], Any]],
+    *,
+    username: str,
+    realm: str,
+    key: bytes,
+    nonce: bytes,
+    tid: bytes | None = None,
+    cls: int = stun.MsgClass.REQUEST,
+) -> bytes:
+    """A request with ``attrs``; with a ``nonce``, also USERNAME, REALM and NONCE and signed
+    with ``key`` (RFC 8656 §9.2 long-term credentials); without one, unsigned."""
+    msg = stun.Message(method, cls, tid or new_tid())
+    for attr, value in attrs:
+        msg.add(attr, value)
+    if not nonce:
+        return msg.encode()
+    msg.add(stun.USERNAME, username)
+    msg.add(stun.REALM, realm)
+    msg.add(stun.NONCE, nonce)
+    return sign(msg.encode(), key)
+
+
 def only_response(actions: list[Action]) -> stun.Message:
     """The single STUN message sent back to the client among ``actions``."""
     sends = [a for a in actions if isinstance(a, SendToClient)]
@@ -86,15 +110,16 @@ class Client:
         tid: bytes | None = None,
         cls: int = stun.MsgClass.REQUEST,
     ) -> bytes:
-        msg = stun.Message(method, cls, tid or new_tid())
-        for attr, value in attrs:
-            msg.add(attr, value)
-        if not auth:
-            return msg.encode()
-        msg.add(stun.USERNAME, self.username)
-        msg.add(stun.REALM, self.realm)
-        msg.add(stun.NONCE, self.nonce or b"none")
-        return sign(msg.encode(), self.key)
+        return request_bytes(
+            method,
+            attrs,
+            username=self.username,
+            realm=self.realm,
+            key=self.key,
+            nonce=(self.nonce or b"none") if auth else b"",
+            tid=tid,
+            cls=cls,
+        )
 
     def learn_nonce(self, now: float = 1000.0) -> bytes:
         """Send an unauthenticated Allocate and keep the NONCE of the 401."""
