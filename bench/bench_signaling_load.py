@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -323,27 +324,34 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("redis-server did not start")
 
 
-def start_node(
-    redis_url: str | None, errlog: Path, root: Path = ROOT
-) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "app.cli", "signal"]
-    # every client comes from 127.0.0.1 and the bench is no flood: lift the per-address caps
-    # and the rate limit (those that this server version has: see --server-root)
+SIGNAL = (sys.executable, "-m", "app.cli", "signal")
+
+
+@functools.cache
+def lifted_caps(root: Path) -> tuple[str, ...]:
+    """Every client comes from 127.0.0.1 and the bench is no flood: the options that lift the
+    per-address caps and the rate limit, those that the server in ``root`` has (--server-root).
+    Asked once per checkout, not per node."""
     known = subprocess.run(
-        [*command, "--help"], cwd=root, capture_output=True, text=True, check=False
+        [*SIGNAL, "--help"], cwd=root, capture_output=True, text=True, check=False
     ).stdout
-    lifted = [
+    return tuple(
         x
         for option in ("--max-connections-per-ip", "--max-seats-per-ip", "--max-address-bytes",
                        "--rate-limit")
         if option in known
         for x in (option, "0")
-    ]  # fmt: skip
+    )  # fmt: skip
+
+
+def start_node(
+    redis_url: str | None, errlog: Path, root: Path = ROOT
+) -> tuple[subprocess.Popen[str], str]:
     with errlog.open("a") as err:  # a file, not a pipe nobody reads
         proc = subprocess.Popen(
             [
-                *command,
-                *("--host", "127.0.0.1", "--port", "0", *lifted),
+                *SIGNAL,
+                *("--host", "127.0.0.1", "--port", "0", *lifted_caps(root)),
                 *(("--redis", redis_url) if redis_url else ()),
             ],
             cwd=root,
