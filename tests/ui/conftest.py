@@ -157,6 +157,34 @@ def click(qtbot: Any, widget: QWidget) -> None:
         qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)
 
 
+@contextlib.contextmanager
+def hosting_behind_cone_nat(
+    qtbot: Any, make_window: Any, workdir: Path, service: str
+) -> Iterator[tuple[MainWindow, Any, Any, Any]]:
+    """A window on a lab host behind a cone NAT (no miniupnpd: the router never answers a
+    port-mapping request), with the lab's relay on the "internet" as its STUN server; its
+    settings open on ``service``'s tab ("relay" or "signaling"), hosting for others switched
+    on by clicks. Yields (window, dialog, the home LAN, the host). Needs network namespaces."""
+    from PySide6.QtWidgets import QCheckBox
+
+    from tests.netlab.lab import Lab
+    from tests.ui.netns import entered
+
+    with Lab(workdir=workdir) as lab:
+        home = lab.add_lan("cone")
+        host = home.add_host("alice")
+        stun = lab.start_relay().stun
+        with entered(host.ns):
+            window = make_window("alice", ice_servers=[{"urls": [stun]}])
+            d = window.open_settings()
+            d.tabs.setCurrentWidget(getattr(d, service))
+            click(qtbot, child(d, f"{service}ForOthers", QCheckBox))
+            running = getattr(window, f"{service}_host").runningChanged
+            with qtbot.waitSignal(running, timeout=10_000):
+                click(qtbot, child(d, f"{service}Switch", QCheckBox))
+            yield window, d, home, host
+
+
 def type_into(qtbot: Any, edit: QWidget, text: str, *, replace: bool = True) -> None:
     """Focus a line edit and type ``text`` (select-all first so it replaces what is there)."""
     from PySide6.QtCore import Qt

@@ -12,38 +12,26 @@ from typing import Any
 from PySide6.QtWidgets import QCheckBox, QLabel
 
 from tests.netlab.conftest import require_netns
-from tests.netlab.lab import Lab
-from tests.ui.conftest import child, click
-from tests.ui.netns import entered
+from tests.ui.conftest import child, click, hosting_behind_cone_nat
 
 
 def test_relay_behind_nat_offers_the_stun_address_and_says_nothing_is_forwarded(
     qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, tmp_path: Path
 ) -> None:
     require_netns()
-    with Lab(workdir=tmp_path) as lab:
-        home = lab.add_lan("cone")
-        alice = home.add_host("alice")
-        stun = lab.start_relay().stun
-        with entered(alice.ns):
-            window = make_window("alice", ice_servers=[{"urls": [stun]}])
-            d = window.open_settings()
-            d.tabs.setCurrentWidget(d.relay)
-            click(qtbot, child(d, "relayForOthers", QCheckBox))
-            with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
-                click(qtbot, child(d, "relaySwitch", QCheckBox))
-            # The LAN row at once, the public one when the STUN answer is in.
-            qtbot.waitUntil(lambda: len(d.relay.share_list.rows) == 2, timeout=15_000)
-            rows = d.relay.share_list.rows
-            assert rows[0][0].startswith("LAN (")
-            assert f"@turn:{alice.address}:3478" in rows[0][1]
-            assert rows[1][0] == "public (STUN)"
-            assert f"@turn:{home.wan_address}:3478" in rows[1][1]
-            note = child(d, "relayNote", QLabel)
-            assert note.isVisible()
-            assert f"behind NAT (public address {home.wan_address})" in note.text()
-            assert "no port mapping is known" in note.text()
-            with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
-                click(qtbot, child(d, "relaySwitch", QCheckBox))
-            d.close()
-            assert window.errors == []
+    with hosting_behind_cone_nat(qtbot, make_window, tmp_path, "relay") as (window, d, home, alice):
+        # The LAN row at once, the public one when the STUN answer is in.
+        qtbot.waitUntil(lambda: len(d.relay.share_list.rows) == 2, timeout=15_000)
+        rows = d.relay.share_list.rows
+        assert rows[0][0].startswith("LAN (")
+        assert f"@turn:{alice.address}:3478" in rows[0][1]
+        assert rows[1][0] == "public (STUN)"
+        assert f"@turn:{home.wan_address}:3478" in rows[1][1]
+        note = child(d, "relayNote", QLabel)
+        assert note.isVisible()
+        assert f"behind NAT (public address {home.wan_address})" in note.text()
+        assert "no port mapping is known" in note.text()
+        with qtbot.waitSignal(window.relay_host.runningChanged, timeout=10_000):
+            click(qtbot, child(d, "relaySwitch", QCheckBox))
+        d.close()
+        assert window.errors == []
