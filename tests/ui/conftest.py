@@ -157,6 +157,19 @@ def click(qtbot: Any, widget: QWidget) -> None:
         qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)
 
 
+def restarted(qtbot: Any, window: MainWindow, history: Path) -> MainWindow:
+    """The app started again on ``window``'s settings file, as a second start reads it (not
+    shown yet; qtbot closes it)."""
+    again = MainWindow(
+        Settings.load(window.settings.path),
+        History(history),
+        media=callsetup.synthetic_media,
+        loopback=True,
+    )
+    qtbot.addWidget(again)
+    return again
+
+
 @contextlib.contextmanager
 def hosting_behind_cone_nat(
     qtbot: Any, make_window: Any, workdir: Path, service: str

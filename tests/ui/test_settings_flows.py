@@ -9,7 +9,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QComboBox, QLineEdit, QPushButton
 
-from tests.ui.conftest import child, click, type_into
+from tests.ui.conftest import child, click, restarted, type_into
 
 
 def test_adding_an_ice_server_by_typing(qtbot: Any, make_window: Any) -> None:
@@ -57,10 +57,6 @@ def test_saving_settings_keeps_what_was_typed_in_the_window(qtbot: Any, make_win
 def test_the_room_is_remembered_across_restarts(
     qtbot: Any, make_window: Any, qloop: Any, tmp_path: Any
 ) -> None:
-    from app.history import History
-    from app.settings import Settings
-    from app.ui import callsetup
-    from app.ui.mainwindow import MainWindow
 
     window = make_window("Main")
     for room in ("first-room", "second-room"):
@@ -71,13 +67,7 @@ def test_the_room_is_remembered_across_restarts(
         # Nobody listens on port 9: the wait fails, which is fine here.
         qtbot.waitUntil(lambda: not window.adapter.in_call, timeout=10_000)
     # A second start reads the same settings file.
-    again = MainWindow(
-        Settings.load(window.settings.path),
-        History(tmp_path / "h.json"),
-        media=callsetup.synthetic_media,
-        loopback=True,
-    )
-    qtbot.addWidget(again)
+    again = restarted(qtbot, window, tmp_path / "h.json")
     assert again.room.text() == "second-room"
     assert again.secret.text() == "s3cret"
     recent = child(again, "recentRooms", QComboBox)

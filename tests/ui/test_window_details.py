@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from signaling.memory import memory_pair
-from tests.ui.conftest import child, click, type_into
+from tests.ui.conftest import child, click, restarted, type_into
 
 
 def call(qtbot: Any, alice: Any, bob: Any, peer: str = "bob") -> None:
@@ -75,10 +75,6 @@ def test_chat_has_times_keeps_its_width_and_the_next_call_starts_empty(
 def test_the_window_comes_back_at_its_size_after_a_restart(
     qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, tmp_path: Path
 ) -> None:
-    from app.history import History
-    from app.settings import Settings
-    from app.ui import callsetup
-    from app.ui.mainwindow import MainWindow
 
     window = make_window("Main")
     # The user drags the bottom edge. (The width is left alone: the offscreen test screen is
@@ -87,13 +83,7 @@ def test_the_window_comes_back_at_its_size_after_a_restart(
     qtbot.waitUntil(lambda: window.height() == 530)
     window.close()  # the title bar's close button (no call: no question)
     qtbot.waitUntil(lambda: window._shutdown_done, timeout=15_000)
-    again = MainWindow(
-        Settings.load(window.settings.path),
-        History(tmp_path / "h.json"),
-        media=callsetup.synthetic_media,
-        loopback=True,
-    )
-    qtbot.addWidget(again)
+    again = restarted(qtbot, window, tmp_path / "h.json")
     again.show()
     assert again.height() == 530
 
