@@ -9,8 +9,9 @@ Setups, run one after the other in ONE invocation (so they share the machine's s
 
 Open files: this machine caps every process at 20,000 (a hard limit that only
 CAP_SYS_RESOURCE could raise), and one connection is one file, so one server process cannot
-hold more than about 9,980 rooms whatever its speed. Steps past a setup's open-file room are
-not run; its figure is then marked as capped by the limit, not by latency.
+hold 10,000 rooms whatever its speed (the bench runs at most 9,936 per process). Steps past
+a setup's open-file room are not run; its figure is then marked as capped by the limit, not
+by latency.
 
 Load: ``--workers`` generator processes (uvloop, a lean raw-WebSocket client speaking
 docs/signaling-protocol.md: join, relay with seq, an ack per delivered relay, a ``ping``
@@ -611,7 +612,7 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
     print(
         f"{name}: {len(nodes)} signaling process(es)"
         + (f" + redis-server (pid {redis[0].pid})" if redis else "")
-        + f", {args.workers} generator processes"
+        + f", {args.workers} generator processes (more for a step that needs more open files)"
         + (f"; server code from {root}" if args.server_root else ""),
         flush=True,
     )
