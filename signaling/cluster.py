@@ -1,7 +1,7 @@
 """Shared rooms on Redis/Valkey: several ``peercall signal --redis URL`` processes, one room set.
 
-Each room is one Redis hash (``peercall:room:<name>``: a version and the room as JSON,
-:func:`signaling.rooms.room_to_dict`) with a TTL. For each frame a node loads the room, runs
+Each room is one Redis hash (``peercall:room:<name>``: a version and the room as text,
+:func:`room_text`) with a TTL. For each frame a node loads the room, runs
 the very same :class:`signaling.rooms.RoomTable` rules on it, and stores it back with a
 compare-and-set on the version (a Lua script, atomic in Redis); on a conflict it reloads and
 runs the rules again. So the rules (secrets, two seats, resume, seq order, acks, queue caps,
@@ -23,7 +23,9 @@ conflict), with a TTL. So the byte and seat caps and the per-address back-off ho
 cluster; the per-room caps and back-off are in the room itself.
 
 Client: redis-py's ``redis.asyncio`` (the reference client, kept by Redis Inc., speaks to
-Valkey unchanged, typed); one connection pool for commands and one for pub/sub.
+Valkey unchanged, typed) with its hiredis reply parser. The two paths every frame takes (the
+store script, the node's channel) use one redis-py connection each directly, batched and
+without per-read timeouts; everything else goes through the client's own commands.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -40,6 +44,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
+from hiredis import pack_command
 from redis.exceptions import RedisError, ResponseError
 
 from signaling.errors import SignalingError
@@ -67,6 +72,7 @@ DEAD_AFTER: Final = 10.0
 _RETRIES: Final = 16
 POOL_SIZE: Final = 16
 _PONG: Final = encode_frame(Pong())
+_VERSIONS: Final = random.Random()  # a version's tie-breaker (not a secret)
 # What an address holds is kept this long after its last change. Longer than any room lives
 # unchanged (a call's seat stays while its peers only ping); a count a dead cluster never took
 # back (its rooms expired in Redis) heals after it.
@@ -74,12 +80,15 @@ _USAGE_TTL_MS: Final = 3600_000
 
 # Compare-and-set of one room, and the frames it sends to other nodes, in one round trip.
 # KEYS[1]: the room hash. ARGV: [1] the version this node's copy has ('0': no room), [2] the new
-# JSON ('' deletes the room, '=' leaves it as it is), [3] TTL in ms, [4] the new version (random:
-# a deleted and re-created room never matches a stale copy), [5] the per-address changes this
-# event makes, as JSON ('' for none; applied only when the room is stored, so a rule run again
-# after a conflict never counts twice), then channel/payload pairs to PUBLISH once stored (so
-# forwarded frames leave in the order the room changed). Returns {1} when stored, else
-# {0, version, JSON} of the room as it is now, to run the rules again on.
+# text (room_text; '' deletes the room, '=' leaves it as it is), [3] TTL in ms, [4] the new
+# version (random: a deleted and re-created room never matches a stale copy), [5] the
+# per-address changes this event makes, as JSON ('' for none; applied only when the room is
+# stored, so a rule run again after a conflict never counts twice), [6] the room's name, then
+# a triple per node to tell: its channel, '1' if its copy of the room must be refreshed, and
+# the frames for it (records joined by _RS). Each node gets ONE message once the room is
+# stored: the new room first (the peer's answer to the frames must find the copy fresh), then
+# the frames in the order the room made them. Returns {1} when stored, else
+# {0, version, text} of the room as it is now, to run the rules again on.
 # The per-address changes: ['u', key, bytes, seats, ttl_ms] adds to what an address holds over
 # every room of the cluster; ['f', key, now, free, base, cap, forget] is a wrong secret from an
 # address (signaling.ratelimit.Backoff.fail, in Lua so that two nodes' failures both count);
@@ -127,9 +136,21 @@ if ARGV[5] ~= '' then
     end
   end
 end
-for i = 6, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 3 do
+  local message = ARGV[i + 2]
+  if ARGV[i + 1] == '1' then
+    local fresh = 'R' .. ARGV[6] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2]
+    if message == '' then message = fresh else message = fresh .. '\\30' .. message end
+  end
+  redis.call('PUBLISH', ARGV[i], message)
+end
 return {1}
 """
+
+
+# A batch of store calls waits this long for Redis before its callers see a failure (one
+# deadline per batch, not one per command: redis-py's per-read timeouts cost more than the read).
+_BATCH_TIMEOUT: Final = 10.0
 
 
 class _Batcher:
@@ -137,7 +158,9 @@ class _Batcher:
     while a batch is in flight goes out with the next batch, in one write, and the replies are
     read in order (Redis answers a connection's commands in the order it sent them). redis-py's
     per-command path (pool checkout, retry wrapper, one write and one read wait per command)
-    cost more CPU than the room rules and Redis together at a few hundred events/s."""
+    cost more CPU than the room rules and Redis together at a few hundred events/s, so the batch
+    is packed by hiredis in C (redis-py's packer encodes each argument in Python) and read
+    without a timeout per reply."""
 
     def __init__(self, pool: Any, script: str) -> None:
         self._pool = pool
@@ -157,6 +180,7 @@ class _Batcher:
 
     async def run(self) -> None:
         self._conn = await self._pool.get_connection()
+        self._conn.socket_timeout = None  # the batch has one deadline (_BATCH_TIMEOUT)
         try:
             while True:
                 await self._wake.wait()
@@ -176,34 +200,66 @@ class _Batcher:
         conn = self._conn
         again = []
         try:
-            await conn.send_packed_command(
-                conn.pack_commands([command for command, _ in batch]), check_health=False
-            )
-            for command, future in batch:
-                try:
-                    reply = await conn.read_response()
-                except ResponseError as exc:
-                    if str(exc).startswith("NOSCRIPT"):  # Redis restarted: load it again
-                        again.append((command, future))
-                    elif not future.done():
-                        future.set_exception(exc)
-                    continue
-                if not future.done():
-                    future.set_result(reply)
-            if again:
-                await conn.send_command("SCRIPT", "LOAD", self._script)
-                await conn.read_response()
-                self._pending[:0] = again
-                self._wake.set()
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(_BATCH_TIMEOUT):
+                await conn.send_packed_command(
+                    b"".join([pack_command(command) for command, _ in batch]), check_health=False
+                )
+                for command, future in batch:
+                    try:
+                        reply = await conn.read_response(timeout=math.inf)
+                    except ResponseError as exc:
+                        if str(exc).startswith("NOSCRIPT"):  # Redis restarted: load it again
+                            again.append((command, future))
+                        elif not future.done():
+                            future.set_exception(exc)
+                        continue
+                    if not future.done():
+                        future.set_result(reply)
+                if again:
+                    await conn.send_command("SCRIPT", "LOAD", self._script)
+                    await conn.read_response(timeout=math.inf)
+                    self._pending[:0] = again
+                    self._wake.set()
+        except (RedisError, OSError, TimeoutError) as exc:
             # the connection is dropped (redis-py reconnects on the next send); every caller
             # of this batch sees the failure (its frame's connection is closed with 1011 and
             # the client resumes, so nothing is lost)
             with contextlib.suppress(Exception):
                 await conn.disconnect()
+            failure = exc if not isinstance(exc, TimeoutError) else RedisError("Redis timed out")
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(failure)
+
+
+# What a room looks like in Redis, and what nodes tell each other, are texts cut by control
+# characters: JSON escapes every character below 0x20, so neither can occur in JSON text.
+_QS: Final = "\x1f"  # room_text: before each queued relay's frame text
+_RS: Final = "\x1e"  # between the records of one pub/sub message
+
+
+def room_text(room: Room) -> str:
+    """``room`` as stored in Redis: its JSON (:func:`room_to_dict`) with each queued relay's
+    text replaced by its index, then those texts, each after ``_QS``. A relay's text is JSON
+    already (an encoded frame, kilobytes of SDP): kept out of the JSON string, it is neither
+    escaped on every store nor unescaped on every load."""
+    data = room_to_dict(room)
+    texts: list[str] = []
+    for queue in (data["orphans"], *(slot["inbox"] for slot in data["slots"])):
+        for item in queue:
+            texts.append(item[2])
+            item[2] = len(texts) - 1
+    return json.dumps(data, separators=(",", ":")) + "".join(_QS + t for t in texts)
+
+
+def room_from_text(text: str) -> Room:
+    """The inverse of :func:`room_text`."""
+    head, *texts = text.split(_QS)
+    data = json.loads(head)
+    for queue in (data["orphans"], *(slot["inbox"] for slot in data["slots"])):
+        for item in queue:
+            item[2] = texts[item[2]]
+    return room_from_dict(data)
 
 
 @dataclass(slots=True)
@@ -251,7 +307,7 @@ class RedisRooms:
         self._alive: set[str] = set()
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._subscriber: Any = None  # the connection subscribed to this node's channel
         self.round_trips = 0  # Redis commands sent (for the benchmark's cost per message)
         self._stopping = False
         self.conflicts = 0  # compare-and-set failures (another node changed the room first)
@@ -264,8 +320,11 @@ class RedisRooms:
             await self.redis.script_load(_STORE)
             self._store = _Batcher(self.redis.connection_pool, _STORE)
             await self._beat()
-            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self._channel(self.node))
+            pool: Any = self.redis.connection_pool
+            self._subscriber = await pool.get_connection()
+            await self._subscriber.send_command("SUBSCRIBE", self._channel(self.node))
+            # subscribed once this is read: frames for us arrive from now (RESP3 push replies)
+            await self._subscriber.read_response(push_request=True)
         except (RedisError, OSError) as exc:
             await self.redis.aclose(close_connection_pool=True)
             raise SignalingError(f"cannot use Redis at {self.url}: {exc}") from None
@@ -287,8 +346,8 @@ class RedisRooms:
             await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
         with contextlib.suppress(RedisError, OSError):
-            if self._pubsub is not None:
-                await self._pubsub.aclose()
+            if self._subscriber is not None:
+                await self._subscriber.disconnect()  # (a subscribed link is no pool's any more)
             await self.redis.zrem(PREFIX + "nodes", self.node)
         await self.redis.aclose(close_connection_pool=True)
 
@@ -492,27 +551,34 @@ class RedisRooms:
                 raise
             finally:
                 self.table.forget_room(name)
-            after = "" if after_room is None else json.dumps(room_to_dict(after_room))
+            after = "" if after_room is None else room_text(after_room)
             local: list[Action] = []
-            remote: list[str] = []
+            remote: dict[str, list[str]] = {}  # node -> records of the frames for it
             for action in out:
                 if isinstance(action, Send | Close) and not action.conn.startswith(self._me):
-                    remote += self._payload(action)
+                    node, record = self._record(action)
+                    remote.setdefault(node, []).append(record)
                 else:
                     local.append(action)
             changed = after != copy.text
-            new_version = f"{_counter(copy.version) + 1}:{secrets.token_hex(4)}"
+            # (the random part tells a deleted and re-created room from the old one; no secret)
+            new_version = f"{_counter(copy.version) + 1}:{_VERSIONS.getrandbits(32):08x}"
+            stale: set[str] = set()
             if changed:  # keep the other nodes' copies fresh: their next event needs no read
-                nodes = {
+                stale = {
                     s.conn.split("/", 1)[0]
                     for r in (room, after_room)
                     if r is not None
                     for s in r.slots
                     if s.conn is not None and not s.conn.startswith(self._me)
                 }
-                for node in nodes:
-                    # before the frames: the peer's answer to them must find the copy fresh
-                    remote[:0] = [self._channel(node), f"R{name}\n{new_version}\n{after}"]
+            pushes: list[str] = []
+            for node in stale | remote.keys():
+                pushes += (
+                    self._channel(node),
+                    "1" if node in stale else "0",
+                    _RS.join(remote.get(node, ())),
+                )
             try:
                 assert self._store is not None
                 result = await self._store.call(
@@ -523,7 +589,8 @@ class RedisRooms:
                         self.room_ttl_ms,
                         new_version,
                         ops,
-                        *remote,
+                        name,
+                        *pushes,
                     ],
                 )
             except BaseException:
@@ -566,13 +633,16 @@ class RedisRooms:
 
     @staticmethod
     def _parse(version: str, text: str) -> _Copy:
-        return _Copy(version, text, room_from_dict(json.loads(text)) if text else None)
+        return _Copy(version, text, room_from_text(text) if text else None)
 
-    def _payload(self, action: Send | Close) -> list[str]:
+    @staticmethod
+    def _record(action: Send | Close) -> tuple[str, str]:
+        """(the node holding the action's connection, the action as a pub/sub record)."""
         node = action.conn.split("/", 1)[0]
         if isinstance(action, Send):
-            return [self._channel(node), f"S{action.conn}\n{action.text}"]
-        return [self._channel(node), f"C{action.conn}\n{action.code}\n{action.reason}"]
+            return node, f"S{action.conn}\n{action.text}"
+        reason = "".join(c if c >= " " else " " for c in action.reason)  # (no record separator)
+        return node, f"C{action.conn}\n{action.code}\n{reason}"
 
     def _forget_copy(self, name: str) -> None:
         """No connection of ours is in room ``name`` any more: drop the cached copy."""
@@ -663,17 +733,20 @@ class RedisRooms:
 
     def forward(self, action: Send | Close) -> None:
         """Queue ``action`` for the node holding its connection (published in order)."""
-        channel, payload = self._payload(action)
-        self._outbox.put_nowait((channel, payload))
+        node, record = self._record(action)
+        self._outbox.put_nowait((self._channel(node), record))
 
     async def _publish_loop(self) -> None:
         while not self._stopping:
             batch = [await self._outbox.get()]
             while not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
+            per_channel: dict[str, list[str]] = {}  # one message per node, records in order
+            for channel, record in batch:
+                per_channel.setdefault(channel, []).append(record)
             pipe = self.redis.pipeline(transaction=False)
-            for channel, payload in batch:
-                pipe.publish(channel, payload)
+            for channel, records in per_channel.items():
+                pipe.publish(channel, _RS.join(records))
             try:
                 await pipe.execute()
                 self.round_trips += 1
@@ -683,37 +756,48 @@ class RedisRooms:
                 )
 
     async def _read_loop(self) -> None:
-        assert self._pubsub is not None
+        """The node's channel, read straight off its connection: redis-py's PubSub wraps each
+        read in a retry, a health check and a timeout, which cost more than the message."""
+        conn = self._subscriber
+        assert conn is not None
         while not self._stopping:
             try:
-                message = await self._pubsub.get_message(timeout=None)
+                if not conn.is_connected:  # (lost: what was published meanwhile is gone;
+                    await conn.connect()  # the resume/ack protocol re-sends it)
+                    await conn.send_command("SUBSCRIBE", self._channel(self.node))
+                reply = await conn.read_response(timeout=math.inf, push_request=True)
             except (RedisError, OSError) as exc:
                 logger.warning("Redis subscription failed: %s; retrying", exc)
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()
                 await asyncio.sleep(BEAT)
                 continue
-            if message is None or message.get("type") != "message":
-                continue
-            data: str = message["data"]
-            head, _, rest = data.partition("\n")
-            kind, conn_id = head[:1], head[1:]
-            if kind == "R":  # conn_id is a room name here
-                # At once, even with an event of that room in flight here: waiting would hold
-                # up every other room's frames behind it; the write counter keeps the newest.
-                version, _, text = rest.partition("\n")
-                self._refresh_copy(conn_id, version, text)
-                continue
-            conn = self.table.conns.get(conn_id)
-            action: Send | Close
-            if kind == "S":
-                action = Send(conn_id, rest)
-            else:
-                code, _, reason = rest.partition("\n")
-                action = Close(conn_id, int(code), reason)
-            room = conn.room if conn is not None else None
-            lock = self._locks.get(room) if room else None
-            if room and (room in self._deferred or (lock is not None and lock.locked())):
-                # A local event of that room is in flight: deliver after it (it may send to
-                # this connection first), without holding up the other rooms' frames.
-                self._deferred.setdefault(room, []).append(action)
-            else:
-                self.server.deliver_local(action)
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
+                for record in str(reply[2]).split(_RS):
+                    self._on_record(record)
+
+    def _on_record(self, record: str) -> None:
+        """One record another node sent: a fresh copy of a room, or a frame to deliver."""
+        head, _, rest = record.partition("\n")
+        kind, conn_id = head[:1], head[1:]
+        if kind == "R":  # conn_id is a room name here
+            # At once, even with an event of that room in flight here: waiting would hold up
+            # every other room's frames behind it; the write counter keeps the newest.
+            version, _, text = rest.partition("\n")
+            self._refresh_copy(conn_id, version, text)
+            return
+        conn = self.table.conns.get(conn_id)
+        action: Send | Close
+        if kind == "S":
+            action = Send(conn_id, rest)
+        else:
+            code, _, reason = rest.partition("\n")
+            action = Close(conn_id, int(code), reason)
+        room = conn.room if conn is not None else None
+        lock = self._locks.get(room) if room else None
+        if room and (room in self._deferred or (lock is not None and lock.locked())):
+            # A local event of that room is in flight: deliver after it (it may send to
+            # this connection first), without holding up the other rooms' frames.
+            self._deferred.setdefault(room, []).append(action)
+        else:
+            self.server.deliver_local(action)

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from signaling.client import WebSocketChannel
+from signaling.cluster import RedisRooms, room_from_text, room_text
 from signaling.errors import SignalingError
 from signaling.messages import Candidate, Message, Offer
+from signaling.rooms import Close, Queued, Room, Slot, room_to_dict
 from signaling.ws_protocol import (
     Ack,
     Deliver,
@@ -24,6 +26,7 @@ from signaling.ws_protocol import (
     PeerLeft,
     Ping,
     Relay,
+    encode_frame,
 )
 from tests.calls import call_two_processes
 from tests.signaling.conftest import ROOT, FailoverProxy, RawClient, RedisProcess, ServerProcess
@@ -203,3 +206,49 @@ async def test_a_frame_for_a_connection_that_just_closed_does_not_go_round_throu
     assert _publishes(redis_server) - before < 20
     await c.close()
     await d.close()
+
+
+# --- how rooms and frames travel through Redis (pure) ---------------------------------------
+
+
+def _room_with_queues() -> Room:
+    # SDP with what JSON must escape (quotes, backslashes, control characters such as the two
+    # separators) and non-ASCII text: encode_frame keeps the latter as it is
+    sdp = 'v=0\r\ns=caf\u00e9 "x" \\ \x1e\x1f\u2603\r\n'
+    texts = [encode_frame(Deliver(A, seq, Offer(sdp, name="\u00e9l\u00e8ve"))) for seq in (1, 2)]
+    queued = [Queued(A, i + 1, t, len(t.encode()), "198.19.1.10") for i, t in enumerate(texts)]
+    return Room(
+        "room",
+        b"pw",
+        slots=[
+            Slot(A, "alice", "s-a", "198.19.1.10", conn="n1/1", inbox=[]),
+            Slot(B, "bob", "s-b", "198.19.1.11", conn="n2/7", inbox=queued[:1], last_in=3),
+        ],
+        orphans=queued[1:],
+    )
+
+
+def test_a_room_text_round_trips_and_keeps_queued_frames_as_they_are() -> None:
+    room = _room_with_queues()
+    text = room_text(room)
+    assert room_to_dict(room_from_text(text)) == room_to_dict(room)
+    for queued in room.queued():
+        # verbatim, not escaped into a JSON string: nothing to escape or unescape per event
+        assert queued.text in text
+    assert room_to_dict(room_from_text(room_text(Room("empty", b"")))) == room_to_dict(
+        Room("empty", b"")
+    )
+
+
+def test_no_frame_or_room_text_can_hold_the_record_separators() -> None:
+    room = _room_with_queues()
+    for queued in room.queued():
+        assert "\x1e" not in queued.text
+        assert "\x1f" not in queued.text
+    head = room_text(room).split("\x1f")[0]
+    assert "\x1e" not in head
+    assert "\x1f" not in head
+    node, record = RedisRooms._record(Close("n2/7", 4000, "replaced\x1eby\nanother"))
+    assert node == "n2"
+    assert "\x1e" not in record
+    assert record.split("\n", 2) == ["Cn2/7", "4000", "replaced by another"]

@@ -388,11 +388,12 @@ async def _session(h: Harness, name: str) -> str:
     """Re-join trick-free: the harness kept no Joined, so ask through a resume of a seat."""
     table_conn = h.table.conns[h.cid(name)]
     if isinstance(h, RedisHarness):
-        import json
+        from signaling.cluster import room_from_text
 
         data = await h.rooms.redis.hget("peercall:room:" + (table_conn.room or ""), "d")
-        slots = json.loads(str(data))["slots"]
-        return str(next(s["session"] for s in slots if s["peer"] == table_conn.peer))
+        stored = room_from_text(str(data)).slot_of(table_conn.peer or "")
+        assert stored is not None
+        return stored.session
     room = h.table.rooms[table_conn.room or ""]
     slot = room.slot_of(table_conn.peer or "")
     assert slot is not None
