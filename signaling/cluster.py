@@ -39,7 +39,6 @@ import math
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -234,6 +233,7 @@ class _Batcher:
 
 # What a room looks like in Redis, and what nodes tell each other, are texts cut by control
 # characters: JSON escapes every character below 0x20, so neither can occur in JSON text.
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))  # (json.dumps would build one per call)
 _QS: Final = "\x1f"  # room_text: before each queued relay's frame text
 _RS: Final = "\x1e"  # between the records of one pub/sub message
 
@@ -249,7 +249,7 @@ def room_text(room: Room) -> str:
         for item in queue:
             texts.append(item[2])
             item[2] = len(texts) - 1
-    return json.dumps(data, separators=(",", ":")) + "".join(_QS + t for t in texts)
+    return _COMPACT.encode(data) + "".join(_QS + t for t in texts)
 
 
 def room_from_text(text: str) -> Room:
@@ -276,6 +276,44 @@ def _counter(version: str) -> int:
     """The write counter in a version ``"<counter>:<random>"`` (``"0"``: no room)."""
     head = version.partition(":")[0]
     return int(head) if head.isdigit() else 0
+
+
+class _RoomLock:
+    """``async with``: the room's event lock on this node, then the frames other nodes sent to
+    the room's connections meanwhile (deferred by the reader), then the lock is forgotten if
+    nobody waits for it. A class, not a generator-based context manager: it is taken for every
+    frame."""
+
+    __slots__ = ("_lock", "_name", "_rooms")
+
+    def __init__(self, rooms: RedisRooms, name: str) -> None:
+        self._rooms = rooms
+        self._name = name
+        lock = rooms._locks.get(name)
+        if lock is None:
+            lock = rooms._locks[name] = asyncio.Lock()
+        self._lock = lock
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._forget()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        rooms = self._rooms
+        try:
+            for action in rooms._deferred.pop(self._name, ()):  # frames that came meanwhile
+                rooms.server.deliver_local(action)
+        finally:
+            self._lock.release()
+            self._forget()
+
+    def _forget(self) -> None:
+        lock = self._lock
+        if not lock.locked() and not lock._waiters:
+            self._rooms._locks.pop(self._name, None)
 
 
 class RedisRooms:
@@ -414,22 +452,9 @@ class RedisRooms:
 
     # --- rooms --------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _room_lock(self, name: str) -> AsyncIterator[None]:
+    def _room_lock(self, name: str) -> _RoomLock:
         """One event per room at a time on this node (other nodes are kept out by the CAS)."""
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = asyncio.Lock()
-        try:
-            async with lock:
-                try:
-                    yield
-                finally:
-                    for action in self._deferred.pop(name, ()):  # frames that came meanwhile
-                        self.server.deliver_local(action)
-        finally:
-            if not lock.locked() and not lock._waiters:
-                self._locks.pop(name, None)
+        return _RoomLock(self, name)
 
     def _detach_dead(self, room: Room, now: float, out: list[Action]) -> None:
         """Seats whose connection sits on a node that stopped beating have dropped."""

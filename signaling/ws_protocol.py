@@ -270,9 +270,13 @@ def frame_to_dict(frame: ClientFrame | ServerFrame) -> dict[str, Any]:
     return {"v": WIRE_VERSION, **body}
 
 
+# Built once: json.dumps with options other than the defaults builds an encoder per call.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_frame(frame: ClientFrame | ServerFrame) -> str:
     """Compact JSON text for one WebSocket message."""
-    return json.dumps(frame_to_dict(frame), separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(frame_to_dict(frame))
 
 
 # --- decoding ---------------------------------------------------------------------------
