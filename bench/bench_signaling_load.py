@@ -13,11 +13,13 @@ hold 10,000 rooms whatever its speed (the bench runs at most 9,936 per process).
 a setup's open-file room are not run; its figure is then marked as capped by the limit, not
 by latency.
 
-Load: ``--workers`` generator processes (uvloop, a lean raw-WebSocket client speaking
-docs/signaling-protocol.md: join, relay with seq, an ack per delivered relay, a ``ping``
-every 20 s) hold two clients per room, both in the same worker so that forward latency is
-measured on one clock (``time.perf_counter``, send to receive, so it includes both clients'
-work as well as the server's). Every ``--period`` seconds (random phase per room) the
+Load: ``--workers`` generator processes (uvloop; each client is websockets' sans-I/O
+protocol driven from asyncio callbacks, no task per client, speaking
+docs/signaling-protocol.md: join, relay with seq, an ack per delivered relay, and every 20 s
+a WebSocket ping and a ``ping`` frame, as PeerCall's client does) hold two clients per room,
+both in the same worker so that forward latency is measured on one clock
+(``time.perf_counter``, send to receive, so it includes both clients' work as well as the
+server's). Every ``--period`` seconds (random phase per room) the
 caller sends an offer and the callee answers it when it arrives: real-size descriptions of
 ``--sdp-bytes`` (default 3,800: an audio+video offer with candidates), each unique.
 
@@ -54,6 +56,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 P99_TARGET_MS = 50.0
@@ -120,9 +127,91 @@ def make_sdp(uid: str, size: int) -> str:
     return "".join(lines)
 
 
+class Link(asyncio.Protocol):
+    """One client connection, on websockets' sans-I/O protocol driven straight from asyncio
+    callbacks: no task, lock or future per connection and per frame as with the library's
+    asyncio client, so one generator process carries thousands of clients with little CPU.
+    The server's pings are answered by the protocol itself; the client's own pings (a
+    WebSocket ping and an application ``ping`` every 20 s, like PeerCall's client) are sent
+    by the worker's one heartbeat loop."""
+
+    def __init__(self, url: str, on_text: Any) -> None:
+        self.ws = ClientProtocol(parse_uri(url), max_size=None)
+        self.on_text = on_text
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.first: asyncio.Future[str] | None = None  # the next text frame, if awaited
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's is no subclass)
+        self.ws.send_request(self.ws.connect())
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Frame):
+                if event.opcode is Opcode.TEXT:
+                    text = str(event.data, "utf-8")
+                    first = self.first
+                    if first is not None and not first.done():
+                        first.set_result(text)
+                    else:
+                        self.on_text(self, text)
+            elif isinstance(event, Response) and not self.opened.done():
+                if ws.handshake_exc is not None:
+                    self.opened.set_exception(ws.handshake_exc)
+                else:
+                    self.opened.set_result(None)
+        self.flush()
+
+    def flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                transport.write_eof()
+
+    def send(self, text: str) -> None:
+        if self.lost:
+            return
+        self.ws.send_text(text.encode())
+        self.flush()
+
+    def beat(self) -> None:
+        """The client's heartbeat: a WebSocket ping and an application ping."""
+        if self.lost:
+            return
+        self.ws.send_ping(b"")
+        self.ws.send_text(b'{"v":1,"type":"ping"}')
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        for future in (self.opened, self.first):
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError("connection lost"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.on_text(self, None)
+
+    def expect(self) -> asyncio.Future[str]:
+        """The next text frame. Ask before sending what it answers: uvloop may run the
+        reply's data_received before a task created meanwhile takes its first step."""
+        self.first = asyncio.get_running_loop().create_future()
+        return self.first
+
+
 @dataclass(eq=False)
 class Peer:
-    ws: Any
+    link: Link
     peer: str
     room: str
     caller: bool
@@ -142,20 +231,24 @@ class WorkerTally:
     measuring: bool = False
 
 
-async def worker_main(args: argparse.Namespace) -> None:
-    from websockets.asyncio.client import connect
+HEARTBEAT = 20.0  # s between a client's pings (PeerCall's client: WebSocket and application)
+BEAT_SLOTS = 100  # the heartbeat loop's ticks per HEARTBEAT; each client has a random slot
 
+
+async def worker_main(args: argparse.Namespace) -> None:
     raise_nofile()
     urls: list[str] = json.loads(args.urls)
     rng = random.Random(args.seed)
     tally = WorkerTally()
     sdp_cache = make_sdp("X" * 16, args.sdp_bytes)
     pairs: list[tuple[Peer, Peer]] = []
+    peers: dict[Link, Peer] = {}
+    loop = asyncio.get_running_loop()
 
     def sdp_for(uid: str) -> str:
         return sdp_cache.replace("X" * 16, uid, 1)
 
-    async def send_relay(p: Peer, kind: str) -> None:
+    def send_relay(p: Peer, kind: str) -> None:
         uid = secrets.token_hex(8)
         p.seq += 1
         text = json.dumps(
@@ -170,56 +263,66 @@ async def worker_main(args: argparse.Namespace) -> None:
         if tally.measuring:
             tally.sent_at[uid] = time.perf_counter()
             tally.sent += 1
-        await p.ws.send(text)
+        p.link.send(text)
 
-    async def reader(p: Peer) -> None:
-        with contextlib.suppress(Exception):
-            async for raw in p.ws:
-                frame = json.loads(raw)
-                kind = frame.get("type")
-                if kind == "relay":
-                    sdp: str = frame["data"]["sdp"]
-                    uid = sdp[9 : sdp.index(" ", 9)]  # "v=0\r\no=- <uid> "
-                    sent = tally.sent_at.pop(uid, None)
-                    if sent is not None:
-                        tally.latencies.append((time.perf_counter() - sent) * 1000)
-                        tally.received += 1
-                    await p.ws.send(
-                        f'{{"v":1,"type":"ack","from":"{frame["from"]}","seq":{frame["seq"]}}}'
-                    )
-                    if frame["data"]["type"] == "offer" and not p.caller:
-                        await send_relay(p, "answer")
-                elif kind == "error":
-                    tally.errors += 1
-                    if len(tally.error_texts) < 3:
-                        tally.error_texts.append(str(raw)[:200])
-        if tally.measuring:
-            tally.closed += 1  # the lean client does not resume: what was queued is lost
+    def on_text(link: Link, raw: str | None) -> None:
+        p = peers.get(link)
+        if p is None:
+            return
+        if raw is None:  # connection lost
+            if tally.measuring:
+                tally.closed += 1  # the lean client does not resume: what was queued is lost
+            return
+        frame = json.loads(raw)
+        kind = frame.get("type")
+        if kind == "relay":
+            sdp: str = frame["data"]["sdp"]
+            uid = sdp[9 : sdp.index(" ", 9)]  # "v=0\r\no=- <uid> "
+            sent = tally.sent_at.pop(uid, None)
+            if sent is not None:
+                tally.latencies.append((time.perf_counter() - sent) * 1000)
+                tally.received += 1
+            link.send(f'{{"v":1,"type":"ack","from":"{frame["from"]}","seq":{frame["seq"]}}}')
+            if frame["data"]["type"] == "offer" and not p.caller:
+                send_relay(p, "answer")
+        elif kind == "error":
+            tally.errors += 1
+            if len(tally.error_texts) < 3:
+                tally.error_texts.append(str(raw)[:200])
+
+    slots: list[list[Link]] = [[] for _ in range(BEAT_SLOTS)]
 
     async def open_peer(url: str, room: str, caller: bool) -> Peer:
-        ws = await connect(url, compression=None, max_size=None, ping_interval=20, open_timeout=60)
-        peer = secrets.token_urlsafe(9)
-        await ws.send(
-            json.dumps({"v": 1, "type": "join", "room": room, "secret": "pw", "peer": peer})
+        uri = parse_uri(url)
+        _, link = await asyncio.wait_for(
+            loop.create_connection(lambda: Link(url, on_text), uri.host, uri.port), 60
         )
-        joined = json.loads(await ws.recv())
+        await asyncio.wait_for(link.opened, 60)
+        peer = secrets.token_urlsafe(9)
+        answer = link.expect()
+        link.send(json.dumps({"v": 1, "type": "join", "room": room, "secret": "pw", "peer": peer}))
+        joined = json.loads(await asyncio.wait_for(answer, 60))
         if joined.get("type") != "joined":
             raise SystemExit(f"join failed: {joined}")
-        p = Peer(ws, peer, room, caller)
+        p = Peer(link, peer, room, caller)
+        peers[link] = p
         # the heartbeat from the join on, as a real client's: connecting 20,000 clients takes
         # longer than the server's 60 s idle timeout
-        pingers.append(asyncio.create_task(pinger(p)))
+        slots[rng.randrange(BEAT_SLOTS)].append(link)
         return p
 
-    pingers: list[asyncio.Task[None]] = []
+    async def heartbeat() -> None:
+        tick = HEARTBEAT / BEAT_SLOTS
+        slot = 0
+        next_at = time.perf_counter()
+        while True:
+            next_at += tick
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            for link in slots[slot]:
+                link.beat()
+            slot = (slot + 1) % BEAT_SLOTS
 
-    async def pinger(p: Peer) -> None:
-        await asyncio.sleep(rng.uniform(0, 20))
-        with contextlib.suppress(Exception):
-            while True:
-                await p.ws.send('{"v":1,"type":"ping"}')
-                await asyncio.sleep(20)
-
+    beating = asyncio.create_task(heartbeat())
     sem = asyncio.Semaphore(args.concurrency)
 
     async def open_room(i: int) -> None:
@@ -233,11 +336,10 @@ async def worker_main(args: argparse.Namespace) -> None:
         pairs.append((a, b))
 
     await asyncio.gather(*(open_room(i) for i in range(args.rooms)))
-    readers = [asyncio.create_task(reader(p)) for pair in pairs for p in pair]
     gc.collect()
     gc.freeze()  # the generator's own GC pauses would count as latency
     print(json.dumps({"connected": len(pairs)}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+    await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     cpu0 = time.process_time()
     tally.measuring = True
     end = time.perf_counter() + args.window
@@ -248,7 +350,7 @@ async def worker_main(args: argparse.Namespace) -> None:
             return
         await asyncio.sleep(phase)
         while time.perf_counter() < end:
-            await send_relay(a, "offer")
+            send_relay(a, "offer")
             if time.perf_counter() + args.period >= end:
                 break  # (not asleep past the window: elapsed time is the window's)
             await asyncio.sleep(args.period)
@@ -265,8 +367,7 @@ async def worker_main(args: argparse.Namespace) -> None:
     loops = [asyncio.create_task(room_loop(a, b)) for a, b in pairs]
     loops.append(asyncio.create_task(lag_monitor()))
     await asyncio.gather(*loops, return_exceptions=True)
-    for task in pingers:  # the heartbeat ends with the window
-        task.cancel()
+    beating.cancel()  # the heartbeat ends with the window
     tally.measuring = False
     await asyncio.sleep(args.drain)  # answers and forwards still in flight
     cpu = time.process_time() - cpu0
@@ -285,15 +386,16 @@ async def worker_main(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
-    for r in readers:
-        r.cancel()
-
-    async def leave(p: Peer) -> None:  # for good: the seat is free at once, no resume grace
-        with contextlib.suppress(Exception):
-            await p.ws.send('{"v":1,"type":"leave"}')
-            await p.ws.close()
-
-    await asyncio.gather(*(leave(p) for pair in pairs for p in pair))
+    # leave for good (the seat is free at once, no resume grace), then close
+    for link in peers:
+        link.send('{"v":1,"type":"leave"}')
+        if not link.lost:
+            link.ws.send_close(1000)
+            link.flush()
+    await asyncio.wait([link.closed for link in peers], timeout=10)
+    for link in peers:
+        if link.transport is not None and not link.lost:
+            link.transport.abort()
 
 
 # --- the orchestrator -------------------------------------------------------------------
