@@ -32,7 +32,7 @@ of the machine (other processes on a shared machine distort every figure), and s
 Finally: rooms held per setup and their ratio.
 
 Usage: ``flock -x /tmp/peercall-bench.lock .venv/bin/python bench/bench_signaling_load.py``
-(``--rooms 5000,7500,9900,12500,15000,17500 --window 30 --workers 3``).
+(``--setups memory,redis --rooms 5000,7500,9900,12500,15000,17500,18500,19800 --window 20``).
 """
 
 from __future__ import annotations
@@ -702,8 +702,9 @@ def in_window(line: str, windows: list[tuple[float, float]]) -> bool:
     return any(start <= stamp <= end for start, end in windows)
 
 
-def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, list[Step], bool]:
-    """Rooms held, the steps run, and whether the open-file limit (not latency) stopped it."""
+def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, list[Step], str]:
+    """Rooms held, the steps run, and what stopped it if not latency ("open-file limit", or
+    "top of the ladder" when every step held; else "")."""
     redis = start_redis(workdir) if name == "redis" else None
     redis_url = f"redis://127.0.0.1:{redis[1]}/0" if redis else None
     errlog = workdir / f"{name}.log"
@@ -748,8 +749,14 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
             held = rooms
     finally:
         capped = capped and bool(steps) and steps[-1].ok
+        stop = ""
         if capped:
+            stop = "open-file limit"
             print(f"  {name}: {held} rooms is where the open-file limit stops it, not latency")
+        elif steps and steps[-1].ok and held == args.rooms[-1]:
+            stop = "top of the ladder"
+            print(f"  {name}: every step held; the ladder ends at {held} rooms (this setup's "
+                  f"open-file room: {room_cap})")  # fmt: skip
         for p in nodes:
             p.terminate()
         for p in nodes:
@@ -782,7 +789,7 @@ def run_setup(args: argparse.Namespace, name: str, workdir: Path) -> tuple[int, 
         ]
         if problems:
             print(f"  server log: {len(problems)} warnings/errors, the last: {problems[-1][:300]}")
-    return held, steps, capped
+    return held, steps, stop
 
 
 def main() -> int:
@@ -836,18 +843,21 @@ def main() -> int:
         flush=True,
     )
     held: dict[str, int] = {}
-    capped: dict[str, bool] = {}
+    stopped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="peercall-bench-") as tmp:
         for name in args.setups.split(","):
-            held[name], _, capped[name] = run_setup(args, name, Path(tmp))
-    print(
-        "rooms held at p99 < 50 ms: "
-        + ", ".join(f"{k} {v}" + (" (open-file limit)" * capped[k]) for k, v in held.items())
-    )
+            held[name], _, stopped[name] = run_setup(args, name, Path(tmp))
+    figures = [f"{k} {v}" + (f" ({stopped[k]})" if stopped[k] else "") for k, v in held.items()]
+    print("rooms held at p99 < 50 ms: " + ", ".join(figures))
     if held.get("memory") and "redis" in held:
-        print(f"two nodes on Redis / one process: {held['redis'] / held['memory']:.2f}x"
-              + (" (one process stopped by the open-file limit, not latency: it might hold more"
-                 " where the limit is higher)" if capped["memory"] else ""))  # fmt: skip
+        why = {
+            "open-file limit": " (one process stopped by the open-file limit, not latency: it"
+            " might hold more where the limit is higher)",
+            "top of the ladder": " (one process held every step: raise --rooms)",
+        }.get(stopped["memory"], "")
+        if stopped["redis"]:
+            why += f"; two nodes: {stopped['redis']}, not latency"
+        print(f"two nodes on Redis / one process: {held['redis'] / held['memory']:.2f}x{why}")
     return 0
 
 
