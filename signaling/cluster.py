@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
 from hiredis import pack_command
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from signaling.errors import SignalingError
 from signaling.ratelimit import Backoff
@@ -207,7 +207,10 @@ class _Batcher:
                     try:
                         reply = await conn.read_response(timeout=math.inf)
                     except ResponseError as exc:
-                        if str(exc).startswith("NOSCRIPT"):  # Redis restarted: load it again
+                        # Redis restarted or its script cache was flushed: load it again.
+                        # (redis-py raises NOSCRIPT replies as NoScriptError, its text without
+                        # the "NOSCRIPT" prefix.)
+                        if isinstance(exc, NoScriptError):
                             again.append((command, future))
                         elif not future.done():
                             future.set_exception(exc)

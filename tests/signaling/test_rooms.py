@@ -581,3 +581,18 @@ async def test_seats_per_address_are_capped_over_the_whole_cluster(two_nodes: An
     await one.send("more", Join("r2", "pw", "peer-00002"))
     assert isinstance(one.take("more")[0], Joined)
     assert await two.usage("192.0.2.7") == (0, 2)
+
+
+async def test_a_redis_that_lost_the_store_script_gets_it_again(two_nodes: Any) -> None:
+    """A Redis restart (or SCRIPT FLUSH) forgets the store script: the next store is answered
+    NOSCRIPT, and the node loads the script again and stores, instead of closing the link."""
+    one, two = await two_nodes(LIMITS)
+    await one.join("a", A)
+    await two.join("b", B)
+    await one.rooms.redis.script_flush()
+    await one.send("a", Relay(1, Offer(SDP)))
+    assert not one.closed
+    async with asyncio.timeout(10):  # forwarded through pub/sub
+        while not two.frames[two.cid("b")]:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert two.take("b") == [Deliver(A, 1, Offer(SDP))]
