@@ -898,6 +898,50 @@ def test_relay_received_fast_matches_the_action_path(alice: Client) -> None:
     assert (server.counters.relayed_packets, server.counters.relayed_bytes) == (2, 6)
 
 
+@pytest.mark.parametrize("fingerprint", [True, False])
+def test_data_indications_are_what_message_encodes(fingerprint: bool) -> None:
+    # The lean Data indication (an IPv4 peer's attribute kept, ids from the random source in
+    # blocks) gives Message's bytes, for IPv4 and IPv6 peers; a permission that expires in the
+    # middle of a burst drops from that datagram on, and a new one relays again.
+    server = make_server(
+        listening_ips=("127.0.0.1", "::1"), allow_loopback_peers=True, fingerprint=fingerprint
+    )
+    client = Client(server)
+    attrs: list[tuple[stun.Attr[Any], Any]] = [
+        (stun.REQUESTED_TRANSPORT, 17),
+        (stun.ADDITIONAL_ADDRESS_FAMILY, 2),
+    ]
+    client.request(stun.Method.ALLOCATE, attrs, T0)
+    v4, v6 = ("127.0.0.1", 50000), ("::1", 50001)
+    server.relay_opened(client.five_tuple, v4, None, T0, additional=v6)
+    client.relay = v4
+    tids, relayed, dropped = set(), 0, 0
+    for relay, peer in [(v4, ("127.0.0.2", 7)), (v6, ("::1", 7))]:
+        assert error_code(client.permit(peer, T0)) is None
+        for n, payload in enumerate([b"", b"a", b"abcde", bytes(120)] * 20):
+            now = T0 + 299.5 + n * 0.01  # the permission ends at T0 + 300, mid-burst
+            found = server.relay_received_fast(relay, payload, peer, now)
+            if now >= T0 + 300:
+                assert found is None
+                dropped += 1
+                continue
+            assert found is not None
+            relayed += 1
+            assert found[0] == client.five_tuple
+            tid = found[1][8:20]
+            tids.add(tid)
+            msg = stun.Message(stun.Method.DATA, stun.MsgClass.INDICATION, tid)
+            msg.add(stun.XOR_PEER_ADDRESS, peer)
+            msg.add(stun.DATA, payload)
+            assert found[1] == msg.encode(add_fingerprint=fingerprint)
+        assert error_code(client.permit(peer, T0 + 301)) is None
+        assert server.relay_received_fast(relay, b"again", peer, T0 + 301) is not None
+    assert len(tids) == relayed  # a fresh transaction id for each
+    assert relayed > 90
+    assert dropped > 50
+    assert server.counters.dropped == dropped
+
+
 def test_fast_paths_honour_the_bandwidth_cap() -> None:
     server = make_server(max_bps=1000)
     client = Client(server)
