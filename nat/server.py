@@ -77,6 +77,9 @@ _CHANNEL_HEAD: Final = struct.Struct(">HH").pack
 _WILDCARDS: Final = ("0.0.0.0", "::")
 _HEADER_LENGTH: Final = stun.HEADER_LENGTH  # (a global, not a module attribute, on hot paths)
 _send_indication_parts: Final = stun.send_indication_parts
+_send_v4_frame: Final = stun.SEND_INDICATION_V4_FRAME.unpack_from
+_peer_cache: Final = stun._PEER_CACHE  # (the same dict: cleared, never replaced)
+_xor_peer_v4: Final = stun.xor_peer_v4
 
 
 def _relays_of(item: Allocation | Reservation) -> tuple[Address, ...]:
@@ -167,6 +170,16 @@ def _transaction_ids(random_bytes: Callable[[int], bytes]) -> Iterator[bytes]:
         block = random_bytes(12 * 64)
         for at in range(0, 12 * 64, 12):
             yield block[at : at + 12]
+
+
+def _send_indication_other(data: bytes, size: int) -> tuple[Address, bytes] | None:
+    """``(peer, payload)`` of a Send indication not laid out as usual, or None to drop it:
+    a length field that disagrees with the datagram, or what stun.send_indication_parts
+    rejects (RFC 8489 §6.3.2: unknown comprehension-required attributes too). Raises
+    :class:`StunError` for a malformed XOR-PEER-ADDRESS."""
+    if (data[2] << 8 | data[3]) != size - _HEADER_LENGTH:
+        return None
+    return _send_indication_parts(data, _KNOWN_REQUIRED)
 
 
 class _Reject(Exception):
@@ -496,17 +509,37 @@ class TurnServer:
         # (and typing.cast would be a function call per packet).
         key = (transport[0], source, transport[1])
         allocation = self._by_five_tuple.get(key)  # type: ignore[call-overload]
-        if allocation is None or (data[2] << 8 | data[3]) != len(data) - _HEADER_LENGTH:
+        if allocation is None:
             self.counters.dropped += 1
             return None
+        size = len(data)
         try:
-            found = _send_indication_parts(data, _KNOWN_REQUIRED)
-        except StunError:
-            found = None
-        if found is None:
+            # The usual layout (stun.SEND_INDICATION_V4_HEAD) read here in one unpack with the
+            # length check, as stun.send_indication_parts would read it; anything else takes
+            # the length check and the attribute walk. The outcome is the same for every input.
+            if size >= 36:
+                length, peer_type, peer_len, raw, data_type, n = _send_v4_frame(data, 2)
+                usual = (
+                    length == size - _HEADER_LENGTH
+                    and peer_type == 0x0012
+                    and peer_len == 8
+                    and data_type == 0x0013
+                    and 0 <= size - 36 - n < 4
+                )
+            else:
+                usual = False
+            if usual:
+                peer = _peer_cache.get(raw) or _xor_peer_v4(raw)
+                payload = data[36 : 36 + n]
+            else:
+                found = _send_indication_other(data, size)
+                if found is None:
+                    self.counters.dropped += 1
+                    return None
+                peer, payload = found
+        except StunError:  # a malformed XOR-PEER-ADDRESS
             self.counters.dropped += 1
             return None
-        peer, payload = found
         host = peer[0]
         perm = allocation.permissions.get(host)
         if perm is None or now >= perm.expires:

@@ -14,9 +14,13 @@ import pytest
 from nat import stun
 from nat.auth import long_term_key, rest_credentials
 from nat.config import RelayConfig
+from nat.errors import StunError
 from nat.five_tuple import FiveTuple
 from nat.server import CloseRelay, OpenRelay, SendToClient, SendToPeer, TurnServer
+from tests.nat.test_stun import SEND_INDICATION_SHAPES
 from tests.nat.turn_helpers import TCP, UDP, Client, closes, error_code, only_response
+
+KNOWN_REQUIRED = frozenset(t for t in stun.ATTRIBUTES if t < 0x8000)
 
 REALM = "example.org"
 ALICE_KEY = long_term_key("alice", REALM, "secret")
@@ -878,6 +882,43 @@ def test_send_indication_fast_drops_malformed_indications_silently(alice: Client
         assert server.handle(raw, alice.source, alice.transport, T0) == []
         assert server.counters.dropped == before + 2
     assert server.counters.relayed_packets == 2
+
+
+def _send_reference(data: bytes, client: Client) -> tuple[Any, ...] | None:
+    """What send_indication_fast must give for ``data`` from ``client`` (permitted for
+    every peer in the shapes): the header's length checked, then the attribute walk."""
+    if (data[2] << 8 | data[3]) != len(data) - stun.HEADER_LENGTH:
+        return None
+    try:
+        found = stun.scan_send_indication(data, KNOWN_REQUIRED)
+    except StunError:
+        return None
+    if found is None or found[0][0] != "198.51.100.9":
+        return None
+    return (client.relay, *found)
+
+
+def test_send_indication_fast_agrees_with_the_attribute_walk(alice: Client) -> None:
+    # The entry point reads the usual layout itself: every shape of test_stun, each of
+    # their truncations and single-byte changes give what the length check and the walk give
+    # (relayed, or dropped and counted).
+    server = alice.server
+    assert error_code(alice.permit(("198.51.100.9", 1), T0)) is None
+    rng = random.Random(14)
+    cases = []
+    for name, base in SEND_INDICATION_SHAPES.items():
+        cases.append(base)
+        if name in ("usual", "usual, empty DATA", "fingerprint after", "IPv6 peer"):
+            cases += [base[:cut] for cut in range(20, len(base))]
+            for pos in range(2, len(base)):
+                for value in {0, 1, 2, 3, 0x12, 0x13, 0x80, 0xFF, rng.randrange(256)}:
+                    cases.append(base[:pos] + bytes([value]) + base[pos + 1 :])
+    for data in cases:
+        dropped = server.counters.dropped
+        expected = _send_reference(data, alice)
+        found = server.send_indication_fast(data, alice.source, alice.transport, T0)
+        assert found == expected, data.hex()
+        assert server.counters.dropped == dropped + (expected is None)
 
 
 def test_relay_received_fast_matches_the_action_path(alice: Client) -> None:
