@@ -537,6 +537,7 @@ class TurnServer:
                     self.counters.dropped += 1
                     return None
                 peer, payload = found
+                n = len(payload)
         except StunError:  # a malformed XOR-PEER-ADDRESS
             self.counters.dropped += 1
             return None
@@ -545,13 +546,12 @@ class TurnServer:
         if perm is None or now >= perm.expires:
             self.counters.dropped += 1
             return None
-        size = len(payload)
-        if allocation.max_bps and not allocation.within_bandwidth(size, now):
+        if allocation.max_bps and not allocation.within_bandwidth(n, now):
             self.counters.dropped += 1
             return None
         counters = self.counters
         counters.relayed_packets += 1
-        counters.relayed_bytes += size
+        counters.relayed_bytes += n
         if allocation.extra_relay is not None:
             return allocation.relay_for(host), peer, payload
         return allocation.relay, peer, payload
