@@ -38,7 +38,7 @@
 #include <sys/socket.h>
 
 #define MAX_BATCH 256  /* per call; more than a 64-datagram drain needs */
-#define ADDRESS_CACHE 256
+#define ADDRESS_CACHE 1024
 
 /* Buffers reused by every call (the GIL is held throughout; `busy` refuses re-entry from a
  * finalizer run by an allocation in the middle of a call). */
@@ -51,7 +51,9 @@ static int busy;
 
 /* Source addresses seen recently, as the (host, port) tuples handed out before: a relay hears
  * the same few clients and peers over and over, and formatting an address (inet_ntop, a str,
- * an int, a tuple) costs about as much as the rest of receiving it. Direct-mapped. */
+ * an int, a tuple) costs about as much as the rest of receiving it. Direct-mapped: with 256
+ * slots, about 12 % of 32 sources heard in turn shared a slot with another and missed every
+ * time; with 1024 about 3 % (32 KiB, touched only where used). */
 typedef struct {
     sa_family_t family;
     in_port_t port;
