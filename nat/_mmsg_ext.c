@@ -197,6 +197,14 @@ static PyObject *recv_batch(PyObject *module, PyObject *args)
     return result;
 }
 
+/* The last address prepare() converted, held (so no other object can take its place) with its
+ * socket address: a relay sends to the same few peers and clients over and over, and the same
+ * tuple object is handed in for each (the core keeps one per peer), so most datagrams skip the
+ * text conversion. A tuple of a str and an int never changes. */
+static PyObject *last_address;
+static struct sockaddr_in6 last_name;
+static socklen_t last_length;
+
 /* (data, address) as a message to send: 1 if ready, 0 if that datagram cannot be sent (dropped),
  * -1 with an exception for a wrong type. Only exact str/int/bytes/bytearray are taken, so
  * no Python code runs while the batch is built (nothing can resize a payload under us). */
@@ -212,6 +220,12 @@ static int prepare(PyObject *data, PyObject *address, struct mmsghdr *message,
     } else {
         PyErr_SetString(PyExc_TypeError, "data must be bytes or bytearray");
         return -1;
+    }
+    socklen_t length;
+    if (address == last_address) {
+        length = last_length;
+        memcpy(name, &last_name, length);
+        goto ready;
     }
     if (!PyTuple_CheckExact(address) || PyTuple_GET_SIZE(address) < 2 ||
         !PyUnicode_CheckExact(PyTuple_GET_ITEM(address, 0)) ||
@@ -232,7 +246,6 @@ static int prepare(PyObject *data, PyObject *address, struct mmsghdr *message,
         return 0;
     }
     memset(name, 0, sizeof *name);
-    socklen_t length;
     if (strchr(host, ':') == NULL) {
         struct sockaddr_in *in4 = (struct sockaddr_in *)name;
         in4->sin_family = AF_INET;
@@ -249,6 +262,11 @@ static int prepare(PyObject *data, PyObject *address, struct mmsghdr *message,
         }
         length = sizeof *name;
     }
+    /* (only exact (str, int) tuples get here, and a reference is kept: identity is safe) */
+    Py_XSETREF(last_address, Py_NewRef(address));
+    memcpy(&last_name, name, length);
+    last_length = length;
+ready:
     memset(&message->msg_hdr, 0, sizeof message->msg_hdr);
     message->msg_hdr.msg_name = name;
     message->msg_hdr.msg_namelen = length;
