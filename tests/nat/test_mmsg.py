@@ -141,6 +141,42 @@ def test_one_refused_datagram_does_not_stop_the_others() -> None:
 
 
 @NEEDS_EXT
+def test_single_datagrams_are_sent_or_refused_alone() -> None:
+    # A run of one datagram (a batch of one, or the last left of a batch) takes sendto(2)
+    # instead of sendmmsg(2): the same outcome, delivered or dropped alone.
+    with udp_pair() as (sender, receiver):
+        to = receiver.getsockname()
+        refused = ("::1", to[1])  # an IPv6 address on an IPv4 socket
+        assert ext.send_batch(sender.fileno(), [(b"a", to)]) == 1
+        assert ext.send_batch(sender.fileno(), [(b"x", refused)]) == 0
+        assert ext.send_batch(sender.fileno(), [(b"b", to), (b"y", refused)]) == 1
+        assert ext.send_batch(sender.fileno(), [(b"z", refused), (b"c", to)]) == 1
+        fds = {sender.getsockname(): sender.fileno()}
+        key = sender.getsockname()
+        assert ext.send_routed(fds, [(key, to, b"d"), (key, refused, b"w")]) == 1
+        wait_readable(receiver)
+        got = ext.recv_batch(receiver.fileno(), 8, 100)
+        assert [data for data, _ in got] == [b"a", b"b", b"c", b"d"]
+
+
+@NEEDS_EXT
+def test_each_datagram_goes_to_its_own_address() -> None:
+    # The last address converted is remembered (by identity): addresses taking turns, the same
+    # tuple again, an equal but distinct tuple, and IPv4 then IPv6 all still go where they say.
+    with udp_pair() as (sender, one), udp_pair() as (_, two), udp_pair("::1") as (sender6, three):
+        a, b = one.getsockname(), two.getsockname()
+        items = [(b"1", a), (b"2", a), (b"3", b), (b"4", a), (b"5", (a[0], a[1])), (b"6", b)]
+        assert ext.send_batch(sender.fileno(), items) == 6
+        six = three.getsockname()[:2]
+        assert ext.send_batch(sender6.fileno(), [(b"7", six), (b"8", b), (b"9", six)]) == 2
+        for receiver, expected in ((one, [b"1", b"2", b"4", b"5"]), (two, [b"3", b"6"])):
+            wait_readable(receiver)
+            assert [data for data, _ in ext.recv_batch(receiver.fileno(), 8, 100)] == expected
+        wait_readable(three)
+        assert [data for data, _ in ext.recv_batch(three.fileno(), 8, 100)] == [b"7", b"9"]
+
+
+@NEEDS_EXT
 def test_a_bad_descriptor_raises_oserror() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     fd = sock.fileno()

@@ -14,9 +14,13 @@ import pytest
 from nat import stun
 from nat.auth import long_term_key, rest_credentials
 from nat.config import RelayConfig
+from nat.errors import StunError
 from nat.five_tuple import FiveTuple
 from nat.server import CloseRelay, OpenRelay, SendToClient, SendToPeer, TurnServer
+from tests.nat.test_stun import SEND_INDICATION_SHAPES
 from tests.nat.turn_helpers import TCP, UDP, Client, closes, error_code, only_response
+
+KNOWN_REQUIRED = frozenset(t for t in stun.ATTRIBUTES if t < 0x8000)
 
 REALM = "example.org"
 ALICE_KEY = long_term_key("alice", REALM, "secret")
@@ -880,6 +884,43 @@ def test_send_indication_fast_drops_malformed_indications_silently(alice: Client
     assert server.counters.relayed_packets == 2
 
 
+def _send_reference(data: bytes, client: Client) -> tuple[Any, ...] | None:
+    """What send_indication_fast must give for ``data`` from ``client`` (permitted for
+    every peer in the shapes): the header's length checked, then the attribute walk."""
+    if (data[2] << 8 | data[3]) != len(data) - stun.HEADER_LENGTH:
+        return None
+    try:
+        found = stun.scan_send_indication(data, KNOWN_REQUIRED)
+    except StunError:
+        return None
+    if found is None or found[0][0] != "198.51.100.9":
+        return None
+    return (client.relay, *found)
+
+
+def test_send_indication_fast_agrees_with_the_attribute_walk(alice: Client) -> None:
+    # The entry point reads the usual layout itself: every shape of test_stun, each of
+    # their truncations and single-byte changes give what the length check and the walk give
+    # (relayed, or dropped and counted).
+    server = alice.server
+    assert error_code(alice.permit(("198.51.100.9", 1), T0)) is None
+    rng = random.Random(14)
+    cases = []
+    for name, base in SEND_INDICATION_SHAPES.items():
+        cases.append(base)
+        if name in ("usual", "usual, empty DATA", "fingerprint after", "IPv6 peer"):
+            cases += [base[:cut] for cut in range(20, len(base))]
+            for pos in range(2, len(base)):
+                for value in {0, 1, 2, 3, 0x12, 0x13, 0x80, 0xFF, rng.randrange(256)}:
+                    cases.append(base[:pos] + bytes([value]) + base[pos + 1 :])
+    for data in cases:
+        dropped = server.counters.dropped
+        expected = _send_reference(data, alice)
+        found = server.send_indication_fast(data, alice.source, alice.transport, T0)
+        assert found == expected, data.hex()
+        assert server.counters.dropped == dropped + (expected is None)
+
+
 def test_relay_received_fast_matches_the_action_path(alice: Client) -> None:
     server = alice.server
     alice.bind(0x4001, PEER, T0)
@@ -896,6 +937,50 @@ def test_relay_received_fast_matches_the_action_path(alice: Client) -> None:
     assert server.relay_received_fast(("127.0.0.1", 1), b"xyz", PEER, T0) is None
     assert server.counters.dropped == dropped + 3  # an unknown relay is not a drop to count
     assert (server.counters.relayed_packets, server.counters.relayed_bytes) == (2, 6)
+
+
+@pytest.mark.parametrize("fingerprint", [True, False])
+def test_data_indications_are_what_message_encodes(fingerprint: bool) -> None:
+    # The lean Data indication (an IPv4 peer's attribute kept, ids from the random source in
+    # blocks) gives Message's bytes, for IPv4 and IPv6 peers; a permission that expires in the
+    # middle of a burst drops from that datagram on, and a new one relays again.
+    server = make_server(
+        listening_ips=("127.0.0.1", "::1"), allow_loopback_peers=True, fingerprint=fingerprint
+    )
+    client = Client(server)
+    attrs: list[tuple[stun.Attr[Any], Any]] = [
+        (stun.REQUESTED_TRANSPORT, 17),
+        (stun.ADDITIONAL_ADDRESS_FAMILY, 2),
+    ]
+    client.request(stun.Method.ALLOCATE, attrs, T0)
+    v4, v6 = ("127.0.0.1", 50000), ("::1", 50001)
+    server.relay_opened(client.five_tuple, v4, None, T0, additional=v6)
+    client.relay = v4
+    tids, relayed, dropped = set(), 0, 0
+    for relay, peer in [(v4, ("127.0.0.2", 7)), (v6, ("::1", 7))]:
+        assert error_code(client.permit(peer, T0)) is None
+        for n, payload in enumerate([b"", b"a", b"abcde", bytes(120)] * 20):
+            now = T0 + 299.5 + n * 0.01  # the permission ends at T0 + 300, mid-burst
+            found = server.relay_received_fast(relay, payload, peer, now)
+            if now >= T0 + 300:
+                assert found is None
+                dropped += 1
+                continue
+            assert found is not None
+            relayed += 1
+            assert found[0] == client.five_tuple
+            tid = found[1][8:20]
+            tids.add(tid)
+            msg = stun.Message(stun.Method.DATA, stun.MsgClass.INDICATION, tid)
+            msg.add(stun.XOR_PEER_ADDRESS, peer)
+            msg.add(stun.DATA, payload)
+            assert found[1] == msg.encode(add_fingerprint=fingerprint)
+        assert error_code(client.permit(peer, T0 + 301)) is None
+        assert server.relay_received_fast(relay, b"again", peer, T0 + 301) is not None
+    assert len(tids) == relayed  # a fresh transaction id for each
+    assert relayed > 90
+    assert dropped > 50
+    assert server.counters.dropped == dropped
 
 
 def test_fast_paths_honour_the_bandwidth_cap() -> None:

@@ -468,6 +468,40 @@ def test_data_indication_builder_matches_the_generic_encoder() -> None:
 
 
 @pytest.mark.parametrize("fingerprint", [True, False])
+def test_data_indication_encoder_matches_the_generic_encoder(fingerprint: bool) -> None:
+    # IPv4 peers (their attribute kept after the first use) and IPv6 peers (XORed with each
+    # transaction id), every padding length: the bytes Message gives, and they parse back.
+    encode = stun.data_indication_encoder(add_fingerprint=fingerprint)
+    rng = random.Random(14)
+    peers = [("192.0.2.1", 9), ("198.51.100.200", 65535), ("2001:db8::7", 5), ("::1", 3478)]
+    for _ in range(3):  # the second and third rounds hit the IPv4 cache
+        for peer in peers:
+            for payload in [b"", b"a", b"ab", b"abc", b"abcd", bytes(range(120)), b"z" * 1001]:
+                tid = rng.randbytes(12)
+                msg = stun.Message(stun.Method.DATA, stun.MsgClass.INDICATION, tid)
+                msg.add(stun.XOR_PEER_ADDRESS, peer)
+                msg.add(stun.DATA, payload)
+                fast = encode(tid, peer, payload)
+                assert fast == msg.encode(add_fingerprint=fingerprint), (peer, len(payload))
+                back = stun.parse_message(fast)  # (and its FINGERPRINT verifies)
+                assert (back.get(stun.XOR_PEER_ADDRESS), back.get(stun.DATA)) == (peer, payload)
+
+
+def test_data_indication_encoder_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stun, "_PEER_CACHE_MAX", 4)
+    encode = stun.data_indication_encoder(add_fingerprint=True)
+    tid = bytes(12)
+    for port in range(1, 40):  # more peers than the bound: still the same bytes each time
+        peer = ("203.0.113.5", port)
+        for _ in range(2):
+            expected = stun.encode_data_indication(tid, peer, b"hi", add_fingerprint=True)
+            assert encode(tid, peer, b"hi") == expected
+    cells = [c.cell_contents for c in encode.__closure__ or () if isinstance(c.cell_contents, dict)]
+    assert cells
+    assert all(len(cache) <= 4 for cache in cells)
+
+
+@pytest.mark.parametrize("fingerprint", [True, False])
 @pytest.mark.parametrize(("code", "reason"), [(401, "Unauthorized"), (438, "Stale Nonce")])
 @pytest.mark.parametrize("method", [stun.Method.ALLOCATE, stun.Method.REFRESH, 0x123])
 def test_challenge_encoder_gives_the_same_bytes_as_message(
