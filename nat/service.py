@@ -35,7 +35,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
@@ -257,6 +257,25 @@ class _DatagramAdapter(asyncio.DatagramProtocol):
         logger.debug("udp %s: %s", self.endpoint.name, exc)
 
 
+def _received(endpoint: _UdpEndpoint) -> Iterator[tuple[bytes, Address]]:
+    """Up to :data:`DRAIN_MAX` datagrams from ``endpoint`` by recvfrom(2), as they come (the
+    readers' way without :mod:`nat._mmsg`); a socket error skips that datagram (ICMP errors
+    from peers are normal on a relay), a closed socket ends the burst."""
+    recvfrom = endpoint.sock.recvfrom
+    v4 = endpoint.sock.family == socket.AF_INET  # IPv6 addresses have 4 fields
+    for _ in range(DRAIN_MAX):
+        try:
+            data, addr = recvfrom(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            logger.debug("udp %s: %s", endpoint.name, exc)
+            if endpoint.closed:
+                return
+            continue
+        yield data, (addr if v4 else addr[:2])
+
+
 def _send_failed(exc: OSError, to: Address) -> None:
     """A relayed datagram not sent: a full socket buffer drops it, as UDP would anyway; an
     unreachable peer or a closed socket is normal on a relay."""
@@ -279,59 +298,16 @@ class _ClientDatagrams:
         self.endpoint: _UdpEndpoint | None = None
 
     def drain(self) -> None:
-        """The listener's reader: up to :data:`DRAIN_MAX` datagrams per readiness event, the
-        ChannelData hot path inline (one clock read per burst; the core still decides)."""
-        endpoint = self.endpoint
-        assert endpoint is not None
-        recvfrom = endpoint.sock.recvfrom
-        service = self.service
-        senders = service.relay_senders
-        channel_data = service.core.channel_data_fast
-        send_indication = service.core.send_indication_fast
-        binding = service.core.binding_fast
-        reply = endpoint.send
-        key = self.key
-        v4 = endpoint.sock.family == socket.AF_INET  # IPv6 source addresses have 4 fields
-        now = service.clock()
-        for _ in range(DRAIN_MAX):
-            try:
-                data, addr = recvfrom(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                logger.debug("udp %s: %s", endpoint.name, exc)
-                if endpoint.closed:
-                    return
-                continue
-            source: Address = addr if v4 else addr[:2]
-            if data and data[0] & 0xC0 == 0x40:
-                found = channel_data(data, source, key, now)
-            elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
-                found = send_indication(data, source, key, now)
-            else:
-                answer = binding(data, source)  # None unless a bare Binding request
-                if answer is None:
-                    self.other(data, source, now)
-                    continue
-                try:
-                    reply(answer, source)
-                except OSError as exc:
-                    _send_failed(exc, source)
-                continue
-            if found is not None:
-                relay, peer, payload = found
-                send = senders.get(relay)
-                if send is not None:
-                    try:
-                        send(payload, peer)
-                    except OSError as exc:
-                        _send_failed(exc, peer)
+        """The listener's reader without :mod:`nat._mmsg`: up to :data:`DRAIN_MAX` datagrams
+        by recvfrom(2), decided by :meth:`_burst`, each answer sent by sendto(2)."""
+        assert self.endpoint is not None
+        self._burst(_received(self.endpoint), self._send_each)
 
     def drain_batched(self) -> None:
         """The listener's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of up
-        to :data:`DRAIN_MAX` datagrams, the same decisions as :meth:`drain`, and what is to be
-        sent collected and sent at the end of the burst, one sendmmsg(2) per run of datagrams
-        leaving by the same socket (:func:`nat._mmsg_ext.send_routed`)."""
+        to :data:`DRAIN_MAX` datagrams, decided by :meth:`_burst`, and what is to be sent
+        sent at the end of the burst, one sendmmsg(2) per run of datagrams leaving by the
+        same socket (:func:`nat._mmsg_ext.send_routed`)."""
         endpoint = self.endpoint
         assert endpoint is not None
         assert _mmsg.recv_batch is not None
@@ -340,6 +316,17 @@ class _ClientDatagrams:
         except OSError as exc:  # level-triggered: what still waits brings us back
             logger.debug("udp %s: %s", endpoint.name, exc)
             return
+        self._burst(batch, self._flush)
+
+    def _burst(
+        self,
+        datagrams: Iterable[tuple[bytes, Address]],
+        flush: Callable[[list[tuple[Address, Address, bytes]], list[tuple[bytes, Address]]], None],
+    ) -> None:
+        """One readiness event's datagrams, whichever way they were read: ChannelData, Send
+        indications and bare Bindings by the core's lean entry points (one clock read per
+        burst; the core still decides), what they send handed to ``flush`` at the end of the
+        burst; anything else through :meth:`other`."""
         service = self.service
         channel_data = service.core.channel_data_fast
         send_indication = service.core.send_indication_fast
@@ -348,7 +335,7 @@ class _ClientDatagrams:
         now = service.clock()
         relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
         replies: list[tuple[bytes, Address]] = []  # Binding answers back to clients
-        for data, source in batch:
+        for data, source in datagrams:
             if data and data[0] & 0xC0 == 0x40:
                 found = channel_data(data, source, key, now)
             elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
@@ -360,18 +347,40 @@ class _ClientDatagrams:
                     continue
                 # The slow path may close relay sockets or send by itself: what was decided
                 # before it goes out first.
-                self._flush(relayed, replies)
+                flush(relayed, replies)
                 relayed = []
                 replies = []
                 self.other(data, source, now)
                 continue
             if found is not None:
                 relayed.append(found)
-        self._flush(relayed, replies)
+        flush(relayed, replies)
+
+    def _send_each(
+        self, relayed: list[tuple[Address, Address, bytes]], replies: list[tuple[bytes, Address]]
+    ) -> None:
+        """:meth:`_burst`'s sending without :mod:`nat._mmsg`: one sendto(2) per datagram."""
+        senders = self.service.relay_senders
+        for relay, peer, payload in relayed:
+            send = senders.get(relay)
+            if send is not None:
+                try:
+                    send(payload, peer)
+                except OSError as exc:
+                    _send_failed(exc, peer)
+        if replies:
+            assert self.endpoint is not None
+            reply = self.endpoint.send
+            for answer, source in replies:
+                try:
+                    reply(answer, source)
+                except OSError as exc:
+                    _send_failed(exc, source)
 
     def _flush(
         self, relayed: list[tuple[Address, Address, bytes]], replies: list[tuple[bytes, Address]]
     ) -> None:
+        """:meth:`_burst`'s sending with :mod:`nat._mmsg`: sendmmsg(2) by runs."""
         assert _mmsg.send_routed is not None
         assert _mmsg.send_batch is not None
         assert self.endpoint is not None
@@ -428,62 +437,38 @@ class _PeerDatagrams:
         self.endpoint: _UdpEndpoint | None = None
 
     def drain(self) -> None:
-        """The relay socket's reader: up to :data:`DRAIN_MAX` datagrams per readiness event,
-        one clock read per burst."""
-        endpoint = self.endpoint
-        assert endpoint is not None
-        recvfrom = endpoint.sock.recvfrom
-        received = self.service.core.relay_received_fast
-        senders = self.service.listener_senders
-        relay = self.relay
-        forward = self.forward
-        v4 = endpoint.sock.family == socket.AF_INET  # IPv6 peer addresses have 4 fields
-        now = self.service.clock()
-        for _ in range(DRAIN_MAX):
-            try:
-                data, addr = recvfrom(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # ICMP errors from peers are normal on a relay
-                logger.debug("udp %s: %s", endpoint.name, exc)
-                if endpoint.closed:
-                    return
-                continue
-            peer: Address = addr if v4 else addr[:2]
-            found = received(relay, data, peer, now)
-            if found is None:
-                continue
-            ft, out = found
-            if ft[0] != "udp":  # (FiveTuple fields by index: cheaper on the hot path)
-                forward(ft, out)
-                continue
-            send = senders.get(ft[2])
-            if send is not None:
-                try:
-                    send(out, ft[1])
-                except OSError as exc:
-                    _send_failed(exc, ft[1])
+        """The relay socket's reader without :mod:`nat._mmsg`: up to :data:`DRAIN_MAX`
+        datagrams by recvfrom(2), decided by :meth:`_burst`, each sent by sendto(2)."""
+        assert self.endpoint is not None
+        self._burst(_received(self.endpoint), self._send_each)
 
     def drain_batched(self) -> None:
         """The relay socket's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of
-        up to :data:`DRAIN_MAX` datagrams, and what goes back to UDP clients sent with one
-        sendmmsg(2) per listener (usually one) at the end of the burst."""
+        up to :data:`DRAIN_MAX` datagrams, decided by :meth:`_burst`, and what goes back to
+        UDP clients sent with one sendmmsg(2) per listener (usually one)."""
         endpoint = self.endpoint
         assert endpoint is not None
-        recv_batch, send_routed = _mmsg.recv_batch, _mmsg.send_routed
-        assert recv_batch is not None
-        assert send_routed is not None
+        assert _mmsg.recv_batch is not None
         try:
-            batch = recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
+            batch = _mmsg.recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
         except OSError as exc:  # ICMP errors from peers are normal on a relay
             logger.debug("udp %s: %s", endpoint.name, exc)
             return
-        service = self.service
-        received = service.core.relay_received_fast
+        self._burst(batch, self._send_routed)
+
+    def _burst(
+        self,
+        datagrams: Iterable[tuple[bytes, Address]],
+        flush: Callable[[list[tuple[Address, Address, bytes]]], None],
+    ) -> None:
+        """One readiness event's datagrams from peers, whichever way they were read (one
+        clock read per burst): what goes to UDP clients handed to ``flush`` at the end of the
+        burst as (listener, client, message), what goes to TCP/TLS clients written at once."""
+        received = self.service.core.relay_received_fast
         relay = self.relay
-        now = service.clock()
-        outgoing: list[tuple[Address, Address, bytes]] = []  # (listener, client, message)
-        for data, peer in batch:
+        now = self.service.clock()
+        outgoing: list[tuple[Address, Address, bytes]] = []
+        for data, peer in datagrams:
             found = received(relay, data, peer, now)
             if found is None:
                 continue
@@ -493,10 +478,27 @@ class _PeerDatagrams:
                 continue
             outgoing.append((ft[2], ft[1], out))
         if outgoing:
-            try:
-                send_routed(service.listener_fds, outgoing)
-            except OSError as exc:  # not expected: the descriptors are those of open sockets
-                logger.warning("udp %s: %s", endpoint.name, exc)
+            flush(outgoing)
+
+    def _send_each(self, outgoing: list[tuple[Address, Address, bytes]]) -> None:
+        """:meth:`_burst`'s sending without :mod:`nat._mmsg`: one sendto(2) per datagram."""
+        senders = self.service.listener_senders
+        for listener, client, message in outgoing:
+            send = senders.get(listener)
+            if send is not None:
+                try:
+                    send(message, client)
+                except OSError as exc:
+                    _send_failed(exc, client)
+
+    def _send_routed(self, outgoing: list[tuple[Address, Address, bytes]]) -> None:
+        """:meth:`_burst`'s sending with :mod:`nat._mmsg`: sendmmsg(2) per listener."""
+        assert _mmsg.send_routed is not None
+        try:
+            _mmsg.send_routed(self.service.listener_fds, outgoing)
+        except OSError as exc:  # not expected: the descriptors are those of open sockets
+            assert self.endpoint is not None
+            logger.warning("udp %s: %s", self.endpoint.name, exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         """One datagram (loops without ``add_reader``)."""
