@@ -49,6 +49,16 @@ static char *recv_area;
 static size_t recv_area_size;
 static int busy;
 
+/* The buffers above are in use by a call further up the stack (see `busy`): fail. */
+static int refuse_reentry(void)
+{
+    if (busy) {
+        PyErr_SetString(PyExc_RuntimeError, "recv_batch/send_batch re-entered");
+        return -1;
+    }
+    return 0;
+}
+
 /* Source addresses seen recently, as the (host, port) tuples handed out before: a relay hears
  * the same few clients and peers over and over, and formatting an address (inet_ntop, a str,
  * an int, a tuple) costs about as much as the rest of receiving it. Direct-mapped: with 256
@@ -137,8 +147,7 @@ static PyObject *recv_batch(PyObject *module, PyObject *args)
     if (max_n > MAX_BATCH) {
         max_n = MAX_BATCH;
     }
-    if (busy) {
-        PyErr_SetString(PyExc_RuntimeError, "recv_batch/send_batch re-entered");
+    if (refuse_reentry() < 0) {
         return NULL;
     }
     size_t need = (size_t)max_n * (size_t)bufsize;
@@ -317,8 +326,7 @@ static PyObject *send_batch(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "iO!:send_batch", &fd, &PyList_Type, &items)) {
         return NULL;
     }
-    if (busy) {
-        PyErr_SetString(PyExc_RuntimeError, "recv_batch/send_batch re-entered");
+    if (refuse_reentry() < 0) {
         return NULL;
     }
     Py_ssize_t total = PyList_GET_SIZE(items);
@@ -361,8 +369,7 @@ static PyObject *send_routed(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!:send_routed", &PyDict_Type, &fds, &PyList_Type, &items)) {
         return NULL;
     }
-    if (busy) {
-        PyErr_SetString(PyExc_RuntimeError, "recv_batch/send_batch re-entered");
+    if (refuse_reentry() < 0) {
         return NULL;
     }
     Py_ssize_t total = PyList_GET_SIZE(items);
