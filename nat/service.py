@@ -393,39 +393,16 @@ class _ClientDatagrams:
             logger.warning("udp %s: %s", self.endpoint.name, exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        """One datagram (loops without ``add_reader``)."""
-        service = self.service
+        """One datagram (loops without ``add_reader``): a burst of one."""
         source: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
-        now = service.clock()
-        if data and data[0] & 0xC0 == 0x40:
-            found = service.core.channel_data_fast(data, source, self.key, now)
-            if found is not None:
-                relay = service.relays.get(found[0])
-                if relay is not None:
-                    relay.sendto(found[2], found[1])
-            return
-        self.other(data, source, now)
+        self._burst(((data, source),), self._send_each)
 
     def other(self, data: bytes, source: Address, now: float) -> None:
-        """Anything but ChannelData: Send indications and bare Bindings by the core's lean
-        entry points, the rest through :meth:`TurnServer.handle` and its actions."""
-        service = self.service
-        core = service.core
-        if len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
-            found = core.send_indication_fast(data, source, self.key, now)
-            if found is not None:
-                relay = service.relays.get(found[0])
-                if relay is not None:
-                    relay.sendto(found[2], found[1])
-            return
-        answer = core.binding_fast(data, source)
-        if answer is not None:
-            assert self.endpoint is not None
-            self.endpoint.sendto(answer, source)
-            return
-        actions = core.handle(data, source, self.key, now)
+        """What the lean entry points do not take: through :meth:`TurnServer.handle` and its
+        actions."""
+        actions = self.service.core.handle(data, source, self.key, now)
         if actions:
-            service.perform(actions)
+            self.service.perform(actions)
 
 
 class _PeerDatagrams:
@@ -474,7 +451,7 @@ class _PeerDatagrams:
                 continue
             ft, out = found
             if ft[0] != "udp":  # (FiveTuple fields by index: cheaper on the hot path)
-                self.forward(ft, out)
+                self.to_stream(ft, out)
                 continue
             outgoing.append((ft[2], ft[1], out))
         if outgoing:
@@ -501,24 +478,16 @@ class _PeerDatagrams:
             logger.warning("udp %s: %s", self.endpoint.name, exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        """One datagram (loops without ``add_reader``)."""
-        service = self.service
+        """One datagram (loops without ``add_reader``): a burst of one."""
         peer: Address = addr if len(addr) == 2 else addr[:2]  # type: ignore[assignment]
-        found = service.core.relay_received_fast(self.relay, data, peer, service.clock())
-        if found is not None:
-            self.forward(*found)
+        self._burst(((data, peer),), self._send_each)
 
-    def forward(self, ft: FiveTuple, out: bytes) -> None:
-        """Send what the core made of a peer's datagram to the allocation's client."""
-        service = self.service
-        if ft.protocol == "udp":
-            listener = service.udp_by_local.get(ft.server)
-            if listener is not None:
-                listener.sendto(out, ft.client)
-        else:
-            stream = service.streams.get(((ft.protocol, ft.server), ft.client))  # type: ignore[arg-type]
-            if stream is not None:
-                stream.write(out)
+    def to_stream(self, ft: FiveTuple, out: bytes) -> None:
+        """What the core made of a peer's datagram, for a TCP/TLS client: onto its stream (UDP
+        clients' datagrams are sent by :meth:`_burst`'s flush)."""
+        stream = self.service.streams.get(((ft.protocol, ft.server), ft.client))  # type: ignore[arg-type]
+        if stream is not None:
+            stream.write(out)
 
 
 _ChannelDataFast = Callable[
@@ -717,10 +686,9 @@ class RelayServer:
         # when empty, start() binds the listeners of ``config`` itself.
         self._given = tuple(listeners)
         self.udp_listeners: dict[Transport, _UdpEndpoint] = {}
-        self.udp_by_local: dict[Address, _UdpEndpoint] = {}
         self.relays: dict[Address, _UdpEndpoint] = {}
-        # The endpoints' raw send callables, by the same keys as udp_by_local and relays, for
-        # the hot paths (kept in step with those dicts).
+        # The endpoints' raw send callables, by local address (the listeners') and by relay
+        # address (the relays, kept in step with that dict), for the hot paths.
         self.listener_senders: dict[Address, Callable[[bytes, Address], object]] = {}
         self.relay_senders: dict[Address, Callable[[bytes, Address], object]] = {}
         # Their descriptors, for the batched paths (nat._mmsg.send_routed); same keys again.
@@ -787,7 +755,6 @@ class RelayServer:
         for listener in self.udp_listeners.values():
             listener.close()
         self.udp_listeners.clear()
-        self.udp_by_local.clear()
         self.listener_senders.clear()
         self.listener_fds.clear()
         self._addresses.clear()
@@ -920,7 +887,6 @@ class RelayServer:
             endpoint.close()
             raise
         self.udp_listeners[key] = endpoint
-        self.udp_by_local[key.local] = endpoint
         self.listener_senders[key.local] = endpoint.send
         self.listener_fds[key.local] = endpoint.fd
         self._addresses.append(("udp", host, bound))
@@ -941,7 +907,6 @@ class RelayServer:
         for listener in self.udp_listeners.values():
             listener.close()
         self.udp_listeners.clear()
-        self.udp_by_local.clear()
         self.listener_senders.clear()
         self.listener_fds.clear()
         for _, server in self._servers:
