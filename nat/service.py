@@ -276,6 +276,21 @@ def _received(endpoint: _UdpEndpoint) -> Iterator[tuple[bytes, Address]]:
         yield data, (addr if v4 else addr[:2])
 
 
+def _sendto_each(
+    senders: dict[Address, Callable[[bytes, Address], object]],
+    datagrams: list[tuple[Address, Address, bytes]],
+) -> None:
+    """Without a batch: each (local socket address, destination, data) sent by that socket's
+    sendto(2); a socket gone meanwhile sends nothing."""
+    for local, to, data in datagrams:
+        send = senders.get(local)
+        if send is not None:
+            try:
+                send(data, to)
+            except OSError as exc:
+                _send_failed(exc, to)
+
+
 def _send_failed(exc: OSError, to: Address) -> None:
     """A relayed datagram not sent: a full socket buffer drops it, as UDP would anyway; an
     unreachable peer or a closed socket is normal on a relay."""
@@ -360,14 +375,7 @@ class _ClientDatagrams:
         self, relayed: list[tuple[Address, Address, bytes]], replies: list[tuple[bytes, Address]]
     ) -> None:
         """:meth:`_burst`'s sending without :mod:`nat._mmsg`: one sendto(2) per datagram."""
-        senders = self.service.relay_senders
-        for relay, peer, payload in relayed:
-            send = senders.get(relay)
-            if send is not None:
-                try:
-                    send(payload, peer)
-                except OSError as exc:
-                    _send_failed(exc, peer)
+        _sendto_each(self.service.relay_senders, relayed)
         if replies:
             assert self.endpoint is not None
             reply = self.endpoint.send
@@ -459,14 +467,7 @@ class _PeerDatagrams:
 
     def _send_each(self, outgoing: list[tuple[Address, Address, bytes]]) -> None:
         """:meth:`_burst`'s sending without :mod:`nat._mmsg`: one sendto(2) per datagram."""
-        senders = self.service.listener_senders
-        for listener, client, message in outgoing:
-            send = senders.get(listener)
-            if send is not None:
-                try:
-                    send(message, client)
-                except OSError as exc:
-                    _send_failed(exc, client)
+        _sendto_each(self.service.listener_senders, outgoing)
 
     def _send_routed(self, outgoing: list[tuple[Address, Address, bytes]]) -> None:
         """:meth:`_burst`'s sending with :mod:`nat._mmsg`: sendmmsg(2) per listener."""
@@ -611,13 +612,7 @@ class _ClientStream(asyncio.Protocol):
                 if send_routed is not None:
                     relayed.append(found)
                     continue
-                relay, peer, payload = found
-                send = service.relay_senders.get(relay)
-                if send is not None:
-                    try:
-                        send(payload, peer)
-                    except OSError as exc:
-                        _send_failed(exc, peer)
+                _sendto_each(service.relay_senders, [found])
             return completed
         finally:
             if buffer is self.buffer:
@@ -627,13 +622,7 @@ class _ClientStream(asyncio.Protocol):
             if len(relayed) > 1:
                 self._flush(relayed)
             elif relayed:  # one datagram: a plain sendto costs less than a sendmmsg batch
-                relay, peer, payload = relayed[0]
-                send = service.relay_senders.get(relay)
-                if send is not None:
-                    try:
-                        send(payload, peer)
-                    except OSError as exc:
-                        _send_failed(exc, peer)
+                _sendto_each(service.relay_senders, relayed)
 
     def _flush(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
         assert _mmsg.send_routed is not None
