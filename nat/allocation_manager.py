@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from nat.allocation import Allocation
 from nat.channel import CHANNEL_COOLDOWN, ChannelBinding
-from nat.five_tuple import Address, FiveTuple
+from nat.five_tuple import Address, FiveTuple, Transport
 from nat.permission import Permission
 from nat.quota import LocalLedger, QuotaLedger
 from nat.reservations import ReservationBook
@@ -56,6 +56,9 @@ class AllocationManager:
         self.book = book
         self.by_five_tuple: dict[FiveTuple, Allocation] = {}
         self.by_relay: dict[Address, Allocation] = {}
+        # The same allocations by listener, then by client address: what the I/O layer holds
+        # for one listener (see clients_on), so a packet's lookup hashes only its source.
+        self._clients: dict[Transport, dict[Address, Allocation]] = {}
         self.reservations: dict[bytes, Reservation] = {}
         self._per_user: Counter[str] = Counter()
         self._pending = 0
@@ -95,10 +98,20 @@ class AllocationManager:
         return len(self._per_user)
 
     # -- allocations
+    def clients_on(self, transport: Transport) -> dict[Address, Allocation]:
+        """The allocations of the clients on listener ``transport``, by client address: a live
+        view (the same dict for as long as the manager lives), for the I/O layer to hold."""
+        clients = self._clients.get(transport)
+        if clients is None:
+            clients = self._clients[transport] = {}
+        return clients
+
     def add(self, allocation: Allocation) -> None:
         """Register a held allocation now that its relay is open (after :meth:`hold`)."""
         self._pending -= 1
-        self.by_five_tuple[allocation.five_tuple] = allocation
+        ft = allocation.five_tuple
+        self.by_five_tuple[ft] = allocation
+        self.clients_on(ft.transport)[ft.client] = allocation
         for relay in allocation.relays:
             self.by_relay[relay] = allocation
         self.schedule(allocation)
@@ -108,7 +121,9 @@ class AllocationManager:
         if allocation.closed:
             return
         allocation.closed = True
-        del self.by_five_tuple[allocation.five_tuple]
+        ft = allocation.five_tuple
+        del self.by_five_tuple[ft]
+        del self._clients[ft.transport][ft.client]
         for relay in allocation.relays:
             del self.by_relay[relay]
         self._uncount(allocation.quota_name)

@@ -447,6 +447,12 @@ class TurnServer:
             return []
         return [SendToPeer(*found)]
 
+    def clients_on(self, transport: Transport) -> dict[Address, Allocation]:
+        """The allocations on listener ``transport`` by client address, a live view for the I/O
+        layer to hold, so that each packet's allocation is found by its source alone and handed
+        to the ``*_of`` entry points. Read only: the core alone changes it."""
+        return self.allocations.clients_on(transport)
+
     def channel_data_fast(
         self, data: bytes, source: Address, transport: Transport, now: float
     ) -> tuple[Address, Address, bytes] | None:
@@ -456,13 +462,23 @@ class TurnServer:
         # (and typing.cast would be a function call per packet).
         key = (transport[0], source, transport[1])
         allocation = self._by_five_tuple.get(key)  # type: ignore[call-overload]
-        if allocation is None or len(data) < 4:
+        return self.channel_data_of(allocation, data, 0, now)
+
+    def channel_data_of(
+        self, allocation: Allocation | None, data: bytes, start: int, now: float
+    ) -> tuple[Address, Address, bytes] | None:
+        """:meth:`channel_data_fast` for the ChannelData message at ``data[start:]`` from the
+        client of ``allocation`` (None: the source has none), as found in :meth:`clients_on`.
+        A stream reader passes a frame inside its read, which may be a bytearray: the payload
+        is a copy (then a bytearray, which every sender takes), so ``data`` may change after."""
+        if allocation is None or len(data) - start < 4:
             self.counters.dropped += 1
             return None
-        number = data[0] << 8 | data[1]
-        length = data[2] << 8 | data[3]
+        number = data[start] << 8 | data[start + 1]
+        length = data[start + 2] << 8 | data[start + 3]
         channel = allocation.channels.get(number)
-        if channel is None or now >= channel.expires or length > len(data) - 4:
+        start += 4
+        if channel is None or now >= channel.expires or length > len(data) - start:
             self.counters.dropped += 1
             return None
         # No permission check here: RFC 8656 §12.5 relays on a bound channel (whose binding
@@ -475,8 +491,69 @@ class TurnServer:
         counters.relayed_bytes += length
         peer = channel.peer
         if allocation.extra_relay is not None:
-            return allocation.relay_for(peer[0]), peer, data[4 : 4 + length]
-        return allocation.relay, peer, data[4 : 4 + length]
+            return allocation.relay_for(peer[0]), peer, data[start : start + length]
+        return allocation.relay, peer, data[start : start + length]
+
+    def channel_frames(
+        self,
+        allocation: Allocation | None,
+        data: bytes,
+        pos: int,
+        now: float,
+        relayed: list[tuple[Address, Address, bytes]],
+    ) -> int:
+        """The ChannelData frames in a row at ``data[pos:]``, read from the stream (TCP/TLS) of
+        ``allocation``'s client (None: it has none now): each one to relay appended to
+        ``relayed`` as ``(relay, peer, payload)``, in order, the others dropped (counted).
+        Returns where the run ends: at the first frame that is not ChannelData, or not complete
+        yet, for the caller to look at.
+
+        A stream's frames are read in place (``data`` may be a bytearray; payloads are copies,
+        so it may change afterwards). Over a stream, ChannelData is padded to 4 bytes, the
+        padding not counted in its length (RFC 8656 §12.5). A read holds many frames of the
+        same few channels, all at the same ``now``: each channel's binding is looked up once per
+        run, and the counters are updated once.
+        """
+        total = len(data)
+        channels = allocation.channels if allocation is not None else {}
+        within = allocation.within_bandwidth if allocation and allocation.max_bps else None
+        append = relayed.append
+        number_seen = -1
+        relay: Address | None = None
+        peer: Address = ("", 0)
+        packets = size = dropped = 0
+        while total - pos >= 4:
+            first = data[pos]
+            if first & 0xC0 != 0x40:
+                break
+            length = data[pos + 2] << 8 | data[pos + 3]
+            end = pos + 4 + length + (-length & 3)
+            if end > total:
+                break
+            number = first << 8 | data[pos + 1]
+            if number != number_seen:
+                number_seen = number
+                channel = channels.get(number)
+                if channel is None or now >= channel.expires:
+                    relay = None
+                else:
+                    # No permission check: RFC 8656 §12.5 relays on a bound channel (whose
+                    # binding passed the peer policy); permissions gate the other way (§11.3).
+                    assert allocation is not None  # (no channels without it)
+                    peer = channel.peer
+                    relay = allocation.relay_for(peer[0])
+            if relay is None or (within is not None and not within(length, now)):
+                dropped += 1
+            else:
+                append((relay, peer, data[pos + 4 : pos + 4 + length]))
+                packets += 1
+                size += length
+            pos = end
+        counters = self.counters
+        counters.relayed_packets += packets
+        counters.relayed_bytes += size
+        counters.dropped += dropped
+        return pos
 
     def binding_fast(self, data: bytes, source: Address) -> bytes | None:
         """The answer to a bare Binding request (20 bytes, no attributes), or None for anything
@@ -509,6 +586,13 @@ class TurnServer:
         # (and typing.cast would be a function call per packet).
         key = (transport[0], source, transport[1])
         allocation = self._by_five_tuple.get(key)  # type: ignore[call-overload]
+        return self.send_indication_of(allocation, data, now)
+
+    def send_indication_of(
+        self, allocation: Allocation | None, data: bytes, now: float
+    ) -> tuple[Address, Address, bytes] | None:
+        """:meth:`send_indication_fast` for a Send indication from the client of
+        ``allocation`` (None: the source has none), as found in :meth:`clients_on`."""
         if allocation is None:
             self.counters.dropped += 1
             return None

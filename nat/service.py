@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import cast
 
 from nat import _mmsg, stun
+from nat.allocation import Allocation
 from nat.config import RelayConfig
 from nat.errors import ServiceError, StunFormatError
 from nat.five_tuple import Address, FiveTuple, Transport
@@ -310,6 +311,7 @@ class _ClientDatagrams:
     def __init__(self, service: RelayServer, key: Transport) -> None:
         self.service = service
         self.key = key
+        self.clients = service.core.clients_on(key)
         self.endpoint: _UdpEndpoint | None = None
 
     def drain(self) -> None:
@@ -343,18 +345,18 @@ class _ClientDatagrams:
         burst; the core still decides), what they send handed to ``flush`` at the end of the
         burst; anything else through :meth:`other`."""
         service = self.service
-        channel_data = service.core.channel_data_fast
-        send_indication = service.core.send_indication_fast
+        channel_data = service.core.channel_data_of
+        send_indication = service.core.send_indication_of
         binding = service.core.binding_fast
-        key = self.key
+        clients = self.clients  # the allocations on this listener, by client address
         now = service.clock()
         relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
         replies: list[tuple[bytes, Address]] = []  # Binding answers back to clients
         for data, source in datagrams:
             if data and data[0] & 0xC0 == 0x40:
-                found = channel_data(data, source, key, now)
+                found = channel_data(clients.get(source), data, 0, now)
             elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
-                found = send_indication(data, source, key, now)
+                found = send_indication(clients.get(source), data, now)
             else:
                 answer = binding(data, source)  # None unless a bare Binding request
                 if answer is not None:
@@ -491,8 +493,8 @@ class _PeerDatagrams:
             stream.write(out)
 
 
-_ChannelDataFast = Callable[
-    [bytes | bytearray, Address, Transport, float], tuple[Address, Address, bytes] | None
+_ChannelFrames = Callable[
+    [Allocation | None, bytes | bytearray, int, float, list[tuple[Address, Address, bytes]]], int
 ]
 
 
@@ -508,6 +510,7 @@ class _ClientStream(asyncio.Protocol):
         self.idle_since = service.clock()  # last time it had an allocation (or connected)
         self.partial_since: float | None = None  # since when a partial frame waits
         self.allocated = False  # has had an allocation: speaks TURN (see _consume)
+        self.clients = service.core.clients_on(key)  # allocations by client, on this listener
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
@@ -523,111 +526,110 @@ class _ClientStream(asyncio.Protocol):
         buffer = self.buffer
         if buffer:
             buffer += data
-            completed = self._consume(buffer)
+            consumed = self._consume(buffer)
         else:
             # The usual case: the last read ended on a frame boundary, so the frames are read
             # from the transport's bytes themselves (no copy into the buffer; a frame that is
             # the whole read is not even sliced). Only a partial frame at the end is kept.
-            completed = self._consume(data)
+            consumed = self._consume(data)
         if not self.buffer:
             self.partial_since = None
-        elif completed or self.partial_since is None:
+        elif consumed or self.partial_since is None:
             # A new partial frame: the stall clock starts now (trickling bytes do not reset it).
             self.partial_since = self.service.clock()
 
     def _consume(self, buffer: bytes | bytearray) -> int:
         """Hand every complete frame in ``buffer`` (``self.buffer``, or a read that found it
-        empty) to the core; returns how many. What is left of ``buffer`` ends in ``self.buffer``.
+        empty) to the core; returns how many bytes they took. What is left of ``buffer`` ends
+        in ``self.buffer``.
 
         Frames are read at an offset and the consumed prefix is cut once at the end (cutting
-        each frame off the front would move the rest of a 64 KiB read every time). ChannelData
-        and Send indications take the core's lean entry points, as over UDP. Where
-        :mod:`nat._mmsg` is available what they relay is sent at the end, one sendmmsg(2) per
-        relay socket (one client's frames all leave by its allocation's socket).
+        each frame off the front would move the rest of a 64 KiB read every time). A run of
+        ChannelData frames goes to the core in one call (:meth:`TurnServer.channel_frames`),
+        Send indications by its lean entry point, as over UDP. What they relay is sent at the
+        end of the read, or before a request (see :meth:`_send`).
         """
         service = self.service
         core = service.core
-        send_routed = _mmsg.send_routed
         relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
         client, key = self.client, self.key
         frame_length = stun.stream_frame_length
-        # (The core reads a bytearray frame as it reads bytes: typed so here, not by a
-        # typing.cast call per read.)
-        channel_data: _ChannelDataFast = core.channel_data_fast  # type: ignore[assignment]
+        # (The core reads a bytearray as it reads bytes: typed so here, not by a typing.cast
+        # call per read.)
+        channel_frames: _ChannelFrames = core.channel_frames  # type: ignore[assignment]
+        # One connection is one five-tuple: its allocation is found once per read, and again
+        # after a request (an Allocate or a Refresh may change it).
+        clients = self.clients
+        allocation = clients.get(client)
+        if allocation is not None:
+            self.allocated = True
         total = len(buffer)
         now = service.clock()
-        completed = pos = 0
+        pos = 0
         try:
             while total - pos >= 4:  # (a frame's length is in its first 4 bytes)
                 first = buffer[pos]
                 if first & 0xC0 == 0x40:  # ChannelData
                     if not self.allocated:
-                        if (key.protocol, client, key.local) not in core.allocations.by_five_tuple:
-                            # ChannelData before any allocation: not a TURN client ("GET ..."
-                            # parses as channel 0x4745). Close rather than wait for a 20 kB frame.
-                            logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
-                            core.counters.malformed += 1
-                            self.close()
-                            return completed
-                        self.allocated = True  # once known to speak TURN, not looked up again
-                    # stun.stream_frame_length inlined for the hot path: over a stream,
-                    # ChannelData is padded to 4 bytes, the padding not counted (RFC 8656 §12.5).
-                    length = buffer[pos + 2] << 8 | buffer[pos + 3]
-                    end = pos + 4 + length + (-length & 3)
-                    if end > total:
-                        return completed
-                    # One copy at most (none for a whole bytes read); the core only reads it and
-                    # slices the payload, a copy of its own, so the buffer may change afterwards.
-                    found = channel_data(buffer[pos:end], client, key, now)
-                    pos = end
-                    completed += 1
-                else:
-                    try:
-                        # (Never None here: 4 bytes are there. No typing.cast call per frame.)
-                        end = pos + frame_length(buffer, pos)  # type: ignore[operator]
-                    except StunFormatError as exc:
-                        logger.info("closing %s/%s: %s", key.protocol, client, exc)
+                        # ChannelData before any allocation: not a TURN client ("GET ..." parses
+                        # as channel 0x4745). Close rather than wait for a 20 kB frame.
+                        logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
                         core.counters.malformed += 1
                         self.close()
-                        return completed
-                    if end > total:
-                        return completed
-                    frame = bytes(buffer[pos:end])  # (no copy of a bytes read that is one frame)
+                        return pos
+                    end = channel_frames(allocation, buffer, pos, now, relayed)
+                    if end == pos:  # the next frame is not complete yet
+                        return pos
                     pos = end
-                    completed += 1
-                    if first == 0 and frame[1] == 0x16:
-                        found = core.send_indication_fast(frame, client, key, now)
-                    else:
-                        if relayed:  # the slow path may close relay sockets: send what is due
-                            self._flush(relayed)
-                            relayed = []
-                        actions = core.handle(frame, client, key, now)
-                        if actions:
-                            service.perform(actions)
-                        if self.transport is None or self.transport.is_closing():
-                            return completed
-                        continue
-                if found is None:
                     continue
-                if send_routed is not None:
-                    relayed.append(found)
+                try:
+                    # (Never None here: 4 bytes are there. No typing.cast call per frame.)
+                    end = pos + frame_length(buffer, pos)  # type: ignore[operator]
+                except StunFormatError as exc:
+                    logger.info("closing %s/%s: %s", key.protocol, client, exc)
+                    core.counters.malformed += 1
+                    self.close()
+                    return pos
+                if end > total:
+                    return pos
+                frame = bytes(buffer[pos:end])  # (no copy of a bytes read that is one frame)
+                pos = end
+                if first == 0 and frame[1] == 0x16:
+                    found = core.send_indication_of(allocation, frame, now)
+                    if found is not None:
+                        relayed.append(found)
                     continue
-                _sendto_each(service.relay_senders, [found])
-            return completed
+                if relayed:  # the slow path may close relay sockets: send what is due first
+                    self._send(relayed)
+                    relayed = []
+                actions = core.handle(frame, client, key, now)
+                if actions:
+                    service.perform(actions)
+                if self.transport is None or self.transport.is_closing():
+                    return pos
+                allocation = clients.get(client)
+                if allocation is not None:
+                    self.allocated = True
+            return pos
         finally:
             if buffer is self.buffer:
                 del buffer[:pos]
             elif pos < total:
                 self.buffer += memoryview(buffer)[pos:]
-            if len(relayed) > 1:
-                self._flush(relayed)
-            elif relayed:  # one datagram: a plain sendto costs less than a sendmmsg batch
-                _sendto_each(service.relay_senders, relayed)
+            if relayed:
+                self._send(relayed)
 
-    def _flush(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
-        assert _mmsg.send_routed is not None
+    def _send(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
+        """Send what a read relays: one sendmmsg(2) per run of datagrams leaving by the same
+        relay socket where :mod:`nat._mmsg` is available (one client's frames all leave by its
+        allocation's socket), else, or for a single datagram, which a plain sendto(2) sends
+        for less, one sendto(2) each."""
+        send_routed = _mmsg.send_routed
+        if send_routed is None or len(relayed) == 1:
+            _sendto_each(self.service.relay_senders, relayed)
+            return
         try:
-            _mmsg.send_routed(self.service.relay_fds, relayed)
+            send_routed(self.service.relay_fds, relayed)
         except OSError as exc:  # not expected: the descriptors are those of open sockets
             logger.warning("%s/%s: %s", self.key.protocol, self.client, exc)
 

@@ -7,7 +7,7 @@ import ipaddress
 import random
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -844,6 +844,91 @@ def test_channel_data_fast_matches_the_action_path(alice: Client) -> None:
         assert server.channel_data_fast(raw, source, alice.transport, now) is None
         assert server.handle(raw, source, alice.transport, now) == []
         assert server.counters.dropped == before + 2
+    assert server.counters.relayed_packets == 2
+
+
+def test_clients_on_is_a_live_view_of_the_listeners_allocations(server: TurnServer) -> None:
+    clients = server.clients_on(TCP)
+    assert clients == {}
+    assert server.clients_on(UDP) == {}
+    bob = Client(server, ("198.51.100.8", 40001), TCP)
+    bob.allocate(T0)
+    carol = Client(server, ("198.51.100.9", 40002), UDP)
+    carol.allocate(T0, relay=("127.0.0.1", 50001))
+    assert server.clients_on(TCP) is clients
+    assert list(clients) == [bob.source]
+    assert clients[bob.source] is server.allocation(bob.source, TCP)
+    assert list(server.clients_on(UDP)) == [carol.source]
+    assert error_code(bob.call(stun.Method.REFRESH, [(stun.LIFETIME, 0)], T0)) is None
+    assert clients == {}  # deleted: gone from the view too
+    server.tick(T0 + 3600)  # carol's expires
+    assert server.clients_on(UDP) == {}
+
+
+PEER2 = ("203.0.113.10", 6001)
+
+
+def _stream(*frames: tuple[int, bytes]) -> bytes:
+    return b"".join(stun.encode_channel_data(number, data, pad=True) for number, data in frames)
+
+
+def test_channel_frames_relays_a_run_as_channel_data_does_one(server: TurnServer) -> None:
+    bob = Client(server, ("198.51.100.8", 40001), TCP)
+    bob.allocate(T0)
+    bob.bind(0x4001, PEER, T0)
+    bob.bind(0x4002, PEER2, T0)
+    frames = [(0x4001, b"abc"), (0x4002, b"hello"), (0x4001, b""), (0x4003, b"zz"), (0x4001, b"q")]
+    request = stun.Message(stun.Method.BINDING, stun.MsgClass.REQUEST, bytes(12)).encode()
+    data = b"xy" + _stream(*frames) + request + _stream((0x4001, b"after"))
+    allocation = server.clients_on(TCP)[bob.source]
+    relayed: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
+    end = server.channel_frames(allocation, data, 2, T0, relayed)
+    assert data[end:].startswith(request)  # the run ends at the first frame of another kind
+    # Each frame decided as the datagram path decides it (0x4003 is not bound: dropped).
+    singles = [server.channel_data_fast(_stream(f), bob.source, TCP, T0) for f in frames]
+    assert relayed == [found for found in singles if found is not None]
+    assert [payload for _, _, payload in relayed] == [b"abc", b"hello", b"", b"q"]
+    assert [peer for _, peer, _ in relayed] == [PEER, PEER2, PEER, PEER]
+    assert server.counters.relayed_packets == 8
+    assert server.counters.relayed_bytes == 18
+    assert server.counters.dropped == 2
+
+
+def test_channel_frames_stops_before_an_incomplete_frame(server: TurnServer) -> None:
+    bob = Client(server, ("198.51.100.8", 40001), TCP)
+    bob.allocate(T0)
+    bob.bind(0x4001, PEER, T0)
+    allocation = server.clients_on(TCP)[bob.source]
+    whole = _stream((0x4001, b"abcde"))  # 4 + 5 bytes, padded to 12
+    for cut in (1, 3, 4, 9, 11):  # the header, the payload, and the padding not all there
+        relayed: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
+        data = bytearray(whole + whole[:cut])  # a stream's buffer, as the service passes it
+        assert server.channel_frames(allocation, cast(bytes, data), 0, T0, relayed) == len(whole)
+        data[:] = bytes(len(data))  # the payloads are copies: the buffer may change afterwards
+        assert relayed == [(bob.relay, PEER, b"abcde")]
+        assert server.channel_frames(allocation, whole[:cut], 0, T0, relayed) == 0
+    assert server.counters.dropped == 0
+
+
+def test_channel_frames_drop_what_the_datagram_path_drops() -> None:
+    server = make_server(max_bps=1000)
+    bob = Client(server, ("198.51.100.8", 40001), TCP)
+    bob.allocate(T0)
+    bob.bind(0x4001, PEER, T0)
+    allocation = server.clients_on(TCP)[bob.source]
+    data = _stream(*[(0x4001, b"x" * 400)] * 3)
+    relayed: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
+    # max-bps: one second of burst, 1000 bytes; the third frame is over it.
+    assert server.channel_frames(allocation, data, 0, T0, relayed) == len(data)
+    assert len(relayed) == 2
+    assert server.counters.dropped == 1
+    # An expired channel, and a client whose allocation is gone: every frame dropped, counted.
+    for held, now in [(allocation, T0 + 600), (None, T0 + 2)]:
+        relayed.clear()
+        before = server.counters.dropped
+        assert server.channel_frames(held, data, 0, now, relayed) == len(data)
+        assert relayed == []
+        assert server.counters.dropped == before + 3
     assert server.counters.relayed_packets == 2
 
 
