@@ -523,32 +523,23 @@ class _ClientStream(asyncio.Protocol):
         self.service.streams[(self.key, self.client)] = self
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        if buffer:
-            buffer += data
-            consumed = self._consume(buffer)
-        else:
-            # The usual case: the last read ended on a frame boundary, so the frames are read
-            # from the transport's bytes themselves (no copy into the buffer; a frame that is
-            # the whole read is not even sliced). Only a partial frame at the end is kept.
-            consumed = self._consume(data)
-        if not self.buffer:
-            self.partial_since = None
-        elif consumed or self.partial_since is None:
-            # A new partial frame: the stall clock starts now (trickling bytes do not reset it).
-            self.partial_since = self.service.clock()
+        """Hand every complete frame of the stream to the core; a partial frame at the end is
+        kept in ``self.buffer`` for the next read.
 
-    def _consume(self, buffer: bytes | bytearray) -> int:
-        """Hand every complete frame in ``buffer`` (``self.buffer``, or a read that found it
-        empty) to the core; returns how many bytes they took. What is left of ``buffer`` ends
-        in ``self.buffer``.
-
-        Frames are read at an offset and the consumed prefix is cut once at the end (cutting
-        each frame off the front would move the rest of a 64 KiB read every time). A run of
-        ChannelData frames goes to the core in one call (:meth:`TurnServer.channel_frames`),
-        Send indications by its lean entry point, as over UDP. What they relay is sent at the
-        end of the read, or before a request (see :meth:`_send`).
+        The usual read ends on a frame boundary and finds the buffer empty: its frames are
+        read from the transport's bytes themselves, at an offset (no copy into the buffer; a
+        frame that is the whole read is not even sliced). From the buffer, the consumed prefix
+        is cut once at the end (cutting each frame off the front would move the rest of a
+        64 KiB read every time). A run of ChannelData frames goes to the core in one call
+        (:meth:`TurnServer.channel_frames`), Send indications by its lean entry point, as over
+        UDP. What they relay is sent at the end of the read, or before a request (see
+        :meth:`_send`).
         """
+        buffer: bytes | bytearray = self.buffer
+        if buffer:
+            buffer += data  # (self.buffer, extended in place)
+        else:
+            buffer = data
         service = self.service
         core = service.core
         relayed: list[tuple[Address, Address, bytes]] = []  # (relay, peer, payload), as found
@@ -576,10 +567,10 @@ class _ClientStream(asyncio.Protocol):
                         logger.info("closing %s/%s: not speaking TURN", key.protocol, client)
                         core.counters.malformed += 1
                         self.close()
-                        return pos
+                        return
                     end = channel_frames(allocation, buffer, pos, now, relayed)
                     if end == pos:  # the next frame is not complete yet
-                        return pos
+                        return
                     pos = end
                     continue
                 try:
@@ -589,9 +580,9 @@ class _ClientStream(asyncio.Protocol):
                     logger.info("closing %s/%s: %s", key.protocol, client, exc)
                     core.counters.malformed += 1
                     self.close()
-                    return pos
+                    return
                 if end > total:
-                    return pos
+                    return
                 frame = bytes(buffer[pos:end])  # (no copy of a bytes read that is one frame)
                 pos = end
                 if first == 0 and frame[1] == 0x16:
@@ -606,11 +597,11 @@ class _ClientStream(asyncio.Protocol):
                 if actions:
                     service.perform(actions)
                 if self.transport is None or self.transport.is_closing():
-                    return pos
+                    return
                 allocation = clients.get(client)
                 if allocation is not None:
                     self.allocated = True
-            return pos
+            return
         finally:
             if buffer is self.buffer:
                 del buffer[:pos]
@@ -618,14 +609,19 @@ class _ClientStream(asyncio.Protocol):
                 self.buffer += memoryview(buffer)[pos:]
             if relayed:
                 self._send(relayed)
+            if not self.buffer:
+                self.partial_since = None
+            elif pos or self.partial_since is None:
+                # A new partial frame: the stall clock starts now (trickling bytes do not
+                # reset it).
+                self.partial_since = service.clock()
 
     def _send(self, relayed: list[tuple[Address, Address, bytes]]) -> None:
         """Send what a read relays: one sendmmsg(2) per run of datagrams leaving by the same
         relay socket where :mod:`nat._mmsg` is available (one client's frames all leave by its
-        allocation's socket), else, or for a single datagram, which a plain sendto(2) sends
-        for less, one sendto(2) each."""
+        allocation's socket; a run of one goes by sendto(2)), else one sendto(2) each."""
         send_routed = _mmsg.send_routed
-        if send_routed is None or len(relayed) == 1:
+        if send_routed is None:
             _sendto_each(self.service.relay_senders, relayed)
             return
         try:
