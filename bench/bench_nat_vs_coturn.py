@@ -1,6 +1,6 @@
 """coturn's turnserver vs ``peercall relay`` on this machine: capacity at saturation.
 
-Usage: .venv/bin/python bench/bench_nat_vs_coturn.py [--traffic channel,send,tcp,stun]
+Usage: .venv/bin/python bench/bench_nat_vs_coturn.py [--traffic channel,send,data,tcp,stun]
        [--servers coturn,peercall] [--runs 3] [--seconds 3] [--max-rate 1000000]
        [--no-paced] [--no-memory]
 
@@ -12,10 +12,13 @@ rate (UDP) or a generator process is near a full core: its capacity is then mark
 each time against a freshly started server, and the medians are kept. A server's capacity is
 the highest median delivered rate of a step whose median loss stayed at or under 1 %.
 
-Traffic (one direction, client -> relay -> peer, so one message is one pass through the relay):
+Traffic (one direction, so one message is one pass through the relay):
 
-* ``channel``: UDP ChannelData on a bound channel (RFC 8656 §12);
-* ``send``: UDP Send indications to a permitted peer (§11);
+* ``channel``: UDP ChannelData on a bound channel (RFC 8656 §12), client -> relay -> peer;
+* ``send``: UDP Send indications to a permitted peer (§11), client -> relay -> peer;
+* ``data``: the way back without a channel, peer -> relay -> client: a peer socket in each
+  generator process sends to the relayed addresses round robin and the relay passes each
+  datagram on as a Data indication (§11.3), loss = datagrams that reached no client;
 * ``tcp``: ChannelData framed over TCP connections to the server (§12.5). TCP does not drop:
   a server that cannot keep up pushes back, so "loss" is how far delivery falls behind the
   offered rate (delivered / (rate x seconds));
@@ -93,10 +96,11 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 STEPS: dict[str, list[int]] = {
     "channel": [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 170_000, 200_000],
     "send": [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 170_000],
+    "data": [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 170_000],
     "tcp": [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 170_000],
     "stun": [40_000, 80_000, 120_000, 160_000, 200_000, 240_000, 280_000],
 }
-CLIENTS = {"channel": 64, "send": 64, "tcp": 32, "stun": 32}
+CLIENTS = {"channel": 64, "send": 64, "data": 64, "tcp": 32, "stun": 32}
 
 
 # --- processes, CPU and memory from /proc ---------------------------------------------------
@@ -267,8 +271,15 @@ class _Turn:
         raise RuntimeError("authentication failed")
 
 
-def _setup(kind: str, port: int, sink: tuple[str, int], clients: int) -> list[socket.socket]:
-    """``clients`` sockets ready to send ``kind`` traffic (allocated, channel or permission)."""
+def _setup(
+    kind: str,
+    port: int,
+    sink: tuple[str, int],
+    clients: int,
+    relays: list[tuple[str, int]] | None = None,
+) -> list[socket.socket]:
+    """``clients`` sockets ready to send ``kind`` traffic (allocated, channel or permission);
+    their relayed addresses appended to ``relays`` if given."""
     socks = []
     for _ in range(clients):
         if kind == "stun":
@@ -276,8 +287,13 @@ def _setup(kind: str, port: int, sink: tuple[str, int], clients: int) -> list[so
             sock.connect((HOST, port))
         else:
             turn = _Turn(kind, port)
-            turn.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
-            if kind == "send":
+            answer = turn.request(stun.Method.ALLOCATE, [(stun.REQUESTED_TRANSPORT, 17)])
+            relayed = answer.get(stun.XOR_RELAYED_ADDRESS)
+            if relays is not None and relayed is not None:
+                relays.append(relayed)
+            if kind in ("send", "data"):
+                # (A permission is for the peer's IP, any port (§9): the generator's own peer
+                # socket, on the sink's address, is let in by it too.)
                 turn.request(stun.Method.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, sink)])
             else:
                 bind: list[tuple[stun.Attr[Any], Any]] = [
@@ -314,12 +330,19 @@ def generator(
     seconds: float,
 ) -> None:
     """One generator process: set up, say ready, wait for go, send on schedule, report."""
+    relays: list[tuple[str, int]] = []
+    peer: socket.socket | None = None
     try:
-        socks = _setup(kind, port, sink, clients)
+        socks = _setup(kind, port, sink, clients, relays)
+        if kind == "data":  # this process's peer, sending to its clients' relayed addresses
+            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer.bind((HOST, 0))
+            peer.setblocking(False)
     except Exception as exc:  # reported to the parent as one line
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     messages = [_message(kind, sink, i) for i in range(len(socks))]
+    answered = kind in ("stun", "data")  # counted as they reach the client sockets
     conn.send(("ready", None))
     conn.recv()
     tcp = kind == "tcp"
@@ -351,6 +374,8 @@ def generator(
                     n = sock.send(messages[i])
                     if n < len(messages[i]):
                         pending[i] = messages[i][n:]
+                elif peer is not None:
+                    peer.sendto(PAYLOAD, relays[i])
                 else:
                     sock.send(messages[i])
                 sent += 1
@@ -358,14 +383,14 @@ def generator(
                 continue  # TCP pushing back, or a full UDP buffer: not sent, so not counted
             except ConnectionRefusedError:
                 continue
-        if kind == "stun":
+        if answered:
             for sock in socks:
                 with contextlib.suppress(BlockingIOError, InterruptedError, ConnectionError):
                     while True:
                         sock.recv(2048)
                         responses += 1
     elapsed = time.perf_counter() - started
-    if kind == "stun":  # responses still in flight
+    if answered:  # responses still in flight
         end = time.perf_counter() + 0.5
         while time.perf_counter() < end:
             got = 0
@@ -383,6 +408,8 @@ def generator(
     conn.recv()  # keep the allocations until the parent has read the sink
     for sock in socks:
         sock.close()
+    if peer is not None:
+        peer.close()
 
 
 def sink(conn: multiprocessing.connection.Connection, sock: socket.socket) -> None:
@@ -469,7 +496,7 @@ def measure(server: Server, kind: str, rate: int, args: argparse.Namespace) -> R
     sent = sum(r[0] for r in results)
     seconds = max(r[2] for r in results)
     generator_cpu = statistics.mean(r[3] / r[2] for r in results) * 100
-    if kind == "stun":
+    if kind in ("stun", "data"):
         received = sum(r[1] for r in results)
     if kind == "tcp":  # no drops over TCP: loss is falling behind the offered rate
         loss = max(0.0, 1 - received / (rate * seconds)) * 100
@@ -751,7 +778,7 @@ def paced(name: str, workdir: Path, peer_port: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--traffic", default="channel,send,tcp,stun", help="kinds to sweep")
+    parser.add_argument("--traffic", default="channel,send,data,tcp,stun", help="kinds to sweep")
     parser.add_argument(
         "--servers",
         default="coturn,peercall",
