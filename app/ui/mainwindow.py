@@ -1018,10 +1018,15 @@ class MainWindow(QMainWindow):
         Dialogs are kept for decisions (leaving a call); news is not a decision (issue 12.6).
         """
         line = message.splitlines()[0] if message else "unknown error"
-        echo = not self.adapter.in_call and self._ended_outcome not in (None, "failed")
+        outcome = None if self.adapter.in_call else self._ended_outcome
+        # The flow's own echo of an end already shown ("Call ended — declined", or "Failed:"
+        # with this very reason; it may come before or after the end): one event, one line
+        # (issue 12.6). A failure whose reason the end line lacked is still shown.
+        failure = self._call_error
+        echo = outcome not in (None, "failed") or (
+            outcome == "failed" and failure is not None and failure in line
+        )
         if echo and "call ended:" in line:
-            # The flow's own echo of an end already shown ("Call ended — declined"): one
-            # event, one line (issue 12.6).
             logger.info("%s", line)
             return
         logger.warning("%s", line)

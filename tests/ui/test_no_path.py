@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import Any
 
 from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
@@ -43,8 +44,9 @@ class NoCandidates(MemoryChannel):
 
 
 def test_no_path_is_one_line_naming_the_fix(
-    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any
+    qtbot: Any, qloop: asyncio.AbstractEventLoop, make_window: Any, caplog: Any
 ) -> None:
+    caplog.set_level(logging.INFO, logger="app.ui.mainwindow")
     alice = make_window("alice")
     bob = make_window("bob")
     assert alice.settings["ice_servers"] == []  # nothing that could find a way round the NATs
@@ -59,6 +61,15 @@ def test_no_path_is_one_line_naming_the_fix(
     expected = "Failed: no network path to the other person: add a STUN/TURN server or host a relay"
     assert news == expected
     qtbot.waitUntil(lambda: bob.news.text() == expected, timeout=10_000)
+    # Each side's call flow then echoes the end ("Call: call ended: ..."): the line shown
+    # stays the one above (the echo used to replace it, depending on which came first).
+
+    def echoes() -> int:
+        return sum("call ended:" in record.getMessage() for record in caplog.records)
+
+    qtbot.waitUntil(lambda: echoes() == 2, timeout=10_000)
+    assert alice.news.text() == expected
+    assert bob.news.text() == expected
     assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox)]
     qtbot.waitUntil(lambda: len(alice.history.records) == 1, timeout=10_000)
     assert alice.history.records[0].outcome == "failed"
