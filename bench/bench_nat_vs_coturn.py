@@ -9,7 +9,8 @@ the loss passes 1 % (past the listed steps it grows by 1.25x, up to ``--max-rate
 and PeerCall in the same run. A sweep also stops when the generator cannot offer the step's
 rate (UDP) or a generator process is near a full core: its capacity is then marked
 "≥ ... (generator-limited)", a floor, not the server's limit. Each step runs ``--runs`` times,
-each time against a freshly started server, and the medians are kept. A server's capacity is
+each time against a freshly started server, the servers taking turns run by run, and the
+medians are kept. A server's capacity is
 the highest median delivered rate of a step whose median loss stayed at or under 1 %.
 
 Traffic (one direction, so one message is one pass through the relay):
@@ -560,38 +561,48 @@ def _generator_short(kind: str, step: Step) -> bool:
     return kind != "tcp" and step.median("offered") < GENERATOR_SHORT * step.rate
 
 
-def sweep(name: str, kind: str, args: argparse.Namespace, workdir: Path) -> Sweep:
-    result = Sweep(name, kind)
+def sweep(names: list[str], kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Sweep]:
+    """Each server's sweep of ``kind``, interleaved: at each step the servers still climbing
+    take turns run by run (coturn, PeerCall, coturn, ...), each run against a freshly started
+    server, so a slower stretch of this shared machine falls on all of them alike (one server's
+    whole sweep after the other's let a few such minutes move one side's figures by half)."""
+    results = {name: Sweep(name, kind) for name in names}
+    climbing = list(names)
     rates = list(STEPS[kind])
-    while rates:
+    while rates and climbing:
         rate = rates.pop(0)
-        step = Step(rate)
+        steps = {name: Step(rate) for name in climbing}
         for _ in range(args.runs):
-            server = start(name, workdir)
-            try:
-                step.runs.append(measure(server, kind, rate, args))
-            finally:
-                server.stop()
-        result.steps.append(step)
-        print(
-            f"  {name:16} {kind:8} offered {rate:>7,}/s (achieved {step.median('offered'):>9,.0f})"
-            f": delivered {step.median('delivered'):>9,.0f}/s, loss {step.median('loss'):6.2f} %"
-            f", server {step.median('cpu_per_message') * 1e6:5.1f} µs/msg"
-            f" = {step.median('server_cpu') / args.seconds:4.0%} of a core"
-            f"; generator {step.median('generator_cpu'):3.0f} %/proc x{args.procs}"
-            f", sink {step.median('sink_cpu'):3.0f} %"
-            f"  [losses {', '.join(f'{r.loss:.1f}' for r in step.runs)}]",
-            flush=True,
-        )
-        if step.median("loss") > args.stop_loss:
-            break
-        if _generator_short(kind, step):
-            result.generator_limited = True
-            print(f"  {name:16} {kind:8} stop: the generator cannot offer {rate:,}/s", flush=True)
-            break
-        if not rates and not args.rates and _next_rate(rate) <= args.max_rate:
+            for name in climbing:
+                server = start(name, workdir)
+                try:
+                    steps[name].runs.append(measure(server, kind, rate, args))
+                finally:
+                    server.stop()
+        for name, step in steps.items():
+            results[name].steps.append(step)
+            print(
+                f"  {name:16} {kind:8} offered {rate:>7,}/s (achieved"
+                f" {step.median('offered'):>9,.0f}): delivered {step.median('delivered'):>9,.0f}/s"
+                f", loss {step.median('loss'):6.2f} %"
+                f", server {step.median('cpu_per_message') * 1e6:5.1f} µs/msg"
+                f" = {step.median('server_cpu') / args.seconds:4.0%} of a core"
+                f"; generator {step.median('generator_cpu'):3.0f} %/proc x{args.procs}"
+                f", sink {step.median('sink_cpu'):3.0f} %"
+                f"  [losses {', '.join(f'{r.loss:.1f}' for r in step.runs)}]",
+                flush=True,
+            )
+            if step.median("loss") > args.stop_loss:
+                climbing.remove(name)
+            elif _generator_short(kind, step):
+                results[name].generator_limited = True
+                climbing.remove(name)
+                print(
+                    f"  {name:16} {kind:8} stop: the generator cannot offer {rate:,}/s", flush=True
+                )
+        if climbing and not rates and not args.rates and _next_rate(rate) <= args.max_rate:
             rates.append(_next_rate(rate))
-    return result
+    return results
 
 
 # --- the hot paths alone, in-process ----------------------------------------------------------
@@ -831,8 +842,8 @@ def main() -> int:
     sweeps: dict[tuple[str, str], Sweep] = {}
     try:
         for kind in kinds:
-            for name in servers:
-                sweeps[name, kind] = sweep(name, kind, args, workdir)
+            for name, result in sweep(servers, kind, args, workdir).items():
+                sweeps[name, kind] = result
         print()
         print(f"load average after the sweeps: {loadavg()}")
         print_table(sweeps, servers, kinds)
