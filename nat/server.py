@@ -462,23 +462,20 @@ class TurnServer:
         # (and typing.cast would be a function call per packet).
         key = (transport[0], source, transport[1])
         allocation = self._by_five_tuple.get(key)  # type: ignore[call-overload]
-        return self.channel_data_of(allocation, data, 0, now)
+        return self.channel_data_of(allocation, data, now)
 
     def channel_data_of(
-        self, allocation: Allocation | None, data: bytes, start: int, now: float
+        self, allocation: Allocation | None, data: bytes, now: float
     ) -> tuple[Address, Address, bytes] | None:
-        """:meth:`channel_data_fast` for the ChannelData message at ``data[start:]`` from the
-        client of ``allocation`` (None: the source has none), as found in :meth:`clients_on`.
-        A stream reader passes a frame inside its read, which may be a bytearray: the payload
-        is a copy (then a bytearray, which every sender takes), so ``data`` may change after."""
-        if allocation is None or len(data) - start < 4:
+        """:meth:`channel_data_fast` for a ChannelData datagram from the client of
+        ``allocation`` (None: the source has none), as found in :meth:`clients_on`."""
+        if allocation is None or len(data) < 4:
             self.counters.dropped += 1
             return None
-        number = data[start] << 8 | data[start + 1]
-        length = data[start + 2] << 8 | data[start + 3]
+        number = data[0] << 8 | data[1]
+        length = data[2] << 8 | data[3]
         channel = allocation.channels.get(number)
-        start += 4
-        if channel is None or now >= channel.expires or length > len(data) - start:
+        if channel is None or now >= channel.expires or length > len(data) - 4:
             self.counters.dropped += 1
             return None
         # No permission check here: RFC 8656 §12.5 relays on a bound channel (whose binding
@@ -491,8 +488,8 @@ class TurnServer:
         counters.relayed_bytes += length
         peer = channel.peer
         if allocation.extra_relay is not None:
-            return allocation.relay_for(peer[0]), peer, data[start : start + length]
-        return allocation.relay, peer, data[start : start + length]
+            return allocation.relay_for(peer[0]), peer, data[4 : 4 + length]
+        return allocation.relay, peer, data[4 : 4 + length]
 
     def channel_frames(
         self,

@@ -354,7 +354,7 @@ class _ClientDatagrams:
         replies: list[tuple[bytes, Address]] = []  # Binding answers back to clients
         for data, source in datagrams:
             if data and data[0] & 0xC0 == 0x40:
-                found = channel_data(clients.get(source), data, 0, now)
+                found = channel_data(clients.get(source), data, now)
             elif len(data) >= stun.HEADER_LENGTH and data[0] == 0 and data[1] == 0x16:
                 found = send_indication(clients.get(source), data, now)
             else:
