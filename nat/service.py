@@ -164,13 +164,14 @@ def stream_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.s
 
 
 class _UdpEndpoint:
-    """A bound UDP socket served by a callback per datagram.
+    """A bound UDP socket, read by its handler's drain.
 
-    Where the loop offers ``add_reader`` (asyncio's selector loop, uvloop, qasync) the socket is
-    drained on each readiness event, up to :data:`DRAIN_MAX` datagrams: one epoll round trip
-    per burst instead of per datagram, which is most of a relay's CPU in Python. Sending is a
-    plain non-blocking ``sendto``; a full socket buffer drops the datagram, as UDP would
-    anyway. Elsewhere (e.g. the Windows proactor loop) it falls back to a datagram transport.
+    Where the loop offers ``add_reader`` (asyncio's selector loop, uvloop, qasync) the drain
+    given to :meth:`start` runs on each readiness event and reads up to :data:`DRAIN_MAX`
+    datagrams: one epoll round trip per burst instead of per datagram, which is most of a
+    relay's CPU in Python. Sending is a plain non-blocking ``sendto``; a full socket buffer
+    drops the datagram, as UDP would anyway. Elsewhere (e.g. the Windows proactor loop) it falls
+    back to a datagram transport calling ``on_datagram`` per datagram.
     """
 
     def __init__(
@@ -187,16 +188,17 @@ class _UdpEndpoint:
         self.dropped = 0
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = False
-        self.reader: Callable[[], None] = self._readable
+        self.reader: Callable[[], None]  # what a readiness event runs (set by start)
         # What the hot paths call to send: the socket's own sendto (raises OSError, counted by
         # the caller through _send_failed), saving a Python call per relayed datagram.
         self.send: Callable[[bytes, Address], object] = sock.sendto
         self.fd = sock.fileno()  # for the batched paths (nat._mmsg)
 
-    async def start(self, reader: Callable[[], None] | None = None) -> None:
-        """Start reading (raises OSError if the loop cannot watch the socket); ``reader``
-        replaces the per-datagram callback loop where the loop offers ``add_reader``."""
-        self.reader = reader or self._readable  # (what a readiness event runs; benchmarks)
+    async def start(self, reader: Callable[[], None]) -> None:
+        """Start reading (raises OSError if the loop cannot watch the socket): ``reader`` on
+        each readiness event where the loop offers ``add_reader``, else ``on_datagram`` per
+        datagram through a datagram transport."""
+        self.reader = reader  # (also what the benchmarks call)
         try:
             self.loop.add_reader(self.sock.fileno(), self.reader)
         except NotImplementedError:
@@ -205,22 +207,6 @@ class _UdpEndpoint:
             )
             self.sendto = self.transport.sendto  # type: ignore[method-assign]
             self.send = self.transport.sendto
-
-    def _readable(self) -> None:
-        recvfrom = self.sock.recvfrom
-        on_datagram = self.on_datagram
-        for _ in range(DRAIN_MAX):
-            try:
-                data, addr = recvfrom(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                # ICMP errors from peers (port unreachable...) are normal on a relay.
-                logger.debug("udp %s: %s", self.name, exc)
-                if self.closed:
-                    return
-                continue
-            on_datagram(data, addr)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         """Send one datagram now, or drop it if the socket buffer is full."""
@@ -277,6 +263,18 @@ def _received(endpoint: _UdpEndpoint) -> Iterator[tuple[bytes, Address]]:
         yield data, (addr if v4 else addr[:2])
 
 
+def _received_batch(endpoint: _UdpEndpoint) -> list[tuple[bytes, Address]]:
+    """Up to :data:`DRAIN_MAX` datagrams from ``endpoint`` by one recvmmsg(2) (the readers'
+    way with :mod:`nat._mmsg`); a socket error (an ICMP error from a peer, normal on a relay)
+    reads nothing this time: the socket is level-triggered, what still waits brings us back."""
+    assert _mmsg.recv_batch is not None
+    try:
+        return _mmsg.recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
+    except OSError as exc:
+        logger.debug("udp %s: %s", endpoint.name, exc)
+        return []
+
+
 def _sendto_each(
     senders: dict[Address, Callable[[bytes, Address], object]],
     datagrams: list[tuple[Address, Address, bytes]],
@@ -325,15 +323,8 @@ class _ClientDatagrams:
         to :data:`DRAIN_MAX` datagrams, decided by :meth:`_burst`, and what is to be sent
         sent at the end of the burst, one sendmmsg(2) per run of datagrams leaving by the
         same socket (:func:`nat._mmsg_ext.send_routed`)."""
-        endpoint = self.endpoint
-        assert endpoint is not None
-        assert _mmsg.recv_batch is not None
-        try:
-            batch = _mmsg.recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
-        except OSError as exc:  # level-triggered: what still waits brings us back
-            logger.debug("udp %s: %s", endpoint.name, exc)
-            return
-        self._burst(batch, self._flush)
+        assert self.endpoint is not None
+        self._burst(_received_batch(self.endpoint), self._flush)
 
     def _burst(
         self,
@@ -433,15 +424,8 @@ class _PeerDatagrams:
         """The relay socket's reader where :mod:`nat._mmsg` is available: one recvmmsg(2) of
         up to :data:`DRAIN_MAX` datagrams, decided by :meth:`_burst`, and what goes back to
         UDP clients sent with one sendmmsg(2) per listener (usually one)."""
-        endpoint = self.endpoint
-        assert endpoint is not None
-        assert _mmsg.recv_batch is not None
-        try:
-            batch = _mmsg.recv_batch(endpoint.fd, DRAIN_MAX, RECV_SIZE)
-        except OSError as exc:  # ICMP errors from peers are normal on a relay
-            logger.debug("udp %s: %s", endpoint.name, exc)
-            return
-        self._burst(batch, self._send_routed)
+        assert self.endpoint is not None
+        self._burst(_received_batch(self.endpoint), self._send_routed)
 
     def _burst(
         self,
@@ -509,7 +493,7 @@ class _ClientStream(asyncio.Protocol):
         self.buffer = bytearray()
         self.idle_since = service.clock()  # last time it had an allocation (or connected)
         self.partial_since: float | None = None  # since when a partial frame waits
-        self.allocated = False  # has had an allocation: speaks TURN (see _consume)
+        self.allocated = False  # has had an allocation: speaks TURN (see data_received)
         self.clients = service.core.clients_on(key)  # allocations by client, on this listener
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
